@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Prepares a bare CI machine for the tests: Docker engine and compose, a local base image
+# (no registry is reachable here), the host CA bundle for HTTPS inside builds, and a fake
+# NVIDIA hook so containers with a GPU device request can start without a GPU.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+if ! command -v dockerd >/dev/null || ! command -v docker-compose >/dev/null || ! command -v debootstrap >/dev/null; then
+  step "Installing docker.io, docker-compose and debootstrap from Debian"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io docker-compose debootstrap >/dev/null
+fi
+
+fake_hook_dir=/opt/fake-nvidia/bin
+if [ ! -x "$fake_hook_dir/nvidia-container-runtime-hook" ]; then
+  step "Installing the fake nvidia-container-runtime-hook in $fake_hook_dir"
+  mkdir -p "$fake_hook_dir"
+  # Exits 0 so GPU device requests start; set WORKSHOP_FAKE_GPU_BROKEN to a file that exists
+  # to make it fail like a host whose NVIDIA runtime is broken.
+  cat >"$fake_hook_dir/nvidia-container-runtime-hook" <<'HOOK'
+#!/bin/sh
+[ -e /run/fake-nvidia-broken ] && { echo "fake NVIDIA hook: disabled by /run/fake-nvidia-broken" >&2; exit 1; }
+exit 0
+HOOK
+  chmod +x "$fake_hook_dir/nvidia-container-runtime-hook"
+fi
+
+if ! docker info >/dev/null 2>&1; then
+  step "Starting dockerd (log: /var/log/dockerd-ci.log)"
+  PATH="$fake_hook_dir:$PATH" nohup dockerd >/var/log/dockerd-ci.log 2>&1 &
+  for _ in $(seq 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
+  docker info >/dev/null 2>&1 || { echo "dockerd did not start: see /var/log/dockerd-ci.log" >&2; exit 1; }
+fi
+
+base_image=local/bookworm-py
+if ! docker image inspect "$base_image" >/dev/null 2>&1; then
+  step "Building the local base image $base_image with debootstrap (~1 min)"
+  rootfs=$(mktemp -d)
+  debootstrap --variant=minbase --include=python3,python3-venv,python3-pip,ca-certificates bookworm "$rootfs" >/tmp/debootstrap.log 2>&1 \
+    || { tail -20 /tmp/debootstrap.log >&2; exit 1; }
+  tar -C "$rootfs" -c . | docker import - "$base_image" >/dev/null
+  rm -rf "$rootfs"
+fi
+echo "machine ready: $(docker --version), $(docker-compose --version), base image $base_image"

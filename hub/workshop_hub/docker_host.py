@@ -1,0 +1,88 @@
+"""What the hub asks the Docker host: are the images there, do GPUs work, who runs where."""
+
+from __future__ import annotations
+
+import docker
+from docker.errors import APIError, ContainerError, DockerException, ImageNotFound
+
+from .profiles import LABEL_GPU, LABEL_INSTANCE, LABEL_USER
+from .settings import SettingsError
+
+NO_NVIDIA_RUNTIME_HINT = (
+    "install the NVIDIA Container Toolkit on the host (and restart Docker), or leave "
+    "WORKSHOP_GPUS empty to offer CPU only"
+)
+
+
+def gpu_device_request(device_ids: list[str] | None = None) -> dict:
+    """A Docker device request for these GPUs (all of them when None), as docker-py accepts."""
+    if device_ids is None:
+        return {"driver": "", "count": -1, "capabilities": [["gpu"]]}
+    return {"driver": "", "device_ids": list(device_ids), "capabilities": [["gpu"]]}
+
+
+def explain_gpu_error(error: Exception) -> str:
+    """Docker's refusal of a GPU container, in words an organizer can act on."""
+    text = str(getattr(error, "explanation", None) or error)
+    if "could not select device driver" in text:
+        return f"Docker on this host has no NVIDIA runtime: {NO_NVIDIA_RUNTIME_HINT}."
+    return f"Docker refused to start a container with a GPU ({text.strip()}): {NO_NVIDIA_RUNTIME_HINT}."
+
+
+def ensure_image(client: docker.DockerClient, setting: str, image: str) -> None:
+    """Stop the hub with a clear message when an attendee image is neither built nor pullable."""
+    try:
+        client.images.get(image)
+        return
+    except ImageNotFound:
+        pass
+    try:
+        client.images.pull(image)
+    except DockerException as error:
+        raise SettingsError(
+            f"{setting}={image!r}: no such image on this host and it could not be pulled "
+            f"({str(getattr(error, 'explanation', None) or error).strip()[:160]}). Build it with `docker compose build` "
+            "(`docker compose --profile gpu build` for the CUDA image) or fix the name."
+        ) from None
+
+
+def probe_gpus(client: docker.DockerClient, image: str, device_ids: list[str] | None) -> str:
+    """Start a throwaway container with a GPU request; return what `nvidia-smi -L` printed.
+
+    Raises RuntimeError with an explanation when Docker refuses GPU containers. Starting a
+    container is the only reliable test: a host can have the NVIDIA hook without the
+    `nvidia` runtime being listed, or the reverse.
+    """
+    try:
+        output = client.containers.run(
+            image,
+            ["sh", "-c", "nvidia-smi -L 2>/dev/null || true"],
+            entrypoint=[],
+            device_requests=[gpu_device_request(device_ids)],
+            remove=True,
+            network_disabled=True,
+        )
+    except (APIError, ContainerError) as error:
+        raise RuntimeError(explain_gpu_error(error)) from None
+    return output.decode(errors="replace")
+
+
+def detect_gpu_ids(nvidia_smi_listing: str) -> list[str]:
+    """Device indices from `nvidia-smi -L` lines such as 'GPU 0: NVIDIA H100 (UUID: ...)'."""
+    ids = []
+    for line in nvidia_smi_listing.splitlines():
+        if line.startswith("GPU ") and ":" in line:
+            ids.append(line[4 : line.index(":")].strip())
+    return ids
+
+
+def running_gpu_holders(client: docker.DockerClient, instance: str) -> dict[str, str]:
+    """username -> GPU id of every running attendee container of this deployment."""
+    containers = client.containers.list(
+        filters={"label": [f"{LABEL_INSTANCE}={instance}", LABEL_GPU], "status": "running"}
+    )
+    return {
+        container.labels[LABEL_USER]: container.labels[LABEL_GPU]
+        for container in containers
+        if container.labels.get(LABEL_USER)
+    }

@@ -1,0 +1,86 @@
+"""The two ways an attendee can start: on CPU or on a shared GPU, and the limits of each."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .settings import WorkshopSettings
+
+# Home of the attendee inside the lab image (uid 1000); their volume is mounted at WORK_DIR.
+WORK_DIR = "/home/jovyan/work"
+# Labels that mark attendee containers, so the hub can find them again after a restart.
+LABEL_INSTANCE = "org.pytorch-workshop.instance"
+LABEL_USER = "org.pytorch-workshop.user"
+LABEL_PROFILE = "org.pytorch-workshop.profile"
+LABEL_GPU = "org.pytorch-workshop.gpu"
+
+
+@dataclass(frozen=True)
+class Profile:
+    slug: str
+    display_name: str
+    description: str
+    image: str
+    mem_limit: int
+    cpu_limit: float
+
+
+def _gib(size: int) -> str:
+    return f"{size / 1024**3:g} GB"
+
+
+def cpu_profile(settings: WorkshopSettings) -> Profile:
+    return Profile(
+        slug="cpu",
+        display_name="CPU",
+        description=(
+            f"Every lab runs, on up to {settings.cpu_limit:g} CPU cores with "
+            f"{_gib(settings.mem_limit)} of memory."
+        ),
+        image=settings.cpu_image,
+        mem_limit=settings.mem_limit,
+        cpu_limit=settings.cpu_limit,
+    )
+
+
+def gpu_profile(settings: WorkshopSettings) -> Profile:
+    share = (
+        "a whole GPU"
+        if settings.attendees_per_gpu == 1
+        else f"1/{settings.attendees_per_gpu} of a GPU's memory"
+    )
+    return Profile(
+        slug="gpu",
+        display_name="GPU",
+        description=(
+            f"An NVIDIA GPU shared with up to {settings.attendees_per_gpu - 1} others "
+            f"({share}), {settings.gpu_cpu_limit:g} CPU cores and "
+            f"{_gib(settings.gpu_mem_limit)} of memory: labs 3 and 4 show real CUDA speed-ups."
+        ),
+        image=settings.cuda_image,
+        mem_limit=settings.gpu_mem_limit,
+        cpu_limit=settings.gpu_cpu_limit,
+    )
+
+
+def container_limits(settings: WorkshopSettings, profile: Profile) -> dict:
+    """Limits and hardening of an attendee container, as docker-py keyword arguments.
+
+    The keys are valid both for `APIClient.create_host_config` (the spawner) and for
+    `containers.run` (the smoke-test runner), so both run labs under the same limits.
+    """
+    return {
+        "mem_limit": profile.mem_limit,
+        # Without swap the memory limit is a real limit: an OOM kill, not hours of thrashing.
+        "memswap_limit": profile.mem_limit,
+        "nano_cpus": int(profile.cpu_limit * 1e9),
+        "pids_limit": settings.pids_limit,
+        "shm_size": settings.shm_size,
+        "cap_drop": ["ALL"],
+        "security_opt": ["no-new-privileges"],
+    }
+
+
+def gpu_memory_fraction(settings: WorkshopSettings) -> float:
+    """Share of one GPU's memory each attendee's torch may allocate."""
+    return round(1 / settings.attendees_per_gpu, 4)

@@ -1,0 +1,83 @@
+"""Fixtures for the end-to-end tests: real images, a real compose stack, real attendees.
+
+These tests need Docker. They never skip: without Docker they fail and say how to get it
+(`bash .ci/prepare-machine.sh` on Debian, or install Docker). `pytest -m "not e2e"` runs
+everything else.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import docker
+import pytest
+
+from .hub_client import Attendee
+from .stack import ROOT, TEST_IMAGES, HubStack, build_images, remove_test_leftovers
+
+# Limits the main stack configures, smaller than the defaults so the tests prove they apply.
+MAIN_STACK_LIMITS = {
+    "WORKSHOP_MEM_LIMIT": "1G",
+    "WORKSHOP_CPU_LIMIT": "1",
+    "WORKSHOP_PIDS_LIMIT": "300",
+    "WORKSHOP_SHM_SIZE": "256M",
+}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if Path(item.fspath).is_relative_to(Path(__file__).parent):
+            item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(scope="session")
+def docker_client():
+    try:
+        client = docker.from_env()
+        client.ping()
+    except docker.errors.DockerException as error:
+        pytest.fail(
+            f"The end-to-end tests need a running Docker daemon ({error}). Start Docker "
+            "(on Debian: bash .ci/prepare-machine.sh), or run `pytest -m 'not e2e'`.",
+            pytrace=False,
+        )
+    remove_test_leftovers(client)
+    return client
+
+
+@pytest.fixture(scope="session")
+def lab_images(docker_client) -> dict[str, str]:
+    """The hub and both lab images, built from this checkout (cached layers make reruns fast)."""
+    build_images(ROOT / "reports" / "e2e-image-build.log")
+    return {"cpu": TEST_IMAGES["WORKSHOP_CPU_IMAGE"], "cuda": TEST_IMAGES["WORKSHOP_CUDA_IMAGE"]}
+
+
+@pytest.fixture(scope="session")
+def hub(lab_images):
+    """The main stack: default settings but smaller limits, and a generated access code."""
+    stack = HubStack(WORKSHOP_ACCESS_CODE="", WORKSHOP_ADMIN_PASSWORD="", **MAIN_STACK_LIMITS)
+    try:
+        stack.up()
+        yield stack
+    finally:
+        if os.environ.get("WORKSHOP_KEEP_TEST_STACKS") != "1":
+            stack.down()
+
+
+@pytest.fixture(scope="session")
+def access_code(hub) -> str:
+    """Read the way the README tells organizers to."""
+    result = hub.hub_exec("workshop-hub", "access-code")
+    assert result.returncode == 0, result.stderr
+    return result.stdout.split("access code:", 1)[1].split()[0]
+
+
+@pytest.fixture(scope="session")
+def ada(hub, access_code) -> Attendee:
+    """An attendee with a running server, shared by the tests that only look at it."""
+    attendee = Attendee(hub.url, "ada")
+    assert attendee.login(access_code).status_code == 200
+    attendee.spawn_seconds = attendee.start_server()
+    assert attendee.open_lab().status_code == 200
+    return attendee

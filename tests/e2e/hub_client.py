@@ -1,0 +1,170 @@
+"""An attendee's browser, in Python: log in, start a server, run code in a real kernel."""
+
+from __future__ import annotations
+
+import html
+import json
+import time
+import uuid
+from dataclasses import dataclass
+
+import requests
+import websocket
+
+
+class SpawnFailed(Exception):
+    """The hub reported that the server could not start; the message is what it showed."""
+
+
+@dataclass
+class CodeResult:
+    stdout: str
+    error: str | None
+
+
+class Attendee:
+    def __init__(self, base_url: str, name: str):
+        self.base_url = base_url.rstrip("/")
+        self.name = name
+        self.http = requests.Session()
+
+    # --- the hub ---------------------------------------------------------------------------
+
+    def _hub_xsrf(self) -> str:
+        return self.http.cookies.get("_xsrf", path="/hub/") or self.http.cookies.get("_xsrf")
+
+    def login(self, password: str, username: str | None = None) -> requests.Response:
+        """Fill in the login form like a browser; returns the final response."""
+        self.http.get(f"{self.base_url}/hub/login", timeout=30)
+        return self.http.post(
+            f"{self.base_url}/hub/login",
+            data={
+                "username": self.name if username is None else username,
+                "password": password,
+                "_xsrf": self._hub_xsrf(),
+            },
+            timeout=30,
+        )
+
+    def spawn_form(self) -> requests.Response:
+        return self.http.get(f"{self.base_url}/hub/spawn/{self.name}", timeout=30)
+
+    def start_server(self, profile: str | None = None, timeout: float = 300) -> float:
+        """Press start (choosing `profile` on the form); seconds until the server is ready."""
+        started = time.monotonic()
+        data = {"_xsrf": self._hub_xsrf()}
+        if profile:
+            data["profile"] = profile
+        response = self.http.post(
+            f"{self.base_url}/hub/spawn/{self.name}", data=data, timeout=60, allow_redirects=False
+        )
+        if response.status_code >= 400:
+            # The hub shows the form again with the reason: keep the text a person reads.
+            raise SpawnFailed(f"HTTP {response.status_code}: {html.unescape(response.text)}")
+        self._wait_for_progress(timeout)
+        return time.monotonic() - started
+
+    def _wait_for_progress(self, timeout: float) -> None:
+        url = f"{self.base_url}/hub/api/users/{self.name}/server/progress"
+        deadline = time.monotonic() + timeout
+        with self.http.get(url, stream=True, timeout=timeout) as stream:
+            for line in stream.iter_lines(decode_unicode=True):
+                if time.monotonic() > deadline:
+                    break
+                if not line or not line.startswith("data:"):
+                    continue
+                event = json.loads(line[len("data:") :])
+                if event.get("failed"):
+                    raise SpawnFailed(event.get("message", "spawn failed"))
+                if event.get("ready"):
+                    return
+        raise TimeoutError(f"{self.name}'s server was not ready after {timeout:.0f} s")
+
+    def server_info(self) -> dict:
+        response = self.http.get(f"{self.base_url}/hub/api/users/{self.name}", timeout=30)
+        response.raise_for_status()
+        return response.json()
+
+    def stop_server(self, timeout: float = 120) -> None:
+        response = self.http.delete(
+            f"{self.base_url}/hub/api/users/{self.name}/server",
+            headers={"X-XSRFToken": self._hub_xsrf()},
+            timeout=60,
+        )
+        assert response.status_code in (202, 204), response.text
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.server_info()["servers"]:
+                return
+            time.sleep(1)
+        raise TimeoutError(f"{self.name}'s server did not stop within {timeout:.0f} s")
+
+    # --- the attendee's own server ---------------------------------------------------------
+
+    def user_url(self, path: str = "", owner: str | None = None) -> str:
+        return f"{self.base_url}/user/{owner or self.name}/{path}"
+
+    def open_lab(self, owner: str | None = None) -> requests.Response:
+        """Open JupyterLab, which completes the server's OAuth handshake with the hub."""
+        return self.http.get(self.user_url("lab", owner), timeout=60)
+
+    def _server_xsrf(self) -> str:
+        return self.http.cookies.get("_xsrf", path=f"/user/{self.name}/") or ""
+
+    def api(self, method: str, path: str, **kwargs) -> requests.Response:
+        headers = {"X-XSRFToken": self._server_xsrf(), **kwargs.pop("headers", {})}
+        return self.http.request(
+            method, self.user_url(f"api/{path}"), headers=headers, timeout=60, **kwargs
+        )
+
+    def run_code(self, code: str, timeout: float = 120) -> CodeResult:
+        """Execute `code` in a new kernel over the Jupyter websocket, as JupyterLab does."""
+        response = self.api("POST", "kernels", json={"name": "python3"})
+        response.raise_for_status()
+        kernel_id = response.json()["id"]
+        try:
+            return self._execute(kernel_id, code, timeout)
+        finally:
+            self.api("DELETE", f"kernels/{kernel_id}")
+
+    def _execute(self, kernel_id: str, code: str, timeout: float) -> CodeResult:
+        ws_url = self.user_url(f"api/kernels/{kernel_id}/channels").replace("http", "ws", 1)
+        cookies = "; ".join(f"{c.name}={c.value}" for c in self.http.cookies)
+        connection = websocket.create_connection(
+            ws_url, header=[f"Cookie: {cookies}"], timeout=timeout
+        )
+        msg_id = uuid.uuid4().hex
+        connection.send(
+            json.dumps(
+                {
+                    "header": {
+                        "msg_id": msg_id,
+                        "username": self.name,
+                        "session": uuid.uuid4().hex,
+                        "msg_type": "execute_request",
+                        "version": "5.3",
+                    },
+                    "parent_header": {},
+                    "metadata": {},
+                    "content": {"code": code, "silent": False, "store_history": False},
+                    "channel": "shell",
+                }
+            )
+        )
+        stdout, error = [], None
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                message = json.loads(connection.recv())
+                if message.get("parent_header", {}).get("msg_id") != msg_id:
+                    continue
+                kind, content = message["msg_type"], message["content"]
+                if kind == "stream":
+                    stdout.append(content["text"])
+                elif kind == "error":
+                    error = f"{content['ename']}: {content['evalue']}"
+                elif kind == "status" and content["execution_state"] == "idle":
+                    return CodeResult("".join(stdout), error)
+        finally:
+            connection.close()
+        raise TimeoutError(f"code did not finish within {timeout:.0f} s: {code[:80]!r}")

@@ -1,0 +1,49 @@
+import docker
+
+from workshop_hub.docker_host import detect_gpu_ids, explain_gpu_error, gpu_device_request
+from workshop_hub.profiles import container_limits, cpu_profile, gpu_memory_fraction, gpu_profile
+from workshop_hub.settings import load_settings
+
+
+def test_container_limits_are_the_settings_and_drop_every_privilege():
+    settings = load_settings({"WORKSHOP_MEM_LIMIT": "1G", "WORKSHOP_CPU_LIMIT": "1.5"})
+    limits = container_limits(settings, cpu_profile(settings))
+    assert limits["mem_limit"] == limits["memswap_limit"] == 1024**3
+    assert limits["nano_cpus"] == 1_500_000_000
+    assert limits["pids_limit"] == 512
+    assert limits["shm_size"] == 512 * 1024**2
+    assert limits["cap_drop"] == ["ALL"]
+    assert limits["security_opt"] == ["no-new-privileges"]
+
+
+def test_limits_are_accepted_by_docker_host_config():
+    settings = load_settings({})
+    config = docker.types.HostConfig(
+        version="1.41",
+        device_requests=[gpu_device_request(["1"])],
+        **container_limits(settings, gpu_profile(settings)),
+    )
+    assert config["Memory"] == 6 * 1024**3
+    assert config["DeviceRequests"][0]["DeviceIDs"] == ["1"]
+    assert config["DeviceRequests"][0]["Capabilities"] == [["gpu"]]
+
+
+def test_gpu_profile_describes_sharing():
+    settings = load_settings({"WORKSHOP_ATTENDEES_PER_GPU": "3"})
+    assert "1/3 of a GPU" in gpu_profile(settings).description
+    assert gpu_memory_fraction(settings) == 0.3333
+
+
+def test_nvidia_smi_listing_parsing():
+    listing = "GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-1)\nGPU 1: NVIDIA H100 (UUID: GPU-2)\n"
+    assert detect_gpu_ids(listing) == ["0", "1"]
+    assert detect_gpu_ids("") == []
+
+
+def test_missing_nvidia_runtime_is_explained():
+    error = docker.errors.APIError(
+        "500", explanation='could not select device driver "" with capabilities: [[gpu]]'
+    )
+    message = explain_gpu_error(error)
+    assert message.startswith("Docker on this host has no NVIDIA runtime")
+    assert "NVIDIA Container Toolkit" in message and "WORKSHOP_GPUS" in message
