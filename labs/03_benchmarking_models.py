@@ -1,0 +1,463 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Lab 3 · Benchmarking models
+#
+# "My change made it faster" is a claim, and this lab teaches you to back it with a number you
+# can trust. By the end you will be able to:
+#
+# 1. **time** PyTorch code correctly: warm-up, repeats, and synchronizing with the GPU;
+# 2. use **`torch.utils.benchmark.Timer`**, which does all of that for you;
+# 3. read a **`torch.profiler`** op table, draw its top ops and save a trace;
+# 4. **find the bottleneck** of a small pipeline by labelling its stages;
+# 5. make inference faster and report the gain as a **measured ratio**.
+#
+# You need what labs 1 and 2 taught: tensors, `nn.Module`/`nn.Sequential` and the digits data.
+
+# %%
+from workshop_labs import setup
+
+device = setup()
+
+# %%
+import statistics
+import time
+
+import torch
+from torch import nn
+
+from workshop_labs import data, lab03, plots, runtime, timing
+
+# %% [markdown]
+# ## 1 · Why timing is harder than it looks
+#
+# We will time a small multilayer perceptron (MLP) that classifies the 8×8 digits. Its weights
+# stay random: how long a forward pass takes does not depend on the weights' *values*, only on
+# the shapes, so we need no training for this lab.
+#
+# `torch.inference_mode()` switches autograd off: when we only predict, there is no backward
+# pass, so PyTorch need not record the graph. That makes prediction faster and is what you
+# should always benchmark inference with.
+
+
+# %%
+def make_model() -> nn.Module:
+    """A fresh digits classifier: 64 pixels in, 10 class scores out."""
+    model = nn.Sequential(
+        nn.Linear(64, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, 10)
+    )
+    return model.to(device).eval()
+
+
+X, y = data.digits()
+X = X.to(device)
+batch = X[:256]
+
+# %% [markdown]
+# ### The naive way: `time.time()` around one call
+#
+# Let us time the *same* forward pass many times, each call on its own, with a brand-new model.
+# If one measurement were enough, every dot below would sit on the same line.
+
+# %%
+fresh_model = make_model()
+single_runs_ms = []
+with torch.inference_mode():
+    for _ in range(runtime.pick(full=30, quick=12)):
+        timing.sync(device)  # explained in a moment; does nothing on the CPU
+        start = time.perf_counter()
+        fresh_model(batch)
+        timing.sync(device)
+        single_runs_ms.append((time.perf_counter() - start) * 1000)
+
+lab03.timing_spread(single_runs_ms, title="The same forward pass, timed call by call")
+
+# %% [markdown]
+# Two lessons hide in this picture:
+#
+# * **The first call is slow.** It pays one-off costs: memory is allocated, the math library
+#   picks and prepares its kernels, caches are cold (on a GPU add context creation and
+#   kernel selection, which can take seconds). So we **warm up**: run the code a few times and
+#   throw those timings away.
+# * **Single calls scatter.** Other programs, the operating system and frequency scaling all
+#   add noise. So we **repeat** and report a mean (or median) with its spread.
+#
+# And `time.time()` is the wrong clock: it follows the wall clock, which the system may adjust
+# while you measure, and on some systems it only ticks every few milliseconds.
+# `time.perf_counter()` is the clock made for measuring intervals:
+
+# %%
+for clock in ("time", "perf_counter"):
+    info = time.get_clock_info(clock)
+    print(f"time.{clock}(): resolution {info.resolution:.0e} s, adjustable: {info.adjustable}")
+
+# %% [markdown]
+# ### CUDA is asynchronous
+#
+# On a GPU there is a third trap. When Python calls `model(batch)`, PyTorch only **queues** the
+# work (the *kernels*) for the GPU and returns at once; the GPU works through the queue while
+# Python runs ahead. A clock read right after the call measures how long it took to *queue*
+# the work, not to do it. `torch.cuda.synchronize()` waits until the queue is empty, so you
+# synchronize **before starting** the clock (nothing left over from earlier) and **before
+# stopping** it (everything you timed has finished).
+
+# %%
+lab03.async_timeline()
+
+# %% [markdown]
+# On a machine with a GPU the next cell shows the lie in numbers; on the CPU every operation
+# finishes before it returns, so there is nothing to wait for (`timing.sync` does nothing there).
+
+# %%
+if device.type == "cuda":
+    big = torch.randn(4096, 4096, device=device)
+    big @ big  # warm-up
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    big @ big
+    queued_ms = (time.perf_counter() - start) * 1000
+    torch.cuda.synchronize()
+    finished_ms = (time.perf_counter() - start) * 1000
+    print(f"without synchronize: {queued_ms:.3f} ms · with synchronize: {finished_ms:.3f} ms")
+else:
+    print("No GPU here: CPU operations are synchronous, the clock is right without a sync.")
+
+# %% [markdown]
+# ### Exercise 1 · A timing function you can trust
+#
+# Write `time_it(fn, device, warmup=3, repeats=10)` that returns the mean time of **one** call
+# of `fn()` in **milliseconds**:
+#
+# 1. call `fn()` `warmup` times without timing;
+# 2. if `device.type == "cuda"`, call `torch.cuda.synchronize()` before starting the clock;
+# 3. time `repeats` calls with `time.perf_counter()`, synchronizing (on CUDA) before you stop it;
+# 4. return the milliseconds per call.
+#
+# The check runs your function on a *simulated* GPU that behaves like a real one (calls return
+# at once, the first call is slow), so it can tell you what you forgot even on a laptop.
+
+
+# %% tags=["exercise"]
+def time_it(fn, device, warmup=3, repeats=10):
+    # TODO: warm up, synchronize on CUDA, time `repeats` calls, return milliseconds per call
+    start = time.time()
+    fn()
+    return time.time() - start
+
+
+# %% [markdown] tags=["solution"]
+# <details><summary>Solution</summary>
+#
+# ```python
+# def time_it(fn, device, warmup=3, repeats=10):
+#     for _ in range(warmup):
+#         fn()
+#     if device.type == "cuda":
+#         torch.cuda.synchronize()
+#     start = time.perf_counter()
+#     for _ in range(repeats):
+#         fn()
+#     if device.type == "cuda":
+#         torch.cuda.synchronize()
+#     return (time.perf_counter() - start) * 1000 / repeats
+# ```
+#
+# </details>
+
+# %%
+lab03.check_time_it(time_it)
+
+# %% [markdown]
+# ## 2 · `torch.utils.benchmark.Timer`: the tool that does it for you
+#
+# PyTorch ships a timer that warms up, synchronizes CUDA, repeats until the measurement is
+# stable (`blocked_autorange`) and reports the median with its spread. One detail to know:
+# it runs with **one thread** unless you pass `num_threads`, so give it the number your code
+# really uses.
+
+# %%
+import torch.utils.benchmark as benchmark
+
+model = make_model()
+
+
+def predict(model: nn.Module, inputs: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """Class scores for every row of `inputs`, computed `batch_size` rows at a time."""
+    with torch.inference_mode():
+        return torch.cat(
+            [model(inputs[i : i + batch_size]) for i in range(0, len(inputs), batch_size)]
+        )
+
+
+timer = benchmark.Timer(
+    stmt="predict(model, batch, batch_size=256)",
+    globals={"predict": predict, "model": model, "batch": batch},
+    num_threads=torch.get_num_threads(),
+    label="digits MLP",
+    description="256 samples",
+)
+measurement = timer.blocked_autorange(min_run_time=runtime.pick(full=1.0, quick=0.1))
+print(measurement)
+
+# %% [markdown]
+# The course's own helper `timing.measure` does the same steps as your `time_it` and keeps
+# every run, which is handy for plots. Both tools agree within the noise:
+
+# %%
+helper = timing.measure(lambda: predict(model, batch, 256), device=device, repeats=20)
+print(f"benchmark.Timer median: {measurement.median * 1000:.3f} ms · timing.measure: {helper}")
+
+# %% [markdown]
+# ## 3 · `torch.profiler`: where does the time go?
+#
+# A timer tells you *how long*; the profiler tells you *where*. It records every operation
+# PyTorch runs (the `aten::` ops are PyTorch's C++ operations) with its time and call count.
+# We profile prediction **one sample at a time**, the way a naive serving loop would do it.
+
+# %%
+from torch.profiler import ProfilerActivity, profile
+
+activities = [ProfilerActivity.CPU]
+if device.type == "cuda":
+    activities.append(ProfilerActivity.CUDA)
+
+few = X[: runtime.pick(full=512, quick=32)]
+predict(model, few, batch_size=1)  # warm-up: profile the steady state, not the first call
+with profile(activities=activities) as prof:
+    predict(model, few, batch_size=1)
+
+print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=8))
+
+# %% [markdown]
+# How to read the table:
+#
+# * **Self CPU** is the time spent *in the op itself*. **CPU total** also counts the ops it
+#   calls: `aten::linear` calls `aten::t` (transpose the weight) and `aten::addmm` (the
+#   matrix multiply plus bias), so its total contains theirs.
+# * **# of Calls** is the clue to many performance problems: each call has a fixed cost.
+#
+# Sorted by *self* time, the top ops are the real work. As a chart:
+
+# %%
+lab03.top_ops_chart(prof, title="Top ops by self CPU time · predicting one sample at a time")
+
+# %% [markdown]
+# The profiler can also save a **trace**: a timeline of every op. Download the file and open
+# it in `chrome://tracing` or at [ui.perfetto.dev](https://ui.perfetto.dev) to zoom into
+# single calls.
+
+# %%
+trace_path = runtime.work_dir() / "lab03_trace.json"
+prof.export_chrome_trace(str(trace_path))
+print(f"trace saved: {trace_path} ({trace_path.stat().st_size / 1e6:.1f} MB)")
+
+# %% [markdown]
+# ### Exercise 2 · Read the op table in code
+#
+# `prof.key_averages()` is a list of events; each has a `key` (the op's name),
+# `self_cpu_time_total`, `cpu_time_total` (microseconds) and `count`. Set `top_op` to the
+# name of the op with the largest **self** CPU time, computed from `prof` (not typed in).
+
+# %% tags=["exercise"]
+events = prof.key_averages()
+# TODO: the name (key) of the event with the largest self CPU time
+top_op = None
+
+# %% [markdown] tags=["solution"]
+# <details><summary>Solution</summary>
+#
+# ```python
+# events = prof.key_averages()
+# top_op = max(events, key=lambda event: event.self_cpu_time_total).key
+# ```
+#
+# </details>
+
+# %%
+lab03.check_top_op(prof, top_op)
+
+# %% [markdown]
+# ## 4 · Finding the bottleneck
+#
+# Look at the call counts again: predicting one sample runs three `addmm`, three `t`, two
+# `relu`, a slice, ... The matrix multiply `addmm` tops the chart, but is that the
+# arithmetic, or the cost of *calling* it? Profile the same samples in one batch and compare
+# what `addmm` costs **per sample**:
+
+# %%
+predict(model, few, batch_size=len(few))  # warm-up for the new shape
+with profile(activities=activities) as prof_batched:
+    predict(model, few, batch_size=len(few))
+
+
+def addmm_us_per_sample(recording) -> float:
+    addmm = next(e for e in recording.key_averages() if e.key == "aten::addmm")
+    return addmm.self_cpu_time_total / len(few)
+
+
+one_at_a_time, batched = addmm_us_per_sample(prof), addmm_us_per_sample(prof_batched)
+print(f"aten::addmm per sample: {one_at_a_time:.2f} µs one at a time, {batched:.2f} µs batched")
+print(f"same arithmetic, {one_at_a_time / batched:.1f}× the time one at a time")
+
+# %% [markdown]
+# For a single 64-pixel sample the arithmetic is tiny, so the time goes into the **fixed cost
+# of each call** (Python, dispatching the op, preparing the math library, allocating the
+# output), paid once per sample. That is the bottleneck, and it points at the fix: give every
+# call more work, i.e. a **bigger batch**.
+#
+# Real pipelines have stages (load data, run the model, post-process) and the slow one is not
+# always the model. Label each stage with `record_function` and the profiler adds up the time
+# per stage. Here is a pipeline whose loading step builds each batch sample by sample, the
+# way a `Dataset` is indexed, with a per-sample transform:
+
+# %%
+from torch.profiler import record_function
+from torch.utils.data import TensorDataset
+
+dataset = TensorDataset(X, y.to(device))
+
+
+def standardize(image: torch.Tensor) -> torch.Tensor:
+    """Give one image mean 0 and standard deviation 1, a common per-sample transform."""
+    return (image - image.mean()) / (image.std() + 1e-6)
+
+
+def load_batch(indices: range) -> torch.Tensor:
+    """Build a batch from single samples, standardizing each one."""
+    return torch.stack([standardize(dataset[i][0]) for i in indices])
+
+
+n_batches, stage_batch = runtime.pick(full=8, quick=2), runtime.pick(full=128, quick=64)
+
+# %% [markdown]
+# ### Exercise 3 · Label the stages, name the bottleneck
+#
+# The loading stage is already labelled with `record_function("load")`; label the forward
+# pass `"model"` the same way. The cell then profiles the pipeline into `prof_stages`. Set
+# `bottleneck` to the name of the stage with the larger total CPU time, computed from
+# `prof_stages.key_averages()` (use `cpu_time_total`: a stage's time *includes* its ops).
+
+
+# %% tags=["exercise"]
+def run_pipeline():
+    with torch.inference_mode():
+        for b in range(n_batches):
+            with record_function("load"):
+                inputs = load_batch(range(b * stage_batch, (b + 1) * stage_batch))
+            # TODO: label the forward pass "model"
+            model(inputs)
+
+
+with profile(activities=activities) as prof_stages:
+    run_pipeline()
+
+# TODO: "load" or "model", computed from prof_stages
+bottleneck = None
+
+# %% [markdown] tags=["solution"]
+# <details><summary>Solution</summary>
+#
+# ```python
+# def run_pipeline():
+#     with torch.inference_mode():
+#         for b in range(n_batches):
+#             with record_function("load"):
+#                 inputs = load_batch(range(b * stage_batch, (b + 1) * stage_batch))
+#             with record_function("model"):
+#                 model(inputs)
+#
+#
+# with profile(activities=activities) as prof_stages:
+#     run_pipeline()
+#
+# stage_ms = {
+#     event.key: event.cpu_time_total
+#     for event in prof_stages.key_averages()
+#     if event.key in ("load", "model")
+# }
+# bottleneck = max(stage_ms, key=stage_ms.get)
+# ```
+#
+# </details>
+
+# %%
+lab03.check_stages(prof_stages, bottleneck)
+
+# %% [markdown]
+# On an idle machine loading wins by far: building a batch one sample at a time runs a dozen
+# tiny ops per sample, while the model runs a handful of ops per *batch*. (On a busy shared
+# machine the numbers jump around; profile twice before you conclude.) The fix is the same idea
+# as for the model: work on the whole batch at once, e.g. `X[indices]` and a standardization
+# over `dim=1`, or a `DataLoader` with a batch size.
+#
+# ## 5 · A measured improvement: batch size
+#
+# Now we make prediction faster and **measure** by how much. We predict the same samples with
+# several batch sizes and report **throughput** (samples per second), the number that matters
+# for a job that must get through a dataset. We use the **median** run: noise from other
+# programs only ever *adds* time, and the median ignores a few disturbed runs.
+
+# %%
+samples = X[: runtime.pick(full=1792, quick=128)]
+batch_sizes = [1, 8, 64, 256]
+throughput = {}
+for batch_size in runtime.progress(batch_sizes, desc="batch sizes"):
+    result = timing.measure(
+        lambda bs=batch_size: predict(model, samples, bs),
+        device=device,
+        warmup=1,
+        repeats=runtime.pick(full=5, quick=2),
+    )
+    median_ms = statistics.median(result.runs)
+    throughput[batch_size] = len(samples) / (median_ms / 1000)
+    print(f"batch size {batch_size:>3}: median {median_ms:.2f} ms for {len(samples)} samples")
+
+plots.curves(
+    {"throughput": (batch_sizes, list(throughput.values()))},
+    title="Throughput grows with the batch size",
+    xlabel="batch size",
+    ylabel="samples per second",
+)
+
+# %%
+best = max(throughput, key=throughput.get)
+plots.bars(
+    {"before: batch size 1": throughput[1], f"after: batch size {best}": throughput[best]},
+    title=f"Prediction throughput: {throughput[best] / throughput[1]:.1f}× after batching",
+    ylabel="samples per second",
+)
+print(lab03.improvement_sentence(throughput, device))
+
+# %% [markdown]
+# Report the gain as a **ratio** (after ÷ before, measured the same way on the same machine):
+# "3×" survives a change of hardware far better than "12 ms" does. And say what you traded:
+# a bigger batch raises **throughput** but a single request now waits for its whole batch,
+# so the **latency** of one prediction does not improve. For a service answering one user at
+# a time, batch size 1 may be right after all.
+#
+# Other knobs follow the same measure-change-measure loop: `DataLoader(num_workers=...)` when
+# loading is the bottleneck (it helps when each sample is costly to produce, e.g. decoding
+# images; on 2 cores with data already in memory it mostly adds overhead), and
+# `torch.compile(model)`, which fuses ops but needs a C compiler and a long first call.
+#
+# ## Recap
+#
+# * Warm up, repeat, use `time.perf_counter()`, and on CUDA `torch.cuda.synchronize()` before
+#   starting and before stopping the clock; or let `torch.utils.benchmark.Timer` do it all.
+# * `torch.profiler.profile` records every op; `key_averages()` sorted by **self** time shows
+#   where the work is, **total** time includes children, the call count reveals overhead;
+#   `export_chrome_trace` saves a timeline.
+# * `record_function("name")` labels a stage so the profiler can show which stage is the
+#   bottleneck; it is not always the model.
+# * Fix the bottleneck, measure again, and report the gain as a ratio with what you traded.

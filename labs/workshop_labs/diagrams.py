@@ -1,0 +1,695 @@
+"""Pictures of PyTorch's moving parts, drawn from the real objects with matplotlib.
+
+- ``layer_table`` / ``network_diagram``: what each layer receives and returns (forward hooks).
+- ``model_anatomy``: the source of a model class, each line coloured by the role it plays.
+- ``dataloader_batches``: which samples a DataLoader puts into which batch.
+- ``autograd_graph``: the graph ``backward()`` walks, from ``grad_fn.next_functions``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import linecache
+import re
+import textwrap
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import matplotlib as mpl
+import torch
+from matplotlib.figure import Figure
+from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Rectangle
+from torch import nn
+from torch.overrides import TorchFunctionMode
+from torch.utils.data import DataLoader, RandomSampler
+
+from workshop_labs.plots import PALETTE, STYLE, figure, format_value, show
+
+# ---------------------------------------------------------------------------------------------
+# Layers and shapes
+# ---------------------------------------------------------------------------------------------
+
+ACTIVATION_MODULES = (
+    nn.ReLU,
+    nn.LeakyReLU,
+    nn.Sigmoid,
+    nn.Tanh,
+    nn.GELU,
+    nn.SiLU,
+    nn.ELU,
+    nn.Softmax,
+    nn.LogSoftmax,
+    nn.Softplus,
+    nn.Hardtanh,
+)
+RESHAPE_MODULES = (nn.Flatten, nn.Unflatten)
+REGULARIZER_MODULES = (nn.Dropout, nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm, nn.GroupNorm)
+# Functions called in forward() outside any layer that a diagram should show as a step.
+FUNCTIONAL_STEPS = {
+    "relu",
+    "leaky_relu",
+    "sigmoid",
+    "tanh",
+    "gelu",
+    "silu",
+    "elu",
+    "softmax",
+    "log_softmax",
+    "flatten",
+    "view",
+    "reshape",
+}
+KIND_COLOURS = {
+    "layer": "#D6E4F5",
+    "activation": "#FBE0C8",
+    "regularizer": "#D9EED9",
+    "reshape": "#E6E6E6",
+    "function": "#FBE0C8",
+}
+
+
+def _first_tensor(value: object) -> torch.Tensor | None:
+    if isinstance(value, torch.Tensor):
+        return value
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        for item in value:
+            found = _first_tensor(item)
+            if found is not None:
+                return found
+    if isinstance(value, Mapping):
+        return _first_tensor(list(value.values()))
+    return None
+
+
+def _shape(value: object) -> tuple[int, ...] | None:
+    tensor = _first_tensor(value)
+    return tuple(tensor.shape) if tensor is not None else None
+
+
+def _kind(module: nn.Module | None) -> str:
+    if module is None:
+        return "function"
+    if isinstance(module, ACTIVATION_MODULES):
+        return "activation"
+    if isinstance(module, RESHAPE_MODULES):
+        return "reshape"
+    if isinstance(module, REGULARIZER_MODULES):
+        return "regularizer"
+    return "layer"
+
+
+@dataclass
+class _Step:
+    name: str
+    type: str
+    kind: str
+    input_shape: tuple[int, ...] | None
+    output_shape: tuple[int, ...] | None
+    params: int
+    sample: torch.Tensor | None  # the output values of the first example in the batch
+
+
+class _FunctionalSteps(TorchFunctionMode):
+    """Records activation and reshape functions that forward() calls outside any layer."""
+
+    def __init__(self, steps: list[_Step], depth: list[int]):
+        super().__init__()
+        self.steps = steps
+        self.depth = depth
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        result = func(*args, **(kwargs or {}))
+        name = getattr(func, "__name__", "")
+        if self.depth[0] == 0 and name in FUNCTIONAL_STEPS:
+            self.steps.append(
+                _Step(
+                    name=_function_label(func),
+                    type="function",
+                    kind="reshape" if name in {"flatten", "view", "reshape"} else "function",
+                    input_shape=_shape(args[0] if args else None),
+                    output_shape=_shape(result),
+                    params=0,
+                    sample=_sample(result),
+                )
+            )
+        return result
+
+
+def _function_label(func) -> str:
+    """How the call reads in forward(): ``x.view()``, ``F.relu`` or ``torch.flatten``."""
+    name = func.__name__
+    if getattr(func, "__qualname__", "").startswith(("Tensor.", "TensorBase.")):
+        return f"x.{name}()"
+    if "functional" in (getattr(func, "__module__", None) or ""):
+        return f"F.{name}"
+    return f"torch.{name}"
+
+
+def _sample(output: object) -> torch.Tensor | None:
+    tensor = _first_tensor(output)
+    if tensor is None or tensor.dim() == 0:
+        return None
+    return tensor[0].detach().float().flatten().cpu() if tensor.dim() > 1 else None
+
+
+def _trace(model: nn.Module, example_input: object) -> list[_Step]:
+    steps: list[_Step] = []
+    depth = [0]
+    handles = []
+
+    def before(module, args):
+        depth[0] += 1
+
+    def after(module, args, output):
+        steps.append(
+            _Step(
+                name=names[module],
+                type=type(module).__name__,
+                kind=_kind(module),
+                input_shape=_shape(args),
+                output_shape=_shape(output),
+                params=sum(p.numel() for p in module.parameters(recurse=False)),
+                sample=_sample(output),
+            )
+        )
+        depth[0] -= 1
+
+    names = {}
+    for name, module in model.named_modules():
+        if next(module.children(), None) is None and module is not model:
+            names[module] = name
+            handles.append(module.register_forward_pre_hook(before))
+            handles.append(module.register_forward_hook(after))
+    try:
+        with torch.no_grad(), _FunctionalSteps(steps, depth):
+            if isinstance(example_input, tuple):
+                model(*example_input)
+            else:
+                model(example_input)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return steps
+
+
+def layer_table(model: nn.Module, example_input: object) -> list[dict]:
+    """One row per layer call, in the order forward() runs them: name, type, input shape,
+    output shape and the layer's own parameter count. Shapes come from forward hooks."""
+    return [
+        {
+            "name": step.name,
+            "type": step.type,
+            "input shape": step.input_shape,
+            "output shape": step.output_shape,
+            "params": step.params,
+        }
+        for step in _trace(model, example_input)
+    ]
+
+
+def _shape_text(shape: tuple[int, ...] | None) -> str:
+    return "?" if shape is None else str(tuple(shape))
+
+
+def _describe(module_type: str, step: _Step) -> str:
+    if step.kind == "function":
+        return "function call in forward()"
+    if step.params:
+        return f"{module_type} · {step.params:,} parameters"
+    return f"{module_type} · no parameters"
+
+
+def network_diagram(model: nn.Module, example_input: object) -> Figure:
+    """Boxes for every layer forward() runs, top to bottom: name, type, input → output shape,
+    parameter count, and a strip showing the values that come out for the first example."""
+    steps = _trace(model, example_input)
+    if not steps:
+        raise ValueError("the model ran no layers: is forward() using registered submodules?")
+    n = len(steps)
+    row_h = 1.0
+    fig, ax = figure(figsize=(11.0, 1.2 + 0.78 * (n + 2)))
+    ax.set_axis_off()
+    ax.set_xlim(0, 11)
+    ax.set_ylim(-(n + 1.1) * row_h, 0.9)
+    cmap = mpl.colormaps["RdBu_r"]
+
+    def arrow(y_from: float, y_to: float) -> None:
+        ax.add_patch(
+            FancyArrowPatch(
+                (3.0, y_from), (3.0, y_to), arrowstyle="-|>", mutation_scale=14, color="#555555"
+            )
+        )
+
+    input_shape = _shape(example_input)
+    ax.text(
+        3.0,
+        0.45,
+        f"input {_shape_text(input_shape)}",
+        ha="center",
+        va="center",
+        fontsize=11,
+        weight="bold",
+    )
+    ax.text(
+        8.4,
+        0.45,
+        "values for the first example\n(blue < 0 < red)",
+        ha="center",
+        va="center",
+        fontsize=9.5,
+        color="#444444",
+    )
+    arrow(0.2, -0.22)
+    for i, step in enumerate(steps):
+        top = -(i + 0.25) * row_h
+        box = FancyBboxPatch(
+            (0.2, top - 0.62),
+            5.6,
+            0.62,
+            boxstyle="round,pad=0.02,rounding_size=0.1",
+            facecolor=KIND_COLOURS[step.kind],
+            edgecolor="#555555",
+            linewidth=1.2,
+        )
+        ax.add_patch(box)
+        ax.text(
+            0.4,
+            top - 0.2,
+            step.name,
+            ha="left",
+            va="center",
+            fontsize=11.5,
+            weight="bold",
+            family="monospace",
+        )
+        ax.text(
+            5.6,
+            top - 0.2,
+            _describe(step.type, step),
+            ha="right",
+            va="center",
+            fontsize=9.5,
+            color="#333333",
+        )
+        ax.text(
+            0.4,
+            top - 0.46,
+            f"in {_shape_text(step.input_shape)}  →  out {_shape_text(step.output_shape)}",
+            ha="left",
+            va="center",
+            fontsize=10.5,
+            family="monospace",
+        )
+        if step.sample is not None and step.sample.numel():
+            values = step.sample[:64]
+            limit = float(values.abs().max()) or 1.0
+            width = 4.4 / len(values)
+            for j, value in enumerate(values.tolist()):
+                ax.add_patch(
+                    Rectangle(
+                        (6.2 + j * width, top - 0.56),
+                        width,
+                        0.5,
+                        facecolor=cmap(0.5 + 0.5 * value / limit),
+                        edgecolor="white",
+                        linewidth=0.3,
+                    )
+                )
+            shown = (
+                f"first {len(values)} of {step.sample.numel()}"
+                if step.sample.numel() > len(values)
+                else f"{len(values)} values"
+            )
+            ax.text(
+                10.7,
+                top - 0.31,
+                shown,
+                ha="left",
+                va="center",
+                fontsize=8.5,
+                color="#555555",
+                rotation=90,
+            )
+        arrow(top - 0.64, top - 0.64 - 0.34 * row_h)
+    ax.text(
+        3.0,
+        -(n + 0.3) * row_h,
+        f"output {_shape_text(steps[-1].output_shape)}",
+        ha="center",
+        va="center",
+        fontsize=11,
+        weight="bold",
+    )
+    handles = [
+        Rectangle((0, 0), 1, 1, facecolor=c, edgecolor="#555555")
+        for c in (
+            KIND_COLOURS["layer"],
+            KIND_COLOURS["activation"],
+            KIND_COLOURS["regularizer"],
+            KIND_COLOURS["reshape"],
+        )
+    ]
+    ax.legend(
+        handles,
+        ["layer with weights", "activation", "normalization / dropout", "reshape"],
+        loc="lower center",
+        ncols=4,
+        frameon=False,
+        bbox_to_anchor=(0.5, -0.02),
+        fontsize=9.5,
+    )
+    total = sum(p.numel() for p in model.parameters())
+    ax.set_title(f"{type(model).__name__}: {n} layer calls, {total:,} parameters", loc="left")
+    return show(fig)
+
+
+# ---------------------------------------------------------------------------------------------
+# Model class anatomy
+# ---------------------------------------------------------------------------------------------
+
+ROLES = {
+    "class": ("#C9DAF8", "class Name(nn.Module): inherit nn.Module's machinery"),
+    "init": ("#E8E1F5", "__init__: build the parts once"),
+    "super": ("#F4C7C3", "super().__init__(): set up nn.Module first"),
+    "register": ("#D9EAD3", "self.name = nn.Layer(…): register a layer"),
+    "unregistered": ("#F6B26B", "plain list/dict: NOT registered"),
+    "forward": ("#FFF2CC", "forward: the computation, run by model(x)"),
+    "other": ("#FFFFFF", ""),
+}
+_REGISTER = re.compile(r"^\s*self\.\w+\s*=\s*(?:torch\.)?(?:nn\.|[A-Z]\w*\()")
+_UNREGISTERED = re.compile(r"^\s*self\.\w+\s*=\s*[\[\{(]")
+
+
+def _line_roles(lines: list[str]) -> list[str]:
+    roles = []
+    method = None
+    continuing = None
+    depth = 0
+    for line in lines:
+        stripped = line.strip()
+        if continuing is not None:
+            role = continuing
+        elif not stripped:
+            role = "other"
+        elif stripped.startswith("class "):
+            role, method = "class", None
+        elif stripped.startswith("def "):
+            method = stripped[4:].split("(")[0]
+            role = {"__init__": "init", "forward": "forward"}.get(method, "other")
+        elif method == "__init__" and "super(" in stripped and "__init__(" in stripped:
+            role = "super"
+        elif method == "__init__" and _REGISTER.match(line):
+            role = "register"
+        elif method == "__init__" and _UNREGISTERED.match(line) and "nn." in line:
+            role = "unregistered"
+        elif method == "__init__":
+            role = "init"
+        elif method == "forward":
+            role = "forward"
+        else:
+            role = "other"
+        depth += line.count("(") + line.count("[") + line.count("{")
+        depth -= line.count(")") + line.count("]") + line.count("}")
+        continuing = role if depth > 0 else None
+        roles.append(role)
+    return roles
+
+
+def _class_source(cls: type) -> list[str]:
+    """The source lines of ``cls``. Classes defined in a notebook cell have no module file, so
+    their source is found through a method's code object, which knows its cell."""
+    try:
+        return textwrap.dedent(inspect.getsource(cls)).rstrip().splitlines()
+    except (OSError, TypeError):
+        pass
+    methods = [f for f in vars(cls).values() if inspect.isfunction(f)]
+    if not methods:
+        raise ValueError(f"cannot find the source code of {cls.__name__}")
+    code = methods[0].__code__
+    lines = linecache.getlines(code.co_filename)
+    header = re.compile(rf"^(\s*)class\s+{re.escape(cls.__name__)}\b")
+    start = next(
+        (i for i in range(code.co_firstlineno - 1, -1, -1) if header.match(lines[i])), None
+    )
+    if start is None:
+        raise ValueError(f"cannot find the source code of {cls.__name__}")
+    indent = len(header.match(lines[start]).group(1))
+    end = start + 1
+    while end < len(lines) and (
+        not lines[end].strip() or len(lines[end]) - len(lines[end].lstrip()) > indent
+    ):
+        end += 1
+    return textwrap.dedent("".join(lines[start:end])).rstrip().splitlines()
+
+
+def model_anatomy(model_class: type) -> Figure:
+    """The source code of a model class with every line coloured by its role: the class line,
+    ``__init__``, the ``super().__init__()`` call, layer registration and ``forward``."""
+    source = _class_source(model_class)
+    roles = _line_roles(source)
+    n = len(source)
+    # Fixed geometry (no automatic layout): one x unit is one inch, so the monospace code
+    # (0.0875 in per character at 10.5 pt) always fits inside its coloured bands.
+    code_w = 0.0875 * max(40, max(len(line) for line in source)) + 0.35
+    label_w, line_h, title_h = 4.4, 0.25, 0.5
+    height = title_h + line_h * (n + 0.6)
+    with mpl.rc_context(STYLE):
+        fig = Figure(figsize=(code_w + label_w, height))
+    ax = fig.add_axes((0, 0, 1, 1 - title_h / height))
+    ax.set_axis_off()
+    ax.set_xlim(0, code_w + label_w)
+    ax.set_ylim(n - 0.2, -0.8)
+    for i, (line, role) in enumerate(zip(source, roles, strict=True)):
+        colour = ROLES[role][0]
+        ax.add_patch(Rectangle((0, i - 0.5), code_w, 1.0, facecolor=colour, edgecolor="none"))
+        ax.text(0.1, i, line or " ", ha="left", va="center", family="monospace", fontsize=10.5)
+    # One label per contiguous region, to the right of the code.
+    start = 0
+    for i in range(1, n + 1):
+        if i == n or roles[i] != roles[start]:
+            role = roles[start]
+            if role != "other":
+                colour, label = ROLES[role]
+                mid = (start + i - 1) / 2
+                ax.add_patch(
+                    Rectangle(
+                        (code_w + 0.1, start - 0.45),
+                        0.08,
+                        i - start - 0.1,
+                        facecolor="#555555",
+                        edgecolor="none",
+                    )
+                )
+                ax.text(
+                    code_w + 0.3,
+                    mid,
+                    label,
+                    ha="left",
+                    va="center",
+                    fontsize=10,
+                    bbox={
+                        "facecolor": colour,
+                        "edgecolor": "#777777",
+                        "boxstyle": "round,pad=0.25",
+                    },
+                )
+            start = i
+    fig.text(
+        0.01,
+        1 - 0.25 / height,
+        f"Anatomy of {model_class.__name__}: each line's role",
+        fontsize=13,
+        weight="bold",
+        va="center",
+    )
+    return show(fig)
+
+
+# ---------------------------------------------------------------------------------------------
+# DataLoader batches
+# ---------------------------------------------------------------------------------------------
+
+
+def _batches_without_side_effects(loader: DataLoader, n_batches: int, epochs: int):
+    """The index lists the next ``epochs`` passes over ``loader`` will produce, leaving every
+    random generator as it was (so the picture shows exactly what the next loop gets)."""
+    generator = getattr(loader.sampler, "generator", None)
+    saved = generator.get_state() if generator is not None else torch.get_rng_state()
+    try:
+        passes = []
+        for _ in range(epochs):
+            batches = []
+            for indices in loader.batch_sampler:
+                batches.append(list(indices))
+                if len(batches) == n_batches:
+                    break
+            passes.append(batches)
+        return passes
+    finally:
+        if generator is not None:
+            generator.set_state(saved)
+        else:
+            torch.set_rng_state(saved)
+
+
+def dataloader_batches(loader: DataLoader, n_batches: int = 3) -> Figure:
+    """Which dataset rows land in which batch: the unshuffled order next to this loader's
+    first two epochs. Each cell is one sample, coloured (and numbered) by its dataset index."""
+    if loader.batch_sampler is None:
+        raise ValueError("this DataLoader has batch_size=None: it yields single samples")
+    size = len(loader.dataset)
+    batch_size = loader.batch_sampler.batch_size
+    shuffled = isinstance(loader.sampler, RandomSampler)
+    epochs = _batches_without_side_effects(loader, n_batches, epochs=2 if shuffled else 1)
+    in_order = [
+        list(range(b * batch_size, min(size, (b + 1) * batch_size)))
+        for b in range(min(n_batches, len(loader)))
+    ]
+    panels = [("dataset order (shuffle=False)", in_order)]
+    if shuffled:
+        panels += [(f"this loader, epoch {e + 1} (shuffle=True)", b) for e, b in enumerate(epochs)]
+    else:
+        panels = [("this loader (shuffle=False): dataset order", epochs[0])]
+    columns = min(batch_size, 24)
+    cmap = mpl.colormaps["viridis"]
+    fig, axes = figure(
+        len(panels),
+        1,
+        figsize=(min(14.0, 2.4 + 0.5 * columns), 0.9 + len(panels) * (0.55 * n_batches + 0.75)),
+    )
+    axes = [axes] if len(panels) == 1 else list(axes)
+    first_x = _first_tensor(loader.dataset[0])
+    sample_shape = tuple(first_x.shape) if first_x is not None else ()
+    for ax, (title, batches) in zip(axes, panels, strict=True):
+        ax.set_axis_off()
+        ax.set_xlim(-2.3, columns + 1.0)
+        ax.set_ylim(len(batches) - 0.4, -0.6)
+        for row, indices in enumerate(batches):
+            shape = _shape_text((len(indices), *sample_shape))
+            ax.text(-0.2, row, f"batch {row}\nx {shape}", ha="right", va="center", fontsize=9.5)
+            for col, index in enumerate(indices[:columns]):
+                colour = cmap(index / max(1, size - 1))
+                ax.add_patch(Rectangle((col, row - 0.4), 0.94, 0.8, facecolor=colour))
+                ax.text(
+                    col + 0.47,
+                    row,
+                    str(index),
+                    ha="center",
+                    va="center",
+                    fontsize=7.5 if index < 1000 else 6.5,
+                    color="white" if index / max(1, size - 1) < 0.6 else "black",
+                )
+            if len(indices) > columns:
+                ax.text(
+                    columns + 0.2,
+                    row,
+                    f"+{len(indices) - columns}",
+                    ha="left",
+                    va="center",
+                    fontsize=9,
+                )
+        ax.set_title(title, loc="left", fontsize=11.5)
+    fig.suptitle(
+        f"{size:,} samples, batch_size={batch_size}, num_workers={loader.num_workers} → "
+        f"{len(loader)} batches per epoch (first {len(panels[0][1])} shown; colour = sample index)",
+        fontsize=11,
+    )
+    return show(fig)
+
+
+# ---------------------------------------------------------------------------------------------
+# Autograd graph
+# ---------------------------------------------------------------------------------------------
+
+
+def autograd_graph(tensor: torch.Tensor, names: Mapping[str, torch.Tensor] | None = None) -> Figure:
+    """The graph autograd recorded while computing ``tensor``: leaf tensors at the top, one box
+    per operation's backward node, the result at the bottom. ``names`` labels leaf tensors."""
+    if tensor.grad_fn is None:
+        raise ValueError(
+            "this tensor has no grad_fn: it was not computed from a tensor with "
+            "requires_grad=True, so autograd recorded nothing"
+        )
+    labels_by_id = {id(t): name for name, t in (names or {}).items()}
+    depth: dict[object, int] = {tensor.grad_fn: 0}
+    edges: list[tuple[object, object]] = []
+    order = [tensor.grad_fn]
+    frontier = [tensor.grad_fn]
+    while frontier:
+        node = frontier.pop(0)
+        for child, _ in node.next_functions:
+            if child is None:
+                continue
+            edges.append((child, node))
+            if child not in depth:
+                order.append(child)
+            if depth.get(child, -1) < depth[node] + 1:
+                depth[child] = depth[node] + 1
+                frontier.append(child)
+        if len(order) > 60:
+            raise ValueError("the graph has more than 60 nodes: draw a smaller expression")
+    levels = max(depth.values())
+    rows: dict[int, list[object]] = {}
+    for node in order:
+        rows.setdefault(levels - depth[node], []).append(node)
+    widest = max(len(r) for r in rows.values())
+    fig, ax = figure(figsize=(max(6.5, 2.6 * widest), 1.0 + 1.2 * (levels + 1)))
+    ax.set_axis_off()
+    ax.set_xlim(-0.6, widest - 0.4)
+    ax.set_ylim(levels + 0.5, -0.5)
+    position = {}
+    for level, nodes in rows.items():
+        offset = (widest - len(nodes)) / 2
+        for k, node in enumerate(nodes):
+            position[node] = (offset + k, level)
+    for child, parent in edges:
+        ax.add_patch(
+            FancyArrowPatch(
+                position[child],
+                position[parent],
+                arrowstyle="-|>",
+                mutation_scale=14,
+                color="#666666",
+                shrinkA=24,
+                shrinkB=24,
+            )
+        )
+    for node, (x, y) in position.items():
+        variable = getattr(node, "variable", None)
+        if variable is not None:
+            name = labels_by_id.get(id(variable), "leaf tensor")
+            text = f"{name}\nshape {_shape_text(tuple(variable.shape))}\nrequires_grad=True"
+            colour = "#D6E4F5"
+        elif node is tensor.grad_fn:
+            text = f"{type(node).__name__}\n→ result, shape {_shape_text(tuple(tensor.shape))}"
+            colour = "#D9EED9"
+        else:
+            text = type(node).__name__
+            colour = "#FBE0C8"
+        ax.text(
+            x,
+            y,
+            text,
+            ha="center",
+            va="center",
+            fontsize=10.5,
+            family="monospace",
+            bbox={"facecolor": colour, "edgecolor": "#555555", "boxstyle": "round,pad=0.4"},
+        )
+    ax.set_title(
+        "Autograd graph: forward runs top → bottom, backward() walks it bottom → top",
+        loc="left",
+        fontsize=12,
+    )
+    return show(fig)
+
+
+__all__ = [
+    "autograd_graph",
+    "dataloader_batches",
+    "layer_table",
+    "model_anatomy",
+    "network_diagram",
+    "PALETTE",
+    "format_value",
+]

@@ -1,0 +1,464 @@
+"""Lab 1 · Intro to PyTorch: the exercise checks and the lab's own figures."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+
+import numpy as np
+import torch
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+from torch import nn
+
+from workshop_labs import plots
+from workshop_labs.checks import expect, expect_tensor, passed
+
+# ----------------------------------------------------------------------------------------------
+# Figures
+# ----------------------------------------------------------------------------------------------
+
+CELL = 0.55  # inches per tensor element in the grid pictures
+_OPERATOR_NAMES = {"+": torch.add, "-": torch.sub, "*": torch.mul, "/": torch.div}
+
+
+def _as_grid(tensor: torch.Tensor) -> torch.Tensor:
+    """A 0-, 1- or 2-D tensor as rows × columns (1-D is one row, as broadcasting sees it)."""
+    if tensor.dim() > 2:
+        raise ValueError(f"the picture draws tensors with at most 2 dimensions, got {tensor.dim()}")
+    return tensor.detach().cpu().reshape(1, -1) if tensor.dim() < 2 else tensor.detach().cpu()
+
+
+def _number(value: float, is_float: bool) -> str:
+    if not is_float:
+        return f"{int(value)}"
+    return f"{value:.2f}" if abs(value) < 10 else f"{value:.3g}"
+
+
+def _draw_grid(
+    ax: Axes,
+    values: torch.Tensor,
+    *,
+    color: str,
+    is_float: bool,
+    original: torch.Tensor | None = None,
+) -> None:
+    """Draw a 2-D grid of numbers; cells where ``original`` is False are faded stretched copies."""
+    rows, cols = values.shape
+    for r in range(rows):
+        for c in range(cols):
+            solid = original is None or bool(original[r, c])
+            ax.add_patch(
+                Rectangle(
+                    (c, rows - 1 - r),
+                    1,
+                    1,
+                    facecolor=color,
+                    alpha=0.55 if solid else 0.15,
+                    edgecolor="black" if solid else "0.55",
+                    linestyle="-" if solid else "--",
+                    linewidth=1.2,
+                )
+            )
+            ax.text(
+                c + 0.5,
+                rows - 0.5 - r,
+                _number(float(values[r, c]), is_float),
+                ha="center",
+                va="center",
+                fontsize=10,
+                color="black" if solid else "0.4",
+            )
+    ax.set_xlim(-0.05, cols + 0.05)
+    ax.set_ylim(-0.05, rows + 0.05)
+    ax.set_aspect("equal")
+    ax.axis("off")
+
+
+def _shape_text(tensor: torch.Tensor) -> str:
+    dims = tuple(tensor.shape)
+    return "(" + ", ".join(map(str, dims)) + ("," if len(dims) == 1 else "") + ")"
+
+
+def tensor_grids(tensors: Mapping[str, torch.Tensor], *, title: str) -> Figure:
+    """Each tensor (at most 2-D) as a grid of its numbers, titled with its shape and dtype."""
+    grids = {name: _as_grid(t) for name, t in tensors.items()}
+    widths = [max(grid.shape[1], 2) for grid in grids.values()]
+    height = max(grid.shape[0] for grid in grids.values())
+    fig, axes = plots.figure(
+        1,
+        len(grids),
+        figsize=(max(6.0, CELL * sum(widths) + 1.2 * len(grids)), CELL * height + 1.6),
+        squeeze=False,
+        gridspec_kw={"width_ratios": widths},
+    )
+    for ax, (name, grid), (color, tensor) in zip(
+        axes[0], grids.items(), zip(plots.PALETTE, tensors.values(), strict=False), strict=True
+    ):
+        _draw_grid(ax, grid, color=color, is_float=tensor.is_floating_point())
+        ax.set_title(f"{name}\nshape {_shape_text(tensor)} · {tensor.dtype}", fontsize=11)
+        ax.set_ylim(-0.05, height + 0.05)
+    fig.suptitle(title, fontweight="bold")
+    return plots.show(fig)
+
+
+def _alignment_lines(names: list[str], tensors: list[torch.Tensor]) -> str:
+    """Shapes written right-aligned, as broadcasting compares them (a missing dim is '·')."""
+    ndim = max(t.dim() for t in tensors)
+    label_width = max(len(name) for name in names)
+    dim_width = max(len(str(d)) for t in tensors for d in t.shape)
+    lines = []
+    for name, tensor in zip(names, tensors, strict=True):
+        dims = ["·"] * (ndim - tensor.dim()) + [str(d) for d in tensor.shape]
+        lines.append(f"{name:>{label_width}} : " + "  ".join(d.rjust(dim_width) for d in dims))
+    lines.insert(2, " " * (label_width + 3) + "─" * ((dim_width + 2) * ndim - 2))
+    return "\n".join(lines)
+
+
+def broadcast_picture(
+    a: torch.Tensor, b: torch.Tensor, *, op: str = "+", names: tuple[str, str] = ("a", "b")
+) -> Figure:
+    """How ``a op b`` lines up the shapes and stretches size-1 (or missing) dimensions.
+
+    Solid cells are the numbers stored in memory; faded dashed cells are the copies
+    broadcasting pretends are there (no memory is used for them).
+    """
+    if op not in _OPERATOR_NAMES:
+        raise ValueError(f"op={op!r}: choose one of {', '.join(_OPERATOR_NAMES)}")
+    result = _OPERATOR_NAMES[op](a, b)
+    grid_a, grid_b = _as_grid(a), _as_grid(b)
+    wide_a, wide_b = torch.broadcast_tensors(grid_a, grid_b)
+    rows, cols = _as_grid(result).shape
+    stored_a = torch.zeros(rows, cols, dtype=torch.bool)
+    stored_a[: grid_a.shape[0], : grid_a.shape[1]] = True
+    stored_b = torch.zeros(rows, cols, dtype=torch.bool)
+    stored_b[: grid_b.shape[0], : grid_b.shape[1]] = True
+
+    name_a, name_b = names
+    expression = f"{name_a} {op} {name_b}"
+    text_width = 2.2 + 0.09 * len(expression)
+    fig, axes = plots.figure(
+        1,
+        4,
+        figsize=(text_width + 3 * (CELL * cols + 0.9), CELL * rows + 2.0),
+        gridspec_kw={"width_ratios": [text_width / CELL, cols, cols, cols], "wspace": 0.12},
+    )
+    text_ax, ax_a, ax_b, ax_result = axes
+    text_ax.axis("off")
+    alignment = _alignment_lines([name_a, name_b, expression], [a, b, result])
+    text_ax.text(
+        0.0,
+        0.62,
+        "shapes, right-aligned:\n\n" + alignment,
+        family="monospace",
+        fontsize=11,
+        va="center",
+        transform=text_ax.transAxes,
+    )
+    text_ax.text(
+        0.0,
+        0.05,
+        "each pair of dims must be\nequal, 1 or missing (·);\n1 and · are stretched",
+        fontsize=9.5,
+        color="0.3",
+        va="bottom",
+        transform=text_ax.transAxes,
+    )
+    is_float = result.is_floating_point()
+    _draw_grid(ax_a, wide_a, color=plots.PALETTE[0], is_float=is_float, original=stored_a)
+    _draw_grid(ax_b, wide_b, color=plots.PALETTE[1], is_float=is_float, original=stored_b)
+    _draw_grid(ax_result, _as_grid(result), color=plots.PALETTE[2], is_float=is_float)
+    ax_a.set_title(f"{name_a} {_shape_text(a)}\nstretched to ({rows}, {cols})", fontsize=11)
+    ax_b.set_title(f"{name_b} {_shape_text(b)}\nstretched to ({rows}, {cols})", fontsize=11)
+    ax_result.set_title(f"{expression}\nshape {_shape_text(result)}", fontsize=11)
+    for left, symbol in ((ax_a, op), (ax_b, "=")):
+        left.text(cols + 0.35, rows / 2, symbol, fontsize=20, ha="center", va="center")
+    fig.suptitle(
+        f"Broadcasting {expression}: solid cells are stored, faded cells are stretched copies",
+        fontweight="bold",
+    )
+    return plots.show(fig)
+
+
+def digit_grid(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    predictions: torch.Tensor | None = None,
+    *,
+    title: str,
+    columns: int = 8,
+) -> Figure:
+    """Flattened 8×8 digits as images, titled with the label (and the prediction, red if wrong)."""
+    images = images.detach().cpu().reshape(-1, 8, 8)
+    rows = math.ceil(len(images) / columns)
+    fig, axes = plots.figure(rows, columns, figsize=(1.25 * columns, 1.45 * rows + 0.6))
+    for i, ax in enumerate(np.atleast_1d(axes).flat):
+        ax.axis("off")
+        if i >= len(images):
+            continue
+        ax.imshow(images[i], cmap="gray_r", vmin=0, vmax=1)
+        if predictions is None:
+            ax.set_title(f"label {int(labels[i])}", fontsize=10, fontweight="normal")
+        else:
+            right = int(predictions[i]) == int(labels[i])
+            ax.set_title(
+                f"guess {int(predictions[i])}" + ("" if right else f" (is {int(labels[i])})"),
+                fontsize=10,
+                fontweight="normal",
+                color="black" if right else "#C44E52",
+            )
+    fig.suptitle(title, fontweight="bold")
+    return plots.show(fig)
+
+
+def weight_images(weight: torch.Tensor) -> Figure:
+    """The 10 rows of a Linear(64, 10) weight as 8×8 pictures: what each class score looks for."""
+    weight = weight.detach().cpu()
+    limit = float(weight.abs().max())
+    fig, axes = plots.figure(1, len(weight), figsize=(1.3 * len(weight) + 0.8, 2.3))
+    for digit, ax in enumerate(axes):
+        image = ax.imshow(weight[digit].reshape(8, 8), cmap="RdBu_r", vmin=-limit, vmax=limit)
+        ax.set_title(f"score {digit}", fontsize=10, fontweight="normal")
+        ax.axis("off")
+    fig.colorbar(image, ax=list(axes), shrink=0.8, label="weight")
+    fig.suptitle(
+        "What the trained weights look for: red pixels raise a class score, blue lower it",
+        fontweight="bold",
+    )
+    return plots.show(fig)
+
+
+# ----------------------------------------------------------------------------------------------
+# Exercise 1 · shape, dtype, device
+# ----------------------------------------------------------------------------------------------
+
+
+def check_batch(batch: object, device: torch.device | str) -> None:
+    """`batch`: random float32 numbers in [0, 1) with shape (32, 64) on the lab's device."""
+    batch = expect_tensor(batch, name="batch", shape=(32, 64))
+    expect(
+        batch.is_floating_point(),
+        f"`batch` has dtype {batch.dtype}: pixels need a floating-point dtype, "
+        "make it with torch.rand (which gives float32)",
+    )
+    expect(
+        batch.dtype == torch.float32,
+        f"`batch` has dtype {batch.dtype} but the exercise needs torch.float32, the default "
+        "dtype of neural networks: drop dtype=... or pass dtype=torch.float32",
+    )
+    expect(
+        bool(((batch >= 0) & (batch < 1)).all()),
+        "`batch` has values outside [0, 1): torch.randn draws from a bell curve around 0; "
+        "torch.rand draws uniformly from [0, 1)",
+    )
+    expect(
+        batch.unique().numel() > 1,
+        "`batch` holds one repeated value: the exercise needs random numbers (torch.rand)",
+    )
+    wanted = torch.device(device)
+    expect(
+        batch.device.type == wanted.type,
+        f"`batch` is on {batch.device.type} but `device` is {wanted.type}: create it there with "
+        "torch.rand(..., device=device), or move it with .to(device)",
+    )
+    passed(f"`batch` is a float32 tensor of shape (32, 64) on {torch.device(device).type}")
+
+
+# ----------------------------------------------------------------------------------------------
+# Exercise 2 · broadcasting
+# ----------------------------------------------------------------------------------------------
+
+
+def check_row_normalised(counts: torch.Tensor, probabilities: object) -> None:
+    """`probabilities`: `counts` divided by each row's total, so that every row sums to 1."""
+    probabilities = expect_tensor(probabilities, name="probabilities", shape=tuple(counts.shape))
+    expect(
+        probabilities.is_floating_point(),
+        f"`probabilities` has dtype {probabilities.dtype}: use true division `/`, not `//`, "
+        "so the fractions are kept",
+    )
+    counts = counts.to(probabilities.device, torch.float32)
+    probabilities = probabilities.float()
+    right = counts / counts.sum(dim=1, keepdim=True)
+    if torch.allclose(probabilities, counts / counts.sum(dim=1)):
+        raise_message = (
+            "each COLUMN was divided by a row total: counts.sum(dim=1) has shape "
+            f"({len(counts)},), and broadcasting lines it up with the LAST dimension (the "
+            "columns). Keep the summed dimension: counts.sum(dim=1, keepdim=True) has shape "
+            f"({len(counts)}, 1) and stretches across each row"
+        )
+        expect(False, raise_message)
+    expect(
+        not torch.allclose(probabilities, counts / counts.sum(dim=0, keepdim=True)),
+        "the columns sum to 1, not the rows: dim=0 sums down each column; "
+        "sum across each row with dim=1",
+    )
+    row_sums = probabilities.sum(dim=1)
+    expect(
+        torch.allclose(row_sums, torch.ones_like(row_sums), atol=1e-4),
+        f"the rows of `probabilities` sum to {[round(float(s), 3) for s in row_sums]}, "
+        "not 1: divide every count by the total of its own row",
+    )
+    expect(
+        torch.allclose(probabilities, right, atol=1e-5),
+        "each row sums to 1 but the fractions are not counts / row total",
+    )
+    passed("every row of `probabilities` sums to 1: the (4, 1) row totals stretched across")
+
+
+# ----------------------------------------------------------------------------------------------
+# Exercise 3 · NumPy interop
+# ----------------------------------------------------------------------------------------------
+
+
+def check_shares_memory(image: object, image_np: np.ndarray) -> None:
+    """`image`: a tensor that uses the same memory as the NumPy array `image_np` (no copy)."""
+    image = expect_tensor(image, name="image", shape=image_np.shape)
+    expect(
+        image.device.type == "cpu",
+        f"`image` is on {image.device.type}: NumPy arrays live in CPU memory, so a tensor that "
+        "shares their memory must stay on the CPU",
+    )
+    expect(
+        image.data_ptr() == image_np.ctypes.data,
+        "`image` is a copy of `image_np`, not a view of the same memory: torch.tensor(...) "
+        "always copies (and so does changing the dtype); torch.from_numpy(image_np) wraps the "
+        "same memory",
+    )
+    passed("`image` and `image_np` share memory: a change to one shows up in the other")
+
+
+# ----------------------------------------------------------------------------------------------
+# Exercise 4 · autograd
+# ----------------------------------------------------------------------------------------------
+
+
+def check_gradient(w: object, x: torch.Tensor, y_true: torch.Tensor) -> None:
+    """`w.grad`: d/dw of the mean squared error ((w * x - y_true) ** 2).mean()."""
+    w = expect_tensor(w, name="w", shape=())
+    expect(
+        w.requires_grad,
+        "`w.requires_grad` is False, so autograd recorded nothing and there is nothing to "
+        "differentiate: create it with torch.tensor(0.5, requires_grad=True)",
+    )
+    expect(
+        w.grad is not None,
+        "`w.grad` is None: autograd only fills .grad when you call loss.backward()",
+    )
+    probe = w.detach().clone().requires_grad_(True)
+    ((probe * x - y_true) ** 2).mean().backward()
+    expected = float(probe.grad)
+    got = float(w.grad)
+    expect(
+        not math.isclose(got, 2 * expected, rel_tol=1e-4),
+        f"`w.grad` is {got:g}, twice the right value {expected:g}: backward() ran twice and "
+        "gradients ACCUMULATE (they are added to .grad). Reset with w.grad = None (an "
+        "optimizer does it with zero_grad()), or create w again before the backward pass",
+    )
+    expect(
+        not math.isclose(got, len(x) * expected, rel_tol=1e-4),
+        f"`w.grad` is {got:g}, {len(x)}× the right value {expected:g}: the loss is the MEAN of "
+        "the squared errors (.mean()), not their sum",
+    )
+    expect(
+        math.isclose(got, expected, rel_tol=1e-4),
+        f"`w.grad` is {got:g} but d(loss)/dw is {expected:g}: compute "
+        "loss = ((w * x - y_true) ** 2).mean() from this `w`, then call loss.backward()",
+    )
+    passed(f"w.grad = {got:g}: the loss falls if w grows, so gradient descent will increase w")
+
+
+# ----------------------------------------------------------------------------------------------
+# Exercise 5 · one training step
+# ----------------------------------------------------------------------------------------------
+
+
+def _probe_problem() -> tuple[nn.Linear, torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(1)
+    with torch.random.fork_rng(devices=[]):  # leave the notebook's random numbers alone
+        model = nn.Linear(6, 3)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.copy_(torch.randn(parameter.shape, generator=generator))
+    xb = torch.randn(16, 6, generator=generator)
+    yb = torch.randint(0, 3, (16,), generator=generator)
+    return model, xb, yb
+
+
+def _fresh_gradients(model: nn.Module, loss_fn, xb, yb) -> list[torch.Tensor]:
+    params = list(model.parameters())
+    return list(torch.autograd.grad(loss_fn(model(xb), yb), params))
+
+
+def check_train_step(train_step: Callable) -> None:
+    """`train_step(model, optimizer, loss_fn, xb, yb)`: zero_grad, forward, loss, backward, step."""
+    expect(callable(train_step), "`train_step` is not a function: define it with def")
+    model, xb, yb = _probe_problem()
+    loss_fn = nn.CrossEntropyLoss()
+    learning_rate = 0.1
+    optimizer = torch.optim.SGD(model.parameters(), lr=learning_rate)
+    params = list(model.parameters())
+    before = [p.detach().clone() for p in params]
+    with torch.no_grad():
+        expected_loss = loss_fn(model(xb), yb).item()
+    first_grads = _fresh_gradients(model, loss_fn, xb, yb)
+    backward_ran = []
+    hooks = [p.register_hook(lambda grad: backward_ran.append(True)) for p in params]
+    returned = train_step(model, optimizer, loss_fn, xb, yb)
+    for hook in hooks:
+        hook.remove()
+
+    expect(
+        backward_ran,
+        "no gradients were computed: call loss.backward() after computing the loss",
+    )
+    moved = any(not torch.equal(b, p.detach()) for b, p in zip(before, params, strict=True))
+    grads_present = all(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in params)
+    expect(
+        moved or grads_present,
+        "the gradients were wiped before the update: optimizer.zero_grad() belongs at the "
+        "START of the step, not between loss.backward() and optimizer.step()",
+    )
+    expect(
+        moved,
+        "the parameters did not change: call optimizer.step() AFTER loss.backward() "
+        "(a step before backward has no gradients to use yet)",
+    )
+    expected_after = [b - learning_rate * g for b, g in zip(before, first_grads, strict=True)]
+    expect(
+        all(
+            torch.allclose(p.detach(), e, atol=1e-5)
+            for p, e in zip(params, expected_after, strict=True)
+        ),
+        "the parameters moved, but not by -lr × gradient of this batch's loss: compute the "
+        "loss of model(xb) against yb, call loss.backward(), then optimizer.step() once",
+    )
+    expect(
+        isinstance(returned, int | float) and not isinstance(returned, bool),
+        f"train_step returned {type(returned).__name__}, not a Python number: "
+        "return loss.item() (a plain float you can store and plot)",
+    )
+    expect(
+        math.isclose(float(returned), expected_loss, rel_tol=1e-4),
+        f"train_step returned {returned:g} but this batch's loss was {expected_loss:g}: "
+        "return loss.item() of the loss you called backward() on",
+    )
+
+    second_grads = _fresh_gradients(model, loss_fn, xb, yb)
+    train_step(model, optimizer, loss_fn, xb, yb)
+    accumulated = [p.grad for p in params]
+    summed = [g1 + g2 for g1, g2 in zip(first_grads, second_grads, strict=True)]
+    expect(
+        not all(torch.allclose(a, s, atol=1e-5) for a, s in zip(accumulated, summed, strict=True)),
+        "gradients ACCUMULATE: on the second call .grad held this batch's gradient PLUS the "
+        "previous one. Call optimizer.zero_grad() at the start of every step",
+    )
+    expect(
+        all(
+            torch.allclose(a, g, atol=1e-5) for a, g in zip(accumulated, second_grads, strict=True)
+        ),
+        "on the second call .grad did not hold the gradient of that batch alone: "
+        "zero_grad(), forward, loss, backward(), step(), in that order",
+    )
+    passed("train_step: zero_grad → forward → loss → backward → step, and returns the loss")

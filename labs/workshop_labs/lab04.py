@@ -1,0 +1,566 @@
+"""Lab 4 · Automatic mixed precision: the exercise checks and the lab's own figures."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from matplotlib.patches import FancyBboxPatch
+from torch import nn
+
+from workshop_labs import plots
+from workshop_labs.checks import expect, passed
+
+DTYPE_COLORS = {
+    torch.float32: plots.PALETTE[0],
+    torch.bfloat16: plots.PALETTE[2],
+    torch.float16: plots.PALETTE[1],
+}
+
+# ----------------------------------------------------------------------------------------------
+# The hardware
+# ----------------------------------------------------------------------------------------------
+
+
+def amp_dtype(device: torch.device) -> torch.dtype:
+    """The low-precision type this lab uses: float16 on a GPU, bfloat16 on the CPU."""
+    return torch.float16 if device.type == "cuda" else torch.bfloat16
+
+
+def cpu_bf16_units() -> bool | None:
+    """Whether this CPU has bfloat16 arithmetic (AVX-512 BF16 or AMX); None when unknown."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.exists():
+        return None
+    flags = cpuinfo.read_text(errors="ignore").split()
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def hardware_line(device: torch.device) -> str:
+    """One sentence saying what low-precision hardware this device has."""
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        bf16 = "supports" if torch.cuda.is_bf16_supported() else "does not support"
+        return f"GPU {name}: tensor cores run float16; it {bf16} bfloat16."
+    units = cpu_bf16_units()
+    if units is None:
+        return "CPU: could not tell whether it has bfloat16 units (no /proc/cpuinfo)."
+    if units:
+        return "CPU with bfloat16 units (AVX-512 BF16 or AMX): bf16 matrix math can be faster."
+    return "CPU without bfloat16 units: bf16 is emulated, so AMP will likely be slower here."
+
+
+# ----------------------------------------------------------------------------------------------
+# Figures
+# ----------------------------------------------------------------------------------------------
+
+FORMATS = {torch.float32: (8, 23), torch.float16: (5, 10), torch.bfloat16: (8, 7)}
+
+
+def number_formats() -> Figure:
+    """The bits of float32, float16 and bfloat16, with the range and precision they give."""
+    fig, ax = plots.figure(figsize=(11, 3.8))
+    for row, (dtype, (exponent, mantissa)) in enumerate(FORMATS.items()):
+        y = 2 - row
+        parts = [("sign", 1, "0.35"), ("exponent", exponent, plots.PALETTE[3])]
+        parts.append(("mantissa", mantissa, plots.PALETTE[0]))
+        x = 0
+        for label, bits, color in parts:
+            ax.barh(y, bits, left=x, height=0.6, color=color, edgecolor="white")
+            if bits > 1:
+                text = f"{label} {bits}" if bits > 5 else f"exp. {bits}"
+                ax.text(x + bits / 2, y, text, ha="center", va="center", color="white")
+            x += bits
+        info = torch.finfo(dtype)
+        ax.text(
+            33,
+            y,
+            f"max {info.max:.1e} · smallest normal {info.smallest_normal:.1e} · "
+            f"precision ≈ {-math.log10(info.eps):.1f} digits",
+            va="center",
+        )
+    names = [str(dtype).removeprefix("torch.") for dtype in FORMATS]
+    ax.set_yticks([2, 1, 0], names)
+    ax.set_xlim(0, 70)
+    ax.set_xticks([0, 8, 16, 24, 32])
+    ax.set_xlabel("bits")
+    ax.grid(False)
+    ax.set_title("Exponent bits give range, mantissa bits give precision")
+    return plots.show(fig)
+
+
+def gradient_underflow(grads: torch.Tensor, scale: float) -> Figure:
+    """Histogram of gradient magnitudes against float16's floor, unscaled and scaled."""
+    values = grads.detach().abs().float().flatten().cpu()
+    values = values[values > 0]
+    tiny = torch.finfo(torch.float16).smallest_normal
+    floor = 2.0**-24  # float16's smallest subnormal: anything below rounds to 0
+    fig, axes = plots.figure(1, 2, figsize=(12, 4.2), sharey=True)
+    for ax, factor, name in ((axes[0], 1.0, "as computed"), (axes[1], scale, f"× {scale:,.0f}")):
+        logs = torch.log10(values * factor).numpy()
+        bins = np.linspace(-14, 6, 81)
+        ax.hist(logs, bins=bins, color=plots.PALETTE[0])
+        lost = float((values * factor < floor / 2).float().mean())
+        coarse = float((values * factor < tiny).float().mean())
+        ax.axvspan(-14, math.log10(floor), color=plots.PALETTE[3], alpha=0.2)
+        ax.axvline(math.log10(floor), color=plots.PALETTE[3], linestyle="--")
+        ax.axvline(math.log10(tiny), color=plots.PALETTE[1], linestyle=":")
+        ax.set_title(f"gradients {name}\n{lost:.2%} become 0 · {coarse:.1%} lose digits in fp16")
+        ax.set_xlabel("log10 |gradient|")
+    axes[0].set_ylabel("number of gradient values")
+    axes[0].text(
+        -13.6, axes[0].get_ylim()[1] * 0.85, "fp16 rounds\nthese to 0", color=plots.PALETTE[3]
+    )
+    return plots.show(fig)
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def _reason(op: str, dtype_in: torch.dtype, dtype_out: torch.dtype) -> str:
+    if dtype_out == torch.float32 and dtype_in != torch.float32:
+        return "autocast upcasts it: sums, exp and log need fp32's range and precision"
+    if op in {"Linear", "Conv2d", "matmul"}:
+        if dtype_out == torch.float32:
+            return "input arrives fp32, autocast casts it down inside"
+        return "matrix math: the fast low-precision units are built for this"
+    if dtype_out == dtype_in:
+        return "not on autocast's lists: runs in whatever dtype comes in"
+    return "autocast casts it"
+
+
+def dtype_table(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    dtype: torch.dtype,
+) -> list[dict[str, str]]:
+    """Run ``model`` and a loss under autocast and record each op's input and output dtype."""
+    rows: list[dict[str, str]] = []
+
+    def record(name: str, op: str, dtype_in: torch.dtype, dtype_out: torch.dtype) -> None:
+        rows.append(
+            {
+                "step": name,
+                "op": op,
+                "input": _dtype_name(dtype_in),
+                "output": _dtype_name(dtype_out),
+                "why": _reason(op, dtype_in, dtype_out),
+            }
+        )
+
+    def hook(module: nn.Module, args: tuple, output: torch.Tensor, name: str = "") -> None:
+        record(f"layer {name}", type(module).__name__, args[0].dtype, output.dtype)
+
+    handles = [
+        module.register_forward_hook(lambda m, a, o, name=name: hook(m, a, o, name))
+        for name, module in model.named_modules()
+        if not list(module.children())
+    ]
+    try:
+        with torch.inference_mode(), torch.autocast(inputs.device.type, dtype=dtype):
+            logits = model(inputs)
+            probabilities = torch.softmax(logits, dim=1)
+            record("logits → probabilities", "softmax", logits.dtype, probabilities.dtype)
+            record("logits → total", "sum", logits.dtype, logits.sum().dtype)
+            loss = nn.functional.cross_entropy(logits, targets)
+            record("logits → loss", "cross_entropy", logits.dtype, loss.dtype)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return rows
+
+
+def dtype_picture(rows: list[dict[str, str]], *, title: str) -> Figure:
+    """One box per op, left to right, coloured by the dtype it produced; the input first."""
+    colors = {_dtype_name(dtype): color for dtype, color in DTYPE_COLORS.items()}
+    boxes = [{"op": "input", "output": rows[0]["input"], "step": "the data"}, *rows]
+    fig, ax = plots.figure(figsize=(1.55 * len(boxes) + 0.5, 3.2))
+    for i, row in enumerate(boxes):
+        left = i * 1.6 + 0.1
+        color = colors.get(row["output"], "0.6")
+        ax.add_patch(FancyBboxPatch((left, 0.5), 1.3, 1.1, boxstyle="round,pad=0.05", color=color))
+        ax.text(
+            left + 0.65,
+            1.22,
+            row["op"],
+            ha="center",
+            va="center",
+            color="white",
+            fontweight="bold",
+            fontsize=10,
+        )
+        ax.text(left + 0.65, 0.85, row["output"], ha="center", va="center", color="white")
+        ax.text(
+            left + 0.65,
+            0.3,
+            row["step"].replace(" → ", "\n→ "),
+            ha="center",
+            va="center",
+            fontsize=9,
+        )
+        if i:
+            ax.annotate(
+                "",
+                xy=(left - 0.02, 1.05),
+                xytext=(left - 0.28, 1.05),
+                arrowprops={"arrowstyle": "->", "color": "0.4"},
+            )
+    ax.set_xlim(0, 1.6 * len(boxes))
+    ax.set_ylim(-0.1, 1.8)
+    ax.axis("off")
+    ax.set_title(title)
+    handles = [FancyBboxPatch((0, 0), 1, 1, color=color) for color in colors.values()]
+    fig.legend(handles, list(colors), loc="outside lower center", ncols=3, frameon=False)
+    return plots.show(fig)
+
+
+# ----------------------------------------------------------------------------------------------
+# Measuring memory
+# ----------------------------------------------------------------------------------------------
+
+
+def activation_bytes(model: nn.Module, inputs: torch.Tensor, *, dtype: torch.dtype | None) -> int:
+    """Bytes of every layer's output in one forward pass (what training keeps for backward).
+
+    ``dtype=None`` runs in float32; otherwise under autocast with that dtype.
+    """
+    total = 0
+
+    def hook(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
+        nonlocal total
+        total += output.numel() * output.element_size()
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if not list(m.children())]
+    try:
+        with torch.autocast(inputs.device.type, dtype=dtype or torch.float32, enabled=bool(dtype)):
+            model(inputs)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return total
+
+
+def verdict(device: torch.device, speedup: float, memory_ratio: float) -> str:
+    """A sentence, generated from the measurements, saying what AMP did on this hardware."""
+    where = "GPU" if device.type == "cuda" else "CPU"
+    pace = "faster" if speedup > 1.1 else ("slower" if speedup < 0.9 else "about as fast")
+    text = (
+        f"On this {where} a training step with AMP was {speedup:.2f}× as fast as float32 "
+        f"({pace}) and needed {memory_ratio:.2f}× the memory. "
+    )
+    if device.type == "cuda":
+        if speedup > 1.1:
+            return text + "The tensor cores did the matrix math in low precision."
+        return text + "The model is too small to keep the tensor cores busy: overhead dominates."
+    if speedup > 1.1:
+        return text + "This CPU has bfloat16 units, so the big matrix multiplies got cheaper."
+    if cpu_bf16_units() is False:
+        return text + "This CPU has no bfloat16 units: every cast costs and nothing gets faster."
+    return text + "Casting costs as much as the lower precision saves here."
+
+
+# ----------------------------------------------------------------------------------------------
+# Spies used by the checks: they record what the attendee's code did
+# ----------------------------------------------------------------------------------------------
+
+
+def _check_model(device: torch.device) -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10)).to(device)
+
+
+def _check_batch(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(1)
+    inputs = torch.rand(16, 64, generator=generator).to(device)
+    targets = torch.randint(0, 10, (16,), generator=generator).to(device)
+    return inputs, targets
+
+
+class _ForwardSpy:
+    """Records, for each Linear layer call, whether autocast was on and the output dtype."""
+
+    def __init__(self, model: nn.Module, device: torch.device):
+        self.device_type = device.type
+        self.linear_dtypes: list[torch.dtype] = []
+        self.grad_enabled: list[bool] = []
+        for module in model.modules():
+            if isinstance(module, nn.Linear):
+                module.register_forward_hook(self.hook)
+
+    def hook(self, module: nn.Module, args: tuple, output: torch.Tensor) -> None:
+        self.linear_dtypes.append(output.dtype)
+        self.grad_enabled.append(torch.is_grad_enabled())
+
+
+class _LossSpy:
+    """A cross-entropy loss that remembers whether it ran inside autocast."""
+
+    def __init__(self, device: torch.device):
+        self.device_type = device.type
+        self.autocast_on: list[bool] = []
+
+    def __call__(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        self.autocast_on.append(torch.is_autocast_enabled(self.device_type))
+        return nn.functional.cross_entropy(logits, targets)
+
+
+class _OptimizerSpy:
+    """Wraps an optimizer's ``step`` and ``zero_grad`` to log when they are called."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, log: list[str]):
+        self.log = log
+        self.inside_scaler_step = False
+        step, zero_grad = optimizer.step, optimizer.zero_grad
+
+        def logged_step(*args, **kwargs):
+            self.log.append(
+                "scaler→optimizer.step" if self.inside_scaler_step else "optimizer.step"
+            )
+            return step(*args, **kwargs)
+
+        def logged_zero_grad(*args, **kwargs):
+            self.log.append("zero_grad")
+            return zero_grad(*args, **kwargs)
+
+        optimizer.step = logged_step
+        optimizer.zero_grad = logged_zero_grad
+
+
+class _ScalerSpy(torch.amp.GradScaler):
+    """A real GradScaler that logs scale / backward-through-scaled-loss / step / update."""
+
+    def __init__(self, device: torch.device, log: list[str], optimizer_spy: _OptimizerSpy):
+        super().__init__(device.type, init_scale=2.0**10)
+        self.log = log
+        self.optimizer_spy = optimizer_spy
+
+    def scale(self, outputs):
+        scaled = super().scale(outputs)
+        self.log.append("scale")
+        if isinstance(scaled, torch.Tensor) and scaled.requires_grad:
+            scaled.register_hook(lambda grad: self.log.append("backward(scaled)"))
+        return scaled
+
+    def unscale_(self, optimizer):
+        self.log.append("unscale_")
+        return super().unscale_(optimizer)
+
+    def step(self, optimizer, *args, **kwargs):
+        self.log.append("scaler.step")
+        self.optimizer_spy.inside_scaler_step = True
+        try:
+            return super().step(optimizer, *args, **kwargs)
+        finally:
+            self.optimizer_spy.inside_scaler_step = False
+
+    def update(self, new_scale=None):
+        self.log.append("update")
+        return super().update(new_scale)
+
+
+def _expect_function(fn: object, name: str, signature: str) -> None:
+    expect(fn is not None, f"`{name}` is None: define the function")
+    expect(callable(fn), f"`{name}` must be a function: def {name}({signature})")
+
+
+def _call(fn: Callable, *args: object) -> tuple[object, Exception | None]:
+    """Run the attendee's function; an error is kept so the log can explain it first."""
+    try:
+        return fn(*args), None
+    except Exception as error:  # reported after the diagnosis, which names the cause
+        return None, error
+
+
+def _expect_no_error(error: Exception | None, name: str) -> None:
+    expect(error is None, f"{name} raised {type(error).__name__}: {error}")
+
+
+def _expect_fp32_weights(model: nn.Module) -> None:
+    dtypes = {p.dtype for p in model.parameters()}
+    expect(
+        dtypes == {torch.float32},
+        f"the model's weights are now {', '.join(sorted(map(_dtype_name, dtypes)))}: do not "
+        "convert the model (.half(), .to(dtype)); autocast keeps the weights in float32 and "
+        "casts per operation",
+    )
+
+
+def _expect_linear_dtype(spy: _ForwardSpy, wanted: torch.dtype, device: torch.device) -> None:
+    expect(spy.linear_dtypes, "the model was never called: run model(inputs)")
+    got = spy.linear_dtypes[0]
+    expect(
+        got != torch.float32,
+        f"Linear ran in float32: run the forward inside `with torch.autocast(device_type="
+        f"{device.type!r}, dtype=torch.{_dtype_name(wanted)}):` (device_type must be the "
+        "device the tensors are on)",
+    )
+    expect(
+        got == wanted,
+        f"Linear ran in {_dtype_name(got)} but this exercise needs {_dtype_name(wanted)} on "
+        f"{device.type}: pass dtype=torch.{_dtype_name(wanted)} to torch.autocast",
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Exercise 1: inference under autocast
+# ----------------------------------------------------------------------------------------------
+
+
+def check_predict_amp(predict_amp: Callable, device: torch.device) -> None:
+    """``predict_amp(model, inputs)`` predicts under autocast, without autograd, fp32 weights."""
+    _expect_function(predict_amp, "predict_amp", "model, inputs")
+    model = _check_model(device)
+    spy = _ForwardSpy(model, device)
+    inputs, _ = _check_batch(device)
+    scores, error = _call(predict_amp, model, inputs)
+    _expect_fp32_weights(model)
+    _expect_linear_dtype(spy, amp_dtype(device), device)
+    expect(
+        not any(spy.grad_enabled),
+        "autograd recorded the forward pass: predict inside `with torch.inference_mode():` "
+        "(there is no backward pass when you only predict)",
+    )
+    _expect_no_error(error, "predict_amp")
+    expect(
+        isinstance(scores, torch.Tensor) and tuple(scores.shape) == (len(inputs), 10),
+        "predict_amp must return the model's output: a (batch, 10) tensor of class scores",
+    )
+    passed(f"Linear ran in {_dtype_name(spy.linear_dtypes[0])}, no graph recorded, fp32 weights")
+
+
+# ----------------------------------------------------------------------------------------------
+# Exercise 2: a float16 training step with GradScaler
+# ----------------------------------------------------------------------------------------------
+
+
+def check_train_step_fp16(train_step_fp16: Callable, device: torch.device) -> None:
+    """The order and targets of scale / backward / step / update, and autocast coverage."""
+    _expect_function(
+        train_step_fp16, "train_step_fp16", "model, optimizer, scaler, loss_fn, inputs, targets"
+    )
+    model = _check_model(device)
+    forward = _ForwardSpy(model, device)
+    loss_fn = _LossSpy(device)
+    log: list[str] = []
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    optimizer_spy = _OptimizerSpy(optimizer, log)
+    scaler = _ScalerSpy(device, log, optimizer_spy)
+    inputs, targets = _check_batch(device)
+    _, error = _call(train_step_fp16, model, optimizer, scaler, loss_fn, inputs, targets)
+
+    _expect_fp32_weights(model)
+    _expect_linear_dtype(forward, torch.float16, device)
+    expect(loss_fn.autocast_on, "loss_fn was never called: compute loss_fn(outputs, targets)")
+    expect(
+        all(loss_fn.autocast_on),
+        "the loss was computed outside the autocast block: compute it inside, so autocast "
+        "runs it in float32 (a loss in float16 loses precision)",
+    )
+    expect("zero_grad" in log, "optimizer.zero_grad() was never called: gradients add up")
+    expect(
+        "scale" in log,
+        "scaler.scale(loss) was never called: without scaling, small float16 gradients "
+        "underflow to 0. Use scaler.scale(loss).backward()",
+    )
+    expect(
+        "backward(scaled)" in log,
+        "backward() ran on the unscaled loss: call scaler.scale(loss).backward(), not "
+        "loss.backward()",
+    )
+    expect(
+        log.index("zero_grad") < log.index("backward(scaled)"),
+        "optimizer.zero_grad() ran after backward(): it wiped the gradients before the step. "
+        "Call it before the forward pass (or right after the step)",
+    )
+    expect(
+        "optimizer.step" not in log,
+        "optimizer.step() was called directly: call scaler.step(optimizer), which unscales "
+        "the gradients first and skips the step when they contain inf or NaN",
+    )
+    if "update" in log:
+        expect(
+            "scaler.step" in log and log.index("update") > log.index("scaler.step"),
+            "scaler.update() ran before scaler.step(optimizer): step first, then update the "
+            "scale for the next iteration",
+        )
+    expect("scaler.step" in log, "scaler.step(optimizer) was never called: no weight update")
+    expect(
+        "update" in log,
+        "scaler.update() was never called: without it the scale never adapts (it must grow "
+        "while steps succeed and shrink after an overflow)",
+    )
+    _expect_no_error(error, "train_step_fp16")
+    passed(
+        "fp16 step in the right order: zero_grad → scaler.scale(loss).backward() → "
+        "scaler.step(optimizer) → scaler.update()"
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Exercise 3: a bfloat16 training step, no scaler
+# ----------------------------------------------------------------------------------------------
+
+
+def check_train_step_bf16(train_step_bf16: Callable, device: torch.device) -> None:
+    """bfloat16 forward and loss under autocast, fp32 weights and gradients, a real update."""
+    _expect_function(
+        train_step_bf16, "train_step_bf16", "model, optimizer, loss_fn, inputs, targets"
+    )
+    model = _check_model(device)
+    forward = _ForwardSpy(model, device)
+    loss_fn = _LossSpy(device)
+    log: list[str] = []
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    _OptimizerSpy(optimizer, log)
+    before = [p.detach().clone() for p in model.parameters()]
+    inputs, targets = _check_batch(device)
+    _, error = _call(train_step_bf16, model, optimizer, loss_fn, inputs, targets)
+
+    _expect_fp32_weights(model)
+    _expect_linear_dtype(forward, torch.bfloat16, device)
+    expect(loss_fn.autocast_on, "loss_fn was never called: compute loss_fn(outputs, targets)")
+    expect(
+        all(loss_fn.autocast_on),
+        "the loss was computed outside the autocast block: compute it inside, so autocast "
+        "picks float32 for it",
+    )
+    _expect_no_error(error, "train_step_bf16")
+    expect(
+        all(p.grad is not None for p in model.parameters()),
+        "the model has no gradients: call loss.backward()",
+    )
+    expect(
+        {p.grad.dtype for p in model.parameters()} == {torch.float32},
+        "the gradients are not float32: keep the weights in float32 and let autocast cast",
+    )
+    expect("zero_grad" in log, "optimizer.zero_grad() was never called: gradients add up")
+    expect("optimizer.step" in log, "optimizer.step() was never called: the weights did not change")
+    changed = any(not torch.equal(a, p) for a, p in zip(before, model.parameters(), strict=True))
+    expect(changed, "the weights did not change: call optimizer.step() after backward()")
+    passed("bf16 forward and fp32 loss under autocast, fp32 weights updated, no scaler needed")
+
+
+def speedup_bars(speedups: Mapping[str, float], *, title: str) -> Figure:
+    """Bars of AMP's speed-up per case: green a real gain, red a loss, grey within ±10 %."""
+    fig, ax = plots.figure(figsize=(max(6.0, 2.2 * len(speedups) + 1), 4.5))
+    names = list(speedups)
+    values = [speedups[name] for name in names]
+    colors = [
+        plots.PALETTE[2] if v > 1.1 else plots.PALETTE[3] if v < 0.9 else plots.PALETTE[7]
+        for v in values
+    ]
+    rects = ax.bar(names, values, color=colors, width=0.6)
+    ax.bar_label(rects, labels=[f"{v:.2f}×" for v in values], padding=3)
+    ax.axhline(1.0, color="0.3", linestyle="--", label="1× = no gain")
+    ax.legend(loc="upper right")
+    ax.margins(y=0.2)
+    ax.grid(axis="x", visible=False)
+    ax.set(title=title, ylabel="AMP speed-up (× float32 speed)")
+    return plots.show(fig)

@@ -1,0 +1,126 @@
+"""Where a lab runs: quick mode, device, seeding, GPU memory share, progress bars, work folder.
+
+Every lab starts with ``setup()``; every size a lab uses comes from ``pick(full=..., quick=...)``
+so that ``WORKSHOP_QUICK=1`` (the tests) finishes in seconds without changing what is taught.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import random
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+import torch
+
+T = TypeVar("T")
+
+QUICK: bool = os.environ.get("WORKSHOP_QUICK", "0").strip().lower() in {"1", "true", "yes", "on"}
+GPU_MEMORY_FRACTION_ENV = "WORKSHOP_GPU_MEMORY_FRACTION"
+WORK_DIR_ENV = "WORKSHOP_WORK_DIR"
+
+
+def pick(full: T, quick: T) -> T:
+    """The quick-mode value when WORKSHOP_QUICK=1 (tests), otherwise the full-size value."""
+    return quick if QUICK else full
+
+
+@functools.cache
+def device() -> torch.device:
+    """The GPU when PyTorch can see one, otherwise the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and PyTorch (CPU and every GPU) so reruns give the same numbers."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def gpu_memory_fraction() -> float | None:
+    """The share of each GPU's memory this attendee may use, from WORKSHOP_GPU_MEMORY_FRACTION.
+
+    None when the variable is unset or empty; a ValueError naming the variable when it is not a
+    number in (0, 1].
+    """
+    raw = os.environ.get(GPU_MEMORY_FRACTION_ENV, "").strip()
+    if not raw:
+        return None
+    try:
+        fraction = float(raw)
+    except ValueError:
+        raise ValueError(
+            f"{GPU_MEMORY_FRACTION_ENV}={raw!r} is not a number: "
+            "set it to a fraction in (0, 1], e.g. 0.25 for a quarter of the GPU memory"
+        ) from None
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(
+            f"{GPU_MEMORY_FRACTION_ENV}={raw!r} is outside (0, 1]: "
+            "set it to a fraction such as 0.25 (a quarter) or 1 (the whole GPU)"
+        )
+    return fraction
+
+
+def apply_gpu_memory_share() -> float | None:
+    """Cap this process's share of every visible GPU's memory; returns the fraction applied."""
+    fraction = gpu_memory_fraction()
+    if fraction is None or not torch.cuda.is_available():
+        return None
+    for index in range(torch.cuda.device_count()):
+        torch.cuda.set_per_process_memory_fraction(fraction, index)
+    return fraction
+
+
+def in_notebook() -> bool:
+    """True inside a Jupyter kernel (JupyterLab, nbclient), False in plain Python or pytest."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and hasattr(shell, "kernel")
+
+
+def progress(iterable: Iterable[T], desc: str, total: int | None = None) -> Iterator[T]:
+    """A progress bar: a widget in JupyterLab, text elsewhere, silent in quick mode (tests)."""
+    from tqdm.auto import tqdm
+
+    return iter(tqdm(iterable, desc=desc, total=total, disable=QUICK, leave=True))
+
+
+def work_dir() -> Path:
+    """The folder where labs save artifacts that later labs reuse (created when missing)."""
+    folder = Path(os.environ.get(WORK_DIR_ENV) or Path.home() / "work" / "outputs").expanduser()
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _device_description(dev: torch.device) -> str:
+    if dev.type == "cuda":
+        name = torch.cuda.get_device_name(dev)
+        fraction = gpu_memory_fraction()
+        share = f", {fraction:.0%} of its memory" if fraction is not None else ""
+        return f"cuda ({name}{share})"
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
+def setup(seed: int = 0) -> torch.device:
+    """Prepare a lab: seeds, device, GPU memory share, figure style, clear exercise messages.
+
+    Prints one line saying what was chosen and returns the device to put tensors on.
+    """
+    from workshop_labs import checks, plots
+
+    seed_everything(seed)
+    dev = device()
+    apply_gpu_memory_share()
+    plots.apply_style()
+    checks.install_notebook_handler()
+    version = torch.__version__.split("+")[0]
+    quick = "on" if QUICK else "off"
+    print(f"PyTorch {version} · device: {_device_description(dev)} · quick mode: {quick}")
+    return dev

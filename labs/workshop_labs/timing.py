@@ -1,0 +1,64 @@
+"""Timing code correctly: warm-up first, then repeated runs, synchronizing with the GPU.
+
+GPU kernels run asynchronously: without ``torch.cuda.synchronize()`` a timer only measures how
+long it took to *queue* the work. The first calls also pay one-off costs (memory allocation,
+kernel selection, compilation), so they are run and thrown away before measuring.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """Wall-clock time of one call, in milliseconds; ``runs`` holds every measured call."""
+
+    mean_ms: float
+    std_ms: float
+    min_ms: float
+    runs: tuple[float, ...]
+
+    def __str__(self) -> str:
+        spread = f"± {self.std_ms:.3f} ms (min {self.min_ms:.3f}, n={len(self.runs)})"
+        return f"{self.mean_ms:.3f} ms {spread}"
+
+
+def sync(device: torch.device | str) -> None:
+    """Wait until the GPU has finished its queued work; nothing to wait for on the CPU."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure(
+    fn: Callable[[], object],
+    *,
+    device: torch.device | str,
+    warmup: int = 3,
+    repeats: int = 10,
+) -> Measurement:
+    """Call ``fn`` ``warmup`` times untimed, then time ``repeats`` calls one by one."""
+    if repeats < 1:
+        raise ValueError(f"repeats={repeats}: at least one timed run is needed")
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    runs = []
+    for _ in range(repeats):
+        sync(device)
+        start = time.perf_counter()
+        fn()
+        sync(device)
+        runs.append((time.perf_counter() - start) * 1000.0)
+    std = statistics.stdev(runs) if len(runs) > 1 else 0.0
+    return Measurement(statistics.fmean(runs), std, min(runs), tuple(runs))
+
+
+def compare(baseline: Measurement, candidate: Measurement) -> float:
+    """Speed-up of ``candidate`` over ``baseline``: 2.0 means the candidate takes half the time."""
+    return baseline.mean_ms / candidate.mean_ms

@@ -1,0 +1,95 @@
+"""Time every lab, solutions applied, in quick and full mode, against the course's goals.
+
+    python scripts/benchmark_labs.py [--modes quick,full] [--labs 01,03]
+
+Goals: all labs together in quick mode under 180 s (the test suite), and each lab in full mode
+under 600 s (what an attendee waits for on 2 CPU cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from workshop_labs.notebooks import LabFailed, apply_solutions, build_notebook, execute, lab_sources
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+QUICK_TOTAL_GOAL_S = 180.0
+FULL_EACH_GOAL_S = 600.0
+
+
+def run(source: Path, quick: bool) -> tuple[float, str]:
+    """Seconds to execute the lab in a fresh kernel, and 'ok' or the first line of the error."""
+    nb = apply_solutions(build_notebook(source))
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as cwd:
+        try:
+            execute(nb, quick=quick, timeout=int(FULL_EACH_GOAL_S * 2), cwd=cwd)
+            status = "ok"
+        except LabFailed as failure:
+            status = "FAILED"
+            print(str(failure), file=sys.stderr)
+    return time.perf_counter() - start, status
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--modes", default="quick,full", help="comma-separated: quick, full")
+    parser.add_argument("--labs", default="", help="comma-separated lab numbers, e.g. 01,03")
+    parser.add_argument("--labs-dir", type=Path, default=REPO_ROOT / "labs")
+    args = parser.parse_args(argv)
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    if unknown := set(modes) - {"quick", "full"}:
+        parser.error(f"unknown mode(s) {sorted(unknown)}: use quick and/or full")
+    wanted = {n.strip().zfill(2) for n in args.labs.split(",") if n.strip()}
+    sources = [s for s in lab_sources(args.labs_dir) if not wanted or s.name[:2] in wanted]
+    if not sources:
+        parser.error(f"no lab matches --labs {args.labs!r} in {args.labs_dir}")
+
+    times: dict[tuple[str, str], tuple[float, str]] = {}
+    for mode in modes:
+        for source in sources:
+            print(f"running {source.name} in {mode} mode ...", flush=True)
+            seconds, status = run(source, quick=mode == "quick")
+            times[(source.name, mode)] = (seconds, status)
+            print(f"  {seconds:7.1f} s  {status}", flush=True)
+
+    print()
+    name_w = max(len(s.name) for s in sources)
+    print(f"{'lab':<{name_w}}" + "".join(f"  {mode:>12}" for mode in modes))
+    for source in sources:
+        cells = []
+        for mode in modes:
+            seconds, status = times[(source.name, mode)]
+            cells.append(f"  {seconds:>10.1f} s" if status == "ok" else f"  {'FAILED':>12}")
+        print(f"{source.name:<{name_w}}" + "".join(cells))
+
+    print()
+    verdicts = []
+    if "quick" in modes:
+        total = sum(times[(s.name, "quick")][0] for s in sources)
+        ok = total < QUICK_TOTAL_GOAL_S and all(
+            times[(s.name, "quick")][1] == "ok" for s in sources
+        )
+        verdicts.append(ok)
+        print(
+            f"{'PASS' if ok else 'FAIL'}  quick mode, {len(sources)} labs together: "
+            f"{total:.1f} s (goal < {QUICK_TOTAL_GOAL_S:.0f} s)"
+        )
+    if "full" in modes:
+        for source in sources:
+            seconds, status = times[(source.name, "full")]
+            ok = status == "ok" and seconds < FULL_EACH_GOAL_S
+            verdicts.append(ok)
+            print(
+                f"{'PASS' if ok else 'FAIL'}  full mode, {source.name}: {seconds:.1f} s "
+                f"(goal < {FULL_EACH_GOAL_S:.0f} s)"
+            )
+    return 0 if all(verdicts) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

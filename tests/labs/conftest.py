@@ -1,0 +1,27 @@
+"""Shared fixtures for the lab tests: an isolated work folder, so that labs that pass artifacts
+to later labs do so inside the test session, and figures that never open a window."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+@pytest.fixture(scope="session")
+def work_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One work folder for the whole session (labs run in order and may reuse each other's
+    outputs); the kernels inherit it through WORKSHOP_WORK_DIR."""
+    folder = tmp_path_factory.mktemp("work")
+    previous = os.environ.get("WORKSHOP_WORK_DIR")
+    os.environ["WORKSHOP_WORK_DIR"] = str(folder)
+    yield folder
+    if previous is None:
+        os.environ.pop("WORKSHOP_WORK_DIR", None)
+    else:
+        os.environ["WORKSHOP_WORK_DIR"] = previous

@@ -1,0 +1,431 @@
+"""Lab 7's checks: each rejects a typical wrong answer with its specific message and accepts
+the solution."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+from torch.optim.lr_scheduler import (
+    CosineAnnealingLR,
+    LambdaLR,
+    LinearLR,
+    OneCycleLR,
+    SequentialLR,
+    StepLR,
+)
+
+from workshop_labs import lab07
+from workshop_labs.checks import ExerciseNotSolved
+
+CPU = torch.device("cpu")
+
+# ----------------------------------------------------------------------------------------------
+# Exercise 1: linear warm-up, then cosine
+# ----------------------------------------------------------------------------------------------
+
+
+def warmup_cosine_lambda(optimizer, warmup_steps, total_steps):
+    def factor(step):
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * progress))
+
+    return LambdaLR(optimizer, factor)
+
+
+def warmup_cosine_sequential(optimizer, warmup_steps, total_steps):
+    return SequentialLR(
+        optimizer,
+        [
+            LinearLR(optimizer, start_factor=0.01, total_iters=warmup_steps),
+            CosineAnnealingLR(optimizer, T_max=total_steps - warmup_steps),
+        ],
+        milestones=[warmup_steps],
+    )
+
+
+def sequential_with(*, warmup_scale=1.0, t_max_shift=0, linear_decay=False):
+    """A warm-up + decay schedule with one typical mistake."""
+
+    def make(optimizer, warmup_steps, total_steps):
+        warmup = round(warmup_steps * warmup_scale)
+        decay_steps = total_steps - warmup_steps + t_max_shift
+        decay = (
+            LinearLR(optimizer, start_factor=1.0, end_factor=0.0, total_iters=decay_steps)
+            if linear_decay
+            else CosineAnnealingLR(optimizer, T_max=decay_steps)
+        )
+        return SequentialLR(
+            optimizer,
+            [LinearLR(optimizer, start_factor=0.01, total_iters=warmup), decay],
+            milestones=[warmup],
+        )
+
+    return make
+
+
+@pytest.mark.parametrize("solution", [warmup_cosine_lambda, warmup_cosine_sequential])
+def test_warmup_cosine_accepts_the_solutions(solution, capsys):
+    lab07.check_warmup_cosine(solution)
+    assert "✅" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("wrong", "message"),
+    [
+        (lambda opt, w, t: None, r"returned None: return the scheduler"),
+        (lambda opt, w, t: opt, r"returned a SGD, not a scheduler"),
+        (lambda opt, w, t: CosineAnnealingLR(opt, T_max=t), r"there is no warm-up"),
+        (
+            lambda opt, w, t: LambdaLR(opt, lambda s: 0.5 * min(1.0, (s + 1) / w)),
+            r"highest learning rate is 0\.05, .*factor of 1\.0",
+        ),
+        (sequential_with(warmup_scale=2), r"peak at step 20, .*warmup_steps=10"),
+        (sequential_with(t_max_shift=-60), r"goes up again at step .*T_max = total_steps"),
+        (sequential_with(t_max_shift=+90), r"last step still uses .* decay over total_steps"),
+        (sequential_with(linear_decay=True), r"not a straight line"),
+        (
+            lambda opt, w, t: LambdaLR(opt, lambda s: min(1.0, ((s + 1) / w) ** 3)),
+            r"half-way through the warm-up .* LINEAR",
+        ),
+        (lambda opt, w, t: StepLR(opt, step_size=30), r"no warm-up"),
+        ("not a function", r"`warmup_cosine` is not a function"),
+    ],
+    ids=[
+        "none",
+        "optimizer",
+        "no-warmup",
+        "half-peak",
+        "long-warmup",
+        "short-t-max",
+        "long-t-max",
+        "linear-decay",
+        "curved-warmup",
+        "steplr",
+        "not-callable",
+    ],
+)
+def test_warmup_cosine_rejects_wrong_answers(wrong, message):
+    with pytest.raises(ExerciseNotSolved, match=message):
+        lab07.check_warmup_cosine(wrong)
+
+
+# ----------------------------------------------------------------------------------------------
+# Exercise 2: OneCycleLR steps once per batch, after the optimizer
+# ----------------------------------------------------------------------------------------------
+
+
+def _batch_step(model, xb, yb, optimizer, loss_fn):
+    optimizer.zero_grad()
+    loss = loss_fn(model(xb), yb)
+    loss.backward()
+
+
+def one_cycle_solution(model, loader, optimizer, scheduler, loss_fn, device):
+    model.train()
+    for xb, yb in loader:
+        xb, yb = xb.to(device), yb.to(device)
+        _batch_step(model, xb, yb, optimizer, loss_fn)
+        optimizer.step()
+        scheduler.step()
+
+
+def one_cycle_per_epoch(model, loader, optimizer, scheduler, loss_fn, device):
+    """The starter code: the scheduler steps once per epoch."""
+    model.train()
+    for xb, yb in loader:
+        xb, yb = xb.to(device), yb.to(device)
+        _batch_step(model, xb, yb, optimizer, loss_fn)
+        optimizer.step()
+    scheduler.step()
+
+
+def one_cycle_scheduler_first(model, loader, optimizer, scheduler, loss_fn, device):
+    model.train()
+    for xb, yb in loader:
+        xb, yb = xb.to(device), yb.to(device)
+        _batch_step(model, xb, yb, optimizer, loss_fn)
+        scheduler.step()
+        optimizer.step()
+
+
+def one_cycle_twice_per_batch(model, loader, optimizer, scheduler, loss_fn, device):
+    model.train()
+    for xb, yb in loader:
+        xb, yb = xb.to(device), yb.to(device)
+        _batch_step(model, xb, yb, optimizer, loss_fn)
+        optimizer.step()
+        scheduler.step()
+        scheduler.step()
+
+
+def one_cycle_no_scheduler(model, loader, optimizer, scheduler, loss_fn, device):
+    model.train()
+    for xb, yb in loader:
+        xb, yb = xb.to(device), yb.to(device)
+        _batch_step(model, xb, yb, optimizer, loss_fn)
+        optimizer.step()
+
+
+def one_cycle_no_optimizer(model, loader, optimizer, scheduler, loss_fn, device):
+    model.train()
+    for xb, yb in loader:
+        xb, yb = xb.to(device), yb.to(device)
+        _batch_step(model, xb, yb, optimizer, loss_fn)
+        scheduler.step()
+
+
+def test_one_cycle_epoch_accepts_the_solution(capsys):
+    lab07.check_one_cycle_epoch(one_cycle_solution, CPU)
+    assert "✅" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("wrong", "message"),
+    [
+        (one_cycle_per_epoch, r"ran once for the whole epoch .* OneCycleLR counts BATCHES"),
+        (one_cycle_scheduler_first, r"scheduler\.step\(\) came before optimizer\.step\(\)"),
+        (one_cycle_twice_per_batch, r"ran 10 times for 5 batches: .*exactly once per batch"),
+        (one_cycle_no_scheduler, r"scheduler\.step\(\) was never called"),
+        (one_cycle_no_optimizer, r"optimizer\.step\(\) ran 0 times for 5 batches"),
+        ("not a function", r"`train_one_epoch` is not a function"),
+    ],
+    ids=["per-epoch", "wrong-order", "twice", "no-scheduler", "no-optimizer", "not-callable"],
+)
+def test_one_cycle_epoch_rejects_wrong_answers(wrong, message):
+    with pytest.raises(ExerciseNotSolved, match=message):
+        lab07.check_one_cycle_epoch(wrong, CPU)
+
+
+# ----------------------------------------------------------------------------------------------
+# Exercise 3: clip after backward, before step
+# ----------------------------------------------------------------------------------------------
+
+
+def clipped_step_solution(model, optimizer, loss_fn, xb, yb, max_norm):
+    optimizer.zero_grad()
+    loss = loss_fn(model(xb), yb)
+    loss.backward()
+    norm = nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+    optimizer.step()
+    return norm.item()
+
+
+def clipped_step_before_backward(model, optimizer, loss_fn, xb, yb, max_norm):
+    optimizer.zero_grad()
+    norm = nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+    loss = loss_fn(model(xb), yb)
+    loss.backward()
+    optimizer.step()
+    return norm.item()
+
+
+def clipped_step_after_step(model, optimizer, loss_fn, xb, yb, max_norm):
+    optimizer.zero_grad()
+    loss = loss_fn(model(xb), yb)
+    loss.backward()
+    optimizer.step()
+    return nn.utils.clip_grad_norm_(model.parameters(), max_norm).item()
+
+
+def clipped_step_starter(model, optimizer, loss_fn, xb, yb, max_norm):
+    optimizer.zero_grad()
+    loss = loss_fn(model(xb), yb)
+    loss.backward()
+    optimizer.step()
+    return None
+
+
+def clipped_step_returns_clipped_norm(model, optimizer, loss_fn, xb, yb, max_norm):
+    optimizer.zero_grad()
+    loss = loss_fn(model(xb), yb)
+    loss.backward()
+    nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+    optimizer.step()
+    return nn.utils.get_total_norm([p.grad for p in model.parameters()]).item()
+
+
+def clipped_step_by_value(model, optimizer, loss_fn, xb, yb, max_norm):
+    optimizer.zero_grad()
+    loss = loss_fn(model(xb), yb)
+    loss.backward()
+    nn.utils.clip_grad_value_(model.parameters(), max_norm)
+    optimizer.step()
+    return None
+
+
+def clipped_step_no_step(model, optimizer, loss_fn, xb, yb, max_norm):
+    optimizer.zero_grad()
+    loss = loss_fn(model(xb), yb)
+    loss.backward()
+    return nn.utils.clip_grad_norm_(model.parameters(), max_norm).item()
+
+
+def test_clipped_step_accepts_the_solution(capsys):
+    lab07.check_clipped_step(clipped_step_solution)
+    assert "✅" in capsys.readouterr().out
+
+
+def test_clipped_step_accepts_a_tensor_return_value(capsys):
+    """Returning clip_grad_norm_'s tensor itself (without .item()) is fine too."""
+
+    def returns_tensor(model, optimizer, loss_fn, xb, yb, max_norm):
+        return torch.as_tensor(clipped_step_solution(model, optimizer, loss_fn, xb, yb, max_norm))
+
+    lab07.check_clipped_step(returns_tensor)
+    assert "✅" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("wrong", "message"),
+    [
+        (clipped_step_before_backward, r"nothing clipped the gradients it used.*AFTER backward"),
+        (clipped_step_after_step, r"clipping after optimizer\.step\(\) is too late"),
+        (clipped_step_starter, r"stepped with a gradient of norm .* > max_norm=1"),
+        (clipped_step_returns_clipped_norm, r"returned 1, the norm AFTER clipping"),
+        (clipped_step_no_step, r"parameters did not change: call optimizer\.step\(\)"),
+        (clipped_step_by_value, r"clamped to ±1 \(clip_grad_value_\).*clips the NORM"),
+        ("not a function", r"`clipped_step` is not a function"),
+    ],
+    ids=[
+        "before-backward",
+        "after-step",
+        "starter",
+        "returns-clipped-norm",
+        "no-step",
+        "by-value",
+        "not-callable",
+    ],
+)
+def test_clipped_step_rejects_wrong_answers(wrong, message):
+    with pytest.raises(ExerciseNotSolved, match=message):
+        lab07.check_clipped_step(wrong)
+
+
+# ----------------------------------------------------------------------------------------------
+# Exercise 4: early stopping
+# ----------------------------------------------------------------------------------------------
+
+
+def early_stopping_class(*, stop_at_count_offset=0, reset=True, track_best=True):
+    """The solution, or the solution with one typical mistake."""
+
+    class EarlyStopping:
+        def __init__(self, patience):
+            self.patience = patience
+            self.best = math.inf
+            self.bad_epochs = 0
+
+        def step(self, val_loss):
+            if val_loss < self.best:
+                if track_best:
+                    self.best = val_loss
+                if reset:
+                    self.bad_epochs = 0
+            else:
+                self.bad_epochs += 1
+            return self.bad_epochs >= self.patience + stop_at_count_offset
+
+    return EarlyStopping
+
+
+class EarlyStoppingStarter:
+    def __init__(self, patience):
+        self.patience = patience
+        self.best = math.inf
+        self.bad_epochs = 0
+
+    def step(self, val_loss):
+        return False
+
+
+class EarlyStoppingComparesWithLastLoss:
+    """Counts epochs that are worse than the previous epoch, not than the best."""
+
+    def __init__(self, patience):
+        self.patience = patience
+        self.best = math.inf
+        self.previous = math.inf
+        self.bad_epochs = 0
+
+    def step(self, val_loss):
+        self.best = min(self.best, val_loss)
+        self.bad_epochs = self.bad_epochs + 1 if val_loss >= self.previous else 0
+        self.previous = val_loss
+        return self.bad_epochs >= self.patience
+
+
+def test_early_stopping_accepts_the_solution(capsys):
+    lab07.check_early_stopping(early_stopping_class())
+    assert "✅" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("wrong", "message"),
+    [
+        (early_stopping_class(stop_at_count_offset=-1), r"after epoch 5, one epoch too early"),
+        (early_stopping_class(stop_at_count_offset=+1), r"after epoch 10, one epoch too late"),
+        (early_stopping_class(reset=False), r"new best at epoch 6 .* reset the count"),
+        (early_stopping_class(track_best=False), r"step\(\) never returned True"),
+        (EarlyStoppingStarter, r"step\(\) never returned True; it should after epoch 9"),
+        (EarlyStoppingComparesWithLastLoss, r"after epoch 12, too late: .*not with the previous"),
+        ("not a class", r"`EarlyStopping` is not a class"),
+    ],
+    ids=["early", "late", "no-reset", "no-best", "starter", "last-loss", "not-a-class"],
+)
+def test_early_stopping_rejects_wrong_answers(wrong, message):
+    with pytest.raises(ExerciseNotSolved, match=message):
+        lab07.check_early_stopping(wrong)
+
+
+def test_early_stopping_requires_the_best_loss():
+    class KeepsBestElsewhere:
+        def __init__(self, patience):
+            self.patience = patience
+            self.best = math.inf
+            self.lowest = math.inf  # the best loss, under another name
+            self.bad_epochs = 0
+
+        def step(self, val_loss):
+            if val_loss < self.lowest:
+                self.lowest, self.bad_epochs = val_loss, 0
+            else:
+                self.bad_epochs += 1
+            return self.bad_epochs >= self.patience
+
+    with pytest.raises(
+        ExerciseNotSolved, match=r"`best` is inf but the best validation loss seen was 0\.65"
+    ):
+        lab07.check_early_stopping(KeepsBestElsewhere)
+
+
+# ----------------------------------------------------------------------------------------------
+# Helpers the lab draws with
+# ----------------------------------------------------------------------------------------------
+
+
+def test_lr_trace_reads_the_lr_each_step_uses():
+    trace = lab07.lr_trace(lambda opt: StepLR(opt, step_size=2, gamma=0.5), 5, lr=1.0)
+    assert trace == [1.0, 1.0, 0.5, 0.5, 0.25]
+    one_cycle = lab07.lr_trace(lambda opt: OneCycleLR(opt, max_lr=1.0, total_steps=10), 10, lr=1)
+    assert max(one_cycle) == pytest.approx(1.0) and one_cycle[0] < 0.1
+
+
+def test_clipping_picture_shows_what_the_clip_functions_return():
+    fig = lab07.clipping_picture(torch.tensor([3.0, 4.0]), max_norm=1.0, clip_value=2.0)
+    labels = [text.get_text() for text in fig.axes[0].get_legend().get_texts()]
+    assert labels[1].endswith("(0.60, 0.80)")  # norm 5 scaled down to norm 1
+    assert labels[2].endswith("(2.00, 2.00)")  # each number clamped to ±2
+
+
+def test_early_stopping_picture_says_whether_it_stopped():
+    val = [1.0, 0.5, 0.4, 0.45, 0.46]
+    history = {"training loss": [1.1, 0.6, 0.4, 0.3, 0.2], "validation loss": val}
+    stopped = lab07.early_stopping_picture(history, patience=2, title="run")
+    assert "stopped after epoch 5: 2 epochs in a row" in stopped.axes[0].get_title()
+    ongoing = lab07.early_stopping_picture(history, patience=3, title="run")
+    assert "ran all 5 epochs" in ongoing.axes[0].get_title()

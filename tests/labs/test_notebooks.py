@@ -1,0 +1,122 @@
+"""Every lab in labs/: it runs top to bottom with its solutions (quick mode), it builds into the
+same output-free notebook every time, and it has the shape the course promises (exercises
+with solution and check, figures, setup() first)."""
+
+from __future__ import annotations
+
+import functools
+import re
+from pathlib import Path
+
+import jupytext
+import nbformat
+import pytest
+
+from workshop_labs.notebooks import (
+    LabFailed,
+    apply_solutions,
+    build_notebook,
+    execute,
+    lab_sources,
+    solution_code,
+    tags,
+)
+
+LAB_SOURCES = lab_sources(Path(__file__).resolve().parents[2] / "labs")
+
+
+def lab_id(source: Path) -> str:
+    """`lab02` for labs/02_building_neural_networks.py, so `pytest -k lab02` selects it."""
+    return f"lab{source.name[:2]}"
+
+
+pytestmark = pytest.mark.skipif(not LAB_SOURCES, reason="no lab sources in labs/")
+labs = pytest.mark.parametrize("source", LAB_SOURCES, ids=lab_id)
+
+# Calls that draw a figure: the generic helpers, or a lab module's function whose name says so.
+FIGURE_CALL = re.compile(
+    r"\b(?:plots|diagrams)\.\w+\(|"
+    r"\blab\d\d\.\w*(?:plot|draw|show|picture|diagram|figure|chart|curve|graph|tree|table|bars|grid|image)\w*\("
+)
+
+
+@functools.cache
+def built(source: Path) -> nbformat.NotebookNode:
+    return build_notebook(source)
+
+
+def code_cells(nb: nbformat.NotebookNode) -> list[nbformat.NotebookNode]:
+    return [cell for cell in nb.cells if cell.cell_type == "code"]
+
+
+@labs
+@pytest.mark.timeout(900)
+def test_lab_runs_with_solutions_in_quick_mode(source: Path, work_dir: Path, tmp_path: Path):
+    failure = None
+    try:
+        executed = execute(apply_solutions(built(source)), quick=True, cwd=tmp_path)
+    except LabFailed as error:
+        failure = str(error)
+    if failure:
+        pytest.fail(failure, pytrace=False)
+    images = [
+        cell
+        for cell in code_cells(executed)
+        if any("image/png" in output.get("data", {}) for output in cell.outputs)
+    ]
+    assert len(images) >= 2, f"{source.name} displayed {len(images)} figures; a lab needs ≥ 2"
+
+
+@labs
+def test_built_notebook_has_no_outputs_and_does_not_drift(source: Path):
+    first = build_notebook(source)
+    for cell in code_cells(first):
+        assert cell.outputs == [] and cell.execution_count is None, cell.source[:80]
+    assert nbformat.writes(first) == nbformat.writes(build_notebook(source)), (
+        f"building {source.name} twice gave different notebooks"
+    )
+
+
+def without_header(text: str) -> str:
+    """The cells of a percent-format source, without the YAML header (jupytext adds its own
+    version there, which must not make the test depend on the jupytext release)."""
+    match = re.match(r"# ---\n.*?^# ---\n", text, flags=re.DOTALL | re.MULTILINE)
+    return text[match.end() :] if match else text
+
+
+@labs
+def test_jupytext_round_trip_is_stable(source: Path):
+    text = source.read_text(encoding="utf-8")
+    again = jupytext.writes(jupytext.reads(text, fmt="py:percent"), fmt="py:percent")
+    assert without_header(again) == without_header(text), (
+        f"{source.name} changes when jupytext rewrites it: run `jupytext --to py:percent` on it"
+    )
+
+
+@labs
+def test_first_code_cell_calls_setup(source: Path):
+    first = code_cells(built(source))[0]
+    assert re.search(r"\bsetup\(", first.source), f"first code cell:\n{first.source}"
+
+
+@labs
+def test_exercises_have_solution_then_check(source: Path):
+    cells = built(source).cells
+    exercises = [i for i, cell in enumerate(cells) if "exercise" in tags(cell)]
+    assert len(exercises) >= 3, f"{source.name} has {len(exercises)} exercises; it needs ≥ 3"
+    for index in exercises:
+        where = f"{source.name}, exercise cell {index}:\n{cells[index].source}"
+        assert cells[index].cell_type == "code", where
+        assert index + 2 < len(cells), f"{where}\nneeds a solution and a check after it"
+        solution, check = cells[index + 1], cells[index + 2]
+        assert solution.cell_type == "markdown" and "solution" in tags(solution), where
+        assert solution_code(solution).strip(), where
+        assert "<details>" in solution.source, f"{where}\nthe solution must be collapsed"
+        assert check.cell_type == "code" and not {"exercise", "solution"} & set(tags(check))
+        assert check.source.strip(), f"{where}\nthe check cell is empty"
+
+
+@labs
+def test_lab_draws_at_least_two_figures(source: Path):
+    calls = [m.group(0) for c in code_cells(built(source)) for m in FIGURE_CALL.finditer(c.source)]
+    assert len(calls) >= 2, f"{source.name} calls {calls}; a lab needs ≥ 2 figure helpers"

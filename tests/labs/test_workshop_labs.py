@@ -1,0 +1,214 @@
+"""The shared helper package: checks say what is wrong, quick mode, data, timing, solutions,
+the GPU memory share setting, and how a failed check looks in a real notebook kernel."""
+
+from __future__ import annotations
+
+import textwrap
+
+import nbformat
+import pytest
+import torch
+
+from workshop_labs import checks, data, diagrams, notebooks, runtime, timing
+from workshop_labs.checks import ExerciseNotSolved
+
+
+def test_expect_tensor_names_what_is_wrong():
+    with pytest.raises(ExerciseNotSolved, match=r"^`x` is None: replace the None with your answer"):
+        checks.expect_tensor(None, name="x")
+    with pytest.raises(ExerciseNotSolved, match=r"`x` is a list, not a torch.Tensor"):
+        checks.expect_tensor([1, 2], name="x")
+    with pytest.raises(
+        ExerciseNotSolved, match=r"^`zeros` has shape \(4, 3\) but the exercise needs \(3, 4\)$"
+    ):
+        checks.expect_tensor(torch.zeros(4, 3), name="zeros", shape=(3, 4))
+    with pytest.raises(ExerciseNotSolved, match=r"dtype torch.int64 but the exercise needs"):
+        checks.expect_tensor(torch.zeros(3, dtype=torch.int64), name="t", dtype=torch.float32)
+    with pytest.raises(ExerciseNotSolved, match=r"is on cpu but the exercise needs it on cuda"):
+        checks.expect_tensor(torch.zeros(3), name="t", device="cuda")
+    ok = torch.zeros(5, 3)
+    assert checks.expect_tensor(ok, name="t", shape=(None, 3), dtype=torch.float32) is ok
+
+
+def test_expect_and_passed(capsys):
+    checks.expect(True, "never shown")
+    with pytest.raises(ExerciseNotSolved, match="forgot zero_grad"):
+        checks.expect(False, "forgot zero_grad")
+    assert issubclass(ExerciseNotSolved, AssertionError)
+    checks.passed("well done")
+    assert capsys.readouterr().out == "✅ well done\n"
+
+
+def test_pick_follows_quick_mode(monkeypatch):
+    monkeypatch.setattr(runtime, "QUICK", True)
+    assert runtime.pick(full=100, quick=2) == 2
+    monkeypatch.setattr(runtime, "QUICK", False)
+    assert runtime.pick(full=100, quick=2) == 100
+
+
+def test_digits_shapes_and_split():
+    features, labels = data.digits()
+    assert features.shape == (1797, 64) and features.dtype == torch.float32
+    assert labels.shape == (1797,) and labels.dtype == torch.int64
+    assert 0.0 <= features.min() and features.max() <= 1.0
+    train, val = data.digits_split(val_fraction=0.2, seed=0)
+    assert len(train) + len(val) == 1797 and len(val) == round(1797 * 0.2)
+    train_loader, val_loader = data.digits_loaders(batch_size=32)
+    x, y = next(iter(train_loader))
+    assert x.shape == (32, 64) and y.shape == (32,)
+
+
+def test_measure_warms_up_then_times_each_repeat():
+    calls = []
+    result = timing.measure(lambda: calls.append(1), device="cpu", warmup=3, repeats=5)
+    assert len(calls) == 8
+    assert len(result.runs) == 5 and result.min_ms <= result.mean_ms
+    slower = timing.Measurement(mean_ms=10.0, std_ms=0.0, min_ms=10.0, runs=(10.0,))
+    faster = timing.Measurement(mean_ms=2.5, std_ms=0.0, min_ms=2.5, runs=(2.5,))
+    assert timing.compare(slower, faster) == pytest.approx(4.0)
+
+
+@pytest.mark.parametrize("raw", ["abc", "0", "1.5", "-0.2"])
+def test_gpu_memory_share_rejects_invalid_values(monkeypatch, raw):
+    monkeypatch.setenv("WORKSHOP_GPU_MEMORY_FRACTION", raw)
+    with pytest.raises(ValueError, match=r"WORKSHOP_GPU_MEMORY_FRACTION=.*\(0, 1\]"):
+        runtime.gpu_memory_fraction()
+
+
+@pytest.mark.parametrize(("raw", "expected"), [("", None), ("0.25", 0.25), (" 1 ", 1.0)])
+def test_gpu_memory_share_accepts_valid_values(monkeypatch, raw, expected):
+    monkeypatch.setenv("WORKSHOP_GPU_MEMORY_FRACTION", raw)
+    assert runtime.gpu_memory_fraction() == expected
+
+
+def test_work_dir_is_created(monkeypatch, tmp_path):
+    monkeypatch.setenv("WORKSHOP_WORK_DIR", str(tmp_path / "a" / "b"))
+    assert runtime.work_dir().is_dir()
+
+
+LAB_SOURCE = """\
+# %%
+from workshop_labs import setup
+from workshop_labs.checks import expect
+
+setup()
+
+# %% tags=["exercise"]
+answer = None
+
+# %% [markdown] tags=["solution"]
+# <details><summary>Solution</summary>
+#
+# ```python
+# answer = 42
+# ```
+#
+# </details>
+
+# %%
+expect(answer == 42, "`answer` is not 42 yet")
+"""
+
+
+@pytest.fixture
+def tiny_lab(tmp_path):
+    source = tmp_path / "09_tiny.py"
+    source.write_text(LAB_SOURCE)
+    return source
+
+
+def test_apply_solutions_replaces_exercise_code(tiny_lab):
+    nb = notebooks.build_notebook(tiny_lab)
+    solved = notebooks.apply_solutions(nb)
+    assert solved.cells[1].source == "answer = 42\n"
+    assert nb.cells[1].source == "answer = None", "the original notebook must stay unchanged"
+
+
+def test_apply_solutions_requires_a_solution_after_each_exercise(tiny_lab):
+    nb = notebooks.build_notebook(tiny_lab)
+    del nb.cells[2]
+    with pytest.raises(ValueError, match="09_tiny.py: exercise cell 1 .* not followed"):
+        notebooks.apply_solutions(nb)
+
+
+def test_build_notebook_reports_unparsable_source(tmp_path):
+    bad = tmp_path / "09_bad.py"
+    bad.write_bytes(b"\xff\xfe not utf-8")
+    with pytest.raises(ValueError, match="09_bad.py: jupytext cannot parse it"):
+        notebooks.build_notebook(bad)
+
+
+@pytest.mark.timeout(120)
+def test_unsolved_exercise_is_one_red_line_and_still_fails_the_notebook(tiny_lab, tmp_path):
+    nb = notebooks.build_notebook(tiny_lab)
+    with pytest.raises(notebooks.LabFailed) as failure:
+        notebooks.execute(nb, quick=True, cwd=tmp_path)
+    message = str(failure.value)
+    assert "09_tiny.py failed at cell 3" in message
+    assert 'expect(answer == 42, "`answer` is not 42 yet")' in message
+    assert "ExerciseNotSolved: `answer` is not 42 yet" in message
+    # Look at what the attendee sees: one red line, no traceback.
+    client_nb = nbformat.from_dict(nb)
+    from nbclient import NotebookClient
+
+    NotebookClient(client_nb, kernel_name="python3", allow_errors=True).execute()
+    (error,) = client_nb.cells[3].outputs
+    assert error.output_type == "error" and error.ename == "ExerciseNotSolved"
+    assert error.traceback == [f"{checks.RED}✗ `answer` is not 42 yet{checks.RESET}"]
+
+
+def test_layer_table_follows_forward_order():
+    model = torch.nn.Sequential(torch.nn.Linear(64, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+    rows = diagrams.layer_table(model, torch.zeros(5, 64))
+    assert [(r["name"], r["type"], r["output shape"], r["params"]) for r in rows] == [
+        ("0", "Linear", (5, 8), 520),
+        ("1", "ReLU", (5, 8), 0),
+        ("2", "Linear", (5, 3), 27),
+    ]
+    assert rows[0]["input shape"] == (5, 64)
+
+
+def test_dataloader_picture_leaves_the_loader_unchanged():
+    loader, _ = data.digits_loaders(batch_size=16, seed=3)
+    expected = next(iter(data.digits_loaders(batch_size=16, seed=3)[0]))[1]
+    diagrams.dataloader_batches(loader, n_batches=2)
+    assert torch.equal(next(iter(loader))[1], expected)
+
+
+def test_autograd_graph_needs_a_graph():
+    with pytest.raises(ValueError, match="no grad_fn"):
+        diagrams.autograd_graph(torch.ones(2) * 2)
+    leaf = torch.ones(2, requires_grad=True)
+    assert diagrams.autograd_graph((leaf * 3).sum(), names={"w": leaf}) is not None
+
+
+def test_lab_sources_are_sorted_lab_files(tmp_path):
+    for name in ["02_b.py", "01_a.py", "README.md", "helper.py"]:
+        (tmp_path / name).write_text("")
+    assert [p.name for p in notebooks.lab_sources(tmp_path)] == ["01_a.py", "02_b.py"]
+
+
+def test_model_anatomy_marks_roles():
+    source = textwrap.dedent(
+        """\
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.fc = nn.Linear(2, 2)
+                self.extra = [nn.Linear(2, 2)]
+
+            def forward(self, x):
+                return self.fc(x)
+        """
+    ).splitlines()
+    roles = diagrams._line_roles(source)
+    assert roles == [
+        "class",
+        "init",
+        "super",
+        "register",
+        "unregistered",
+        "other",
+        "forward",
+        "forward",
+    ]
