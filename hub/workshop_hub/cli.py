@@ -1,9 +1,9 @@
 """`workshop-hub`: the organizer's commands, run inside the hub container.
 
-    docker compose exec hub workshop-hub access-code   # the room's code and the admin password
-    docker compose exec hub workshop-hub gpus          # who holds which GPU
-    docker compose exec hub workshop-hub check         # validate the settings
-    workshop-hub env-example                           # print .env.example
+docker compose exec hub workshop-hub access-code   # the room's code and the admin password
+docker compose exec hub workshop-hub gpus          # who holds which GPU
+docker compose exec hub workshop-hub check         # validate the settings
+workshop-hub env-example                           # print .env.example
 """
 
 from __future__ import annotations

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import docker
 from docker.errors import APIError, ContainerError, DockerException, ImageNotFound
+
+import docker
 
 from .profiles import LABEL_GPU, LABEL_INSTANCE, LABEL_USER
 from .settings import SettingsError
@@ -26,7 +27,10 @@ def explain_gpu_error(error: Exception) -> str:
     text = str(getattr(error, "explanation", None) or error)
     if "could not select device driver" in text:
         return f"Docker on this host has no NVIDIA runtime: {NO_NVIDIA_RUNTIME_HINT}."
-    return f"Docker refused to start a container with a GPU ({text.strip()}): {NO_NVIDIA_RUNTIME_HINT}."
+    return (
+        f"Docker refused to start a container with a GPU ({text.strip()}): "
+        f"{NO_NVIDIA_RUNTIME_HINT}."
+    )
 
 
 def ensure_image(client: docker.DockerClient, setting: str, image: str) -> None:
@@ -39,9 +43,10 @@ def ensure_image(client: docker.DockerClient, setting: str, image: str) -> None:
     try:
         client.images.pull(image)
     except DockerException as error:
+        reason = str(getattr(error, "explanation", None) or error).strip()[:160]
         raise SettingsError(
             f"{setting}={image!r}: no such image on this host and it could not be pulled "
-            f"({str(getattr(error, 'explanation', None) or error).strip()[:160]}). Build it with `docker compose build` "
+            f"({reason}). Build it with `docker compose build` "
             "(`docker compose --profile gpu build` for the CUDA image) or fix the name."
         ) from None
 

@@ -13,6 +13,7 @@ LABEL_INSTANCE = "org.pytorch-workshop.instance"
 LABEL_USER = "org.pytorch-workshop.user"
 LABEL_PROFILE = "org.pytorch-workshop.profile"
 LABEL_GPU = "org.pytorch-workshop.gpu"
+CPU_PERIOD_US = 100_000
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,10 @@ def container_limits(settings: WorkshopSettings, profile: Profile) -> dict:
         "mem_limit": profile.mem_limit,
         # Without swap the memory limit is a real limit: an OOM kill, not hours of thrashing.
         "memswap_limit": profile.mem_limit,
-        "nano_cpus": int(profile.cpu_limit * 1e9),
+        # A CPU quota per 100 ms period (what DockerSpawner also uses; Docker refuses to
+        # combine it with nano_cpus).
+        "cpu_period": CPU_PERIOD_US,
+        "cpu_quota": int(profile.cpu_limit * CPU_PERIOD_US),
         "pids_limit": settings.pids_limit,
         "shm_size": settings.shm_size,
         "cap_drop": ["ALL"],

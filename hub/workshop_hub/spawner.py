@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from html import escape
 
-from dockerspawner import DockerSpawner
 from docker.errors import APIError
+from dockerspawner import DockerSpawner
 from tornado import web
 from traitlets import Any, default
 
@@ -56,7 +56,7 @@ class WorkshopSpawner(DockerSpawner):
         items = [
             f'<div class="radio"><label><input type="radio" name="profile" '
             f'value="{profile.slug}"{" checked" if profile.slug == default else ""}'
-            f'{"" if available else " disabled"}> <b>{escape(profile.display_name)}</b> '
+            f"{'' if available else ' disabled'}> <b>{escape(profile.display_name)}</b> "
             f"— {escape(profile.description)} <strong>{escape(note)}</strong></label></div>"
             for profile, note, available in choices
         ]
@@ -71,7 +71,9 @@ class WorkshopSpawner(DockerSpawner):
         slug = (formdata.get("profile") or [self.workshop.profiles[0].slug])[0]
         if self.workshop.profile(slug) is None:
             offered = ", ".join(profile.slug for profile in self.workshop.profiles)
-            raise web.HTTPError(400, f"There is no profile {slug!r} here; choose one of: {offered}.")
+            raise web.HTTPError(
+                400, f"There is no profile {slug!r} here; choose one of: {offered}."
+            )
         if slug == "gpu" and self.workshop.gpu_slots.free_places() == 0:
             raise web.HTTPError(409, str(GpusFull(self.workshop.gpu_slots.capacity)))
         return {"profile": slug}
@@ -114,7 +116,11 @@ class WorkshopSpawner(DockerSpawner):
                 raise SpawnRefused(
                     explain_gpu_error(error) + " Start on CPU instead: every lab runs there."
                 ) from None
-            raise
+            reason = str(error.explanation or error).strip()
+            raise SpawnRefused(
+                f"Docker could not start your server ({reason}). Try again in a minute; "
+                "if it persists, show this message to the instructor."
+            ) from None
         except BaseException:
             self._release_gpu()
             raise

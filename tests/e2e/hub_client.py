@@ -61,10 +61,11 @@ class Attendee:
         if response.status_code >= 400:
             # The hub shows the form again with the reason: keep the text a person reads.
             raise SpawnFailed(f"HTTP {response.status_code}: {html.unescape(response.text)}")
-        self._wait_for_progress(timeout)
+        self.wait_until_ready(timeout)
         return time.monotonic() - started
 
-    def _wait_for_progress(self, timeout: float) -> None:
+    def wait_until_ready(self, timeout: float = 300) -> None:
+        """Follow the spawn's progress events, as the spawn-pending page does."""
         url = f"{self.base_url}/hub/api/users/{self.name}/server/progress"
         deadline = time.monotonic() + timeout
         with self.http.get(url, stream=True, timeout=timeout) as stream:

@@ -15,8 +15,9 @@ import time
 import uuid
 from pathlib import Path
 
-import docker
 import requests
+
+import docker
 
 ROOT = Path(__file__).resolve().parents[2]
 TEST_PREFIX = "wstest"

@@ -28,7 +28,10 @@ def gpu_hub(lab_images, docker_client):
     BROKEN_HOOK_FLAG.unlink(missing_ok=True)
     try:
         docker_client.containers.run(
-            lab_images["cuda"], ["true"], entrypoint=[], remove=True,
+            lab_images["cuda"],
+            ["true"],
+            entrypoint=[],
+            remove=True,
             device_requests=[{"driver": "", "device_ids": ["0"], "capabilities": [["gpu"]]}],
         )
     except Exception as error:  # noqa: BLE001 - the message below says what to do

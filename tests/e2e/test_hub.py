@@ -5,12 +5,11 @@ from __future__ import annotations
 import time
 
 import pytest
+from workshop_hub.settings import parse_size
 
 from .conftest import MAIN_STACK_LIMITS
 from .hub_client import Attendee
 from .stack import progress
-
-from workshop_hub.settings import parse_size
 
 
 def test_generated_access_code_is_in_the_log_and_kept(hub, access_code):
@@ -20,7 +19,9 @@ def test_generated_access_code_is_in_the_log_and_kept(hub, access_code):
 def test_attendee_runs_torch_in_a_real_kernel(ada):
     progress(f"login-to-ready spawn took {ada.spawn_seconds:.1f} s")
     result = ada.run_code(
-        "import torch\nx = torch.arange(6.0).reshape(2, 3)\nprint((x @ x.T).tolist(), torch.__version__)"
+        "import torch\n"
+        "x = torch.arange(6.0).reshape(2, 3)\n"
+        "print((x @ x.T).tolist(), torch.__version__)"
     )
     assert result.error is None
     assert result.stdout.startswith("[[5.0, 14.0], [14.0, 50.0]]")
@@ -29,7 +30,9 @@ def test_attendee_runs_torch_in_a_real_kernel(ada):
 
 def test_the_seven_labs_are_in_the_work_folder(ada):
     listing = ada.api("GET", "contents/labs").json()
-    notebooks = sorted(item["name"] for item in listing["content"] if item["name"].endswith(".ipynb"))
+    notebooks = sorted(
+        item["name"] for item in listing["content"] if item["name"].endswith(".ipynb")
+    )
     assert len(notebooks) == 7, notebooks
     assert notebooks[0].startswith("01_") and notebooks[-1].startswith("07_")
 
@@ -42,9 +45,11 @@ def test_attendee_container_is_unprivileged_and_limited(ada, hub):
         "        if pathlib.Path(p).exists():\n"
         "            return pathlib.Path(p).read_text().split()[0]\n"
         "st = os.statvfs('/dev/shm')\n"
-        "print(os.getuid(), first('/sys/fs/cgroup/memory/memory.limit_in_bytes', '/sys/fs/cgroup/memory.max'),"
-        " first('/sys/fs/cgroup/pids/pids.max', '/sys/fs/cgroup/pids.max'), st.f_blocks * st.f_frsize,"
-        " open('/proc/self/status').read().split('CapEff:')[1].split()[0])"
+        "memory = first('/sys/fs/cgroup/memory/memory.limit_in_bytes',"
+        " '/sys/fs/cgroup/memory.max')\n"
+        "pids = first('/sys/fs/cgroup/pids/pids.max', '/sys/fs/cgroup/pids.max')\n"
+        "caps = open('/proc/self/status').read().split('CapEff:')[1].split()[0]\n"
+        "print(os.getuid(), memory, pids, st.f_blocks * st.f_frsize, caps)"
     )
     assert result.error is None, result.error
     uid, memory, pids, shm, capabilities = result.stdout.split()
@@ -55,7 +60,9 @@ def test_attendee_container_is_unprivileged_and_limited(ada, hub):
     assert int(capabilities, 16) == 0
     inspected = hub.attendee_container("ada").attrs["HostConfig"]
     assert inspected["SecurityOpt"] == ["no-new-privileges"]
-    assert inspected["NanoCpus"] == 1_000_000_000
+    assert inspected["CpuQuota"] / inspected["CpuPeriod"] == float(
+        MAIN_STACK_LIMITS["WORKSHOP_CPU_LIMIT"]
+    )
     mounts = hub.attendee_container("ada").attrs["Mounts"]
     assert not any("docker.sock" in mount.get("Source", "") for mount in mounts)
 
@@ -130,7 +137,7 @@ def test_invalid_setting_stops_the_hub_with_one_clear_line(hub):
 
 
 def test_idle_servers_are_culled_and_their_files_kept(lab_images):
-    from .stack import HubStack, ACCESS_CODE_OF_TESTS
+    from .stack import ACCESS_CODE_OF_TESTS, HubStack
 
     stack = HubStack(WORKSHOP_ACCESS_CODE=ACCESS_CODE_OF_TESTS, WORKSHOP_IDLE_TIMEOUT="20s")
     try:

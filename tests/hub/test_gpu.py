@@ -2,7 +2,6 @@ import asyncio
 import threading
 
 import pytest
-
 from workshop_hub.gpu import GpusFull, GpuSlots
 
 

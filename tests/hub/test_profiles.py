@@ -1,15 +1,15 @@
-import docker
-
 from workshop_hub.docker_host import detect_gpu_ids, explain_gpu_error, gpu_device_request
 from workshop_hub.profiles import container_limits, cpu_profile, gpu_memory_fraction, gpu_profile
 from workshop_hub.settings import load_settings
+
+import docker
 
 
 def test_container_limits_are_the_settings_and_drop_every_privilege():
     settings = load_settings({"WORKSHOP_MEM_LIMIT": "1G", "WORKSHOP_CPU_LIMIT": "1.5"})
     limits = container_limits(settings, cpu_profile(settings))
     assert limits["mem_limit"] == limits["memswap_limit"] == 1024**3
-    assert limits["nano_cpus"] == 1_500_000_000
+    assert limits["cpu_quota"] / limits["cpu_period"] == 1.5
     assert limits["pids_limit"] == 512
     assert limits["shm_size"] == 512 * 1024**2
     assert limits["cap_drop"] == ["ALL"]

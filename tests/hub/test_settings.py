@@ -1,5 +1,4 @@
 import pytest
-
 from workshop_hub.settings import (
     SETTINGS,
     SettingsError,
@@ -26,8 +25,13 @@ def test_empty_values_mean_default():
 
 @pytest.mark.parametrize(
     ("text", "size"),
-    [("512M", 512 * 1024**2), ("2G", 2 * 1024**3), ("1.5g", int(1.5 * 1024**3)),
-     ("2GiB", 2 * 1024**3), ("1048576", 1048576)],
+    [
+        ("512M", 512 * 1024**2),
+        ("2G", 2 * 1024**3),
+        ("1.5g", int(1.5 * 1024**3)),
+        ("2GiB", 2 * 1024**3),
+        ("1048576", 1048576),
+    ],
 )
 def test_sizes(text, size):
     assert parse_size(text) == size
