@@ -4,7 +4,6 @@ import re
 from pathlib import Path
 
 import yaml
-
 from workshop_hub.settings import COMPOSE_SETTINGS, SETTINGS, render_env_example
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,9 +34,11 @@ def test_compose_defaults_agree_with_the_settings():
     assert compose_default(services["lab-cuda"]["image"]) == SETTINGS["WORKSHOP_CUDA_IMAGE"].default
     assert compose_default(services["hub"]["image"]) == COMPOSE_SETTINGS["WORKSHOP_HUB_IMAGE"][0]
     network = COMPOSE["networks"]["workshop"]["name"]
-    assert network == "${WORKSHOP_INSTANCE:-%s}-network" % SETTINGS["WORKSHOP_INSTANCE"].default
+    assert network == "${{WORKSHOP_INSTANCE:-{}}}-network".format(
+        SETTINGS["WORKSHOP_INSTANCE"].default
+    )
     port = services["hub"]["ports"][0]
-    assert port == "${WORKSHOP_PORT:-%s}:8000" % COMPOSE_SETTINGS["WORKSHOP_PORT"][0]
+    assert port == "${{WORKSHOP_PORT:-{}}}:8000".format(COMPOSE_SETTINGS["WORKSHOP_PORT"][0])
     for flavor in ("cpu", "cuda"):
         args = dict(arg.split("=", 1) for arg in services[f"lab-{flavor}"]["build"]["args"][1:])
         index_setting = f"{flavor.upper()}_TORCH_INDEX_URL"
