@@ -8,11 +8,10 @@ import logging
 import os
 import sys
 
+import docker
 from workshop_hub import credentials
 from workshop_hub.settings import USERNAME_PATTERN, USERNAME_RULE, SettingsError, load_settings
 from workshop_hub.workshop import prepare_workshop
-
-import docker
 
 c = get_config()  # noqa: F821 (provided by JupyterHub when it loads this file)
 log = logging.getLogger("JupyterHub")

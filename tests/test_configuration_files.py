@@ -4,6 +4,7 @@ import re
 from pathlib import Path
 
 import yaml
+
 from workshop_hub.settings import COMPOSE_SETTINGS, SETTINGS, render_env_example
 
 ROOT = Path(__file__).resolve().parents[1]

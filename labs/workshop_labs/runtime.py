@@ -99,6 +99,32 @@ def work_dir() -> Path:
     return folder
 
 
+def _cgroup_cpu_quota() -> float | None:
+    """CPUs this container may use (its Docker --cpus), from cgroup v2 or v1; None if unlimited."""
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+    except (OSError, ValueError):
+        try:
+            quota = Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").read_text().strip()
+            period = Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us").read_text().strip()
+        except OSError:
+            return None
+    if quota in {"max", "-1"}:
+        return None
+    return int(quota) / int(period)
+
+
+def cpu_budget() -> int:
+    """Threads worth running: the cores this process may use, capped by the container's quota.
+
+    torch otherwise starts one thread per core of the *host*: in a container limited to 2 of
+    64 cores that means 64 threads fighting over 2 cores, and small models run 10x slower.
+    """
+    cores = len(os.sched_getaffinity(0))
+    quota = _cgroup_cpu_quota()
+    return max(1, min(cores, int(quota) if quota else cores))
+
+
 def _device_description(dev: torch.device) -> str:
     if dev.type == "cuda":
         name = torch.cuda.get_device_name(dev)
@@ -109,13 +135,14 @@ def _device_description(dev: torch.device) -> str:
 
 
 def setup(seed: int = 0) -> torch.device:
-    """Prepare a lab: seeds, device, GPU memory share, figure style, clear exercise messages.
+    """Prepare a lab: seeds, CPU threads, device, GPU memory share, figure style, clear messages.
 
     Prints one line saying what was chosen and returns the device to put tensors on.
     """
     from workshop_labs import checks, plots
 
     seed_everything(seed)
+    torch.set_num_threads(cpu_budget())
     dev = device()
     apply_gpu_memory_share()
     plots.apply_style()

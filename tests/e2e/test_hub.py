@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
+
 from workshop_hub.settings import parse_size
 
 from .conftest import MAIN_STACK_LIMITS

@@ -2,6 +2,7 @@ import asyncio
 import threading
 
 import pytest
+
 from workshop_hub.gpu import GpusFull, GpuSlots
 
 

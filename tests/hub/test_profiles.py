@@ -1,8 +1,7 @@
+import docker
 from workshop_hub.docker_host import detect_gpu_ids, explain_gpu_error, gpu_device_request
 from workshop_hub.profiles import container_limits, cpu_profile, gpu_memory_fraction, gpu_profile
 from workshop_hub.settings import load_settings
-
-import docker
 
 
 def test_container_limits_are_the_settings_and_drop_every_privilege():

@@ -1,4 +1,5 @@
 import pytest
+
 from workshop_hub.settings import (
     SETTINGS,
     SettingsError,

@@ -2,6 +2,7 @@ from types import SimpleNamespace
 
 import pytest
 from tornado import web
+
 from workshop_hub.gpu import GpuSlots
 from workshop_hub.profiles import cpu_profile, gpu_profile
 from workshop_hub.settings import load_settings

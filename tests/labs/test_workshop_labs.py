@@ -212,3 +212,15 @@ def test_model_anatomy_marks_roles():
         "forward",
         "forward",
     ]
+
+
+def test_cpu_budget_respects_the_container_quota(monkeypatch):
+    from workshop_labs import runtime
+
+    monkeypatch.setattr(runtime.os, "sched_getaffinity", lambda pid: set(range(64)))
+    monkeypatch.setattr(runtime, "_cgroup_cpu_quota", lambda: 2.5)
+    assert runtime.cpu_budget() == 2
+    monkeypatch.setattr(runtime, "_cgroup_cpu_quota", lambda: None)
+    assert runtime.cpu_budget() == 64
+    monkeypatch.setattr(runtime, "_cgroup_cpu_quota", lambda: 0.5)
+    assert runtime.cpu_budget() == 1
