@@ -9,8 +9,10 @@ import os
 import sys
 
 import docker
+
 from workshop_hub import credentials
 from workshop_hub.settings import USERNAME_PATTERN, USERNAME_RULE, SettingsError, load_settings
+from workshop_hub.spawner import WorkshopSpawner
 from workshop_hub.workshop import prepare_workshop
 
 c = get_config()  # noqa: F821 (provided by JupyterHub when it loads this file)
@@ -55,7 +57,7 @@ c.SharedPasswordAuthenticator.admin_password = admin_password
 
 # One container per attendee, on the hub's network, with the workshop's profiles and limits.
 c.JupyterHub.spawner_class = "workshop_hub.spawner.WorkshopSpawner"
-c.WorkshopSpawner.workshop = workshop
+WorkshopSpawner.workshop = workshop
 c.DockerSpawner.network_name = os.environ["WORKSHOP_NETWORK"]
 c.DockerSpawner.use_internal_ip = True
 c.DockerSpawner.prefix = settings.instance

@@ -40,8 +40,11 @@ def test_compose_defaults_agree_with_the_settings():
     )
     port = services["hub"]["ports"][0]
     assert port == "${{WORKSHOP_PORT:-{}}}:8000".format(COMPOSE_SETTINGS["WORKSHOP_PORT"][0])
+    for name in ("hub", "lab-cpu", "lab-cuda"):
+        args = dict(arg.split("=", 1) for arg in services[name]["build"]["args"])
+        assert compose_default(args["BASE_IMAGE"]) == COMPOSE_SETTINGS["BASE_IMAGE"][0]
     for flavor in ("cpu", "cuda"):
-        args = dict(arg.split("=", 1) for arg in services[f"lab-{flavor}"]["build"]["args"][1:])
+        args = dict(arg.split("=", 1) for arg in services[f"lab-{flavor}"]["build"]["args"])
         index_setting = f"{flavor.upper()}_TORCH_INDEX_URL"
         assert compose_default(args["TORCH_INDEX_URL"]) == COMPOSE_SETTINGS[index_setting][0]
 

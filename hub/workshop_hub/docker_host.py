@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from docker.errors import APIError, ContainerError, DockerException, ImageNotFound
-
 import docker
+from docker.errors import APIError, ContainerError, DockerException, ImageNotFound
 
 from .profiles import LABEL_GPU, LABEL_INSTANCE, LABEL_USER
 from .settings import SettingsError

@@ -291,10 +291,7 @@ COMPOSE_SETTINGS: dict[str, tuple[str, str]] = {
     "WORKSHOP_PORT": ("8000", "Port of the hub on this host."),
     "WORKSHOP_HUB_IMAGE": ("pytorch-workshop-hub:latest", "Name of the hub image."),
     "COMPOSE_PROFILES": ("", "Set to gpu to build the CUDA lab image with `docker compose up`."),
-    "BASE_IMAGE": (
-        "",
-        "Base of every image; empty means python:3.11-slim-bookworm (set by the Dockerfiles).",
-    ),
+    "BASE_IMAGE": ("python:3.11-slim-bookworm", "Base of every image (a mirror's copy, say)."),
     "CPU_TORCH_INDEX_URL": (
         "https://download.pytorch.org/whl/cpu",
         "Where the CPU image gets torch (PyTorch's CPU wheels).",

@@ -7,7 +7,7 @@ from html import escape
 from docker.errors import APIError
 from dockerspawner import DockerSpawner
 from tornado import web
-from traitlets import Any, default
+from traitlets import default
 
 from .docker_host import explain_gpu_error, gpu_device_request
 from .gpu import GpusFull
@@ -19,20 +19,27 @@ from .profiles import (
     container_limits,
     gpu_memory_fraction,
 )
+from .workshop import Workshop
 
 
-class SpawnRefused(Exception):
-    """A spawn that cannot happen, with the message JupyterHub shows the attendee."""
+class SpawnRefused(web.HTTPError):
+    """A spawn that cannot happen, with the message JupyterHub shows the attendee.
+
+    An HTTPError, because JupyterHub passes those through to the spawn page (anything else
+    that fails within the first second becomes "Unhandled error"); `jupyterhub_message` is
+    what its progress events show when the failure comes later.
+    """
 
     def __init__(self, message: str):
-        super().__init__(message)
+        super().__init__(503, message)
         self.jupyterhub_message = message
 
 
 class WorkshopSpawner(DockerSpawner):
-    workshop = Any(help="The workshop.Workshop this hub serves (set in jupyterhub_config.py).").tag(
-        config=True
-    )
+    # The Workshop this hub serves, set once in jupyterhub_config.py. A class attribute, not
+    # a config trait: traitlets deep-copies config values per spawner, and every spawner must
+    # share the one table of GPU places.
+    workshop: Workshop | None = None
 
     def _options_form(self, spawner=None) -> str:
         """Radio buttons, one per profile; no form at all when there is only one."""
@@ -56,8 +63,8 @@ class WorkshopSpawner(DockerSpawner):
         items = [
             f'<div class="radio"><label><input type="radio" name="profile" '
             f'value="{profile.slug}"{" checked" if profile.slug == default else ""}'
-            f"{'' if available else ' disabled'}> <b>{escape(profile.display_name)}</b> "
-            f"— {escape(profile.description)} <strong>{escape(note)}</strong></label></div>"
+            f"{'' if available else ' disabled'}> <b>{escape(profile.display_name)}</b>: "
+            f"{escape(profile.description)} <strong>{escape(note)}</strong></label></div>"
             for profile, note, available in choices
         ]
         return "<p>Where should your labs run?</p>\n" + "\n".join(items)

@@ -11,9 +11,8 @@ import os
 import time
 from pathlib import Path
 
-import pytest
-
 import docker
+import pytest
 
 from .hub_client import Attendee
 from .stack import ROOT, TEST_IMAGES, HubStack, build_images, remove_test_leftovers

@@ -15,9 +15,8 @@ import time
 import uuid
 from pathlib import Path
 
-import requests
-
 import docker
+import requests
 
 ROOT = Path(__file__).resolve().parents[2]
 TEST_PREFIX = "wstest"
@@ -26,6 +25,9 @@ TEST_IMAGES = {
     "WORKSHOP_CPU_IMAGE": f"{TEST_PREFIX}/lab:cpu",
     "WORKSHOP_CUDA_IMAGE": f"{TEST_PREFIX}/lab:cuda",
 }
+# While this file exists, the fake NVIDIA hook (.ci/prepare-machine.sh) fails like a broken
+# NVIDIA runtime.
+BROKEN_HOOK_FLAG = Path("/run/fake-nvidia-broken")
 ACCESS_CODE_OF_TESTS = "test-room-code-2026"
 ADMIN_PASSWORD_OF_TESTS = "an-admin-password-long-enough-for-the-hub-1234"
 

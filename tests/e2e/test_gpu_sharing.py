@@ -7,24 +7,30 @@ Creating /run/fake-nvidia-broken makes that hook fail, as a broken NVIDIA runtim
 
 from __future__ import annotations
 
-from pathlib import Path
+from contextlib import contextmanager
 
 import pytest
 
 from .hub_client import Attendee, SpawnFailed
-from .stack import ACCESS_CODE_OF_TESTS, HubStack
-
-BROKEN_HOOK_FLAG = Path("/run/fake-nvidia-broken")
+from .stack import ACCESS_CODE_OF_TESTS, BROKEN_HOOK_FLAG, HubStack
 
 
 def visible_devices(stack: HubStack, username: str) -> str:
-    env = stack.attendee_container(username).attrs["Config"]["Env"]
-    values = dict(line.split("=", 1) for line in env)
-    return values.get("NVIDIA_VISIBLE_DEVICES", "")
+    """NVIDIA_VISIBLE_DEVICES as the attendee's server and kernels see it.
+
+    Docker puts it in the environment of the container's first process (not in its config,
+    nor in `docker exec` sessions), and the Jupyter server and kernels inherit it from there.
+    """
+    result = stack.attendee_container(username).exec_run(["cat", "/proc/1/environ"])
+    variables = dict(
+        item.split("=", 1) for item in result.output.decode().split("\0") if "=" in item
+    )
+    return variables.get("NVIDIA_VISIBLE_DEVICES", "")
 
 
 @pytest.fixture(scope="module")
-def gpu_hub(lab_images, docker_client):
+def fake_gpu_runtime(lab_images, docker_client):
+    """Fails the test, saying what to do, when dockerd cannot start GPU containers at all."""
     BROKEN_HOOK_FLAG.unlink(missing_ok=True)
     try:
         docker_client.containers.run(
@@ -40,6 +46,10 @@ def gpu_hub(lab_images, docker_client):
             "NVIDIA hook on its PATH, as .ci/prepare-machine.sh does.",
             pytrace=False,
         )
+
+
+@pytest.fixture(scope="module")
+def gpu_hub(fake_gpu_runtime):
     stack = HubStack(
         WORKSHOP_ACCESS_CODE=ACCESS_CODE_OF_TESTS,
         WORKSHOP_GPUS="0,1",
@@ -101,35 +111,41 @@ def test_gpu_places_are_shared_fairly_and_survive_a_hub_restart(gpu_hub):
     assert visible_devices(gpu_hub, "next") == "1"
 
 
-def test_gpu_spawn_docker_refuses_gets_a_readable_error(gpu_hub):
-    attendee = logged_in(gpu_hub, "unlucky")
-    BROKEN_HOOK_FLAG.touch()
-    try:
-        with pytest.raises(SpawnFailed) as failed:
-            attendee.start_server(profile="gpu")
-    finally:
-        BROKEN_HOOK_FLAG.unlink(missing_ok=True)
-    message = str(failed.value)
-    assert "Docker refused to start a container with a GPU" in message
-    assert "Start on CPU instead" in message
-    assert "Traceback" not in message
-    attendee.start_server(profile="cpu")
-
-
-def test_without_a_working_nvidia_runtime_only_cpu_is_offered(lab_images):
-    BROKEN_HOOK_FLAG.touch()
+@contextmanager
+def one_gpu_hub():
     stack = HubStack(WORKSHOP_ACCESS_CODE=ACCESS_CODE_OF_TESTS, WORKSHOP_GPUS="0")
     try:
         stack.up()
-        assert "GPU profile NOT offered, CPU only" in stack.logs()
-        attendee = logged_in(stack, "cpuonly")
-        with pytest.raises(SpawnFailed, match="no profile 'gpu'"):
+        yield stack
+    finally:
+        BROKEN_HOOK_FLAG.unlink(missing_ok=True)
+        stack.down()
+
+
+def test_gpu_spawn_docker_refuses_gets_a_readable_error(fake_gpu_runtime):
+    with one_gpu_hub() as stack:
+        attendee = logged_in(stack, "unlucky")
+        BROKEN_HOOK_FLAG.touch()
+        with pytest.raises(SpawnFailed) as failed:
             attendee.start_server(profile="gpu")
-        attendee.start_server()
+        BROKEN_HOOK_FLAG.unlink()
+        message = str(failed.value)
+        assert "Docker refused to start a container with a GPU" in message
+        assert "Start on CPU instead" in message
+        assert "Traceback" not in message
+        # The failed spawn gave its GPU place back.
+        attendee.start_server(profile="gpu")
+        assert visible_devices(stack, "unlucky") == "0"
+
+
+def test_without_a_working_nvidia_runtime_only_cpu_is_offered(fake_gpu_runtime):
+    BROKEN_HOOK_FLAG.touch()
+    with one_gpu_hub() as stack:
+        assert "GPU profile NOT offered, CPU only" in stack.logs()
+        # One profile left, so no form: logging in starts a CPU server straight away.
+        attendee = logged_in(stack, "cpuonly")
+        attendee.wait_until_ready()
         assert stack.attendee_container("cpuonly").attrs["HostConfig"]["DeviceRequests"] in (
             None,
             [],
         )
-    finally:
-        BROKEN_HOOK_FLAG.unlink(missing_ok=True)
-        stack.down()

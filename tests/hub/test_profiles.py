@@ -1,4 +1,5 @@
 import docker
+
 from workshop_hub.docker_host import detect_gpu_ids, explain_gpu_error, gpu_device_request
 from workshop_hub.profiles import container_limits, cpu_profile, gpu_memory_fraction, gpu_profile
 from workshop_hub.settings import load_settings

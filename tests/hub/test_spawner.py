@@ -10,12 +10,17 @@ from workshop_hub.spawner import WorkshopSpawner
 from workshop_hub.workshop import Workshop
 
 
+@pytest.fixture(autouse=True)
+def forget_workshop(monkeypatch):
+    monkeypatch.setattr(WorkshopSpawner, "workshop", None)
+
+
 def make_spawner(with_gpu: bool, per_gpu: int = 2) -> WorkshopSpawner:
     settings = load_settings({"WORKSHOP_GPUS": "0" if with_gpu else ""})
     slots = GpuSlots(["0"], per_gpu) if with_gpu else None
     profiles = ([gpu_profile(settings)] if with_gpu else []) + [cpu_profile(settings)]
-    workshop = Workshop(settings, profiles, slots)
-    return WorkshopSpawner(workshop=workshop, user=SimpleNamespace(name="ada"))
+    WorkshopSpawner.workshop = Workshop(settings, profiles, slots)
+    return WorkshopSpawner(user=SimpleNamespace(name="ada"))
 
 
 def test_single_profile_skips_the_form():
@@ -43,3 +48,9 @@ def test_full_gpus_are_disabled_in_the_form_and_refused_plainly():
 def test_unknown_profile_is_refused_with_the_choices():
     with pytest.raises(web.HTTPError, match="choose one of: cpu"):
         make_spawner(with_gpu=False).options_from_form({"profile": ["tpu"]})
+
+
+def test_every_spawner_shares_one_table_of_gpu_places():
+    first = make_spawner(with_gpu=True)
+    second = WorkshopSpawner(user=SimpleNamespace(name="bob"))
+    assert second.workshop.gpu_slots is first.workshop.gpu_slots
