@@ -6,10 +6,11 @@
 
 Each image runs `scripts/smoke_test.py` (shipped in the image) in a fresh container with the
 memory, CPU, pids and /dev/shm limits and the hardening of an attendee container, taken from
-the hub's own settings (WORKSHOP_* environment variables, as in `.env`). The cuda image gets
-the GPUs named by --gpus, else WORKSHOP_GPUS, else those the hub's GPU probe finds (none when
-Docker has no NVIDIA runtime); a container given a GPU must be able to use it (the smoke
-test's --require-gpu). One table sums up every image; the exit status is 0 only when all
+the hub's own settings (`.env` and WORKSHOP_* environment variables, as compose reads them).
+The cuda image gets the GPUs named by --gpus, else WORKSHOP_GPUS, else those the hub's GPU
+probe finds (none when Docker has no NVIDIA runtime); a container given a GPU must be able
+to use it (the smoke test's --require-gpu). One table sums up every image; the exit status
+is 0 only when all
 passed.
 """
 
@@ -49,6 +50,7 @@ try:
         load_settings,
         parse_gpus,
         parse_image,
+        read_env_file,
     )
 except ImportError as missing:
     sys.exit(
@@ -57,6 +59,7 @@ except ImportError as missing:
     )
 
 SMOKE_TEST_IN_IMAGE = "/opt/workshop/scripts/smoke_test.py"
+REPO_ROOT = Path(__file__).resolve().parents[1]
 REPORT_IN_CONTAINER = "/tmp/smoke-report.json"
 SMOKE_LABEL = "org.pytorch-workshop.smoke-test"
 DEFAULT_TIMEOUT_S = 1800
@@ -361,7 +364,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        settings = load_settings(os.environ)
+        # As docker compose does: .env beside docker-compose.yml, the environment wins.
+        settings = load_settings({**read_env_file(REPO_ROOT / ".env"), **os.environ})
     except SettingsError as error:
         log(f"invalid setting: {error}")
         return 2

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import docker
-from docker.errors import APIError, ContainerError, DockerException, ImageNotFound
+from docker.errors import APIError, DockerException, ImageNotFound
 
 from .profiles import LABEL_GPU, LABEL_INSTANCE, LABEL_USER
 from .settings import SettingsError
@@ -57,18 +57,22 @@ def probe_gpus(client: docker.DockerClient, image: str, device_ids: list[str] | 
     container is the only reliable test: a host can have the NVIDIA hook without the
     `nvidia` runtime being listed, or the reverse.
     """
+    container = client.containers.create(
+        image,
+        ["sh", "-c", "nvidia-smi -L 2>/dev/null || true"],
+        entrypoint=[],
+        device_requests=[gpu_device_request(device_ids)],
+        network_disabled=True,
+    )
     try:
-        output = client.containers.run(
-            image,
-            ["sh", "-c", "nvidia-smi -L 2>/dev/null || true"],
-            entrypoint=[],
-            device_requests=[gpu_device_request(device_ids)],
-            remove=True,
-            network_disabled=True,
-        )
-    except (APIError, ContainerError) as error:
+        # Removed whatever happens: a container Docker refused to start stays behind otherwise.
+        container.start()
+        container.wait(timeout=60)
+        return container.logs().decode(errors="replace")
+    except APIError as error:
         raise RuntimeError(explain_gpu_error(error)) from None
-    return output.decode(errors="replace")
+    finally:
+        container.remove(force=True)
 
 
 def detect_gpu_ids(nvidia_smi_listing: str) -> list[str]:

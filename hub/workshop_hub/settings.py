@@ -263,6 +263,21 @@ def _field_env(field_name: str) -> str:
     return "WORKSHOP_" + field_name.upper()
 
 
+def read_env_file(path) -> dict[str, str]:
+    """KEY=VALUE lines of a compose `.env` file (comments and blank lines skipped)."""
+    values = {}
+    try:
+        lines = open(path).read().splitlines()
+    except FileNotFoundError:
+        return values
+    for line in lines:
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            key, value = line.split("=", 1)
+            values[key.strip()] = value.strip().strip("'\"")
+    return values
+
+
 def load_settings(environ: Mapping[str, str]) -> WorkshopSettings:
     """Read every setting from `environ`; an empty or missing value means the default."""
     values = {}

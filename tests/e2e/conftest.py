@@ -14,6 +14,7 @@ from pathlib import Path
 import docker
 import pytest
 
+from . import stack
 from .hub_client import Attendee
 from .stack import ROOT, TEST_IMAGES, HubStack, build_images, remove_test_leftovers
 
@@ -24,6 +25,10 @@ MAIN_STACK_LIMITS = {
     "WORKSHOP_PIDS_LIMIT": "300",
     "WORKSHOP_SHM_SIZE": "256M",
 }
+
+
+def pytest_configure(config):
+    stack.capture_manager = config.pluginmanager.getplugin("capturemanager")
 
 
 def pytest_collection_modifyitems(items):
@@ -57,13 +62,13 @@ def lab_images(docker_client) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def hub(lab_images):
     """The main stack: default settings but smaller limits, and a generated access code."""
-    stack = HubStack(WORKSHOP_ACCESS_CODE="", WORKSHOP_ADMIN_PASSWORD="", **MAIN_STACK_LIMITS)
+    main = HubStack(WORKSHOP_ACCESS_CODE="", WORKSHOP_ADMIN_PASSWORD="", **MAIN_STACK_LIMITS)
     try:
-        stack.up()
-        yield stack
+        main.up()
+        yield main
     finally:
         if os.environ.get("WORKSHOP_KEEP_TEST_STACKS") != "1":
-            stack.down()
+            main.down()
 
 
 @pytest.fixture(scope="session")

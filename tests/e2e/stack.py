@@ -32,9 +32,17 @@ ACCESS_CODE_OF_TESTS = "test-room-code-2026"
 ADMIN_PASSWORD_OF_TESTS = "an-admin-password-long-enough-for-the-hub-1234"
 
 
+# Set by conftest to pytest's capture manager, so progress reaches the terminal live.
+capture_manager = None
+
+
 def progress(message: str) -> None:
     """Long steps say what they do even while pytest captures output."""
-    print(f"[e2e] {message}", file=sys.__stderr__, flush=True)
+    if capture_manager is None:
+        print(f"[e2e] {message}", file=sys.stderr, flush=True)
+        return
+    with capture_manager.global_and_fixture_disabled():
+        print(f"\n[e2e] {message}", file=sys.stderr, flush=True)
 
 
 def compose_command() -> list[str]:

@@ -127,6 +127,23 @@ def test_edited_lab_is_never_overwritten_on_restart(hub, ada):
     assert ada.api("GET", path).json()["content"]["cells"][0]["source"] == "my own notes"
 
 
+def test_a_killed_container_loses_no_work(hub, ada):
+    ada.api(
+        "PUT",
+        "contents/before-kill.txt",
+        json={"type": "file", "format": "text", "content": "safe"},
+    )
+    hub.attendee_container("ada").kill()
+    # The hub notices at its next poll and lets the attendee start again.
+    deadline = time.monotonic() + 120
+    while ada.server_info()["servers"] and time.monotonic() < deadline:
+        time.sleep(2)
+    assert not ada.server_info()["servers"], "the hub did not notice the killed server"
+    ada.start_server()
+    ada.open_lab()
+    assert ada.api("GET", "contents/before-kill.txt").json()["content"] == "safe"
+
+
 def test_invalid_setting_stops_the_hub_with_one_clear_line(hub):
     result = hub.compose(
         "run", "--rm", "--no-deps", "-e", "WORKSHOP_MEM_LIMIT=lots", "hub", check=False

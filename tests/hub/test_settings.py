@@ -6,6 +6,7 @@ from workshop_hub.settings import (
     load_settings,
     parse_duration,
     parse_size,
+    read_env_file,
 )
 
 
@@ -85,3 +86,14 @@ def test_gpu_lists():
 def test_every_default_is_valid():
     for setting in SETTINGS.values():
         setting.parse(setting.default)
+
+
+def test_env_file_is_read_like_compose_does(tmp_path):
+    env_file = tmp_path / ".env"
+    env_file.write_text("# comment\n\nWORKSHOP_MEM_LIMIT=1G\nWORKSHOP_GPUS='0,1'\nEMPTY=\n")
+    assert read_env_file(env_file) == {
+        "WORKSHOP_MEM_LIMIT": "1G",
+        "WORKSHOP_GPUS": "0,1",
+        "EMPTY": "",
+    }
+    assert read_env_file(tmp_path / "missing") == {}
