@@ -10,9 +10,10 @@ stamp="$venv/.installed-$(cat constraints.txt tests/requirements.txt labs/pyproj
 if [ ! -e "$stamp" ]; then
   echo "==> Preparing the test virtualenv in $venv (first time: downloads torch, a few minutes)"
   python3 -m venv "$venv"
-  # Only this project's pins apply: a machine-wide pip config must not swap in another torch.
-  PIP_CONFIG_FILE=/dev/null "$venv/bin/pip" install --quiet --disable-pip-version-check \
-    -c constraints.txt -r tests/requirements.txt -e labs -e hub
+  # Only this project's pins apply: a machine's pip config or local wheel folder must not
+  # swap in another build of torch (torchvision only loads with the torch it was built for).
+  env -u PIP_FIND_LINKS PIP_CONFIG_FILE=/dev/null "$venv/bin/pip" install --quiet \
+    --disable-pip-version-check -c constraints.txt -r tests/requirements.txt -e labs -e hub
   touch "$stamp"
 fi
 

@@ -4,12 +4,23 @@ from __future__ import annotations
 
 import html
 import json
+import re
 import time
 import uuid
 from dataclasses import dataclass
 
 import requests
 import websocket
+
+
+def page_message(page: str) -> str:
+    """The error a person reads on a hub page: the spawn form's alert, or the error box."""
+    for pattern in (r'class="spawn-error-msg[^"]*">(.*?)</p>', r'<div class="error">(.*?)</div>'):
+        found = re.search(pattern, page, re.DOTALL)
+        if found:
+            text = re.sub(r"<[^>]+>", " ", found.group(1))
+            return " ".join(html.unescape(text).split())
+    return page[-500:]
 
 
 class SpawnFailed(Exception):
@@ -59,8 +70,7 @@ class Attendee:
             f"{self.base_url}/hub/spawn/{self.name}", data=data, timeout=60, allow_redirects=False
         )
         if response.status_code >= 400:
-            # The hub shows the form again with the reason: keep the text a person reads.
-            raise SpawnFailed(f"HTTP {response.status_code}: {html.unescape(response.text)}")
+            raise SpawnFailed(f"HTTP {response.status_code}: {page_message(response.text)}")
         self.wait_until_ready(timeout)
         return time.monotonic() - started
 

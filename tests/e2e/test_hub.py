@@ -162,7 +162,7 @@ def test_idle_servers_are_culled_and_their_files_kept(lab_images):
         stack.up()
         cy = Attendee(stack.url, "cy")
         cy.login(ACCESS_CODE_OF_TESTS)
-        cy.start_server()
+        cy.wait_until_ready()
         cy.open_lab()
         cy.api("PUT", "contents/kept.txt", json={"type": "file", "format": "text", "content": "x"})
         deadline = time.monotonic() + 120

@@ -9,6 +9,7 @@ import torch
 
 from workshop_labs import lab01
 from workshop_labs.checks import ExerciseNotSolved
+from workshop_labs.notebooks import solution, solution_namespace
 
 CPU = torch.device("cpu")
 
@@ -18,7 +19,7 @@ CPU = torch.device("cpu")
 
 
 def test_batch_accepts_the_solution(capsys):
-    lab01.check_batch(torch.rand(32, 64, device=CPU), CPU)
+    lab01.check_batch(solution(1, "batch", device=CPU), CPU)
     assert "✅" in capsys.readouterr().out
 
 
@@ -55,7 +56,7 @@ COUNTS = torch.tensor([[8, 1, 1, 0], [2, 5, 0, 1], [0, 0, 9, 3], [1, 4, 1, 8]])
 
 
 def test_row_normalised_accepts_the_solution(capsys):
-    lab01.check_row_normalised(COUNTS, COUNTS / COUNTS.sum(dim=1, keepdim=True))
+    lab01.check_row_normalised(COUNTS, solution(1, "probabilities", counts=COUNTS))
     assert "✅" in capsys.readouterr().out
 
 
@@ -83,7 +84,7 @@ def test_row_normalised_rejects_wrong_answers(wrong, message):
 
 def test_shares_memory_accepts_from_numpy_and_as_tensor(capsys):
     image_np = np.arange(64, dtype=np.float32).reshape(8, 8)
-    lab01.check_shares_memory(torch.from_numpy(image_np), image_np)
+    lab01.check_shares_memory(solution(1, "image", image_np=image_np), image_np)
     lab01.check_shares_memory(torch.as_tensor(image_np), image_np)
     assert capsys.readouterr().out.count("✅") == 2
 
@@ -120,7 +121,8 @@ def _w(requires_grad: bool = True, backward_calls: int = 1) -> torch.Tensor:
 
 
 def test_gradient_accepts_the_solution(capsys):
-    lab01.check_gradient(_w(), X, Y_TRUE)
+    solved = solution_namespace(1, "w")
+    lab01.check_gradient(solved["w"], solved["x"], solved["y_true"])
     assert "w.grad = -14" in capsys.readouterr().out
 
 
@@ -155,57 +157,9 @@ def test_gradient_rejects_the_gradient_of_another_loss():
 # ----------------------------------------------------------------------------------------------
 
 
-def train_step_solution(model, optimizer, loss_fn, xb, yb):
-    optimizer.zero_grad()
-    loss = loss_fn(model(xb), yb)
-    loss.backward()
-    optimizer.step()
-    return loss.item()
-
-
-def train_step_without_zero_grad(model, optimizer, loss_fn, xb, yb):
-    loss = loss_fn(model(xb), yb)
-    loss.backward()
-    optimizer.step()
-    return loss.item()
-
-
-def train_step_without_backward(model, optimizer, loss_fn, xb, yb):
-    optimizer.zero_grad()
-    loss = loss_fn(model(xb), yb)
-    optimizer.step()
-    return loss.item()
-
-
-def train_step_without_step(model, optimizer, loss_fn, xb, yb):
-    optimizer.zero_grad()
-    loss = loss_fn(model(xb), yb)
-    loss.backward()
-    return loss.item()
-
-
-def train_step_zero_grad_before_step(model, optimizer, loss_fn, xb, yb):
-    loss = loss_fn(model(xb), yb)
-    loss.backward()
-    optimizer.zero_grad()
-    optimizer.step()
-    return loss.item()
-
-
-def train_step_step_before_backward(model, optimizer, loss_fn, xb, yb):
-    optimizer.zero_grad()
-    loss = loss_fn(model(xb), yb)
-    optimizer.step()
-    loss.backward()
-    return loss.item()
-
-
-def train_step_returns_tensor(model, optimizer, loss_fn, xb, yb):
-    optimizer.zero_grad()
-    loss = loss_fn(model(xb), yb)
-    loss.backward()
-    optimizer.step()
-    return loss
+def train_step_with(*edits):
+    """The lab's solution with one typical mistake."""
+    return solution(1, "train_step", edits=edits)
 
 
 def train_step_starter(model, optimizer, loss_fn, xb, yb):
@@ -213,19 +167,42 @@ def train_step_starter(model, optimizer, loss_fn, xb, yb):
 
 
 def test_train_step_accepts_the_solution(capsys):
-    lab01.check_train_step(train_step_solution)
+    lab01.check_train_step(solution(1, "train_step"))
     assert "✅" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(
     ("wrong", "message"),
     [
-        (train_step_without_zero_grad, r"gradients ACCUMULATE.*optimizer\.zero_grad\(\)"),
-        (train_step_without_backward, r"no gradients were computed: call loss\.backward\(\)"),
-        (train_step_without_step, r"parameters did not change: call optimizer\.step\(\) AFTER"),
-        (train_step_zero_grad_before_step, r"gradients were wiped before the update"),
-        (train_step_step_before_backward, r"parameters did not change: .*AFTER loss\.backward"),
-        (train_step_returns_tensor, r"returned Tensor, not a Python number: .*loss\.item\(\)"),
+        (
+            train_step_with(("optimizer.zero_grad()", "")),
+            r"gradients ACCUMULATE.*optimizer\.zero_grad\(\)",
+        ),
+        (
+            train_step_with(("loss.backward()", "")),
+            r"no gradients were computed: call loss\.backward\(\)",
+        ),
+        (
+            train_step_with(("optimizer.step()", "")),
+            r"parameters did not change: call optimizer\.step\(\) AFTER",
+        ),
+        (
+            train_step_with(
+                ("optimizer.zero_grad()", ""),
+                ("optimizer.step()", "optimizer.zero_grad(); optimizer.step()"),
+            ),
+            r"gradients were wiped before the update",
+        ),
+        (
+            train_step_with(
+                ("optimizer.step()", ""), ("loss.backward()", "optimizer.step(); loss.backward()")
+            ),
+            r"parameters did not change: .*AFTER loss\.backward",
+        ),
+        (
+            train_step_with(("return loss.item()", "return loss")),
+            r"returned Tensor, not a Python number: .*loss\.item\(\)",
+        ),
         (train_step_starter, r"no gradients were computed"),
         ("not a function", r"`train_step` is not a function"),
     ],

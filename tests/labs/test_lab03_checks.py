@@ -3,15 +3,18 @@ the solution."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import pytest
 import torch
 from torch import nn
-from torch.profiler import profile, record_function
+from torch.profiler import ProfilerActivity, profile
+from torch.utils.data import TensorDataset
 
 from workshop_labs import lab03
 from workshop_labs.checks import ExerciseNotSolved
+from workshop_labs.notebooks import solution, solution_namespace
 
 # ----------------------------------------------------------------------------------------------
 # Exercise 1: time_it
@@ -23,15 +26,31 @@ def _sync(device):
         torch.cuda.synchronize()
 
 
-def time_it_solution(fn, device, warmup=3, repeats=10):
-    for _ in range(warmup):
-        fn()
-    _sync(device)
-    start = time.perf_counter()
-    for _ in range(repeats):
-        fn()
-    _sync(device)
-    return (time.perf_counter() - start) * 1000 / repeats
+def time_it_with(
+    *,
+    warm_up=True,
+    sync_before_clock=True,
+    sync_after=True,
+    scale=1000,
+    per_repeat=True,
+    synchronize=_sync,
+):
+    """A time_it with one typical mistake."""
+
+    def time_it(fn, device, warmup=3, repeats=10):
+        for _ in range(warmup if warm_up else 0):
+            fn()
+        if sync_before_clock:
+            synchronize(device)
+        start = time.perf_counter()
+        for _ in range(repeats):
+            fn()
+        if sync_after:
+            synchronize(device)
+        elapsed = (time.perf_counter() - start) * scale
+        return elapsed / repeats if per_repeat else elapsed
+
+    return time_it
 
 
 def time_it_per_call_sync(fn, device, warmup=3, repeats=10):
@@ -48,69 +67,8 @@ def time_it_per_call_sync(fn, device, warmup=3, repeats=10):
     return sum(runs) / len(runs)
 
 
-def time_it_no_sync(fn, device, warmup=3, repeats=10):
-    for _ in range(warmup):
-        fn()
-    start = time.perf_counter()
-    for _ in range(repeats):
-        fn()
-    return (time.perf_counter() - start) * 1000 / repeats
-
-
-def time_it_no_warmup(fn, device, warmup=3, repeats=10):
-    _sync(device)
-    start = time.perf_counter()
-    for _ in range(repeats):
-        fn()
-    _sync(device)
-    return (time.perf_counter() - start) * 1000 / repeats
-
-
-def time_it_no_sync_after_warmup(fn, device, warmup=3, repeats=10):
-    for _ in range(warmup):
-        fn()
-    start = time.perf_counter()
-    for _ in range(repeats):
-        fn()
-    _sync(device)
-    return (time.perf_counter() - start) * 1000 / repeats
-
-
-def time_it_total(fn, device, warmup=3, repeats=10):
-    for _ in range(warmup):
-        fn()
-    _sync(device)
-    start = time.perf_counter()
-    for _ in range(repeats):
-        fn()
-    _sync(device)
-    return (time.perf_counter() - start) * 1000
-
-
-def time_it_seconds(fn, device, warmup=3, repeats=10):
-    for _ in range(warmup):
-        fn()
-    _sync(device)
-    start = time.perf_counter()
-    for _ in range(repeats):
-        fn()
-    _sync(device)
-    return (time.perf_counter() - start) / repeats
-
-
-def time_it_always_sync(fn, device, warmup=3, repeats=10):
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(repeats):
-        fn()
-    torch.cuda.synchronize()
-    return (time.perf_counter() - start) * 1000 / repeats
-
-
 def test_time_it_accepts_the_solutions(capsys):
-    lab03.check_time_it(time_it_solution)
+    lab03.check_time_it(solution(3, "time_it"))
     lab03.check_time_it(time_it_per_call_sync)
     assert "✅" in capsys.readouterr().out
 
@@ -119,13 +77,14 @@ def test_time_it_accepts_the_solutions(capsys):
     ("wrong", "message"),
     [
         (None, "is None"),
-        (time_it_no_sync, "CUDA is asynchronous"),
-        (time_it_no_warmup, "no warm-up"),
-        (time_it_no_sync_after_warmup, "after the warm-up, before starting the clock"),
-        (time_it_total, "total of all repeats"),
-        (time_it_seconds, "that is seconds"),
-        (time_it_always_sync, "for a CPU device"),
+        (time_it_with(sync_before_clock=False, sync_after=False), "CUDA is asynchronous"),
+        (time_it_with(warm_up=False), "no warm-up"),
+        (time_it_with(sync_before_clock=False), "after the warm-up, before starting the clock"),
+        (time_it_with(per_repeat=False), "total of all repeats"),
+        (time_it_with(scale=1), "that is seconds"),
+        (time_it_with(synchronize=lambda device: torch.cuda.synchronize()), "for a CPU device"),
     ],
+    ids=["none", "no-sync", "no-warmup", "no-sync-after-warmup", "total", "seconds", "always-sync"],
 )
 def test_time_it_names_the_mistake(wrong, message):
     with pytest.raises(ExerciseNotSolved, match=message):
@@ -163,13 +122,18 @@ def prof(model):
 
 
 def test_top_op_accepts_the_solution(prof, capsys):
-    top_op = max(prof.key_averages(), key=lambda event: event.self_cpu_time_total).key
-    lab03.check_top_op(prof, top_op)
+    lab03.check_top_op(prof, solution(3, "top_op", prof=prof))
     assert "✅" in capsys.readouterr().out
 
 
 def test_top_op_rejects_sorting_by_total_time(prof):
-    by_total = max(prof.key_averages(), key=lambda event: event.cpu_time_total).key
+    events = prof.key_averages()
+    top_self = max(events, key=lambda event: event.self_cpu_time_total).key
+    # The op a total-time sort puts first, other than the right answer (on a fast run the
+    # two can coincide, and then there is no mistake to show).
+    by_total = max(
+        (event for event in events if event.key != top_self), key=lambda e: e.cpu_time_total
+    ).key
     with pytest.raises(ExerciseNotSolved, match="includes the ops it calls"):
         lab03.check_top_op(prof, by_total)
 
@@ -196,34 +160,36 @@ def test_top_op_rejects_a_missing_or_empty_profile():
         lab03.check_top_op(empty, "aten::addmm")
 
 
-def _stages_profile(model, label_model: bool):
-    data = torch.rand(64, 64)
-    with profile() as recording, torch.inference_mode():
-        for b in range(2):
-            with record_function("load"):
-                inputs = torch.stack([(row - row.mean()) / row.std() for row in data[b * 32 :]])
-            if label_model:
-                with record_function("model"):
-                    model(inputs)
-            else:
-                model(inputs)
-    return recording
+def stages_solution(model, *edits):
+    """The lab's profiled pipeline (its solution, with ``edits``) on a small model and data."""
+    return solution_namespace(
+        3,
+        "bottleneck",
+        edits=edits,
+        needs=("standardize", "load_batch"),
+        model=model,
+        dataset=TensorDataset(torch.rand(64, 64)),
+        n_batches=2,
+        stage_batch=32,
+        activities=[ProfilerActivity.CPU],
+        nullcontext=contextlib.nullcontext,
+    )
 
 
 def test_stages_accepts_the_solution(model, capsys):
-    prof_stages = _stages_profile(model, label_model=True)
-    stages = lab03.stage_times_ms(prof_stages)
-    lab03.check_stages(prof_stages, max(stages, key=stages.get))
+    solved = stages_solution(model)
+    lab03.check_stages(solved["prof_stages"], solved["bottleneck"])
     assert "✅" in capsys.readouterr().out
 
 
 def test_stages_rejects_a_missing_label(model):
+    unlabelled = stages_solution(model, ('record_function("model")', "nullcontext()"))
     with pytest.raises(ExerciseNotSolved, match="no 'model' region"):
-        lab03.check_stages(_stages_profile(model, label_model=False), "load")
+        lab03.check_stages(unlabelled["prof_stages"], "load")
 
 
 def test_stages_rejects_the_faster_stage(model):
-    prof_stages = _stages_profile(model, label_model=True)
+    prof_stages = stages_solution(model)["prof_stages"]
     stages = lab03.stage_times_ms(prof_stages)
     with pytest.raises(ExerciseNotSolved, match="is not the slower stage"):
         lab03.check_stages(prof_stages, min(stages, key=stages.get))

@@ -9,6 +9,7 @@ from torch import nn
 
 from workshop_labs import lab04
 from workshop_labs.checks import ExerciseNotSolved
+from workshop_labs.notebooks import solution
 
 DEVICE = torch.device("cpu")
 LOW = lab04.amp_dtype(DEVICE)
@@ -18,37 +19,17 @@ LOW = lab04.amp_dtype(DEVICE)
 # ----------------------------------------------------------------------------------------------
 
 
-def predict_amp_solution(model, inputs):
-    with torch.inference_mode(), torch.autocast(inputs.device.type, dtype=LOW):
-        return model(inputs)
-
-
-def predict_amp_no_autocast(model, inputs):
-    with torch.inference_mode():
-        return model(inputs)
-
-
-def predict_amp_wrong_device_type(model, inputs):
-    with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16):
-        return model(inputs)
-
-
-def predict_amp_float16(model, inputs):
-    with torch.inference_mode(), torch.autocast(inputs.device.type, dtype=torch.float16):
-        return model(inputs)
+def predict_amp_with(*edits):
+    """The lab's solution, with one typical mistake."""
+    return solution(4, "predict_amp", edits=edits, low_precision=LOW)
 
 
 def predict_amp_converts_model(model, inputs):
     return model.to(LOW)(inputs.to(LOW))
 
 
-def predict_amp_with_grad(model, inputs):
-    with torch.autocast(inputs.device.type, dtype=LOW):
-        return model(inputs)
-
-
 def test_predict_amp_accepts_the_solution(capsys):
-    lab04.check_predict_amp(predict_amp_solution, DEVICE)
+    lab04.check_predict_amp(predict_amp_with(), DEVICE)
     assert "✅" in capsys.readouterr().out
 
 
@@ -56,12 +37,25 @@ def test_predict_amp_accepts_the_solution(capsys):
     ("wrong", "message"),
     [
         (None, "is None"),
-        (predict_amp_no_autocast, "Linear ran in float32"),
-        (predict_amp_wrong_device_type, "device_type must be the device"),
-        (predict_amp_float16, "Linear ran in float16 but this exercise needs bfloat16"),
+        (
+            predict_amp_with((", torch.autocast(inputs.device.type, dtype=low_precision)", "")),
+            "Linear ran in float32",
+        ),
+        (
+            predict_amp_with(("inputs.device.type", '"cuda"'), ("low_precision", "torch.float16")),
+            "device_type must be the device",
+        ),
+        (
+            predict_amp_with(("low_precision", "torch.float16")),
+            "Linear ran in float16 but this exercise needs bfloat16",
+        ),
         (predict_amp_converts_model, "do not convert the model"),
-        (predict_amp_with_grad, "autograd recorded the forward pass"),
+        (
+            predict_amp_with(("torch.inference_mode(), ", "")),
+            "autograd recorded the forward pass",
+        ),
     ],
+    ids=["none", "no-autocast", "wrong-device-type", "float16", "converts-model", "with-grad"],
 )
 @pytest.mark.filterwarnings("ignore:CUDA is not available")
 def test_predict_amp_names_the_mistake(wrong, message):
@@ -74,48 +68,9 @@ def test_predict_amp_names_the_mistake(wrong, message):
 # ----------------------------------------------------------------------------------------------
 
 
-def bf16_solution(model, optimizer, loss_fn, inputs, targets):
-    optimizer.zero_grad()
-    with torch.autocast(inputs.device.type, dtype=torch.bfloat16):
-        loss = loss_fn(model(inputs), targets)
-    loss.backward()
-    optimizer.step()
-    return loss
-
-
-def bf16_loss_outside(model, optimizer, loss_fn, inputs, targets):
-    optimizer.zero_grad()
-    with torch.autocast(inputs.device.type, dtype=torch.bfloat16):
-        outputs = model(inputs)
-    loss = loss_fn(outputs, targets)
-    loss.backward()
-    optimizer.step()
-    return loss
-
-
-def bf16_float16(model, optimizer, loss_fn, inputs, targets):
-    optimizer.zero_grad()
-    with torch.autocast(inputs.device.type, dtype=torch.float16):
-        loss = loss_fn(model(inputs), targets)
-    loss.backward()
-    optimizer.step()
-    return loss
-
-
-def bf16_no_step(model, optimizer, loss_fn, inputs, targets):
-    optimizer.zero_grad()
-    with torch.autocast(inputs.device.type, dtype=torch.bfloat16):
-        loss = loss_fn(model(inputs), targets)
-    loss.backward()
-    return loss
-
-
-def bf16_no_zero_grad(model, optimizer, loss_fn, inputs, targets):
-    with torch.autocast(inputs.device.type, dtype=torch.bfloat16):
-        loss = loss_fn(model(inputs), targets)
-    loss.backward()
-    optimizer.step()
-    return loss
+def train_step_bf16_with(*edits):
+    """The lab's solution, with one typical mistake."""
+    return solution(4, "train_step_bf16", edits=edits)
 
 
 def bf16_model_converted(model, optimizer, loss_fn, inputs, targets):
@@ -128,7 +83,7 @@ def bf16_model_converted(model, optimizer, loss_fn, inputs, targets):
 
 
 def test_train_step_bf16_accepts_the_solution(capsys):
-    lab04.check_train_step_bf16(bf16_solution, DEVICE)
+    lab04.check_train_step_bf16(train_step_bf16_with(), DEVICE)
     assert "✅" in capsys.readouterr().out
 
 
@@ -136,12 +91,20 @@ def test_train_step_bf16_accepts_the_solution(capsys):
     ("wrong", "message"),
     [
         (None, "is None"),
-        (bf16_loss_outside, "loss was computed outside the autocast block"),
-        (bf16_float16, "Linear ran in float16 but this exercise needs bfloat16"),
-        (bf16_no_step, "optimizer.step\\(\\) was never called"),
-        (bf16_no_zero_grad, "zero_grad\\(\\) was never called"),
+        (
+            # the loss line moved out of the `with` block
+            train_step_bf16_with(("\n        loss = ", "\n    loss = ")),
+            "loss was computed outside the autocast block",
+        ),
+        (
+            train_step_bf16_with(("torch.bfloat16", "torch.float16")),
+            "Linear ran in float16 but this exercise needs bfloat16",
+        ),
+        (train_step_bf16_with(("optimizer.step()", "")), "optimizer.step\\(\\) was never called"),
+        (train_step_bf16_with(("optimizer.zero_grad()", "")), "zero_grad\\(\\) was never called"),
         (bf16_model_converted, "do not convert the model"),
     ],
+    ids=["none", "loss-outside", "float16", "no-step", "no-zero-grad", "model-converted"],
 )
 def test_train_step_bf16_names_the_mistake(wrong, message):
     with pytest.raises(ExerciseNotSolved, match=message):
@@ -153,112 +116,23 @@ def test_train_step_bf16_names_the_mistake(wrong, message):
 # ----------------------------------------------------------------------------------------------
 
 
-def fp16_solution(model, optimizer, scaler, loss_fn, inputs, targets):
-    optimizer.zero_grad()
-    with torch.autocast(inputs.device.type, dtype=torch.float16):
-        loss = loss_fn(model(inputs), targets)
-    scaler.scale(loss).backward()
-    scaler.step(optimizer)
-    scaler.update()
-    return loss
+def train_step_fp16_with(*edits):
+    """The lab's solution, with one typical mistake (or one harmless addition)."""
+    return solution(4, "train_step_fp16", edits=edits)
 
 
-def fp16_with_unscale_for_clipping(model, optimizer, scaler, loss_fn, inputs, targets):
-    """Also right: unscale_ before clipping, then step."""
-    optimizer.zero_grad()
-    with torch.autocast(inputs.device.type, dtype=torch.float16):
-        loss = loss_fn(model(inputs), targets)
-    scaler.scale(loss).backward()
-    scaler.unscale_(optimizer)
-    nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-    scaler.step(optimizer)
-    scaler.update()
-    return loss
-
-
-def fp16_unscaled_backward(model, optimizer, scaler, loss_fn, inputs, targets):
-    optimizer.zero_grad()
-    with torch.autocast(inputs.device.type, dtype=torch.float16):
-        loss = loss_fn(model(inputs), targets)
-    scaler.scale(loss)
-    loss.backward()
-    scaler.step(optimizer)
-    scaler.update()
-    return loss
-
-
-def fp16_no_scaler(model, optimizer, scaler, loss_fn, inputs, targets):
-    optimizer.zero_grad()
-    with torch.autocast(inputs.device.type, dtype=torch.float16):
-        loss = loss_fn(model(inputs), targets)
-    loss.backward()
-    optimizer.step()
-    return loss
-
-
-def fp16_optimizer_step(model, optimizer, scaler, loss_fn, inputs, targets):
-    optimizer.zero_grad()
-    with torch.autocast(inputs.device.type, dtype=torch.float16):
-        loss = loss_fn(model(inputs), targets)
-    scaler.scale(loss).backward()
-    optimizer.step()
-    scaler.update()
-    return loss
-
-
-def fp16_update_before_step(model, optimizer, scaler, loss_fn, inputs, targets):
-    optimizer.zero_grad()
-    with torch.autocast(inputs.device.type, dtype=torch.float16):
-        loss = loss_fn(model(inputs), targets)
-    scaler.scale(loss).backward()
-    scaler.update()
-    scaler.step(optimizer)
-    return loss
-
-
-def fp16_no_update(model, optimizer, scaler, loss_fn, inputs, targets):
-    optimizer.zero_grad()
-    with torch.autocast(inputs.device.type, dtype=torch.float16):
-        loss = loss_fn(model(inputs), targets)
-    scaler.scale(loss).backward()
-    scaler.step(optimizer)
-    return loss
-
-
-def fp16_loss_outside(model, optimizer, scaler, loss_fn, inputs, targets):
-    optimizer.zero_grad()
-    with torch.autocast(inputs.device.type, dtype=torch.float16):
-        outputs = model(inputs)
-    loss = loss_fn(outputs, targets)
-    scaler.scale(loss).backward()
-    scaler.step(optimizer)
-    scaler.update()
-    return loss
-
-
-def fp16_bfloat16(model, optimizer, scaler, loss_fn, inputs, targets):
-    optimizer.zero_grad()
-    with torch.autocast(inputs.device.type, dtype=torch.bfloat16):
-        loss = loss_fn(model(inputs), targets)
-    scaler.scale(loss).backward()
-    scaler.step(optimizer)
-    scaler.update()
-    return loss
-
-
-def fp16_zero_grad_after_backward(model, optimizer, scaler, loss_fn, inputs, targets):
-    with torch.autocast(inputs.device.type, dtype=torch.float16):
-        loss = loss_fn(model(inputs), targets)
-    scaler.scale(loss).backward()
-    optimizer.zero_grad()
-    scaler.step(optimizer)
-    scaler.update()
-    return loss
+SCALED_BACKWARD = "scaler.scale(loss).backward()"
+SCALER_STEP = "scaler.step(optimizer)"
 
 
 def test_train_step_fp16_accepts_the_solutions(capsys):
-    lab04.check_train_step_fp16(fp16_solution, DEVICE)
-    lab04.check_train_step_fp16(fp16_with_unscale_for_clipping, DEVICE)
+    lab04.check_train_step_fp16(train_step_fp16_with(), DEVICE)
+    unscale_then_clip = (
+        "scaler.unscale_(optimizer); nn.utils.clip_grad_norm_(model.parameters(), 1.0)"
+    )
+    lab04.check_train_step_fp16(
+        train_step_fp16_with((SCALER_STEP, f"{unscale_then_clip}; {SCALER_STEP}")), DEVICE
+    )
     assert "✅" in capsys.readouterr().out
 
 
@@ -266,14 +140,61 @@ def test_train_step_fp16_accepts_the_solutions(capsys):
     ("wrong", "message"),
     [
         (None, "is None"),
-        (fp16_unscaled_backward, "backward\\(\\) ran on the unscaled loss"),
-        (fp16_no_scaler, "scaler.scale\\(loss\\) was never called"),
-        (fp16_optimizer_step, "optimizer.step\\(\\) was called directly"),
-        (fp16_update_before_step, "scaler.update\\(\\) ran before scaler.step"),
-        (fp16_no_update, "scaler.update\\(\\) was never called"),
-        (fp16_loss_outside, "loss was computed outside the autocast block"),
-        (fp16_bfloat16, "Linear ran in bfloat16 but this exercise needs float16"),
-        (fp16_zero_grad_after_backward, "zero_grad\\(\\) ran after backward"),
+        (
+            train_step_fp16_with((SCALED_BACKWARD, "scaler.scale(loss); loss.backward()")),
+            "backward\\(\\) ran on the unscaled loss",
+        ),
+        (
+            train_step_fp16_with(
+                (SCALED_BACKWARD, "loss.backward()"),
+                (SCALER_STEP, "optimizer.step()"),
+                ("scaler.update()", ""),
+            ),
+            "scaler.scale\\(loss\\) was never called",
+        ),
+        (
+            train_step_fp16_with((SCALER_STEP, "optimizer.step()")),
+            "optimizer.step\\(\\) was called directly",
+        ),
+        (
+            train_step_fp16_with(
+                (SCALER_STEP, ""), ("scaler.update()", f"scaler.update(); {SCALER_STEP}")
+            ),
+            "scaler.update\\(\\) ran before scaler.step",
+        ),
+        (train_step_fp16_with(("scaler.update()", "")), "scaler.update\\(\\) was never called"),
+        (
+            # the model runs inside the `with` block, the loss after it
+            train_step_fp16_with(
+                (
+                    "loss = loss_fn(model(inputs), targets)",
+                    "outputs = model(inputs)\n    loss = loss_fn(outputs, targets)",
+                )
+            ),
+            "loss was computed outside the autocast block",
+        ),
+        (
+            train_step_fp16_with(("torch.float16", "torch.bfloat16")),
+            "Linear ran in bfloat16 but this exercise needs float16",
+        ),
+        (
+            train_step_fp16_with(
+                ("optimizer.zero_grad()", ""),
+                (SCALED_BACKWARD, f"{SCALED_BACKWARD}; optimizer.zero_grad()"),
+            ),
+            "zero_grad\\(\\) ran after backward",
+        ),
+    ],
+    ids=[
+        "none",
+        "unscaled-backward",
+        "no-scaler",
+        "optimizer-step",
+        "update-before-step",
+        "no-update",
+        "loss-outside",
+        "bfloat16",
+        "zero-grad-after-backward",
     ],
 )
 def test_train_step_fp16_names_the_mistake(wrong, message):

@@ -4,51 +4,34 @@ the solutions."""
 from __future__ import annotations
 
 import pytest
-import torch
 import torch.nn.functional as F
-from torch import nn
 
 from workshop_labs import lab05
 from workshop_labs.checks import ExerciseNotSolved
+from workshop_labs.notebooks import solution
 
 # ---- exercise 1 · autograd_derivative ------------------------------------------------------
 
 
-def derivative_solution(activation, x):
-    x = x.detach().clone().requires_grad_(True)
-    activation(x).sum().backward()
-    return x.grad
-
-
-def derivative_accumulating(activation, x):
-    x.requires_grad_(True)
-    activation(x).sum().backward()
-    return x.grad
-
-
-def derivative_without_sum(activation, x):
-    x = x.detach().clone().requires_grad_(True)
-    activation(x).backward()
-    return x.grad
-
-
-def derivative_returns_values(activation, x):
-    return activation(x)
+def derivative_with(*edits):
+    """The lab's solution, with one typical mistake."""
+    return solution(5, "autograd_derivative", edits=edits)
 
 
 def derivative_wrong_below_zero(activation, x):
-    return derivative_solution(activation, x) * (x > 0)  # as if every activation were ReLU-like
+    return derivative_with()(activation, x) * (x > 0)  # as if every activation were ReLU-like
 
 
 @pytest.mark.parametrize(
     ("answer", "message"),
     [
         (lambda activation, x: None, "is None"),
-        (derivative_without_sum, "y.sum"),
-        (derivative_returns_values, "values f\\(x\\), not its derivative"),
+        (derivative_with((".sum().backward()", ".backward()")), "y.sum"),
+        (lambda activation, x: activation(x), "values f\\(x\\), not its derivative"),
         (derivative_wrong_below_zero, "wrong for x < 0"),
-        (derivative_accumulating, "twice the derivative.*accumulate"),
+        (derivative_with(("x = x.detach().clone()", "x = x")), "twice the derivative.*accumulate"),
     ],
+    ids=["none", "without-sum", "returns-values", "wrong-below-zero", "accumulating"],
 )
 def test_autograd_derivative_rejects(answer, message):
     with pytest.raises(ExerciseNotSolved, match=message):
@@ -56,30 +39,20 @@ def test_autograd_derivative_rejects(answer, message):
 
 
 def test_autograd_derivative_accepts_solution(capsys):
-    lab05.autograd_derivative(derivative_solution)
+    lab05.autograd_derivative(derivative_with())
     assert "✅" in capsys.readouterr().out
 
 
 # ---- exercise 2 · layer_grad_norms ----------------------------------------------------------
 
 
-def linear_layers(model):
-    return [module for module in model.modules() if isinstance(module, nn.Linear)]
-
-
-def norms_solution(model, x, y):
-    model.zero_grad()
-    F.cross_entropy(model(x), y).backward()
-    return [layer.weight.grad.norm().item() for layer in linear_layers(model)]
-
-
-def norms_without_zero_grad(model, x, y):
-    F.cross_entropy(model(x), y).backward()
-    return [layer.weight.grad.norm().item() for layer in linear_layers(model)]
+def norms_with(*edits):
+    """The lab's solution, with one typical mistake."""
+    return solution(5, "layer_grad_norms", edits=edits)
 
 
 def norms_reversed(model, x, y):
-    return norms_solution(model, x, y)[::-1]
+    return norms_with()(model, x, y)[::-1]
 
 
 def norms_of_every_parameter(model, x, y):
@@ -88,21 +61,16 @@ def norms_of_every_parameter(model, x, y):
     return [p.grad.norm().item() for p in model.parameters()]
 
 
-def norms_of_top_level_only(model, x, y):
-    model.zero_grad()
-    F.cross_entropy(model(x), y).backward()
-    return [m.weight.grad.norm().item() for m in model.children() if isinstance(m, nn.Linear)]
-
-
 @pytest.mark.parametrize(
     ("answer", "message"),
     [
         (lambda model, x, y: None, "returned None"),
-        (norms_without_zero_grad, "zero_grad"),
+        (norms_with(("model.zero_grad()", "")), "zero_grad"),
         (norms_reversed, "reverse order"),
         (norms_of_every_parameter, "one per parameter"),
-        (norms_of_top_level_only, "model.modules"),
+        (norms_with(("model.modules()", "model.children()")), "model.modules"),
     ],
+    ids=["none", "without-zero-grad", "reversed", "every-parameter", "top-level-only"],
 )
 def test_layer_grad_norms_rejects(answer, message):
     with pytest.raises(ExerciseNotSolved, match=message):
@@ -110,55 +78,28 @@ def test_layer_grad_norms_rejects(answer, message):
 
 
 def test_layer_grad_norms_accepts_solution(capsys):
-    lab05.layer_grad_norms(norms_solution)
+    lab05.layer_grad_norms(norms_with())
     assert "✅" in capsys.readouterr().out
 
 
 # ---- exercise 3 · LearnableLeakyReLU --------------------------------------------------------
 
 
-class LeakySolution(nn.Module):
-    def __init__(self, initial_slope=0.1):
-        super().__init__()
-        self.slope = nn.Parameter(torch.tensor(float(initial_slope)))
-
-    def forward(self, x):
-        return torch.where(x >= 0, x, self.slope * x)
-
-
-class LeakyWithoutSuper(nn.Module):
-    def __init__(self, initial_slope=0.1):
-        self.slope = nn.Parameter(torch.tensor(float(initial_slope)))
-
-    def forward(self, x):
-        return torch.where(x >= 0, x, self.slope * x)
-
-
-class LeakyPlainTensor(LeakySolution):
-    def __init__(self, initial_slope=0.1):
-        nn.Module.__init__(self)
-        self.slope = torch.tensor(float(initial_slope))
-
-
-class LeakyWrongNegative(LeakySolution):
-    def forward(self, x):
-        return torch.where(x >= 0, x, 0.01 * x)
-
-
-class LeakyDetached(LeakySolution):
-    def forward(self, x):
-        return torch.where(x >= 0, x, self.slope.item() * x)
+def leaky_with(*edits):
+    """The lab's solution, with one typical mistake."""
+    return solution(5, "LearnableLeakyReLU", edits=edits)
 
 
 @pytest.mark.parametrize(
     ("answer", "message"),
     [
         (lambda x: x, "inherits from nn.Module"),
-        (LeakyWithoutSuper, "super\\(\\).__init__\\(\\)"),
-        (LeakyPlainTensor, "not a registered parameter"),
-        (LeakyWrongNegative, "wrong for x < 0"),
-        (LeakyDetached, "no gradient reaches `slope`"),
+        (leaky_with(("super().__init__()", "")), "super\\(\\).__init__\\(\\)"),
+        (leaky_with(("nn.Parameter(", "(")), "not a registered parameter"),
+        (leaky_with(("self.slope * x", "0.01 * x")), "wrong for x < 0"),
+        (leaky_with(("self.slope * x", "self.slope.item() * x")), "no gradient reaches `slope`"),
     ],
+    ids=["not-a-module", "without-super", "plain-tensor", "wrong-negative", "detached"],
 )
 def test_learnable_leaky_relu_rejects(answer, message):
     with pytest.raises(ExerciseNotSolved, match=message):
@@ -166,49 +107,36 @@ def test_learnable_leaky_relu_rejects(answer, message):
 
 
 def test_learnable_leaky_relu_accepts_solution(capsys):
-    lab05.learnable_leaky_relu(LeakySolution)
+    lab05.learnable_leaky_relu(leaky_with())
     assert "✅" in capsys.readouterr().out
 
 
 # ---- exercise 4 · ELUFunction ---------------------------------------------------------------
 
-
-def elu_function_with(backward):
-    class ELUFunction(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, x):
-            ctx.save_for_backward(x)
-            return torch.where(x > 0, x, torch.exp(x) - 1)
-
-        @staticmethod
-        def backward(ctx, grad_output):
-            (x,) = ctx.saved_tensors
-            return backward(x, grad_output)
-
-    return ELUFunction
+ELU_LOCAL = "torch.where(x > 0, torch.ones_like(x), torch.exp(x))"
 
 
-def ELU_LOCAL(x):  # noqa: N802 (reads like the constant it is)
-    return torch.where(x > 0, torch.ones_like(x), torch.exp(x))
-
-
-ELU_SOLUTION = elu_function_with(lambda x, g: g * ELU_LOCAL(x))
+def elu_function_returning(gradient):
+    """The lab's solution with ``gradient`` (an expression) as what backward returns."""
+    return solution(
+        5, "ELUFunction", edits=[(f"return grad_output * {ELU_LOCAL}", f"return {gradient}")]
+    )
 
 
 @pytest.mark.parametrize(
-    ("backward", "message"),
+    ("gradient", "message"),
     [
-        (lambda x, g: None, "returned None"),
-        (lambda x, g: (g * torch.exp(x)).sum(), "wrong shape"),
-        (lambda x, g: g, "wrong for x < 0: it should be exp\\(x\\)"),
-        (lambda x, g: g * torch.exp(x), "wrong for x > 0: it should be 1"),
-        (lambda x, g: ELU_LOCAL(x), "ignores grad_output"),
-        (lambda x, g: (ELU_LOCAL(x) * g, g), "one gradient per input"),
+        ("None", "returned None"),
+        ("(grad_output * torch.exp(x)).sum()", "wrong shape"),
+        ("grad_output", "wrong for x < 0: it should be exp\\(x\\)"),
+        ("grad_output * torch.exp(x)", "wrong for x > 0: it should be 1"),
+        (ELU_LOCAL, "ignores grad_output"),
+        (f"grad_output * {ELU_LOCAL}, grad_output", "one gradient per input"),
     ],
 )
-def test_elu_function_rejects(backward, message):
+def test_elu_function_rejects(gradient, message):
     with pytest.raises(ExerciseNotSolved, match=message):
-        lab05.elu_function(elu_function_with(backward))
+        lab05.elu_function(elu_function_returning(gradient))
 
 
 def test_elu_function_rejects_a_plain_function():
@@ -217,5 +145,5 @@ def test_elu_function_rejects_a_plain_function():
 
 
 def test_elu_function_accepts_solution(capsys):
-    lab05.elu_function(ELU_SOLUTION)
+    lab05.elu_function(solution(5, "ELUFunction"))
     assert "gradcheck" in capsys.readouterr().out

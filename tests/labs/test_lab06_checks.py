@@ -3,36 +3,24 @@ the solutions."""
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 import torch
-from torch import nn
 
 from workshop_labs import lab06
 from workshop_labs.checks import ExerciseNotSolved
+from workshop_labs.notebooks import lab_namespace, solution
+
+# The lab's own definitions that its solutions and checks use.
+LAB = lab_namespace(6, "DigitsCNN", "TrainingConfig", "rng_state", "set_rng_state")
+DigitsCNN, TrainingConfig, rng_state = LAB["DigitsCNN"], LAB["TrainingConfig"], LAB["rng_state"]
 
 
-def rng_state():
-    return {"cpu": torch.get_rng_state(), "cuda": []}
-
-
-def set_rng_state(state):
-    torch.set_rng_state(state["cpu"])
+def solution_with(name, *edits):
+    """The lab's solution that defines ``name``, with one typical mistake."""
+    return solution(6, name, edits=edits, **LAB)
 
 
 # ---- exercise 1 · load_trusted --------------------------------------------------------------
-
-
-@dataclasses.dataclass
-class TrainingConfig:
-    learning_rate: float = 3e-3
-    batch_size: int = 64
-
-
-def load_solution(path, device):
-    with torch.serialization.safe_globals([TrainingConfig]):
-        return torch.load(path, map_location=device, weights_only=True)
 
 
 def load_without_permission(path, device):
@@ -43,19 +31,18 @@ def load_unsafely(path, device):
     return torch.load(path, map_location=device, weights_only=False)
 
 
-def load_ignoring_device(path, device):
-    with torch.serialization.safe_globals([TrainingConfig]):
-        return torch.load(path, map_location="cpu", weights_only=True)
-
-
 @pytest.mark.parametrize(
     ("answer", "message"),
     [
         (load_without_permission, "refused to load `.*TrainingConfig`.*safe_globals"),
-        (load_ignoring_device, "wrong map_location: asked for device 'meta'"),
+        (
+            solution_with("load_trusted", ("map_location=device", 'map_location="cpu"')),
+            "wrong map_location: asked for device 'meta'",
+        ),
         (load_unsafely, "ran code hidden inside a checkpoint"),
         (lambda path, device: None, "returned None"),
     ],
+    ids=["without-permission", "ignoring-device", "unsafely", "none"],
 )
 def test_load_trusted_rejects(answer, message):
     with pytest.raises(ExerciseNotSolved, match=message):
@@ -63,50 +50,19 @@ def test_load_trusted_rejects(answer, message):
 
 
 def test_load_trusted_accepts_solution(capsys):
-    lab06.load_trusted(load_solution, TrainingConfig)
+    lab06.load_trusted(solution_with("load_trusted"), TrainingConfig)
     assert "✅" in capsys.readouterr().out
 
 
 # ---- exercise 2 · save_checkpoint -----------------------------------------------------------
 
 
-def save_solution(path, model, optimizer, scheduler, epoch):
-    torch.save(
-        {
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "epoch": epoch,
-            "rng": rng_state(),
-        },
-        path,
-    )
-
-
 def save_without(key):
-    def save(path, model, optimizer, scheduler, epoch):
-        full = {
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "epoch": epoch,
-            "rng": rng_state(),
-        }
-        del full[key]
-        torch.save(full, path)
-
-    return save
+    return solution_with("save_checkpoint", (f'"{key}": {key}.state_dict(),', ""))
 
 
 def save_whole_model(path, model, optimizer, scheduler, epoch):
     torch.save({"model": model, "epoch": epoch}, path)
-
-
-def save_next_epoch(path, model, optimizer, scheduler, epoch):
-    save_solution(path, model, optimizer, scheduler, epoch)
-    checkpoint = torch.load(path, weights_only=True)
-    checkpoint["epoch"] = epoch + 1
-    torch.save(checkpoint, path)
 
 
 @pytest.mark.parametrize(
@@ -116,9 +72,16 @@ def save_next_epoch(path, model, optimizer, scheduler, epoch):
         (save_whole_model, "cannot be loaded with weights_only=True"),
         (save_without("optimizer"), "checkpoint missing optimizer state"),
         (save_without("scheduler"), "checkpoint missing scheduler state"),
-        (save_without("rng"), "checkpoint missing rng state"),
-        (save_next_epoch, "checkpoint\\['epoch'\\] is 4 but the epoch passed in was 3"),
+        (
+            solution_with("save_checkpoint", ('"rng": rng_state(),', "")),
+            "checkpoint missing rng state",
+        ),
+        (
+            solution_with("save_checkpoint", ('"epoch": epoch,', '"epoch": epoch + 1,')),
+            "checkpoint\\['epoch'\\] is 4 but the epoch passed in was 3",
+        ),
     ],
+    ids=["none", "whole-model", "no-optimizer", "no-scheduler", "no-rng", "next-epoch"],
 )
 def test_save_checkpoint_rejects(answer, message):
     with pytest.raises(ExerciseNotSolved, match=message):
@@ -126,54 +89,41 @@ def test_save_checkpoint_rejects(answer, message):
 
 
 def test_save_checkpoint_accepts_solution(capsys):
-    lab06.save_checkpoint(save_solution, rng_state)
+    lab06.save_checkpoint(solution_with("save_checkpoint"), rng_state)
     assert "✅" in capsys.readouterr().out
 
 
 # ---- exercise 3 · resume --------------------------------------------------------------------
 
-
-def resume_solution(path, model, optimizer, scheduler):
-    checkpoint = torch.load(path, weights_only=True)
-    model.load_state_dict(checkpoint["model"])
-    optimizer.load_state_dict(checkpoint["optimizer"])
-    scheduler.load_state_dict(checkpoint["scheduler"])
-    set_rng_state(checkpoint["rng"])
-    return checkpoint["epoch"] + 1
-
-
-def resume_off_by_one(path, model, optimizer, scheduler):
-    return resume_solution(path, model, optimizer, scheduler) - 1
-
-
-def resume_weights_only(path, model, optimizer, scheduler):
-    checkpoint = torch.load(path, weights_only=True)
-    model.load_state_dict(checkpoint["model"])
-    return checkpoint["epoch"] + 1
-
-
-def resume_without_rng(path, model, optimizer, scheduler):
-    checkpoint = torch.load(path, weights_only=True)
-    model.load_state_dict(checkpoint["model"])
-    optimizer.load_state_dict(checkpoint["optimizer"])
-    scheduler.load_state_dict(checkpoint["scheduler"])
-    return checkpoint["epoch"] + 1
-
-
-def resume_unsafely(path, model, optimizer, scheduler):
-    torch.load(path, weights_only=False)
-    return resume_solution(path, model, optimizer, scheduler)
+RESTORE_OPTIMIZER = 'optimizer.load_state_dict(checkpoint["optimizer"])'
+RESTORE_SCHEDULER = 'scheduler.load_state_dict(checkpoint["scheduler"])'
+RESTORE_RNG = 'set_rng_state(checkpoint["rng"])'
 
 
 @pytest.mark.parametrize(
     ("answer", "message"),
     [
-        (resume_off_by_one, "resumed epoch off by one"),
-        (resume_weights_only, "optimizer state not restored"),
-        (resume_without_rng, "random number generator state not restored"),
-        (resume_unsafely, "weights_only=False"),
+        (
+            solution_with("resume", ('checkpoint["epoch"] + 1', 'checkpoint["epoch"]')),
+            "resumed epoch off by one",
+        ),
+        (
+            solution_with(
+                "resume", (RESTORE_OPTIMIZER, ""), (RESTORE_SCHEDULER, ""), (RESTORE_RNG, "")
+            ),
+            "optimizer state not restored",
+        ),
+        (
+            solution_with("resume", (RESTORE_RNG, "")),
+            "random number generator state not restored",
+        ),
+        (
+            solution_with("resume", ("weights_only=True", "weights_only=False")),
+            "weights_only=False",
+        ),
         (lambda path, *objects: 5, "did not read the file"),
     ],
+    ids=["off-by-one", "weights-only", "without-rng", "unsafely", "no-read"],
 )
 def test_resume_rejects(answer, message):
     with pytest.raises(ExerciseNotSolved, match=message):
@@ -181,76 +131,45 @@ def test_resume_rejects(answer, message):
 
 
 def test_resume_accepts_solution(capsys):
-    lab06.resume(resume_solution, rng_state)
+    lab06.resume(solution_with("resume"), rng_state)
     assert "epoch 5" in capsys.readouterr().out
 
 
 # ---- exercise 4 · prepare_for_finetuning ----------------------------------------------------
 
-
-class DigitsCNN(nn.Module):
-    def __init__(self, num_classes=10):
-        super().__init__()
-        self.body = nn.Sequential(
-            nn.Unflatten(1, (1, 8, 8)),
-            nn.Conv2d(1, 16, kernel_size=3, padding=1),
-            nn.ReLU(),
-            nn.Conv2d(16, 32, kernel_size=3, padding=1),
-            nn.ReLU(),
-            nn.MaxPool2d(2),
-            nn.Flatten(),
-            nn.Dropout(0.2),
-        )
-        self.head = nn.Linear(32 * 4 * 4, num_classes)
-
-    def forward(self, x):
-        return self.head(self.body(x))
-
-
-def prepare_solution(model, num_classes):
-    model.body.requires_grad_(False)
-    [m for m in model.body if isinstance(m, nn.Conv2d | nn.Linear)][-1].requires_grad_(True)
-    model.head = nn.Linear(model.head.in_features, num_classes)
-    return model
-
-
-def prepare_without_freezing(model, num_classes):
-    model.head = nn.Linear(model.head.in_features, num_classes)
-    return model
-
-
-def prepare_freezing_everything(model, num_classes):
-    model.body.requires_grad_(False)
-    model.head = nn.Linear(model.head.in_features, num_classes)
-    return model
-
-
-def prepare_keeping_head(model, num_classes):
-    model.body.requires_grad_(False)
-    model.body[3].requires_grad_(True)
-    return model
-
-
-def prepare_frozen_head(model, num_classes):
-    prepare_solution(model, num_classes)
-    model.head.requires_grad_(False)
-    return model
-
-
-def prepare_wrong_classes(model, num_classes):
-    return prepare_solution(model, 10)
+FREEZE_BODY = "model.body.requires_grad_(False)"
+UNFREEZE_LAST = "layers_with_weights[-1].requires_grad_(True)"
+NEW_HEAD = "model.head = nn.Linear(model.head.in_features, num_classes)"
 
 
 @pytest.mark.parametrize(
     ("answer", "message"),
     [
         (lambda model, num_classes: None, "returned None"),
-        (prepare_keeping_head, "head not replaced"),
-        (prepare_wrong_classes, "10 outputs but the new task has 3 classes"),
-        (prepare_frozen_head, "new head is frozen"),
-        (prepare_without_freezing, "body not frozen: `body.1.weight` still has requires_grad=True"),
-        (prepare_freezing_everything, "last body layer `body.3` is still frozen"),
+        (solution_with("prepare_for_finetuning", (NEW_HEAD, "")), "head not replaced"),
+        (
+            solution_with(
+                "prepare_for_finetuning", ("in_features, num_classes)", "in_features, 10)")
+            ),
+            "10 outputs but the new task has 3 classes",
+        ),
+        (
+            solution_with(
+                "prepare_for_finetuning",
+                ("return model", "model.head.requires_grad_(False); return model"),
+            ),
+            "new head is frozen",
+        ),
+        (
+            solution_with("prepare_for_finetuning", (FREEZE_BODY, ""), (UNFREEZE_LAST, "")),
+            "body not frozen: `body.1.weight` still has requires_grad=True",
+        ),
+        (
+            solution_with("prepare_for_finetuning", (UNFREEZE_LAST, "")),
+            "last body layer `body.3` is still frozen",
+        ),
     ],
+    ids=["none", "keeping-head", "wrong-classes", "frozen-head", "no-freeze", "freeze-all"],
 )
 def test_prepare_for_finetuning_rejects(answer, message):
     with pytest.raises(ExerciseNotSolved, match=message):
@@ -258,7 +177,7 @@ def test_prepare_for_finetuning_rejects(answer, message):
 
 
 def test_prepare_for_finetuning_accepts_solution(capsys):
-    lab06.prepare_for_finetuning(prepare_solution, DigitsCNN)
+    lab06.prepare_for_finetuning(solution_with("prepare_for_finetuning"), DigitsCNN)
     assert "✅" in capsys.readouterr().out
 
 

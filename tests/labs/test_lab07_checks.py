@@ -7,7 +7,6 @@ import math
 
 import pytest
 import torch
-from torch import nn
 from torch.optim.lr_scheduler import (
     CosineAnnealingLR,
     LambdaLR,
@@ -19,22 +18,13 @@ from torch.optim.lr_scheduler import (
 
 from workshop_labs import lab07
 from workshop_labs.checks import ExerciseNotSolved
+from workshop_labs.notebooks import solution
 
 CPU = torch.device("cpu")
 
 # ----------------------------------------------------------------------------------------------
 # Exercise 1: linear warm-up, then cosine
 # ----------------------------------------------------------------------------------------------
-
-
-def warmup_cosine_lambda(optimizer, warmup_steps, total_steps):
-    def factor(step):
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-        return 0.5 * (1 + math.cos(math.pi * progress))
-
-    return LambdaLR(optimizer, factor)
 
 
 def warmup_cosine_sequential(optimizer, warmup_steps, total_steps):
@@ -68,9 +58,11 @@ def sequential_with(*, warmup_scale=1.0, t_max_shift=0, linear_decay=False):
     return make
 
 
-@pytest.mark.parametrize("solution", [warmup_cosine_lambda, warmup_cosine_sequential])
-def test_warmup_cosine_accepts_the_solutions(solution, capsys):
-    lab07.check_warmup_cosine(solution)
+@pytest.mark.parametrize(
+    "right", [solution(7, "warmup_cosine"), warmup_cosine_sequential], ids=["lab", "sequential"]
+)
+def test_warmup_cosine_accepts_the_solutions(right, capsys):
+    lab07.check_warmup_cosine(right)
     assert "✅" in capsys.readouterr().out
 
 
@@ -119,79 +111,42 @@ def test_warmup_cosine_rejects_wrong_answers(wrong, message):
 # ----------------------------------------------------------------------------------------------
 
 
-def _batch_step(model, xb, yb, optimizer, loss_fn):
-    optimizer.zero_grad()
-    loss = loss_fn(model(xb), yb)
-    loss.backward()
-
-
-def one_cycle_solution(model, loader, optimizer, scheduler, loss_fn, device):
-    model.train()
-    for xb, yb in loader:
-        xb, yb = xb.to(device), yb.to(device)
-        _batch_step(model, xb, yb, optimizer, loss_fn)
-        optimizer.step()
-        scheduler.step()
-
-
-def one_cycle_per_epoch(model, loader, optimizer, scheduler, loss_fn, device):
-    """The starter code: the scheduler steps once per epoch."""
-    model.train()
-    for xb, yb in loader:
-        xb, yb = xb.to(device), yb.to(device)
-        _batch_step(model, xb, yb, optimizer, loss_fn)
-        optimizer.step()
-    scheduler.step()
-
-
-def one_cycle_scheduler_first(model, loader, optimizer, scheduler, loss_fn, device):
-    model.train()
-    for xb, yb in loader:
-        xb, yb = xb.to(device), yb.to(device)
-        _batch_step(model, xb, yb, optimizer, loss_fn)
-        scheduler.step()
-        optimizer.step()
-
-
-def one_cycle_twice_per_batch(model, loader, optimizer, scheduler, loss_fn, device):
-    model.train()
-    for xb, yb in loader:
-        xb, yb = xb.to(device), yb.to(device)
-        _batch_step(model, xb, yb, optimizer, loss_fn)
-        optimizer.step()
-        scheduler.step()
-        scheduler.step()
-
-
-def one_cycle_no_scheduler(model, loader, optimizer, scheduler, loss_fn, device):
-    model.train()
-    for xb, yb in loader:
-        xb, yb = xb.to(device), yb.to(device)
-        _batch_step(model, xb, yb, optimizer, loss_fn)
-        optimizer.step()
-
-
-def one_cycle_no_optimizer(model, loader, optimizer, scheduler, loss_fn, device):
-    model.train()
-    for xb, yb in loader:
-        xb, yb = xb.to(device), yb.to(device)
-        _batch_step(model, xb, yb, optimizer, loss_fn)
-        scheduler.step()
+def train_one_epoch_with(*edits):
+    """The lab's solution, with one typical mistake."""
+    return solution(7, "train_one_epoch", edits=edits)
 
 
 def test_one_cycle_epoch_accepts_the_solution(capsys):
-    lab07.check_one_cycle_epoch(one_cycle_solution, CPU)
+    lab07.check_one_cycle_epoch(train_one_epoch_with(), CPU)
     assert "✅" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(
     ("wrong", "message"),
     [
-        (one_cycle_per_epoch, r"ran once for the whole epoch .* OneCycleLR counts BATCHES"),
-        (one_cycle_scheduler_first, r"scheduler\.step\(\) came before optimizer\.step\(\)"),
-        (one_cycle_twice_per_batch, r"ran 10 times for 5 batches: .*exactly once per batch"),
-        (one_cycle_no_scheduler, r"scheduler\.step\(\) was never called"),
-        (one_cycle_no_optimizer, r"optimizer\.step\(\) ran 0 times for 5 batches"),
+        (
+            # the starter code: scheduler.step() dedented out of the loop, once per epoch
+            train_one_epoch_with(("        scheduler.step()", "    scheduler.step()")),
+            r"ran once for the whole epoch .* OneCycleLR counts BATCHES",
+        ),
+        (
+            train_one_epoch_with(
+                ("optimizer.step()", ""), ("scheduler.step()", "scheduler.step(); optimizer.step()")
+            ),
+            r"scheduler\.step\(\) came before optimizer\.step\(\)",
+        ),
+        (
+            train_one_epoch_with(("scheduler.step()", "scheduler.step(); scheduler.step()")),
+            r"ran 10 times for 5 batches: .*exactly once per batch",
+        ),
+        (
+            train_one_epoch_with(("scheduler.step()", "")),
+            r"scheduler\.step\(\) was never called",
+        ),
+        (
+            train_one_epoch_with(("optimizer.step()", "")),
+            r"optimizer\.step\(\) ran 0 times for 5 batches",
+        ),
         ("not a function", r"`train_one_epoch` is not a function"),
     ],
     ids=["per-epoch", "wrong-order", "twice", "no-scheduler", "no-optimizer", "not-callable"],
@@ -206,89 +161,61 @@ def test_one_cycle_epoch_rejects_wrong_answers(wrong, message):
 # ----------------------------------------------------------------------------------------------
 
 
-def clipped_step_solution(model, optimizer, loss_fn, xb, yb, max_norm):
-    optimizer.zero_grad()
-    loss = loss_fn(model(xb), yb)
-    loss.backward()
-    norm = nn.utils.clip_grad_norm_(model.parameters(), max_norm)
-    optimizer.step()
-    return norm.item()
+CLIP = "norm = nn.utils.clip_grad_norm_(model.parameters(), max_norm)"
 
 
-def clipped_step_before_backward(model, optimizer, loss_fn, xb, yb, max_norm):
-    optimizer.zero_grad()
-    norm = nn.utils.clip_grad_norm_(model.parameters(), max_norm)
-    loss = loss_fn(model(xb), yb)
-    loss.backward()
-    optimizer.step()
-    return norm.item()
-
-
-def clipped_step_after_step(model, optimizer, loss_fn, xb, yb, max_norm):
-    optimizer.zero_grad()
-    loss = loss_fn(model(xb), yb)
-    loss.backward()
-    optimizer.step()
-    return nn.utils.clip_grad_norm_(model.parameters(), max_norm).item()
-
-
-def clipped_step_starter(model, optimizer, loss_fn, xb, yb, max_norm):
-    optimizer.zero_grad()
-    loss = loss_fn(model(xb), yb)
-    loss.backward()
-    optimizer.step()
-    return None
-
-
-def clipped_step_returns_clipped_norm(model, optimizer, loss_fn, xb, yb, max_norm):
-    optimizer.zero_grad()
-    loss = loss_fn(model(xb), yb)
-    loss.backward()
-    nn.utils.clip_grad_norm_(model.parameters(), max_norm)
-    optimizer.step()
-    return nn.utils.get_total_norm([p.grad for p in model.parameters()]).item()
-
-
-def clipped_step_by_value(model, optimizer, loss_fn, xb, yb, max_norm):
-    optimizer.zero_grad()
-    loss = loss_fn(model(xb), yb)
-    loss.backward()
-    nn.utils.clip_grad_value_(model.parameters(), max_norm)
-    optimizer.step()
-    return None
-
-
-def clipped_step_no_step(model, optimizer, loss_fn, xb, yb, max_norm):
-    optimizer.zero_grad()
-    loss = loss_fn(model(xb), yb)
-    loss.backward()
-    return nn.utils.clip_grad_norm_(model.parameters(), max_norm).item()
+def clipped_step_with(*edits):
+    """The lab's solution, with one typical mistake."""
+    return solution(7, "clipped_step", edits=edits)
 
 
 def test_clipped_step_accepts_the_solution(capsys):
-    lab07.check_clipped_step(clipped_step_solution)
+    lab07.check_clipped_step(clipped_step_with())
     assert "✅" in capsys.readouterr().out
 
 
 def test_clipped_step_accepts_a_tensor_return_value(capsys):
     """Returning clip_grad_norm_'s tensor itself (without .item()) is fine too."""
 
-    def returns_tensor(model, optimizer, loss_fn, xb, yb, max_norm):
-        return torch.as_tensor(clipped_step_solution(model, optimizer, loss_fn, xb, yb, max_norm))
-
-    lab07.check_clipped_step(returns_tensor)
+    lab07.check_clipped_step(clipped_step_with(("return norm.item()", "return norm")))
     assert "✅" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(
     ("wrong", "message"),
     [
-        (clipped_step_before_backward, r"nothing clipped the gradients it used.*AFTER backward"),
-        (clipped_step_after_step, r"clipping after optimizer\.step\(\) is too late"),
-        (clipped_step_starter, r"stepped with a gradient of norm .* > max_norm=1"),
-        (clipped_step_returns_clipped_norm, r"returned 1, the norm AFTER clipping"),
-        (clipped_step_no_step, r"parameters did not change: call optimizer\.step\(\)"),
-        (clipped_step_by_value, r"clamped to ±1 \(clip_grad_value_\).*clips the NORM"),
+        (
+            clipped_step_with((CLIP, ""), ("loss = ", f"{CLIP}; loss = ")),
+            r"nothing clipped the gradients it used.*AFTER backward",
+        ),
+        (
+            clipped_step_with((CLIP, ""), ("optimizer.step()", f"optimizer.step(); {CLIP}")),
+            r"clipping after optimizer\.step\(\) is too late",
+        ),
+        (
+            clipped_step_with((CLIP, ""), ("norm.item()", "None")),
+            r"stepped with a gradient of norm .* > max_norm=1",
+        ),
+        (
+            clipped_step_with(
+                (
+                    "norm.item()",
+                    "nn.utils.get_total_norm([p.grad for p in model.parameters()]).item()",
+                )
+            ),
+            r"returned 1, the norm AFTER clipping",
+        ),
+        (
+            clipped_step_with(("optimizer.step()", "")),
+            r"parameters did not change: call optimizer\.step\(\)",
+        ),
+        (
+            clipped_step_with(
+                ("norm = nn.utils.clip_grad_norm_", "nn.utils.clip_grad_value_"),
+                ("norm.item()", "None"),
+            ),
+            r"clamped to ±1 \(clip_grad_value_\).*clips the NORM",
+        ),
         ("not a function", r"`clipped_step` is not a function"),
     ],
     ids=[
@@ -311,36 +238,12 @@ def test_clipped_step_rejects_wrong_answers(wrong, message):
 # ----------------------------------------------------------------------------------------------
 
 
-def early_stopping_class(*, stop_at_count_offset=0, reset=True, track_best=True):
-    """The solution, or the solution with one typical mistake."""
-
-    class EarlyStopping:
-        def __init__(self, patience):
-            self.patience = patience
-            self.best = math.inf
-            self.bad_epochs = 0
-
-        def step(self, val_loss):
-            if val_loss < self.best:
-                if track_best:
-                    self.best = val_loss
-                if reset:
-                    self.bad_epochs = 0
-            else:
-                self.bad_epochs += 1
-            return self.bad_epochs >= self.patience + stop_at_count_offset
-
-    return EarlyStopping
+STOP_TEST = "return self.bad_epochs >= self.patience"
 
 
-class EarlyStoppingStarter:
-    def __init__(self, patience):
-        self.patience = patience
-        self.best = math.inf
-        self.bad_epochs = 0
-
-    def step(self, val_loss):
-        return False
+def early_stopping_with(*edits):
+    """The lab's solution, with one typical mistake."""
+    return solution(7, "EarlyStopping", edits=edits)
 
 
 class EarlyStoppingComparesWithLastLoss:
@@ -360,18 +263,32 @@ class EarlyStoppingComparesWithLastLoss:
 
 
 def test_early_stopping_accepts_the_solution(capsys):
-    lab07.check_early_stopping(early_stopping_class())
+    lab07.check_early_stopping(early_stopping_with())
     assert "✅" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(
     ("wrong", "message"),
     [
-        (early_stopping_class(stop_at_count_offset=-1), r"after epoch 5, one epoch too early"),
-        (early_stopping_class(stop_at_count_offset=+1), r"after epoch 10, one epoch too late"),
-        (early_stopping_class(reset=False), r"new best at epoch 6 .* reset the count"),
-        (early_stopping_class(track_best=False), r"step\(\) never returned True"),
-        (EarlyStoppingStarter, r"step\(\) never returned True; it should after epoch 9"),
+        (
+            early_stopping_with((STOP_TEST, f"{STOP_TEST} - 1")),
+            r"after epoch 5, one epoch too early",
+        ),
+        (
+            early_stopping_with((STOP_TEST, f"{STOP_TEST} + 1")),
+            r"after epoch 10, one epoch too late",
+        ),
+        (
+            # the reset inside `if val_loss < self.best:`, not the one in __init__
+            early_stopping_with(("            self.bad_epochs = 0", "")),
+            r"new best at epoch 6 .* reset the count",
+        ),
+        (early_stopping_with(("self.best = val_loss", "")), r"step\(\) never returned True"),
+        (
+            # the starter: step() always answers "keep going"
+            early_stopping_with((STOP_TEST, "return False")),
+            r"step\(\) never returned True; it should after epoch 9",
+        ),
         (EarlyStoppingComparesWithLastLoss, r"after epoch 12, too late: .*not with the previous"),
         ("not a class", r"`EarlyStopping` is not a class"),
     ],

@@ -18,6 +18,7 @@ from workshop_labs.notebooks import (
     build_notebook,
     execute,
     lab_sources,
+    solution,
     solution_code,
     tags,
 )
@@ -124,3 +125,13 @@ def test_exercises_have_solution_then_check(source: Path):
 def test_lab_draws_at_least_two_figures(source: Path):
     calls = [m.group(0) for c in code_cells(built(source)) for m in FIGURE_CALL.finditer(c.source)]
     assert len(calls) >= 2, f"{source.name} calls {calls}; a lab needs ≥ 2 figure helpers"
+
+
+def test_solution_edits_must_match_exactly_one_place():
+    """A test's "solution with one mistake" fails loudly when the lab's solution changes."""
+    wrong = solution(1, "train_step", edits=[("return loss.item()", "return loss")])
+    assert wrong.__name__ == "train_step"
+    with pytest.raises(ValueError, match=r"holds 'loss\.backward\(\)\.' 0 times"):
+        solution(1, "train_step", edits=[("loss.backward().", "")])
+    with pytest.raises(ValueError, match="0 solutions define 'no_such_name'"):
+        solution(1, "no_such_name")
