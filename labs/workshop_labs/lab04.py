@@ -435,6 +435,33 @@ def check_predict_amp(predict_amp: Callable, device: torch.device) -> None:
     passed(f"Linear ran in {_dtype_name(spy.linear_dtypes[0])}, no graph recorded, fp32 weights")
 
 
+class _SpiedStep:
+    """A model, optimizer and loss whose every use a training-step check can inspect."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.model = _check_model(device)
+        self.forward = _ForwardSpy(self.model, device)
+        self.loss_fn = _LossSpy(device)
+        self.log: list[str] = []
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.1)
+        self.optimizer_spy = _OptimizerSpy(self.optimizer, self.log)
+
+    def expect_autocast(self, dtype: torch.dtype, loss_dtype_reason: str) -> None:
+        """fp32 weights, Linear in `dtype`, and the loss computed inside autocast."""
+        _expect_fp32_weights(self.model)
+        _expect_linear_dtype(self.forward, dtype, self.device)
+        expect(
+            self.loss_fn.autocast_on,
+            "loss_fn was never called: compute loss_fn(outputs, targets)",
+        )
+        expect(
+            all(self.loss_fn.autocast_on),
+            "the loss was computed outside the autocast block: compute it inside, so autocast "
+            + loss_dtype_reason,
+        )
+
+
 # ----------------------------------------------------------------------------------------------
 # Exercise 2: a float16 training step with GradScaler
 # ----------------------------------------------------------------------------------------------
@@ -445,24 +472,13 @@ def check_train_step_fp16(train_step_fp16: Callable, device: torch.device) -> No
     _expect_function(
         train_step_fp16, "train_step_fp16", "model, optimizer, scaler, loss_fn, inputs, targets"
     )
-    model = _check_model(device)
-    forward = _ForwardSpy(model, device)
-    loss_fn = _LossSpy(device)
-    log: list[str] = []
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    optimizer_spy = _OptimizerSpy(optimizer, log)
-    scaler = _ScalerSpy(device, log, optimizer_spy)
+    step = _SpiedStep(device)
+    model, optimizer, loss_fn, log = step.model, step.optimizer, step.loss_fn, step.log
+    scaler = _ScalerSpy(device, log, step.optimizer_spy)
     inputs, targets = _check_batch(device)
     _, error = _call(train_step_fp16, model, optimizer, scaler, loss_fn, inputs, targets)
 
-    _expect_fp32_weights(model)
-    _expect_linear_dtype(forward, torch.float16, device)
-    expect(loss_fn.autocast_on, "loss_fn was never called: compute loss_fn(outputs, targets)")
-    expect(
-        all(loss_fn.autocast_on),
-        "the loss was computed outside the autocast block: compute it inside, so autocast "
-        "runs it in float32 (a loss in float16 loses precision)",
-    )
+    step.expect_autocast(torch.float16, "runs it in float32 (a loss in float16 loses precision)")
     expect("zero_grad" in log, "optimizer.zero_grad() was never called: gradients add up")
     expect(
         "scale" in log,
@@ -513,24 +529,13 @@ def check_train_step_bf16(train_step_bf16: Callable, device: torch.device) -> No
     _expect_function(
         train_step_bf16, "train_step_bf16", "model, optimizer, loss_fn, inputs, targets"
     )
-    model = _check_model(device)
-    forward = _ForwardSpy(model, device)
-    loss_fn = _LossSpy(device)
-    log: list[str] = []
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    _OptimizerSpy(optimizer, log)
+    step = _SpiedStep(device)
+    model, optimizer, loss_fn, log = step.model, step.optimizer, step.loss_fn, step.log
     before = [p.detach().clone() for p in model.parameters()]
     inputs, targets = _check_batch(device)
     _, error = _call(train_step_bf16, model, optimizer, loss_fn, inputs, targets)
 
-    _expect_fp32_weights(model)
-    _expect_linear_dtype(forward, torch.bfloat16, device)
-    expect(loss_fn.autocast_on, "loss_fn was never called: compute loss_fn(outputs, targets)")
-    expect(
-        all(loss_fn.autocast_on),
-        "the loss was computed outside the autocast block: compute it inside, so autocast "
-        "picks float32 for it",
-    )
+    step.expect_autocast(torch.bfloat16, "picks float32 for it")
     _expect_no_error(error, "train_step_bf16")
     expect(
         all(p.grad is not None for p in model.parameters()),
