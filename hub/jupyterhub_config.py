@@ -21,10 +21,10 @@ log = logging.getLogger("JupyterHub")
 try:
     settings = load_settings(os.environ)
     workshop = prepare_workshop(settings, docker.from_env(), log)
-    access_code, _ = credentials.resolve(
+    access_code = credentials.resolve(
         settings.access_code, credentials.ACCESS_CODE_FILE, credentials.generate_access_code
     )
-    admin_password, _ = credentials.resolve(
+    admin_password = credentials.resolve(
         settings.admin_password,
         credentials.ADMIN_PASSWORD_FILE,
         credentials.generate_admin_password,

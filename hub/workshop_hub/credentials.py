@@ -46,11 +46,9 @@ def load_or_create(path: Path, generate) -> str:
     return value
 
 
-def resolve(configured: str | None, path: Path, generate) -> tuple[str, bool]:
-    """(secret, generated?): the configured value wins over a stored or generated one."""
-    if configured:
-        return configured, False
-    return load_or_create(path, generate), True
+def resolve(configured: str | None, path: Path, generate) -> str:
+    """The configured secret, else the stored one, else a new one (then stored)."""
+    return configured or load_or_create(path, generate)
 
 
 def banner(access_code: str, admin_users: tuple[str, ...]) -> str:

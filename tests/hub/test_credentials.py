@@ -12,16 +12,16 @@ def test_generated_access_code_is_readable_and_long_enough():
 
 def test_generated_secret_is_kept_across_restarts(tmp_path):
     path = tmp_path / "data" / "access-code"
-    first, generated = credentials.resolve(None, path, credentials.generate_access_code)
-    again, _ = credentials.resolve(None, path, credentials.generate_access_code)
-    assert generated and first == again
+    first = credentials.resolve(None, path, credentials.generate_access_code)
+    again = credentials.resolve(None, path, credentials.generate_access_code)
+    assert first == again == path.read_text().strip()
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
 def test_configured_secret_wins_and_is_not_stored(tmp_path):
     path = tmp_path / "access-code"
-    value, generated = credentials.resolve("from-dot-env", path, credentials.generate_access_code)
-    assert (value, generated) == ("from-dot-env", False)
+    value = credentials.resolve("from-dot-env", path, credentials.generate_access_code)
+    assert value == "from-dot-env"
     assert not path.exists()
 
 

@@ -123,7 +123,7 @@ RESTORE_RNG = 'set_rng_state(checkpoint["rng"])'
         ),
         (lambda path, *objects: 5, "did not read the file"),
     ],
-    ids=["off-by-one", "weights-only", "without-rng", "unsafely", "no-read"],
+    ids=["off-by-one", "no-optimizer", "no-rng", "unsafely", "no-read"],
 )
 def test_resume_rejects(answer, message):
     with pytest.raises(ExerciseNotSolved, match=message):
