@@ -1,55 +1,91 @@
-"""The files that repeat a fact for a tool that cannot import it stay in step with its source."""
+"""The files derived from the settings table are up to date, and what compose writes by hand
+(defaults beside `${NAME:-default}`) agrees with the table."""
 
+import importlib.util
 import re
+import subprocess
 from pathlib import Path
 
 import yaml
 
-from workshop_hub.settings import COMPOSE_SETTINGS, SETTINGS, render_env_example
+from workshop_hub.settings import ATTENDEE_NAMES, OTHER_NAMES, SETTINGS, TABLE
 
 ROOT = Path(__file__).resolve().parents[1]
-COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+COMPOSE_TEXT = (ROOT / "docker-compose.yml").read_text()
+BY_NAME = {setting.env: setting for setting in TABLE}
 
 
-def compose_default(text: str) -> str:
-    return re.fullmatch(r"\$\{\w+:-(.*)\}", text).group(1)
+def load_generator():
+    path = ROOT / "scripts" / "update_settings_files.py"
+    spec = importlib.util.spec_from_file_location("update_settings_files", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def test_env_example_is_generated_from_the_settings():
-    assert (ROOT / ".env.example").read_text() == render_env_example(), (
-        "Regenerate it: workshop-hub env-example > .env.example"
+GENERATOR = load_generator()
+
+
+def test_generated_files_are_up_to_date():
+    stale = GENERATOR.stale_files(ROOT)
+    assert not stale, f"{', '.join(stale)} stale: run python3 scripts/update_settings_files.py"
+
+
+def test_the_generator_rewrites_only_between_its_markers():
+    text = f"keep\n  # {GENERATOR.BEGIN}\n  old: 1\n  # {GENERATOR.END}\nkeep too\n"
+    assert GENERATOR.replace_region(text, ["a: 1", "b: 2"]) == (
+        f"keep\n  # {GENERATOR.BEGIN}\n  a: 1\n  b: 2\n  # {GENERATOR.END}\nkeep too\n"
     )
 
 
-def test_compose_passes_every_hub_setting_and_only_those():
-    environment = COMPOSE["services"]["hub"]["environment"]
-    passed = {name for name in environment if name != "WORKSHOP_NETWORK"}
-    assert passed == set(SETTINGS)
-    for name in SETTINGS:
-        assert environment[name] == f"${{{name}:-}}", name
+def test_the_hub_gets_only_names_it_knows():
+    """The hub refuses unknown WORKSHOP_* names at start: compose must pass none."""
+    environment = yaml.safe_load(COMPOSE_TEXT)["services"]["hub"]["environment"]
+    unknown = set(environment) - set(SETTINGS) - set(BY_NAME) - set(OTHER_NAMES)
+    assert not unknown
 
 
 def test_compose_defaults_agree_with_the_settings():
-    services = COMPOSE["services"]
-    assert compose_default(services["lab-cpu"]["image"]) == SETTINGS["WORKSHOP_CPU_IMAGE"].default
-    assert compose_default(services["lab-cuda"]["image"]) == SETTINGS["WORKSHOP_CUDA_IMAGE"].default
-    assert compose_default(services["hub"]["image"]) == COMPOSE_SETTINGS["WORKSHOP_HUB_IMAGE"][0]
-    network = COMPOSE["networks"]["workshop"]["name"]
-    assert network == "${{WORKSHOP_INSTANCE:-{}}}-network".format(
-        SETTINGS["WORKSHOP_INSTANCE"].default
+    """`${NAME:-default}` anywhere in docker-compose.yml names a setting, with the table's
+    default or empty (our code reading it applies the table's default); a setting whose
+    default is empty may use a stand-in there (/dev/null for a mount)."""
+    hand_written = re.sub(
+        rf"{re.escape(GENERATOR.BEGIN)}.*?{re.escape(GENERATOR.END)}", "", COMPOSE_TEXT, flags=re.S
     )
-    port = services["hub"]["ports"][0]
-    assert port == "${{WORKSHOP_PORT:-{}}}:8000".format(COMPOSE_SETTINGS["WORKSHOP_PORT"][0])
-    for name in ("hub", "lab-cpu", "lab-cuda"):
-        args = dict(arg.split("=", 1) for arg in services[name]["build"]["args"])
-        assert compose_default(args["BASE_IMAGE"]) == COMPOSE_SETTINGS["BASE_IMAGE"][0]
-    for flavor in ("cpu", "cuda"):
-        args = dict(arg.split("=", 1) for arg in services[f"lab-{flavor}"]["build"]["args"])
-        index_setting = f"{flavor.upper()}_TORCH_INDEX_URL"
-        assert compose_default(args["TORCH_INDEX_URL"]) == COMPOSE_SETTINGS[index_setting][0]
+    uses = re.findall(r"\$\{(\w+):-([^}]*)\}", hand_written)
+    assert uses
+    for name, default in uses:
+        assert name in BY_NAME, f"docker-compose.yml uses {name}, which is not in the table"
+        if BY_NAME[name].default and default:
+            assert default == BY_NAME[name].default, name
 
 
-def test_readme_documents_every_setting():
-    readme = (ROOT / "README.md").read_text()
-    missing = [name for name in [*SETTINGS, *COMPOSE_SETTINGS] if name not in readme]
-    assert not missing, f"README.md does not mention {missing}"
+def test_every_workshop_name_in_the_repository_is_declared():
+    """A new WORKSHOP_* variable anywhere must be a setting or a declared other name, or
+    the hub would refuse it (or let a typo of it pass)."""
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    # The tests of the unknown-name check misspell names on purpose; the docs show one typo.
+    own_tests = {"tests/hub/test_settings.py", "tests/test_configuration_files.py"}
+    declared = set(BY_NAME) | set(OTHER_NAMES) | set(ATTENDEE_NAMES) | {"WORKSHOP_MEM_LIMTI"}
+    undeclared, used = {}, set()
+    for name in files:
+        path = ROOT / name
+        if name in own_tests or not path.is_file():
+            continue
+        text = path.read_text(errors="replace")
+        for variable in set(re.findall(r"\bWORKSHOP_[A-Z][A-Z0-9_]*[A-Z0-9]\b", text)):
+            used.add(variable)
+            if variable not in declared:
+                undeclared.setdefault(variable, name)
+    assert not undeclared, (
+        "declare these in hub/workshop_hub/settings.py (TABLE, OTHER_NAMES or "
+        f"ATTENDEE_NAMES): {undeclared}"
+    )
+    unused = (set(OTHER_NAMES) | set(ATTENDEE_NAMES)) - used
+    assert not unused, f"no file uses {unused} any more: remove them from settings.py"
