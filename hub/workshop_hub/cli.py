@@ -1,71 +1,180 @@
 """`workshop-hub`: the organizer's commands, run inside the hub container.
 
-docker compose exec hub workshop-hub access-code   # the room's code and the admin password
-docker compose exec hub workshop-hub gpus          # who holds which GPU
-docker compose exec hub workshop-hub check         # validate the settings
-workshop-hub env-example                           # print .env.example
+docker compose exec hub workshop-hub access-code          # the room code, and nothing else
+docker compose exec hub workshop-hub admin-password       # the admins' names and password
+docker compose exec hub workshop-hub reset-password NAME  # a new password for one attendee
+docker compose exec hub workshop-hub new-event --yes      # new room code, everyone logged out
+docker compose exec hub workshop-hub gpus                 # who holds which GPU
+docker compose exec hub workshop-hub check                # validate the settings
+workshop-hub env-example                                  # print .env.example
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
+import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 from . import credentials
-from .settings import SettingsError, load_settings, render_env_example
+from .passwords import PasswordStore, hash_password
+from .settings import (
+    USERNAME_PATTERN,
+    USERNAME_RULE,
+    SettingsError,
+    load_settings,
+    render_env_example,
+)
 
 
-def _access_code(settings) -> None:
-    code = settings.access_code or credentials.ACCESS_CODE_FILE.read_text().strip()
-    password = settings.admin_password or credentials.ADMIN_PASSWORD_FILE.read_text().strip()
-    print(f"access code:    {code}")
+class CommandError(Exception):
+    """What went wrong and what to do, printed as one line."""
+
+
+def _stored(configured: str | None, path) -> str:
+    if configured:
+        return configured
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        raise CommandError(
+            "The hub has not generated its secrets yet: start it first "
+            "(docker compose up -d), then run this again."
+        ) from None
+
+
+def _access_code(settings, args) -> None:
+    print(_stored(settings.access_code, credentials.ACCESS_CODE_FILE))
+
+
+def _admin_password(settings, args) -> None:
     print(f"admin users:    {', '.join(settings.admin_users) or '(none)'}")
-    print(f"admin password: {password}")
+    print(f"admin password: {_stored(settings.admin_password, credentials.ADMIN_PASSWORD_FILE)}")
 
 
-def _gpus(settings) -> None:
+def _reset_password(settings, args) -> None:
+    name = args.name.strip().lower()
+    if not re.fullmatch(USERNAME_PATTERN, name):
+        raise CommandError(f"{args.name!r} is not a valid name ({USERNAME_RULE}).")
+    if name in settings.admin_users:
+        raise CommandError(
+            f"{name!r} is an admin: admins log in with the admin password "
+            "(WORKSHOP_ADMIN_PASSWORD), see `workshop-hub admin-password`."
+        )
+    store = PasswordStore(credentials.ATTENDEE_PASSWORDS_FILE)
+    if store.get(name) is None:
+        raise CommandError(
+            f"Nobody has claimed {name!r} yet: they can log in with the room code and choose "
+            "their own password."
+        )
+    new_password = credentials.generate_access_code()
+    store.set(name, hash_password(new_password))
+    print(f"New password for {name}: {new_password}")
+    print(
+        "Their work is untouched. They log in with this password and can choose their own at "
+        "/hub/auth/change-password."
+    )
+
+
+def _stop_attendee_servers(instance: str) -> int:
+    import docker
+
+    from .profiles import LABEL_INSTANCE
+
+    client = docker.from_env()
+    containers = client.containers.list(all=True, filters={"label": f"{LABEL_INSTANCE}={instance}"})
+
+    def stop(container) -> None:
+        # A graceful stop first, so the Jupyter server can finish writing what it holds.
+        try:
+            container.stop(timeout=10)
+            container.remove(force=True)
+        except docker.errors.NotFound:
+            pass  # the hub noticed the stop and removed it first
+        except docker.errors.APIError as error:
+            if error.status_code != 409:  # 409: a removal is already under way
+                raise
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        list(pool.map(stop, containers))
+    return len(containers)
+
+
+def _new_event(settings, args) -> None:
+    if not args.yes:
+        raise CommandError(
+            "new-event stops every attendee server, logs everyone out and makes a new room "
+            "code (attendees' files and passwords are kept). Run it again with --yes."
+        )
+    stopped = _stop_attendee_servers(settings.instance)
+    print(f"Stopped {stopped} attendee servers; their files are kept.")
+    code = credentials.start_new_event(settings.access_code)
+    if code is None:
+        print(
+            "The room code is set in .env (WORKSHOP_ACCESS_CODE): change it there and run "
+            "`docker compose up -d` to use a new one."
+        )
+    else:
+        print(f"New room code: {code}")
+    print("The hub restarts now with a new cookie secret: every old session is over.")
+    sys.stdout.flush()
+    # Ending PID 1 (tini) lets compose's restart policy start the hub again. Done from a
+    # detached child after a moment, so this command itself ends normally first.
+    subprocess.Popen(["sh", "-c", "sleep 1; kill -TERM 1"], start_new_session=True)
+
+
+def _gpus(settings, args) -> None:
     import docker
 
     from .docker_host import running_gpu_holders
+    from .gpu import holders_table
 
-    holders = running_gpu_holders(docker.from_env(), settings.instance)
-    if not holders:
-        print("No attendee holds a GPU.")
-        return
-    by_gpu: dict[str, list[str]] = {}
-    for user, device in holders.items():
-        by_gpu.setdefault(device, []).append(user)
-    print(f"{'GPU':<6}{'attendees':<10}who")
-    for device in sorted(by_gpu):
-        users = sorted(by_gpu[device])
-        print(f"{device:<6}{len(users):<10}{', '.join(users)}")
+    # What Docker runs now: a server that was shut down or died is not listed.
+    print(holders_table(running_gpu_holders(docker.from_env().api, settings.instance)))
+
+
+def _check(settings, args) -> None:
+    print("settings are valid")
+
+
+COMMANDS = {
+    "access-code": (_access_code, "print the room code attendees need for their first login"),
+    "admin-password": (_admin_password, "print the admin users and their password"),
+    "reset-password": (_reset_password, "give one attendee a new password; their work is kept"),
+    "new-event": (_new_event, "new room code, new cookie secret, every server stopped"),
+    "gpus": (_gpus, "list who holds which GPU"),
+    "check": (_check, "validate the settings"),
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="workshop-hub", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("env-example", help="print .env.example")
+    for name, (_, help_text) in COMMANDS.items():
+        command = commands.add_parser(name, help=help_text)
+        if name == "reset-password":
+            command.add_argument("name", help="the attendee's name")
+        if name == "new-event":
+            command.add_argument("--yes", action="store_true", help="really do it")
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="workshop-hub", description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=["access-code", "gpus", "check", "env-example"])
-    args = parser.parse_args(argv)
+    args = _parser().parse_args(argv)
     if args.command == "env-example":
         print(render_env_example(), end="")
         return 0
     try:
         settings = load_settings(os.environ)
-        if args.command == "access-code":
-            _access_code(settings)
-        elif args.command == "gpus":
-            _gpus(settings)
-        else:
-            print("settings are valid")
+        COMMANDS[args.command][0](settings, args)
     except SettingsError as error:
         print(f"invalid setting: {error}", file=sys.stderr)
         return 1
-    except FileNotFoundError:
-        print(
-            "The hub has not generated the access code yet: start it first "
-            "(docker compose up -d), then run this again.",
-            file=sys.stderr,
-        )
+    except CommandError as error:
+        print(error, file=sys.stderr)
         return 1
     return 0
 

@@ -1,7 +1,8 @@
-"""The room's access code and the admin password: from settings, or generated once and kept.
+"""The room's access code, the admin password and the attendees' passwords: where they live.
 
 A generated secret is written to the hub's data volume on first start, so it survives hub
-restarts and upgrades, and is shown in the hub log and by `workshop-hub access-code`.
+restarts and upgrades. The log never shows a secret, since it is often read on a projector:
+it says which command shows each one.
 """
 
 from __future__ import annotations
@@ -14,7 +15,10 @@ from pathlib import Path
 HUB_DATA_DIR = Path("/srv/jupyterhub/data")
 ACCESS_CODE_FILE = HUB_DATA_DIR / "access-code"
 ADMIN_PASSWORD_FILE = HUB_DATA_DIR / "admin-password"
-SHOW_COMMAND = "docker compose exec hub workshop-hub access-code"
+COOKIE_SECRET_FILE = HUB_DATA_DIR / "jupyterhub_cookie_secret"
+ATTENDEE_PASSWORDS_FILE = HUB_DATA_DIR / "attendee-passwords"
+SHOW_CODE_COMMAND = "docker compose exec hub workshop-hub access-code"
+SHOW_ADMIN_COMMAND = "docker compose exec hub workshop-hub admin-password"
 
 # Letters and digits that cannot be confused when read off a projector (no 0/o, 1/l/i).
 _READABLE = "abcdefghjkmnpqrstuvwxyz23456789"
@@ -29,6 +33,15 @@ def generate_admin_password() -> str:
     return secrets.token_urlsafe(32)
 
 
+def store(path: Path, value: str) -> None:
+    """Write a secret readable by the hub only, atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    with open(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as handle:
+        handle.write(value + "\n")
+    os.replace(temporary, path)
+
+
 def load_or_create(path: Path, generate) -> str:
     """The secret stored at `path`, generated and stored first if there is none."""
     try:
@@ -38,11 +51,7 @@ def load_or_create(path: Path, generate) -> str:
     if stored:
         return stored
     value = generate()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    with open(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as handle:
-        handle.write(value + "\n")
-    os.replace(temporary, path)
+    store(path, value)
     return value
 
 
@@ -51,13 +60,27 @@ def resolve(configured: str | None, path: Path, generate) -> str:
     return configured or load_or_create(path, generate)
 
 
-def banner(access_code: str, admin_users: tuple[str, ...]) -> str:
-    """What the hub log shows at every start, so the organizer can find the code."""
+def start_new_event(configured_code: str | None) -> str | None:
+    """Rotate the room code (unless .env sets it) and the cookie secret; return the new code.
+
+    JupyterHub makes a new cookie secret at its next start, which ends every hub session;
+    attendee servers make a new one at every start, so once they are stopped no old cookie
+    opens anything.
+    """
+    COOKIE_SECRET_FILE.unlink(missing_ok=True)
+    if configured_code:
+        return None
+    code = generate_access_code()
+    store(ACCESS_CODE_FILE, code)
+    return code
+
+
+def banner(admin_users: tuple[str, ...]) -> str:
+    """What the hub log shows at every start: where to find each secret, never the secret."""
     rule = "=" * 72
     return (
         f"{rule}\n"
-        f"  Workshop access code: {access_code}\n"
-        f"  Attendees log in with any username and this code.\n"
-        f"  Admins ({', '.join(admin_users) or 'none'}) use the admin password: {SHOW_COMMAND}\n"
+        f"  Room code for attendees:  {SHOW_CODE_COMMAND}\n"
+        f"  Admins ({', '.join(admin_users) or 'none'}) log in with:  {SHOW_ADMIN_COMMAND}\n"
         f"{rule}"
     )

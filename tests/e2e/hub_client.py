@@ -14,8 +14,14 @@ import websocket
 
 
 def page_message(page: str) -> str:
-    """The error a person reads on a hub page: the spawn form's alert, or the error box."""
-    for pattern in (r'class="spawn-error-msg[^"]*">(.*?)</p>', r'<div class="error">(.*?)</div>'):
+    """The error a person reads on a hub page: the spawn form's alert, the login form's
+    error, or the error box."""
+    patterns = (
+        r'class="spawn-error-msg[^"]*">(.*?)</p>',
+        r'<p class="login_error">(.*?)</p>',
+        r'<div class="error">(.*?)</div>',
+    )
+    for pattern in patterns:
         found = re.search(pattern, page, re.DOTALL)
         if found:
             text = re.sub(r"<[^>]+>", " ", found.group(1))
@@ -34,28 +40,48 @@ class CodeResult:
 
 
 class Attendee:
-    def __init__(self, base_url: str, name: str):
+    def __init__(
+        self, base_url: str, name: str, password: str | None = None, ca_file: str | None = None
+    ):
         self.base_url = base_url.rstrip("/")
         self.name = name
+        # The attendee's own password, chosen at the first login.
+        self.password = password or f"{name}-own-password"
         self.http = requests.Session()
+        # Over HTTPS, the CA to trust (like a browser's store), for requests and the websocket.
+        # Without trust_env, REQUESTS_CA_BUNDLE cannot override it.
+        self.ca_file = ca_file
+        if ca_file:
+            self.http.verify = ca_file
+            self.http.trust_env = False
 
     # --- the hub ---------------------------------------------------------------------------
 
     def _hub_xsrf(self) -> str:
         return self.http.cookies.get("_xsrf", path="/hub/") or self.http.cookies.get("_xsrf")
 
-    def login(self, password: str, username: str | None = None) -> requests.Response:
-        """Fill in the login form like a browser; returns the final response."""
+    def login(
+        self, room_code: str = "", username: str | None = None, password: str | None = None
+    ) -> requests.Response:
+        """Fill in the login form like a browser; returns the final response.
+
+        Name, own password and room code, as at a first login (the hub ignores the room code
+        once the name is claimed); `room_code=""` logs in as someone who has been here before.
+        """
         self.http.get(f"{self.base_url}/hub/login", timeout=30)
         return self.http.post(
             f"{self.base_url}/hub/login",
             data={
                 "username": self.name if username is None else username,
-                "password": password,
+                "password": self.password if password is None else password,
+                "room_code": room_code,
                 "_xsrf": self._hub_xsrf(),
             },
             timeout=30,
         )
+
+    def login_as_admin(self, admin_password: str) -> requests.Response:
+        return self.login(password=admin_password)
 
     def spawn_form(self) -> requests.Response:
         return self.http.get(f"{self.base_url}/hub/spawn/{self.name}", timeout=30)
@@ -142,7 +168,10 @@ class Attendee:
         ws_url = self.user_url(f"api/kernels/{kernel_id}/channels").replace("http", "ws", 1)
         cookies = "; ".join(f"{c.name}={c.value}" for c in self.http.cookies)
         connection = websocket.create_connection(
-            ws_url, header=[f"Cookie: {cookies}"], timeout=timeout
+            ws_url,
+            header=[f"Cookie: {cookies}"],
+            timeout=timeout,
+            sslopt={"ca_certs": self.ca_file} if self.ca_file else None,
         )
         msg_id = uuid.uuid4().hex
         connection.send(

@@ -9,12 +9,16 @@ import pytest
 from workshop_hub.settings import parse_size
 
 from .conftest import MAIN_STACK_LIMITS
-from .hub_client import Attendee
+from .hub_client import Attendee, page_message
 from .stack import progress
 
 
-def test_generated_access_code_is_in_the_log_and_kept(hub, access_code):
-    assert f"Workshop access code: {access_code}" in hub.logs()
+def test_the_log_says_where_the_secrets_are_but_never_shows_them(hub, access_code):
+    logs = hub.logs()
+    assert "workshop-hub access-code" in logs and "workshop-hub admin-password" in logs
+    assert access_code not in logs
+    admin_password = hub.hub_exec("workshop-hub", "admin-password").stdout.split()[-1]
+    assert len(admin_password) >= 32 and admin_password not in logs
 
 
 def test_attendee_runs_torch_in_a_real_kernel(ada):
@@ -68,23 +72,24 @@ def test_attendee_container_is_unprivileged_and_limited(ada, hub):
     assert not any("docker.sock" in mount.get("Source", "") for mount in mounts)
 
 
-def test_wrong_access_code_is_refused_with_a_clear_message(hub):
+def test_wrong_room_code_is_refused_with_a_clear_message(hub):
     response = Attendee(hub.url, "mallory").login("not-the-code")
     assert response.status_code == 403
-    assert "access code is not right" in response.text
+    assert "room code is not right" in page_message(response.text)
 
 
 @pytest.mark.parametrize("username", ["a/b", "<script>", "x;y", "   ", "Ada Lovelace", "é" * 3])
 def test_odd_usernames_are_refused_with_the_rule(hub, access_code, username):
     response = Attendee(hub.url, "unused").login(access_code, username=username)
     assert response.status_code == 403
-    assert "cannot be used" in response.text or "lowercase letters" in response.text
+    assert "cannot be used" in page_message(response.text)
     assert "Traceback" not in response.text
 
 
 def test_login_page_tells_attendees_what_to_type(hub):
     page = Attendee(hub.url, "x").http.get(f"{hub.url}/hub/login", timeout=30).text
-    assert "access code your instructor shows" in page
+    assert "room code your instructor shows" in page and 'name="room_code"' in page
+    assert "choose your own password" in page.lower()
     assert "lowercase letters" in page
 
 

@@ -29,7 +29,27 @@ def test_admin_password_is_long_enough_for_shared_password_authenticator():
     assert len(credentials.generate_admin_password()) >= 32
 
 
-def test_banner_shows_the_code_and_how_to_find_the_admin_password():
-    text = credentials.banner("k7mq-2xfp-9hdn", ("instructor",))
-    assert "k7mq-2xfp-9hdn" in text
-    assert credentials.SHOW_COMMAND in text
+def test_banner_says_where_each_secret_is_and_shows_none():
+    text = credentials.banner(("instructor",))
+    assert credentials.SHOW_CODE_COMMAND in text and credentials.SHOW_ADMIN_COMMAND in text
+    assert "instructor" in text
+
+
+def test_new_event_rotates_the_generated_code_and_the_cookie_secret(tmp_path, monkeypatch):
+    monkeypatch.setattr(credentials, "ACCESS_CODE_FILE", tmp_path / "access-code")
+    monkeypatch.setattr(credentials, "COOKIE_SECRET_FILE", tmp_path / "cookie-secret")
+    old_code = credentials.resolve(
+        None, credentials.ACCESS_CODE_FILE, credentials.generate_access_code
+    )
+    credentials.COOKIE_SECRET_FILE.write_text("old secret")
+    new_code = credentials.start_new_event(None)
+    assert new_code != old_code
+    assert credentials.ACCESS_CODE_FILE.read_text().strip() == new_code
+    assert not credentials.COOKIE_SECRET_FILE.exists()
+
+
+def test_new_event_leaves_a_configured_code_to_the_organizer(tmp_path, monkeypatch):
+    monkeypatch.setattr(credentials, "ACCESS_CODE_FILE", tmp_path / "access-code")
+    monkeypatch.setattr(credentials, "COOKIE_SECRET_FILE", tmp_path / "cookie-secret")
+    assert credentials.start_new_event("from-dot-env") is None
+    assert not credentials.ACCESS_CODE_FILE.exists()

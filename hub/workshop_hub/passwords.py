@@ -1,0 +1,101 @@
+"""Attendees' own passwords: bcrypt hashes in the dbm file FirstUseAuthenticator keeps.
+
+One store, shared by the hub (login, change-password page) and `workshop-hub
+reset-password`, which runs in another process. Every access opens the file briefly under an
+exclusive lock on a file beside it, so the two never write at once, whichever dbm flavour
+Python has (gdbm in the hub image; the pure-Python fallback elsewhere is not safe without it).
+"""
+
+from __future__ import annotations
+
+import dbm
+import fcntl
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import bcrypt
+
+# bcrypt reads at most 72 bytes (bcrypt 5 refuses longer input instead of truncating it).
+MAX_PASSWORD_BYTES = 72
+MIN_PASSWORD_LENGTH = 8
+# About 60 ms on one core: slow for a guesser, cheap for a room logging in at 09:00.
+BCRYPT_ROUNDS = 10
+_LOCK_WAIT_SECONDS = 5.0
+
+
+def password_problem(password: str, room_code: str) -> str | None:
+    """Why `password` cannot be an attendee's own password, or None when it can."""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        return f"Choose a password of at least {MIN_PASSWORD_LENGTH} characters."
+    if len(password.encode()) > MAX_PASSWORD_BYTES:
+        return f"Choose a password of at most {MAX_PASSWORD_BYTES} bytes."
+    if password == room_code:
+        return "Choose your own password, not the room code: everyone in the room knows that."
+    return None
+
+
+def hash_password(password: str) -> bytes:
+    return bcrypt.hashpw(password.encode(), bcrypt.gensalt(BCRYPT_ROUNDS))
+
+
+def password_matches(password: str, stored_hash: bytes) -> bool:
+    encoded = password.encode()
+    if len(encoded) > MAX_PASSWORD_BYTES:
+        return False
+    return bcrypt.checkpw(encoded, stored_hash)
+
+
+class PasswordStore:
+    """username -> bcrypt hash, in the dbm file at `path` (FirstUseAuthenticator's format)."""
+
+    def __init__(self, path: str | Path):
+        self.path = str(path)
+
+    @contextmanager
+    def _open(self, flag: str):
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path + ".lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            database = self._open_database(flag)
+            try:
+                yield database
+            finally:
+                database.close()
+
+    def _open_database(self, flag: str):
+        deadline = time.monotonic() + _LOCK_WAIT_SECONDS
+        while True:
+            try:
+                return dbm.open(self.path, flag, 0o600)
+            except dbm.error:
+                # gdbm's own lock, held for a moment by FirstUseAuthenticator's code (an admin
+                # deleting a user), which does not take ours.
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def get(self, username: str) -> bytes | None:
+        with self._open("c") as database:
+            return database.get(username.encode())
+
+    def set(self, username: str, password_hash: bytes) -> None:
+        with self._open("c") as database:
+            database[username.encode()] = password_hash
+
+    def claim(self, username: str, password_hash: bytes) -> bool:
+        """Store the hash unless the name already has one; True when this call claimed it."""
+        with self._open("c") as database:
+            key = username.encode()
+            if key in database:
+                return False
+            database[key] = password_hash
+            return True
+
+    def delete(self, username: str) -> bool:
+        with self._open("c") as database:
+            key = username.encode()
+            if key not in database:
+                return False
+            del database[key]
+            return True
