@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Prepares a bare CI machine for the tests: Docker engine and compose, a local base image
-# (no registry is reachable here), the host CA bundle for HTTPS inside builds, and a fake
-# NVIDIA hook so containers with a GPU device request can start without a GPU.
+# (no registry is reachable here), the host CA bundle for HTTPS inside builds, a local ACME
+# server (pebble), and a fake NVIDIA hook so containers with a GPU device request can start
+# without a GPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +12,13 @@ if ! command -v dockerd >/dev/null || ! command -v docker-compose >/dev/null || 
   step "Installing docker.io, docker-compose and debootstrap from Debian"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io docker-compose debootstrap >/dev/null
+fi
+
+# Let's Encrypt's test ACME server, for the offline HTTPS test (tests/e2e/test_https.py).
+if ! command -v pebble >/dev/null || ! command -v pebble-challtestsrv >/dev/null; then
+  step "Installing pebble (a local ACME server) from Debian"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pebble >/dev/null
 fi
 
 fake_hook_dir=/opt/fake-nvidia/bin

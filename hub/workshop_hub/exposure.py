@@ -1,0 +1,67 @@
+"""Who can reach the hub, and whether what they type travels encrypted: said once at start.
+
+The hub itself speaks plain HTTP on a port compose publishes on WORKSHOP_LISTEN_ADDRESS
+(loopback by default). HTTPS is the proxy's job (docker-compose.yml, profile https), with a
+certificate from ACME for WORKSHOP_DOMAIN or the organizer's own (WORKSHOP_TLS_CERT).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections.abc import Mapping
+
+from .settings import COMPOSE_SETTINGS, WorkshopSettings
+
+HOW_TO_TURN_ON_HTTPS = (
+    "set WORKSHOP_DOMAIN (or WORKSHOP_TLS_CERT and WORKSHOP_TLS_KEY) and COMPOSE_PROFILES=https "
+    "in .env (README: HTTPS for a hosted hub)"
+)
+
+
+def _authority(address: str, port: str) -> str:
+    return (
+        f"[{address}]:{port}" if ipaddress.ip_address(address).version == 6 else f"{address}:{port}"
+    )
+
+
+def exposure_messages(
+    domain: str, listen_address: str, port: str, own_certificate: bool
+) -> list[tuple[int, str]]:
+    """The (log level, message) pairs that say how attendees reach the hub."""
+    plain = _authority(listen_address, port)
+    https = bool(domain or own_certificate)
+    if https:
+        certificate = "WORKSHOP_TLS_CERT" if own_certificate else "ACME"
+        name = f" for {domain}" if domain else ""
+        summary = (
+            f"serving HTTPS{name} through the proxy (compose profile https, certificate from "
+            f"{certificate}); plain HTTP on {plain}"
+        )
+    else:
+        summary = f"serving plain HTTP on {plain} only"
+    if ipaddress.ip_address(listen_address).is_loopback:
+        summary += (
+            " for this host" if https else f" (this host); for a room, {HOW_TO_TURN_ON_HTTPS}"
+        )
+        return [(logging.INFO, summary)]
+    fix = "set WORKSHOP_LISTEN_ADDRESS=127.0.0.1"
+    if not https:
+        fix += f", or {HOW_TO_TURN_ON_HTTPS}"
+    warning = (
+        f"plain HTTP on {plain} is open to the network (WORKSHOP_LISTEN_ADDRESS): room codes, "
+        f"passwords and session cookies travel there in clear text; {fix}"
+    )
+    return [(logging.INFO, summary), (logging.WARNING, warning)]
+
+
+def log_exposure(
+    log: logging.Logger, settings: WorkshopSettings, environ: Mapping[str, str]
+) -> None:
+    """Log how the hub is reached; compose passes the host port and certificate path."""
+    port = environ.get("WORKSHOP_PORT") or COMPOSE_SETTINGS["WORKSHOP_PORT"][0]
+    own_certificate = bool(environ.get("WORKSHOP_TLS_CERT"))
+    for level, message in exposure_messages(
+        settings.domain, settings.listen_address, port, own_certificate
+    ):
+        log.log(level, message)
