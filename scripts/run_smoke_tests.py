@@ -38,6 +38,7 @@ try:
         probe_gpus,
     )
     from workshop_hub.profiles import (
+        WORK_DIR,
         Profile,
         container_limits,
         cpu_profile,
@@ -60,7 +61,8 @@ except ImportError as missing:
 
 SMOKE_TEST_IN_IMAGE = "/opt/workshop/scripts/smoke_test.py"
 REPO_ROOT = Path(__file__).resolve().parents[1]
-REPORT_IN_CONTAINER = "/tmp/smoke-report.json"
+# In the work volume: the container's other writable folders are tmpfs, gone once it stops.
+REPORT_IN_CONTAINER = f"{WORK_DIR}/smoke-report.json"
 SMOKE_LABEL = "org.pytorch-workshop.smoke-test"
 DEFAULT_TIMEOUT_S = 1800
 
@@ -154,7 +156,7 @@ def stream_output(container, prefix: str) -> None:
 
 def remove_container(client, name: str) -> None:
     try:
-        client.containers.get(name).remove(force=True)
+        client.containers.get(name).remove(force=True, v=True)
     except docker.errors.NotFound:
         pass
 
@@ -183,6 +185,8 @@ def run_in_container(
             network_mode="none",
             # Named devices only: test the GPUs the hub hands out, never 'all'.
             device_requests=[gpu_device_request(list(run.gpus))] if run.gpus else [],
+            # A throwaway work volume where an attendee has theirs (removed with the container).
+            mounts=[docker.types.Mount(WORK_DIR, None, type="volume")],
             **run.limits,
         )
     except docker.errors.APIError as error:
@@ -226,7 +230,7 @@ def run_in_container(
             )
     finally:
         watchdog.cancel()
-        container.remove(force=True)
+        container.remove(force=True, v=True)
 
 
 def describe_limits(settings, profile: Profile) -> str:

@@ -7,7 +7,17 @@ from dataclasses import dataclass
 from .settings import WorkshopSettings
 
 # Home of the attendee inside the lab image (uid 1000); their volume is mounted at WORK_DIR.
-WORK_DIR = "/home/jovyan/work"
+HOME_DIR = "/home/jovyan"
+WORK_DIR = f"{HOME_DIR}/work"
+# The home's own files (runtime, kernel and font caches) take a few MB.
+HOME_TMPFS_SIZE = 64 * 1024**2
+# Docker keeps at most LOG_FILES files of LOG_FILE_SIZE per container: 20 MB.
+LOG_FILE_SIZE = "10m"
+LOG_FILES = 2
+# The OOM killer's first choice: at +1000 (the maximum) any attendee process outranks every
+# process without an adjustment, so the hub needs no negative one (that would need
+# CAP_SYS_RESOURCE, which not every dockerd has) and dockerd keeps its own -500.
+ATTENDEE_OOM_SCORE_ADJ = 1000
 # Labels that mark attendee containers, so the hub can find them again after a restart.
 LABEL_INSTANCE = "org.pytorch-workshop.instance"
 LABEL_USER = "org.pytorch-workshop.user"
@@ -44,18 +54,23 @@ def cpu_profile(settings: WorkshopSettings) -> Profile:
     )
 
 
-def gpu_profile(settings: WorkshopSettings) -> Profile:
+def gpu_profile(settings: WorkshopSettings, mig_slices: bool = False) -> Profile:
+    """`mig_slices`: every device handed out is a MIG slice, one attendee each."""
     share = (
         "a whole GPU"
         if settings.attendees_per_gpu == 1
         else f"1/{settings.attendees_per_gpu} of a GPU's memory"
     )
+    device = (
+        "A slice of an NVIDIA GPU of your own (MIG: its memory is yours alone)"
+        if mig_slices
+        else f"An NVIDIA GPU shared with up to {settings.attendees_per_gpu - 1} others ({share})"
+    )
     return Profile(
         slug="gpu",
         display_name="GPU",
         description=(
-            f"An NVIDIA GPU shared with up to {settings.attendees_per_gpu - 1} others "
-            f"({share}), {settings.gpu_cpu_limit:g} CPU cores and "
+            f"{device}, {settings.gpu_cpu_limit:g} CPU cores and "
             f"{_gib(settings.gpu_mem_limit)} of memory: labs 3 and 4 show real CUDA speed-ups."
         ),
         image=settings.cuda_image,
@@ -82,6 +97,21 @@ def container_limits(settings: WorkshopSettings, profile: Profile) -> dict:
         "shm_size": settings.shm_size,
         "cap_drop": ["ALL"],
         "security_opt": ["no-new-privileges"],
+        # Only the work volume and these in-memory folders are writable: the image's layer
+        # cannot fill the host's disk. tmpfs pages count against mem_limit.
+        "read_only": True,
+        "tmpfs": {
+            "/tmp": f"size={settings.tmp_size},mode=1777",
+            # Jupyter, IPython and matplotlib keep their runtime files and caches in $HOME;
+            # the work volume is mounted below it.
+            HOME_DIR: f"size={HOME_TMPFS_SIZE},uid=1000,gid=100,mode=0755",
+        },
+        "log_config": {
+            "type": "json-file",
+            "config": {"max-size": LOG_FILE_SIZE, "max-file": str(LOG_FILES)},
+        },
+        # Out of memory, the kernel kills an attendee's process, never dockerd or the hub.
+        "oom_score_adj": ATTENDEE_OOM_SCORE_ADJ,
     }
 
 
