@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable, Mapping
+
 import docker
 from docker.errors import APIError, DockerException, ImageNotFound
 
@@ -76,21 +79,49 @@ def probe_gpus(client: docker.DockerClient, image: str, device_ids: list[str] | 
 
 
 def detect_gpu_ids(nvidia_smi_listing: str) -> list[str]:
-    """Device indices from `nvidia-smi -L` lines such as 'GPU 0: NVIDIA H100 (UUID: ...)'."""
-    ids = []
+    """The devices to hand out, from `nvidia-smi -L`: each GPU's MIG slices when it has any,
+    else the GPU's index.
+
+    A GPU line reads 'GPU 0: NVIDIA H100 (UUID: GPU-...)'; its MIG slices follow, indented:
+    '  MIG 1g.10gb Device 0: (UUID: MIG-...)' ('MIG-GPU-<uuid>/<gi>/<ci>' on older drivers).
+    A GPU split into MIG slices cannot run CUDA as a whole, so its slices are the devices.
+    """
+    devices: list[tuple[str, list[str]]] = []
     for line in nvidia_smi_listing.splitlines():
+        stripped = line.strip()
         if line.startswith("GPU ") and ":" in line:
-            ids.append(line[4 : line.index(":")].strip())
-    return ids
+            devices.append((line[4 : line.index(":")].strip(), []))
+        elif stripped.startswith("MIG ") and devices:
+            slice_id = re.search(r"\(UUID: (MIG-[^)\s]+)\)", stripped)
+            if slice_id:
+                devices[-1][1].append(slice_id.group(1))
+    return [device for index, slices in devices for device in (slices or [index])]
 
 
-def running_gpu_holders(client: docker.DockerClient, instance: str) -> dict[str, str]:
-    """username -> GPU id of every running attendee container of this deployment."""
-    containers = client.containers.list(
-        filters={"label": [f"{LABEL_INSTANCE}={instance}", LABEL_GPU], "status": "running"}
-    )
-    return {
-        container.labels[LABEL_USER]: container.labels[LABEL_GPU]
-        for container in containers
-        if container.labels.get(LABEL_USER)
-    }
+# Container states in which its processes exist, so its GPU memory may be in use.
+GPU_HOLDING_STATES = frozenset({"running", "paused", "restarting"})
+
+
+def gpu_container_filters(instance: str) -> dict:
+    """Docker list filters for the GPU attendee containers of this deployment, in any state."""
+    return {"label": [f"{LABEL_INSTANCE}={instance}", LABEL_GPU]}
+
+
+def gpu_holders(containers: Iterable[Mapping]) -> dict[str, str]:
+    """username -> GPU id of each container that runs, from Docker's container list (the
+    dicts of `APIClient.containers(all=True)`, with 'Labels' and 'State')."""
+    holders = {}
+    for container in containers:
+        labels = container.get("Labels") or {}
+        if (
+            container.get("State") in GPU_HOLDING_STATES
+            and labels.get(LABEL_USER)
+            and labels.get(LABEL_GPU)
+        ):
+            holders[labels[LABEL_USER]] = labels[LABEL_GPU]
+    return holders
+
+
+def running_gpu_holders(api: docker.APIClient, instance: str) -> dict[str, str]:
+    """username -> GPU id of every running GPU attendee container of this deployment."""
+    return gpu_holders(api.containers(all=True, filters=gpu_container_filters(instance)))

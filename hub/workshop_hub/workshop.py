@@ -7,9 +7,11 @@ from dataclasses import dataclass
 
 import docker
 
+from .disks import DISKS_ROOT, WorkDisks, own_image
 from .docker_host import detect_gpu_ids, ensure_image, probe_gpus, running_gpu_holders
-from .gpu import GpuSlots
+from .gpu import GpuSlots, is_mig_device
 from .profiles import Profile, cpu_profile, gpu_profile
+from .room import max_attendees
 from .settings import WorkshopSettings
 
 
@@ -20,6 +22,10 @@ class Workshop:
     gpu_slots: GpuSlots | None
     # Why GPUs were configured but are not offered; None when they are, or were not asked for.
     gpu_unavailable: str | None = None
+    # Servers that may run at once (JupyterHub's active_server_limit).
+    max_attendees: int | None = None
+    # Makes each attendee's capped work folder before their server starts.
+    disks: WorkDisks | None = None
 
     def profile(self, slug: str) -> Profile | None:
         return next((profile for profile in self.profiles if profile.slug == slug), None)
@@ -46,27 +52,54 @@ def _usable_gpu_ids(
     return found, None
 
 
+def describe_gpus(slots: GpuSlots) -> str:
+    """The devices handed out and how many attendees share each, for the hub's log."""
+    slices = [device for device in slots.device_ids if is_mig_device(device)]
+    gpus = [device for device in slots.device_ids if not is_mig_device(device)]
+    parts = []
+    if slices:
+        parts.append(
+            f"{len(slices)} MIG slices, one attendee each with memory isolated by the "
+            f"hardware ({', '.join(slices)})"
+        )
+    if gpus:
+        parts.append(f"GPUs {','.join(gpus)}, {slots.per_gpu} attendees each sharing its memory")
+    return f"{'; '.join(parts)}; {slots.free_places()} of {slots.capacity} places free"
+
+
 def prepare_workshop(
     settings: WorkshopSettings, client: docker.DockerClient, log: logging.Logger
 ) -> Workshop:
-    """Check the images, probe the GPUs and rebuild who holds which GPU."""
+    """Check the images, probe the GPUs and book the places of running GPU containers."""
     gpu_slots, gpu_unavailable = None, None
     if settings.gpus:
         gpu_ids, gpu_unavailable = _usable_gpu_ids(settings, client)
         if gpu_ids:
             gpu_slots = GpuSlots(gpu_ids, settings.attendees_per_gpu)
-            gpu_slots.rebuild(running_gpu_holders(client, settings.instance))
-            log.info(
-                "GPU profile offered: GPUs %s, %d attendees each, %d places free",
-                ",".join(gpu_ids),
-                settings.attendees_per_gpu,
-                gpu_slots.free_places(),
-            )
+            # Containers that outlived a hub restart keep their places.
+            listing = gpu_slots.begin_listing()
+            gpu_slots.reconcile(running_gpu_holders(client.api, settings.instance), listing)
+            log.info("GPU profile offered: %s", describe_gpus(gpu_slots))
         else:
             log.warning("GPU profile NOT offered, CPU only. %s", gpu_unavailable)
 
-    profiles = [gpu_profile(settings)] if gpu_slots else []
+    profiles = (
+        [gpu_profile(settings, mig_slices=all(map(is_mig_device, gpu_slots.device_ids)))]
+        if gpu_slots
+        else []
+    )
     if settings.offer_cpu or not gpu_slots:
         ensure_image(client, "WORKSHOP_CPU_IMAGE", settings.cpu_image)
         profiles.append(cpu_profile(settings))
-    return Workshop(settings, profiles, gpu_slots, gpu_unavailable)
+    room = max_attendees(settings, profiles, client.info()["MemTotal"])
+    log.info(
+        "Room size: %d servers at once (%s). Work folders hold up to %d MB each, on the "
+        "disk of %s: keep at least %d MB free there",
+        room,
+        "WORKSHOP_MAX_ATTENDEES" if settings.max_attendees else "auto, from host memory",
+        settings.disk_limit // 1024**2,
+        DISKS_ROOT,
+        room * settings.disk_limit // 1024**2,
+    )
+    disks = WorkDisks(client, own_image(client), settings.instance, settings.disk_limit, log)
+    return Workshop(settings, profiles, gpu_slots, gpu_unavailable, room, disks)

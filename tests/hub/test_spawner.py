@@ -1,3 +1,4 @@
+import asyncio
 from types import SimpleNamespace
 
 import pytest
@@ -24,25 +25,37 @@ def make_spawner(with_gpu: bool, per_gpu: int = 2) -> WorkshopSpawner:
 
 
 def test_single_profile_skips_the_form():
-    assert make_spawner(with_gpu=False).options_form(None) == ""
+    spawner = make_spawner(with_gpu=False)
+    # Without GPUs the form asks Docker nothing.
+    assert asyncio.run(spawner.options_form(None)) == ""
 
 
 def test_form_offers_gpu_first_with_free_places():
-    form = make_spawner(with_gpu=True).options_form(None)
+    form = make_spawner(with_gpu=True)._profile_form()
     assert form.index('value="gpu" checked') < form.index('value="cpu"')
     assert "2 of 2 GPU places free" in form
 
 
-def test_full_gpus_are_disabled_in_the_form_and_refused_plainly():
+def test_full_gpus_are_disabled_in_the_form():
     spawner = make_spawner(with_gpu=True, per_gpu=1)
     spawner.workshop.gpu_slots.acquire("someone")
-    form = spawner.options_form(None)
+    form = spawner._profile_form()
     assert 'value="gpu" disabled' in form and 'value="cpu" checked' in form
     assert "All 1 GPU places are taken" in form
-    with pytest.raises(web.HTTPError) as refused:
-        spawner.options_from_form({"profile": ["gpu"]})
-    assert "Start on CPU instead" in refused.value.log_message
-    assert spawner.options_from_form({"profile": ["cpu"]}) == {"profile": "cpu"}
+    # The choice passes; start() books the place, after asking Docker who still runs.
+    assert spawner.options_from_form({"profile": ["gpu"]}) == {"profile": "gpu"}
+
+
+def test_the_post_stop_hook_frees_the_place_of_a_server_that_ended_on_its_own():
+    spawner = make_spawner(with_gpu=True, per_gpu=1)
+    slots = spawner.workshop.gpu_slots
+    slots.acquire("ada")
+    slots.confirm("ada")
+    # What JupyterHub runs when poll() finds the container gone (stop() is not called then).
+    spawner.run_post_stop_hook()
+    assert slots.free_places() == 1
+    spawner.run_post_stop_hook()  # a second stop of a server without a place changes nothing
+    assert slots.free_places() == 1
 
 
 def test_unknown_profile_is_refused_with_the_choices():
