@@ -10,7 +10,12 @@ import sys
 
 import docker
 
-from workshop_hub import credentials
+from workshop_hub import credentials, firewall
+from workshop_hub.disks import DiskError
+from workshop_hub.exposure import log_exposure
+from workshop_hub.passwords import MIN_PASSWORD_LENGTH
+from workshop_hub.profiles import WORK_DIR
+from workshop_hub.room import idle_culler_command
 from workshop_hub.settings import USERNAME_PATTERN, USERNAME_RULE, SettingsError, load_settings
 from workshop_hub.spawner import WorkshopSpawner
 from workshop_hub.workshop import prepare_workshop
@@ -29,41 +34,56 @@ try:
         credentials.ADMIN_PASSWORD_FILE,
         credentials.generate_admin_password,
     )
-except (SettingsError, docker.errors.DockerException, OSError) as error:
+except (SettingsError, DiskError, docker.errors.DockerException, OSError) as error:
     # One line that names the setting (or the Docker problem) and the fix; no traceback.
     sys.exit(f"workshop hub cannot start: {error}")
 
-print(credentials.banner(access_code, settings.admin_users), flush=True)
+print(credentials.banner(settings.admin_users), flush=True)
+# Plain HTTP on loopback, HTTPS through the proxy, or a warning that codes travel in clear.
+log_exposure(log, settings, os.environ)
 
 # State that must survive restarts lives on the hub-data volume.
 c.JupyterHub.db_url = f"sqlite:///{credentials.HUB_DATA_DIR}/jupyterhub.sqlite"
-c.JupyterHub.cookie_secret_file = str(credentials.HUB_DATA_DIR / "jupyterhub_cookie_secret")
+c.JupyterHub.cookie_secret_file = str(credentials.COOKIE_SECRET_FILE)
+# Yesterday's attendees do not stay logged in.
+c.JupyterHub.cookie_max_age_days = settings.session_length / 86400
 c.ConfigurableHTTPProxy.pid_file = "/tmp/jupyterhub-proxy.pid"
 
 # Attendee servers keep running when the hub restarts; the hub reconnects to them.
 c.JupyterHub.cleanup_servers = False
 c.JupyterHub.hub_ip = "0.0.0.0"
-c.JupyterHub.hub_connect_ip = "hub"  # the compose service name, resolvable on the network
+c.JupyterHub.hub_port = firewall.HUB_API_PORT
+# The compose service name: on the attendee network, the one network attendees share with it.
+c.JupyterHub.hub_connect_ip = "hub"
 c.JupyterHub.template_paths = ["/srv/jupyterhub/templates"]
-c.JupyterHub.template_vars = {"username_rule": USERNAME_RULE}
+c.JupyterHub.template_vars = {
+    "max_attendees": workshop.max_attendees,
+    "username_rule": USERNAME_RULE,
+    "min_password_length": MIN_PASSWORD_LENGTH,
+}
 
-# A room of attendees choosing their own names, sharing one access code.
+# A room of strangers: the room code claims a name once, the attendee's own password after.
 c.JupyterHub.authenticator_class = "workshop_hub.auth.WorkshopAuthenticator"
 c.Authenticator.allow_all = True
 c.Authenticator.username_pattern = f"^{USERNAME_PATTERN}$"
 c.Authenticator.admin_users = set(settings.admin_users)
-c.SharedPasswordAuthenticator.user_password = access_code
-c.SharedPasswordAuthenticator.admin_password = admin_password
+c.WorkshopAuthenticator.room_code = access_code
+c.WorkshopAuthenticator.admin_password = admin_password
+c.WorkshopAuthenticator.dbm_path = str(credentials.ATTENDEE_PASSWORDS_FILE)
+c.WorkshopAuthenticator.min_password_length = MIN_PASSWORD_LENGTH
 
-# One container per attendee, on the hub's network, with the workshop's profiles and limits.
+# One container per attendee, on the attendee network, with the profiles and limits.
 c.JupyterHub.spawner_class = "workshop_hub.spawner.WorkshopSpawner"
 WorkshopSpawner.workshop = workshop
-c.DockerSpawner.network_name = os.environ["WORKSHOP_NETWORK"]
+# The attendee network has no route out; the firewall service fences the rest (README).
+c.DockerSpawner.network_name = firewall.attendee_network(settings.instance)
 c.DockerSpawner.use_internal_ip = True
+c.DockerSpawner.port = firewall.SERVER_PORT
 c.DockerSpawner.prefix = settings.instance
 c.DockerSpawner.name_template = "{prefix}-{username}"
-c.DockerSpawner.volumes = {f"{settings.instance}-user-{{username}}": "/home/jovyan/work"}
-c.DockerSpawner.notebook_dir = "/home/jovyan/work"
+# The work volume is a capped disk of WORKSHOP_DISK_LIMIT (workshop_hub/disks.py).
+c.DockerSpawner.volumes = {f"{settings.instance}-user-{{username}}": WORK_DIR}
+c.DockerSpawner.notebook_dir = WORK_DIR
 c.DockerSpawner.default_url = "/lab/tree/labs"
 # Containers go on stop; the work volume stays, so a restart picks up the newest image.
 c.DockerSpawner.remove = True
@@ -73,8 +93,12 @@ c.DockerSpawner.pull_policy = "never"
 c.Spawner.start_timeout = 300
 c.Spawner.http_timeout = 120
 c.JupyterHub.concurrent_spawn_limit = 200
+# No more servers than the host's memory holds (WORKSHOP_MAX_ATTENDEES); the next attendee
+# reads "the room is full" (templates/error.html).
+c.JupyterHub.active_server_limit = workshop.max_attendees
 
-# Stop servers nobody has used for WORKSHOP_IDLE_TIMEOUT; their volumes are kept.
+# Stop servers nobody has used for WORKSHOP_IDLE_TIMEOUT, and busy ones after
+# WORKSHOP_MAX_SERVER_AGE; their volumes are kept.
 c.JupyterHub.load_roles = [
     {
         "name": "idle-culler",
@@ -85,12 +109,6 @@ c.JupyterHub.load_roles = [
 c.JupyterHub.services = [
     {
         "name": "idle-culler",
-        "command": [
-            sys.executable,
-            "-m",
-            "jupyterhub_idle_culler",
-            f"--timeout={settings.idle_timeout}",
-            f"--cull-every={max(min(settings.idle_timeout // 4, 300), 10)}",
-        ],
+        "command": idle_culler_command(settings),
     }
 ]

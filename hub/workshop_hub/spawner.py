@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from html import escape
 
 from docker.errors import APIError
@@ -9,13 +10,21 @@ from dockerspawner import DockerSpawner
 from tornado import web
 from traitlets import default
 
-from .docker_host import explain_gpu_error, gpu_device_request
-from .gpu import GpusFull
+from .disks import DiskError
+from .docker_host import (
+    explain_gpu_error,
+    gpu_container_filters,
+    gpu_device_request,
+    gpu_holders,
+)
+from .firewall import egress_network
+from .gpu import GpusFull, GpuSlots, is_mig_device
 from .profiles import (
     LABEL_GPU,
     LABEL_INSTANCE,
     LABEL_PROFILE,
     LABEL_USER,
+    WORK_DIR,
     container_limits,
     gpu_memory_fraction,
 )
@@ -41,7 +50,12 @@ class WorkshopSpawner(DockerSpawner):
     # share the one table of GPU places.
     workshop: Workshop | None = None
 
-    def _options_form(self, spawner=None) -> str:
+    async def _options_form(self, spawner=None) -> str:
+        if self.workshop.gpu_slots is not None:
+            await self._refresh_gpu_places()
+        return self._profile_form()
+
+    def _profile_form(self) -> str:
         """Radio buttons, one per profile; no form at all when there is only one."""
         if len(self.workshop.profiles) < 2:
             return ""
@@ -74,6 +88,12 @@ class WorkshopSpawner(DockerSpawner):
         # A callable, so free GPU places are counted when the form is shown.
         return self._options_form
 
+    @default("post_stop_hook")
+    def _default_post_stop_hook(self):
+        # JupyterHub runs it after every stop, also when poll() found the server gone (then
+        # stop() is never called): an attendee who shut their server down frees the place.
+        return WorkshopSpawner._release_gpu
+
     def options_from_form(self, formdata):
         slug = (formdata.get("profile") or [self.workshop.profiles[0].slug])[0]
         if self.workshop.profile(slug) is None:
@@ -81,8 +101,6 @@ class WorkshopSpawner(DockerSpawner):
             raise web.HTTPError(
                 400, f"There is no profile {slug!r} here; choose one of: {offered}."
             )
-        if slug == "gpu" and self.workshop.gpu_slots.free_places() == 0:
-            raise web.HTTPError(409, str(GpusFull(self.workshop.gpu_slots.capacity)))
         return {"profile": slug}
 
     def _chosen_profile(self):
@@ -98,6 +116,7 @@ class WorkshopSpawner(DockerSpawner):
         settings = self.workshop.settings
         self.image = profile.image
         host_config = container_limits(settings, profile)
+        await self._prepare_work_disk()
         labels = {
             LABEL_INSTANCE: settings.instance,
             LABEL_USER: self.user.name,
@@ -106,17 +125,19 @@ class WorkshopSpawner(DockerSpawner):
         self.environment = {"WORKSHOP_PROFILE": profile.slug}
         if profile.slug == "gpu":
             try:
-                device = self.workshop.gpu_slots.acquire(self.user.name)
+                device = (await self._refresh_gpu_places()).acquire(self.user.name)
             except GpusFull as full:
                 raise SpawnRefused(str(full)) from None
             host_config["device_requests"] = [gpu_device_request([device])]
             labels[LABEL_GPU] = device
-            self.environment["WORKSHOP_GPU_MEMORY_FRACTION"] = str(gpu_memory_fraction(settings))
+            # A MIG slice's memory is the attendee's alone; a shared GPU's is split.
+            fraction = 1.0 if is_mig_device(device) else gpu_memory_fraction(settings)
+            self.environment["WORKSHOP_GPU_MEMORY_FRACTION"] = str(fraction)
             self.log.info("GPU %s assigned to %s", device, self.user.name)
         self.extra_host_config = host_config
         self.extra_create_kwargs = {"labels": labels}
         try:
-            return await super().start()
+            started = await super().start()
         except APIError as error:
             self._release_gpu()
             if profile.slug == "gpu":
@@ -131,12 +152,45 @@ class WorkshopSpawner(DockerSpawner):
         except BaseException:
             self._release_gpu()
             raise
+        if profile.slug == "gpu":
+            self.workshop.gpu_slots.confirm(self.user.name)
+        return started
 
-    async def stop(self, now=False):
+    async def create_object(self):
+        """The container; with WORKSHOP_ATTENDEE_INTERNET also on the egress network, joined
+        before it starts so that its route out is there from the first process."""
+        created = await super().create_object()
+        if self.workshop.settings.attendee_internet:
+            egress = egress_network(self.workshop.settings.instance)
+            try:
+                await self.docker("connect_container_to_network", created["Id"], egress)
+            except APIError:
+                # Never left behind: the next start would reuse it without the network.
+                await self.docker("remove_container", created["Id"], force=True)
+                raise
+        return created
+
+    async def _prepare_work_disk(self) -> None:
+        """Mount the attendee's capped work folder (WORKSHOP_DISK_LIMIT) under their volume."""
+        volume = next(name for name, bind in self.volume_binds.items() if bind["bind"] == WORK_DIR)
         try:
-            await super().stop(now=now)
-        finally:
-            self._release_gpu()
+            await asyncio.to_thread(self.workshop.disks.prepare, volume)
+        except DiskError as error:
+            raise SpawnRefused(
+                f"Your work folder could not be prepared: {error}. Show this message to the "
+                "instructor."
+            ) from None
+
+    async def _refresh_gpu_places(self) -> GpuSlots:
+        """The table of GPU places, after freeing the places of containers that are gone."""
+        slots = self.workshop.gpu_slots
+        listing = slots.begin_listing()
+        containers = await self.docker(
+            "containers", all=True, filters=gpu_container_filters(self.workshop.settings.instance)
+        )
+        for holder, device in slots.reconcile(gpu_holders(containers), listing).items():
+            self.log.info("GPU %s freed: the container of %s is gone", device, holder)
+        return slots
 
     def _release_gpu(self) -> None:
         if self.workshop.gpu_slots is not None:

@@ -6,7 +6,9 @@ touch a deployment running on the same machine.
 
 from __future__ import annotations
 
+import fcntl
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -18,16 +20,21 @@ from pathlib import Path
 import docker
 import requests
 
+from workshop_hub import firewall
+from workshop_hub.disks import DISKS_ROOT, remove_instance_disks
+
 ROOT = Path(__file__).resolve().parents[2]
 TEST_PREFIX = "wstest"
 TEST_IMAGES = {
     "WORKSHOP_HUB_IMAGE": f"{TEST_PREFIX}/hub:latest",
     "WORKSHOP_CPU_IMAGE": f"{TEST_PREFIX}/lab:cpu",
     "WORKSHOP_CUDA_IMAGE": f"{TEST_PREFIX}/lab:cuda",
+    "WORKSHOP_PROXY_IMAGE": f"{TEST_PREFIX}/proxy:latest",
 }
 # While this file exists, the fake NVIDIA hook (.ci/prepare-machine.sh) fails like a broken
 # NVIDIA runtime.
 BROKEN_HOOK_FLAG = Path("/run/fake-nvidia-broken")
+BUILD_LOCK = Path("/tmp/wstest-image-build.lock")
 ACCESS_CODE_OF_TESTS = "test-room-code-2026"
 ADMIN_PASSWORD_OF_TESTS = "an-admin-password-long-enough-for-the-hub-1234"
 
@@ -62,13 +69,19 @@ def free_port() -> int:
 
 
 def build_images(log_path: Path) -> None:
-    """`compose --profile gpu build`: the hub and both lab flavors, progress shown."""
+    """`compose --profile gpu --profile https build`: every image, progress shown."""
     env = {**os.environ, **TEST_IMAGES}
-    command = [*compose_command(), "-p", f"{TEST_PREFIX}-build", "--profile", "gpu", "build"]
+    profiles = ["--profile", "gpu", "--profile", "https"]
+    command = [*compose_command(), "-p", f"{TEST_PREFIX}-build", *profiles, "build"]
     progress(f"building the images with `{' '.join(command)}` (log: {log_path})")
     started = time.monotonic()
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "w") as log:
+    # One build at a time on a machine: two test runs building the same 6 GB images at once
+    # double the disk they need, and the second finds the first's layers cached anyway.
+    client = docker.from_env()
+    with open(BUILD_LOCK, "a") as lock, open(log_path, "w") as log:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        before = _image_ids(client)
         process = subprocess.Popen(
             command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
@@ -80,12 +93,39 @@ def build_images(log_path: Path) -> None:
     if process.returncode != 0:
         tail = "".join(log_path.read_text().splitlines(keepends=True)[-40:])
         raise RuntimeError(f"image build failed (exit {process.returncode}):\n{tail}")
+    _remove_replaced(client, before, _image_ids(client))
     progress(f"images built in {time.monotonic() - started:.0f} s")
+
+
+def _image_ids(client: docker.DockerClient) -> dict[str, str]:
+    ids = {}
+    for tag in TEST_IMAGES.values():
+        try:
+            ids[tag] = client.images.get(tag).id
+        except docker.errors.ImageNotFound:
+            pass
+    return ids
+
+
+def _remove_replaced(client, before: dict[str, str], after: dict[str, str]) -> None:
+    """Delete the test images a rebuild replaced (a lab image is ~6 GB), keeping the layers the
+    new ones share and the build stages' cache, which a `docker image prune` would throw away."""
+    for tag, old_id in before.items():
+        if after.get(tag) != old_id:
+            try:
+                client.images.remove(old_id)
+            except docker.errors.APIError:
+                pass  # still used by a container, or by another tag
+
+
+def owner_tag() -> str:
+    """Part of every test project name: which pytest process owns the objects it creates."""
+    return f"{TEST_PREFIX}{os.getpid()}x"
 
 
 class HubStack:
     def __init__(self, **settings: str):
-        self.project = f"{TEST_PREFIX}{uuid.uuid4().hex[:6]}"
+        self.project = f"{owner_tag()}{uuid.uuid4().hex[:6]}"
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {
@@ -97,11 +137,14 @@ class HubStack:
         }
         self.docker = docker.from_env()
 
-    def compose(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    def compose(
+        self, *args: str, check: bool = True, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess:
+        """Run compose on this project; `env` overrides some settings for this command only."""
         result = subprocess.run(
             [*compose_command(), "-p", self.project, *args],
             cwd=ROOT,
-            env=self.env,
+            env={**self.env, **(env or {})},
             capture_output=True,
             text=True,
         )
@@ -130,8 +173,13 @@ class HubStack:
         self.compose("restart", "hub")
         self.wait_healthy()
 
-    def logs(self) -> str:
-        result = self.compose("logs", "--no-color", "hub", check=False)
+    def start(self, service: str) -> None:
+        """Start one more service of the stack (e.g. the proxy), without waiting for it."""
+        progress(f"starting {service} of {self.project}")
+        self.compose("up", "-d", "--no-build", "--no-deps", service)
+
+    def logs(self, service: str = "hub") -> str:
+        result = self.compose("logs", "--no-color", service, check=False)
         return result.stdout + result.stderr
 
     def hub_exec(self, *command: str) -> subprocess.CompletedProcess:
@@ -147,16 +195,49 @@ class HubStack:
                 container.remove(force=True)
         self.compose("down", "-v", "--remove-orphans", check=False)
         remove_test_leftovers(self.docker, self.project)
+        # The firewall leaves its rules when stopped (attendees left running stay fenced).
+        host = firewall.Host(firewall.detect_backend())
+        for family in firewall.HOOKS:
+            host.remove(family, self.project)
 
 
-def remove_test_leftovers(client: docker.DockerClient, prefix: str = TEST_PREFIX) -> None:
-    """Containers, volumes and networks of test projects (never anything else)."""
-    for container in client.containers.list(all=True):
-        if container.name.startswith(prefix):
-            container.remove(force=True)
+def _left_behind(name: str, prefix: str | None) -> bool:
+    """Whether a Docker object belongs to `prefix`, or (no prefix) to a test run that is gone.
+
+    Test projects are named wstest<pid>x<id>, so two test runs on one machine (a developer's
+    and CI's) never remove each other's stacks.
+    """
+    if prefix is not None:
+        return name.startswith(prefix)
+    owner = re.match(rf"{TEST_PREFIX}(\d+)x", name)
+    if owner is None:
+        return name.startswith(TEST_PREFIX) and not name.startswith(f"{TEST_PREFIX}-build")
+    return not Path(f"/proc/{owner.group(1)}").exists()
+
+
+def _ignore_gone(remove, **kwargs) -> None:
+    try:
+        remove(**kwargs)
+    except docker.errors.NotFound:
+        pass
+
+
+def remove_test_leftovers(client: docker.DockerClient, prefix: str | None = None) -> None:
+    """Containers, volumes and networks of test projects: those of `prefix`, or of dead runs."""
+    # Sparse listings, and NotFound ignored: another test run may remove its own objects while
+    # this loop looks at them.
+    for container in client.containers.list(all=True, sparse=True):
+        # A sparse listing has "Names" ("/name"), not "Name".
+        if _left_behind(container.attrs["Names"][0].lstrip("/"), prefix):
+            _ignore_gone(container.remove, force=True)
     for volume in client.volumes.list():
-        if volume.name.startswith(prefix):
-            volume.remove(force=True)
+        if _left_behind(volume.name, prefix):
+            _ignore_gone(volume.remove, force=True)
     for network in client.networks.list():
-        if network.name.startswith(prefix):
-            network.remove()
+        if _left_behind(network.name, prefix):
+            _ignore_gone(network.remove)
+    # Attendee work disks: loop mounts on the host, which outlive their volumes.
+    if Path(DISKS_ROOT).is_dir():
+        for folder in Path(DISKS_ROOT).iterdir():
+            if _left_behind(folder.name, prefix):
+                remove_instance_disks(client, TEST_IMAGES["WORKSHOP_HUB_IMAGE"], folder.name)

@@ -21,7 +21,7 @@ from workshop_hub.profiles import container_limits, cpu_profile, gpu_profile
 from workshop_hub.settings import load_settings
 from workshop_labs.notebooks import lab_sources
 
-from .stack import BROKEN_HOOK_FLAG, TEST_PREFIX
+from .stack import BROKEN_HOOK_FLAG, TEST_PREFIX, owner_tag
 
 REPO = Path(__file__).resolve().parents[2]
 RUNNER = REPO / "scripts" / "run_smoke_tests.py"
@@ -36,7 +36,7 @@ def runner_env(lab_images) -> dict[str, str]:
     return {
         "WORKSHOP_CPU_IMAGE": lab_images["cpu"],
         "WORKSHOP_CUDA_IMAGE": lab_images["cuda"],
-        "WORKSHOP_INSTANCE": TEST_PREFIX,
+        "WORKSHOP_INSTANCE": owner_tag(),
     }
 
 
