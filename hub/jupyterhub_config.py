@@ -7,6 +7,7 @@ lives in the workshop_hub package, which has its own tests.
 import logging
 import os
 import sys
+from pathlib import Path
 
 import docker
 
@@ -16,14 +17,23 @@ from workshop_hub.exposure import log_exposure
 from workshop_hub.passwords import MIN_PASSWORD_LENGTH
 from workshop_hub.profiles import WORK_DIR
 from workshop_hub.room import idle_culler_command
-from workshop_hub.settings import USERNAME_PATTERN, USERNAME_RULE, SettingsError, load_settings
+from workshop_hub.settings import (
+    USERNAME_PATTERN,
+    USERNAME_RULE,
+    SettingsError,
+    check_env_file,
+    load_settings,
+)
 from workshop_hub.spawner import WorkshopSpawner
 from workshop_hub.workshop import prepare_workshop
 
 c = get_config()  # noqa: F821 (provided by JupyterHub when it loads this file)
 log = logging.getLogger("JupyterHub")
+# The organizer's .env, as docker-compose.yml mounts it (read-only), to catch misspelt names.
+PROJECT_ENV_FILE = Path("/srv/workshop-project/.env")
 
 try:
+    check_env_file(PROJECT_ENV_FILE)
     settings = load_settings(os.environ)
     workshop = prepare_workshop(settings, docker.from_env(), log)
     access_code = credentials.resolve(

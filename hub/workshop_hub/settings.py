@@ -653,6 +653,18 @@ def read_env_file(path) -> dict[str, str]:
     return values
 
 
+def check_env_file(path) -> None:
+    """Refuse a `.env` whose `WORKSHOP_*` names are not all settings.
+
+    Compose passes the hub only the names it lists, so a misspelt name in `.env` would
+    otherwise vanish without a word (and its setting silently keep its default).
+    """
+    try:
+        check_names(read_env_file(path))
+    except SettingsError as error:
+        raise SettingsError(f"{path.name}: {error}") from None
+
+
 def load_settings(environ: Mapping[str, str]) -> WorkshopSettings:
     """Read every setting from `environ`; an empty or missing value means the default.
 

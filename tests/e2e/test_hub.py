@@ -159,6 +159,24 @@ def test_invalid_setting_stops_the_hub_with_one_clear_line(hub):
     assert "Traceback" not in output
 
 
+def test_a_misspelt_name_in_dot_env_stops_the_hub_with_the_right_name(hub, tmp_path):
+    # Another project folder with a .env of its own, where compose mounts the project's.
+    (tmp_path / ".env").write_text("WORKSHOP_MEM_LIMTI=4G\n")
+    result = hub.compose(
+        "run",
+        "--rm",
+        "--no-deps",
+        "-v",
+        f"{tmp_path}:/srv/workshop-project:ro",
+        "hub",
+        check=False,
+    )
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert ".env: WORKSHOP_MEM_LIMTI is not a setting: did you mean WORKSHOP_MEM_LIMIT?" in output
+    assert "Traceback" not in output
+
+
 def test_idle_servers_are_culled_and_their_files_kept(lab_images):
     from .stack import ACCESS_CODE_OF_TESTS, HubStack
 

@@ -14,6 +14,7 @@ from workshop_hub.settings import (
     TABLE,
     SettingsError,
     WorkshopSettings,
+    check_env_file,
     load_settings,
     parse_duration,
     parse_gpus,
@@ -414,3 +415,21 @@ def test_any_text_gives_a_value_or_a_one_line_error(setting):
             assert "\n" not in str(error)
 
     check()
+
+
+def test_a_misspelt_name_in_dot_env_is_refused_with_the_right_one(tmp_path):
+    env_file = tmp_path / ".env"
+    env_file.write_text("# ours\nCOMPOSE_PROFILES=gpu\nWORKSHOP_PORT=8080\nWORKSHOP_MEM_LIMTI=4G\n")
+    with pytest.raises(SettingsError) as raised:
+        check_env_file(env_file)
+    assert str(raised.value) == (
+        ".env: WORKSHOP_MEM_LIMTI is not a setting: did you mean WORKSHOP_MEM_LIMIT?"
+    )
+
+
+def test_a_correct_or_missing_dot_env_passes(tmp_path):
+    (tmp_path / ".env").write_text(
+        "WORKSHOP_MEM_LIMIT=4G\nWORKSHOP_HTTPS_PORT=8443\nBASE_IMAGE=x\n"
+    )
+    check_env_file(tmp_path / ".env")
+    check_env_file(tmp_path / "absent" / ".env")
