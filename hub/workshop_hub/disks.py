@@ -185,13 +185,28 @@ class WorkDisks:
         limit: int,
         log: logging.Logger,
     ):
-        self.client = client
         self.helper_image = helper_image
         self.instance = instance
         self.limit = limit
         self.log = log
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
+        self._api_version = client.api.api_version
+        self._per_thread = threading.local()
+
+    @property
+    def client(self) -> docker.DockerClient:
+        """This thread's own Docker client. Spawns prepare disks in many threads at once, and
+        one shared client fails under that: requests' sessions are not thread-safe, and
+        docker-py closes connection pools (one per URL, 25 at most) that other threads still
+        use (seen with thirty spawns at once)."""
+        client = getattr(self._per_thread, "client", None)
+        if client is None:
+            client = docker.DockerClient(
+                version=self._api_version, **docker.utils.kwargs_from_env()
+            )
+            self._per_thread.client = client
+        return client
 
     def _lock(self, volume: str) -> threading.Lock:
         with self._locks_guard:
