@@ -367,15 +367,21 @@ def test_read_only_labs_folder_is_reported(attendee_tmp):
     assert list(labs.iterdir()) == []
 
 
+def seed_in_own_mount_namespace(mount_script: str, shipped: Path, work: Path):
+    """Seed `work` after `mount_script` (given the folder as $0) changed what is mounted there,
+    in a mount namespace of its own, so the machine's mounts stay as they are."""
+    return run_step(
+        ["unshare", "--mount", "--map-root-user", "sh", "-c", mount_script, str(work)]
+        + seeding_command(shipped, work)
+    )
+
+
 def test_read_only_work_volume_is_reported(shipped, tmp_path):
     # A read-only bind mount in a mount namespace of its own: what a read-only volume gives.
     work = tmp_path / "work"
     (work / "labs").mkdir(parents=True)
     mount_read_only = 'mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" && exec "$@"'
-    result = run_step(
-        ["unshare", "--mount", "--map-root-user", "sh", "-c", mount_read_only, str(work)]
-        + seeding_command(shipped, work)
-    )
+    result = seed_in_own_mount_namespace(mount_read_only, shipped, work)
     (line,) = result.stderr.splitlines()
     assert "Read-only file system" in line and "restart your server" in line
     assert list((work / "labs").iterdir()) == []
@@ -389,10 +395,7 @@ def test_full_work_volume_is_reported(tmp_path):
     work.mkdir()
     # A 16 KiB disk in a mount namespace of its own; what is left in it is listed on stdout.
     mount_small_disk = 'mount -t tmpfs -o size=16k tmpfs "$0" && "$@" && ls -A "$0/labs"'
-    result = run_step(
-        ["unshare", "--mount", "--map-root-user", "sh", "-c", mount_small_disk, str(work)]
-        + seeding_command(shipped, work)
-    )
+    result = seed_in_own_mount_namespace(mount_small_disk, shipped, work)
     (line,) = result.stderr.splitlines()
     assert "could not write 01_intro.ipynb" in line and "No space left on device" in line
     assert "free some space" in line
