@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Prepares a bare CI machine for the tests: Docker engine and compose, a local base image
 # (no registry is reachable here), the host CA bundle for HTTPS inside builds, a local ACME
-# server (pebble), and a fake NVIDIA hook so containers with a GPU device request can start
+# server (pebble), a browser (chromium), and a fake NVIDIA hook so containers with a GPU device request can start
 # without a GPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +19,14 @@ if ! command -v pebble >/dev/null || ! command -v pebble-challtestsrv >/dev/null
   step "Installing pebble (a local ACME server) from Debian"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pebble >/dev/null
+fi
+
+# A real browser on the hub's pages (tests/e2e/test_spawn_rush.py), driven by Playwright:
+# Playwright's own browser download cannot reach its server from here.
+if ! command -v chromium >/dev/null; then
+  step "Installing chromium from Debian"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 fi
 
 fake_hook_dir=/opt/fake-nvidia/bin

@@ -31,11 +31,13 @@ c = get_config()  # noqa: F821 (provided by JupyterHub when it loads this file)
 log = logging.getLogger("JupyterHub")
 # The organizer's .env, as docker-compose.yml mounts it (read-only), to catch misspelt names.
 PROJECT_ENV_FILE = Path("/srv/workshop-project/.env")
+# Who waits in the spawn line since when: attendees keep their place over a hub restart.
+SPAWN_LINE_FILE = credentials.HUB_DATA_DIR / "spawn-line.json"
 
 try:
     check_env_file(PROJECT_ENV_FILE)
     settings = load_settings(os.environ)
-    workshop = prepare_workshop(settings, docker.from_env(), log)
+    workshop = prepare_workshop(settings, docker.from_env(), log, SPAWN_LINE_FILE)
     access_code = credentials.resolve(
         settings.access_code, credentials.ACCESS_CODE_FILE, credentials.generate_access_code
     )
@@ -99,10 +101,13 @@ c.DockerSpawner.default_url = "/lab/tree/labs"
 c.DockerSpawner.remove = True
 # Images are built locally; pulling happens at hub start (ensure_image), never per spawn.
 c.DockerSpawner.pull_policy = "never"
-# Time for 200 attendees pressing start at 09:00 on one host.
-c.Spawner.start_timeout = 300
+# At 09:00 servers start WORKSHOP_SPAWN_CONCURRENCY at a time and the others wait in line,
+# seeing their place (workshop_hub/spawn_queue.py); JupyterHub's own limit would refuse them
+# with 429 instead. The start timeout covers the wait in line (an hour: 200 attendees on a
+# small host); once its turn comes a server has WorkshopSpawner's START_TIMEOUT_SECONDS.
+c.JupyterHub.concurrent_spawn_limit = 0
+c.Spawner.start_timeout = 3600
 c.Spawner.http_timeout = 120
-c.JupyterHub.concurrent_spawn_limit = 200
 # No more servers than the host's memory holds (WORKSHOP_MAX_ATTENDEES); the next attendee
 # reads "the room is full" (templates/error.html).
 c.JupyterHub.active_server_limit = workshop.max_attendees
@@ -122,3 +127,4 @@ c.JupyterHub.services = [
         "command": idle_culler_command(settings),
     }
 ]
+

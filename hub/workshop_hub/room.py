@@ -1,4 +1,5 @@
-"""How many attendees the room holds, and when the culler stops their servers."""
+"""How many attendees the room holds, how many servers start at once, and when the culler
+stops their servers."""
 
 from __future__ import annotations
 
@@ -24,6 +25,17 @@ def max_attendees(settings: WorkshopSettings, profiles: list[Profile], mem_total
         return settings.max_attendees
     per_attendee = max(profile.mem_limit for profile in profiles)
     return max(1, (mem_total - HOST_RESERVE) // per_attendee)
+
+
+def spawn_concurrency(settings: WorkshopSettings, host_cores: int) -> int:
+    """WORKSHOP_SPAWN_CONCURRENCY, or (auto) one starting server per core of the host.
+
+    A server's start is almost all CPU (Python imports, the container's setup), so more at
+    once than cores only makes every one of them slower.
+    """
+    if settings.spawn_concurrency is not None:
+        return settings.spawn_concurrency
+    return max(1, host_cores)
 
 
 def cull_every(settings: WorkshopSettings) -> int:

@@ -473,6 +473,13 @@ TABLE: list[Setting] = [
         "Most attendee servers running at once. auto: sized at start from host memory.",
     ),
     Setting(
+        "WORKSHOP_SPAWN_CONCURRENCY",
+        count_kind(1, 200, auto=True),
+        "auto",
+        "Servers that start at once; the others wait in line and see their place. auto: "
+        "the host's CPU cores.",
+    ),
+    Setting(
         "WORKSHOP_MAX_SERVER_AGE",
         DURATION,
         "10h",

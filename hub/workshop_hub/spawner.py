@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import math
+import time
 from html import escape
+from urllib.parse import urlparse
 
 from docker.errors import APIError
 from dockerspawner import DockerSpawner
@@ -28,7 +31,16 @@ from .profiles import (
     container_limits,
     gpu_memory_fraction,
 )
+from .spawn_queue import LeftTheLine
 from .workshop import Workshop
+
+# Once its turn has come, a server has this long to start (the wait in line is not counted).
+START_TIMEOUT_SECONDS = 300
+# How often to knock on the new server's port: cheap, and the hub's own wait (exponential,
+# up to 5 s between tries) would leave a started server unused for seconds.
+SERVER_POLL_SECONDS = 0.1
+# How often the spawn page's estimate of the wait is refreshed without any other change.
+PROGRESS_REFRESH_SECONDS = 2.0
 
 
 class SpawnRefused(web.HTTPError):
@@ -49,6 +61,10 @@ class WorkshopSpawner(DockerSpawner):
     # a config trait: traitlets deep-copies config values per spawner, and every spawner must
     # share the one table of GPU places.
     workshop: Workshop | None = None
+    # What the spawn page shows once the turn has come: (message, percent), and how long
+    # the spawn waited in line.
+    _stage: tuple[str, int] | None = None
+    _queue_wait: float = 0.0
 
     async def _options_form(self, spawner=None) -> str:
         if self.workshop.gpu_slots is not None:
@@ -113,7 +129,42 @@ class WorkshopSpawner(DockerSpawner):
 
     async def start(self):
         profile = self._chosen_profile()
+        queue = self.workshop.spawn_queue
+        self._stage = None
+        self.log.info(
+            "Spawn of %s joins the line (%d waiting, %d starting)",
+            self.user.name,
+            queue.waiting,
+            queue.starting,
+        )
+        try:
+            async with queue.turn(self.user.name) as place:
+                self._queue_wait = place.waited
+                # Both lines are read by the burst test: turns overlap at most the limit.
+                self.log.info(
+                    "Spawn turn of %s begins after %.1f s in line (%d waiting)",
+                    self.user.name,
+                    place.waited,
+                    queue.waiting,
+                )
+                try:
+                    return await asyncio.wait_for(
+                        self._start_server(profile), START_TIMEOUT_SECONDS
+                    )
+                finally:
+                    self.log.info("Spawn turn of %s ends", self.user.name)
+        except LeftTheLine as left:
+            self.log.info("%s left the line: %s", self.user.name, left)
+            raise SpawnRefused(str(left)) from None
+        except TimeoutError:
+            raise SpawnRefused(
+                f"Your server did not start within {START_TIMEOUT_SECONDS} s. Try again; if it "
+                "happens again, show this message to the instructor."
+            ) from None
+
+    async def _start_server(self, profile):
         settings = self.workshop.settings
+        self._enter_stage("Preparing your work folder", 35)
         self.image = profile.image
         host_config = container_limits(settings, profile)
         await self._prepare_work_disk()
@@ -136,6 +187,7 @@ class WorkshopSpawner(DockerSpawner):
             self.log.info("GPU %s assigned to %s", device, self.user.name)
         self.extra_host_config = host_config
         self.extra_create_kwargs = {"labels": labels}
+        self._enter_stage("Starting your container", 50)
         try:
             started = await super().start()
         except APIError as error:
@@ -154,7 +206,81 @@ class WorkshopSpawner(DockerSpawner):
             raise
         if profile.slug == "gpu":
             self.workshop.gpu_slots.confirm(self.user.name)
+        self._enter_stage("Starting JupyterLab", 70)
+        await self._wait_for_server(started)
         return started
+
+    async def _wait_for_server(self, started) -> None:
+        """Until the new server accepts connections, so the turn ends when its start's work
+        is done and JupyterHub's own check finds it at the first try."""
+        if isinstance(started, str):
+            address = urlparse(started)
+            host, port = address.hostname, address.port
+        else:
+            host, port = started
+        deadline = time.monotonic() + self.http_timeout
+        attempts = 0
+        while time.monotonic() < deadline:
+            try:
+                _, writer = await asyncio.open_connection(host, port)
+            except OSError:
+                attempts += 1
+                # Now and then, whether the container is still there to wait for.
+                if attempts % 20 == 0 and await self.poll() is not None:
+                    raise SpawnRefused(
+                        "Your server stopped while starting. Try again; if it happens again, "
+                        "show this message to the instructor."
+                    ) from None
+                await asyncio.sleep(SERVER_POLL_SECONDS)
+                continue
+            writer.close()
+            return
+        # JupyterHub's own wait (http_timeout) reports a server that never answers.
+
+    # --- what the spawn page shows -------------------------------------------------------
+
+    def _enter_stage(self, message: str, percent: int) -> None:
+        self._stage = (message, percent)
+        self.workshop.spawn_queue.notify()
+
+    async def progress(self):
+        """The spawn page's events: the place in line, then the steps of the start.
+
+        Extra fields (`workshop_phase`, `queue_position`, `queue_wait_estimate`, `queue_wait`)
+        are for programs that follow the events, such as `workshop-hub rehearse`.
+        """
+        queue = self.workshop.spawn_queue
+        name = self.user.name
+        first_position = None
+        last = None
+        with queue.watching(name):
+            while True:
+                position = queue.position(name)
+                stage = self._stage
+                if position is not None:
+                    first_position = first_position or position
+                    estimate = queue.estimated_wait(position)
+                    event = {
+                        "progress": 5 + 25 * (first_position - position) // first_position,
+                        "message": _place_in_line(position, estimate),
+                        "workshop_phase": "queued",
+                        "queue_position": position,
+                        "queue_wait_estimate": round(estimate, 1),
+                    }
+                elif stage is not None:
+                    message, percent = stage
+                    event = {
+                        "progress": percent,
+                        "message": message,
+                        "workshop_phase": "starting",
+                        "queue_wait": round(self._queue_wait, 2),
+                    }
+                else:
+                    event = None
+                if event is not None and event != last:
+                    yield event
+                    last = event
+                await queue.changed(PROGRESS_REFRESH_SECONDS)
 
     async def create_object(self):
         """The container; with WORKSHOP_ATTENDEE_INTERNET also on the egress network, joined
@@ -197,3 +323,17 @@ class WorkshopSpawner(DockerSpawner):
             device = self.workshop.gpu_slots.release(self.user.name)
             if device is not None:
                 self.log.info("GPU %s released by %s", device, self.user.name)
+
+
+def _ordinal(number: int) -> str:
+    if 10 <= number % 100 <= 20:
+        return f"{number}th"
+    return f"{number}{ {1: 'st', 2: 'nd', 3: 'rd'}.get(number % 10, 'th') }"
+
+
+def _place_in_line(position: int, estimate: float) -> str:
+    """ "You are 12th in line, about 40 s", the wait rounded up to 5 s (never "about 0 s")."""
+    seconds = max(5, 5 * math.ceil(estimate / 5))
+    wait = f"about {seconds} s" if seconds < 120 else f"about {math.ceil(seconds / 60)} min"
+    where = "next in line" if position == 1 else f"{_ordinal(position)} in line"
+    return f"You are {where}, {wait}. Keep this page open to keep your place."

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import docker
 
@@ -11,8 +12,9 @@ from .disks import DISKS_ROOT, WorkDisks, own_image
 from .docker_host import detect_gpu_ids, ensure_image, probe_gpus, running_gpu_holders
 from .gpu import GpuSlots, is_mig_device
 from .profiles import Profile, cpu_profile, gpu_profile
-from .room import max_attendees
+from .room import max_attendees, spawn_concurrency
 from .settings import WorkshopSettings
+from .spawn_queue import ArrivalBook, SpawnQueue
 
 
 @dataclass
@@ -26,6 +28,8 @@ class Workshop:
     max_attendees: int | None = None
     # Makes each attendee's capped work folder before their server starts.
     disks: WorkDisks | None = None
+    # The line of attendees whose servers wait to start (WORKSHOP_SPAWN_CONCURRENCY).
+    spawn_queue: SpawnQueue | None = None
 
     def profile(self, slug: str) -> Profile | None:
         return next((profile for profile in self.profiles if profile.slug == slug), None)
@@ -68,9 +72,14 @@ def describe_gpus(slots: GpuSlots) -> str:
 
 
 def prepare_workshop(
-    settings: WorkshopSettings, client: docker.DockerClient, log: logging.Logger
+    settings: WorkshopSettings,
+    client: docker.DockerClient,
+    log: logging.Logger,
+    arrivals_file: Path | None = None,
 ) -> Workshop:
-    """Check the images, probe the GPUs and book the places of running GPU containers."""
+    """Check the images, probe the GPUs and book the places of running GPU containers.
+
+    `arrivals_file` keeps the order of the spawn line across hub restarts."""
     gpu_slots, gpu_unavailable = None, None
     if settings.gpus:
         gpu_ids, gpu_unavailable = _usable_gpu_ids(settings, client)
@@ -91,7 +100,9 @@ def prepare_workshop(
     if settings.offer_cpu or not gpu_slots:
         ensure_image(client, "WORKSHOP_CPU_IMAGE", settings.cpu_image)
         profiles.append(cpu_profile(settings))
-    room = max_attendees(settings, profiles, client.info()["MemTotal"])
+    host = client.info()
+    room = max_attendees(settings, profiles, host["MemTotal"])
+    concurrency = spawn_concurrency(settings, host["NCPU"])
     log.info(
         "Room size: %d servers at once (%s). Work folders hold up to %d MB each, on the "
         "disk of %s: keep at least %d MB free there",
@@ -101,5 +112,13 @@ def prepare_workshop(
         DISKS_ROOT,
         room * settings.disk_limit // 1024**2,
     )
+    log.info(
+        "Servers start %d at once (%s); the others wait in line",
+        concurrency,
+        "WORKSHOP_SPAWN_CONCURRENCY"
+        if settings.spawn_concurrency
+        else f"auto, from the host's {host['NCPU']} cores",
+    )
     disks = WorkDisks(client, own_image(client), settings.instance, settings.disk_limit, log)
-    return Workshop(settings, profiles, gpu_slots, gpu_unavailable, room, disks)
+    queue = SpawnQueue(concurrency, ArrivalBook(arrivals_file))
+    return Workshop(settings, profiles, gpu_slots, gpu_unavailable, room, disks, queue)

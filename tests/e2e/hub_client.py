@@ -100,10 +100,12 @@ class Attendee:
         self.wait_until_ready(timeout)
         return time.monotonic() - started
 
-    def wait_until_ready(self, timeout: float = 300) -> None:
-        """Follow the spawn's progress events, as the spawn-pending page does."""
+    def wait_until_ready(self, timeout: float = 300) -> list[tuple[float, dict]]:
+        """Follow the spawn's progress events, as the spawn-pending page does; returns them
+        with the monotonic time each arrived."""
         url = f"{self.base_url}/hub/api/users/{self.name}/server/progress"
         deadline = time.monotonic() + timeout
+        events = []
         with self.http.get(url, stream=True, timeout=timeout) as stream:
             for line in stream.iter_lines(decode_unicode=True):
                 if time.monotonic() > deadline:
@@ -111,10 +113,11 @@ class Attendee:
                 if not line or not line.startswith("data:"):
                     continue
                 event = json.loads(line[len("data:") :])
+                events.append((time.monotonic(), event))
                 if event.get("failed"):
                     raise SpawnFailed(event.get("message", "spawn failed"))
                 if event.get("ready"):
-                    return
+                    return events
         raise TimeoutError(f"{self.name}'s server was not ready after {timeout:.0f} s")
 
     def server_info(self) -> dict:

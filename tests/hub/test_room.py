@@ -1,7 +1,13 @@
 import sys
 
 from workshop_hub.profiles import cpu_profile, gpu_profile
-from workshop_hub.room import HOST_RESERVE, cull_every, idle_culler_command, max_attendees
+from workshop_hub.room import (
+    HOST_RESERVE,
+    cull_every,
+    idle_culler_command,
+    max_attendees,
+    spawn_concurrency,
+)
 from workshop_hub.settings import load_settings
 
 GiB = 1024**3
@@ -49,3 +55,10 @@ def test_culler_stops_idle_servers_and_busy_ones_at_the_maximum_age():
     assert "--timeout=1800" in command
     assert "--max-age=28800" in command
     assert "--cull-every=300" in command
+
+
+def test_servers_start_one_per_core_unless_set():
+    assert spawn_concurrency(load_settings({}), host_cores=2) == 2
+    assert spawn_concurrency(load_settings({}), host_cores=0) == 1
+    settings = load_settings({"WORKSHOP_SPAWN_CONCURRENCY": "5"})
+    assert spawn_concurrency(settings, host_cores=64) == 5

@@ -1,0 +1,180 @@
+"""09:00: attendees press start together, against the real stack.
+
+Servers start WORKSHOP_SPAWN_CONCURRENCY at a time; the others wait in line, see their place on
+the spawn page, and are never refused. A hub restart loses nobody who waits: their page asks
+again (checked in a real browser, Debian's chromium driven by Playwright).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+
+import pytest
+from playwright.sync_api import Error as PlaywrightError
+from playwright.sync_api import sync_playwright
+
+from .hub_client import Attendee
+from .stack import ACCESS_CODE_OF_TESTS, HubStack
+
+LIMIT = 2
+BURST = 8
+PLACE_MESSAGE = re.compile(
+    r"You are (next|\d+(st|nd|rd|th)) in line, about \d+ (s|min)\. Keep this page open"
+)
+LOG_TIME = r"\[I (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}) JupyterHub [^\]]+\] "
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def rush(lab_images):
+    stack = HubStack(
+        WORKSHOP_ACCESS_CODE=ACCESS_CODE_OF_TESTS,
+        WORKSHOP_SPAWN_CONCURRENCY=str(LIMIT),
+        # Small servers, so the room holds the burst on a small CI machine.
+        WORKSHOP_MEM_LIMIT="1G",
+        WORKSHOP_CPU_LIMIT="1",
+    )
+    try:
+        stack.up()
+        yield stack
+    finally:
+        stack.down()
+
+
+def turns_in_log(log: str) -> list[tuple[datetime, str, str]]:
+    """(time, 'joins' | 'begins' | 'ends', name) of every spawn-line line in the hub's log."""
+    found = []
+    pattern = LOG_TIME + r"Spawn (?:of (\S+) (joins)|turn of (\S+) (begins|ends))"
+    for match in re.finditer(pattern, log):
+        stamp, joined, joins, turned, what = match.groups()
+        found.append((datetime.fromisoformat(stamp), joins or what, joined or turned))
+    return found
+
+
+def most_turns_at_once(turns) -> int:
+    holding = most = 0
+    for _, what, _ in sorted(turns, key=lambda turn: (turn[0], turn[1] == "begins")):
+        holding += {"begins": 1, "ends": -1}.get(what, 0)
+        most = max(most, holding)
+    return most
+
+
+def test_a_burst_waits_in_line_in_order_and_everyone_gets_a_server(rush):
+    attendees = [Attendee(rush.url, f"rush{number}") for number in range(BURST)]
+    everyone_ready = threading.Barrier(BURST)
+
+    def press_start(attendee: Attendee) -> list[tuple[float, dict]]:
+        everyone_ready.wait()
+        # One profile: logging in starts the server, as for a person.
+        response = attendee.login(ACCESS_CODE_OF_TESTS)
+        assert response.status_code == 200, (response.status_code, response.text[-500:])
+        return attendee.wait_until_ready(timeout=300)
+
+    with ThreadPoolExecutor(BURST) as pool:
+        progress = {
+            a.name: events
+            for a, events in zip(attendees, pool.map(press_start, attendees), strict=True)
+        }
+
+    waited = {}
+    for name, events in progress.items():
+        assert events[-1][1].get("ready"), (name, events)
+        places = [event for _, event in events if event.get("workshop_phase") == "queued"]
+        positions = [event["queue_position"] for event in places]
+        assert positions == sorted(positions, reverse=True), (name, positions)
+        for event in places:
+            assert PLACE_MESSAGE.match(event["message"]), event["message"]
+            assert event["queue_wait_estimate"] > 0
+        starting = [event for _, event in events if event.get("workshop_phase") == "starting"]
+        assert [event["message"] for event in starting][-1] == "Starting JupyterLab", events
+        if places:
+            waited[name] = (positions[0], starting[0]["queue_wait"])
+    # With 8 at once and 2 starting at a time, most attendees see their place in line,
+    # and the ones who waited waited for real.
+    assert len(waited) >= BURST // 2, progress
+    assert max(position for position, _ in waited.values()) >= 3, waited
+    assert all(seconds > 0 for _, seconds in waited.values()), waited
+
+    log = rush.logs()
+    turns = [turn for turn in turns_in_log(log) if turn[2].startswith("rush")]
+    assert most_turns_at_once(turns) == LIMIT, turns
+    joined = [name for _, what, name in turns if what == "joins"]
+    began = [name for _, what, name in turns if what == "begins"]
+    assert sorted(joined) == sorted(progress) and began == joined, turns
+    # Never "Too many users" (JupyterHub's 429 for concurrent spawns).
+    assert not re.search(r"\b429 (GET|POST) /hub/spawn", log), log[-3000:]
+
+
+def test_the_page_of_someone_waiting_asks_again_after_a_hub_restart(rush):
+    names = [f"wait{number}" for number in range(6)]
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        try:
+            pages = {}
+            for name in names:
+                page = browser.new_context().new_page()
+                page.goto(f"{rush.url}/hub/login")
+                page.fill("#username_input", name)
+                page.fill("#password_input", f"{name}-own-password")
+                page.fill("#room_code_input", ACCESS_CODE_OF_TESTS)
+                pages[name] = page
+            # Everyone presses the button within a moment, as at 09:00 (a plain click would
+            # wait for each page's navigation in turn).
+            for page in pages.values():
+                page.evaluate(
+                    "() => setTimeout(() => document.getElementById('login_submit').click())"
+                )
+            # Some wait in line, and their page says where.
+            places = {}
+            deadline = time.monotonic() + 60
+            while len(places) < 2 and time.monotonic() < deadline:
+                places = {name: place_in_line(page) for name, page in pages.items()}
+                places = {name: place for name, place in places.items() if place}
+                time.sleep(0.1)
+            assert len(places) >= 2, {name: page_text(page) for name, page in pages.items()}
+            last_in_line = max(places, key=places.get)
+
+            # Docker's restart, not compose's: no command start-up between the look and it.
+            rush.docker.containers.get(rush.compose("ps", "-q", "hub").stdout.strip()).restart(
+                timeout=5
+            )
+            # Everyone ends up in JupyterLab, with no click: the pages asked again.
+            for name, page in pages.items():
+                page.wait_for_url(re.compile(rf"/user/{name}/lab"), timeout=240_000)
+        finally:
+            browser.close()
+    since_restart = rush.logs().rsplit("JupyterHub is now running", 1)[1]
+    joined_again = {name for _, what, name in turns_in_log(since_restart) if what == "joins"}
+    assert last_in_line in joined_again, (places, since_restart[-3000:])
+    line_file = rush.hub_exec("cat", "/srv/jupyterhub/data/spawn-line.json")
+    assert line_file.stdout.strip() == "{}", line_file
+
+
+def place_in_line(page) -> int | None:
+    """The position the page shows, e.g. 3 for "You are 3rd in line"; 1 for "next"."""
+    found = re.match(r"You are (next|(\d+)\w\w) in line", page_text(page))
+    if not found:
+        return None
+    return int(found.group(2) or 1)
+
+
+def page_text(page) -> str:
+    """The spawn page's progress message; empty on any other page or while one loads."""
+    try:
+        return page.evaluate("() => document.getElementById('progress-message')?.textContent || ''")
+    except PlaywrightError:
+        return ""
