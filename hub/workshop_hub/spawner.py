@@ -282,6 +282,28 @@ class WorkshopSpawner(DockerSpawner):
                     last = event
                 await queue.changed(PROGRESS_REFRESH_SECONDS)
 
+    async def poll(self):
+        """None while the server runs, else why it stopped.
+
+        A start that the hub never saw finish (it restarted meanwhile) left no container id
+        in the saved state: "not running", so the attendee's page starts it again at once,
+        instead of JupyterHub waiting http_timeout for a server whose address it never
+        learnt. That start replaces the half-started container (DockerSpawner.remove).
+        """
+        if not self.container_id:
+            return 0
+        return await super().poll()
+
+    async def remove_object(self):
+        """Remove the container, also a running one: one left by a start the hub never saw
+        finish is in the way of the next start, and DockerSpawner's own removal lets a
+        running container stay (Docker answers 409, which it takes for "already removing")."""
+        try:
+            await self.docker("remove_container", self.object_id, v=True, force=True)
+        except APIError as error:
+            if error.status_code not in (404, 409):  # gone, or being removed already
+                raise
+
     async def create_object(self):
         """The container; with WORKSHOP_ATTENDEE_INTERNET also on the egress network, joined
         before it starts so that its route out is there from the first process."""
