@@ -128,3 +128,20 @@ c.JupyterHub.services = [
     }
 ]
 
+# `workshop-hub rehearse` stops and deletes the simulated attendees it made; its token is
+# generated once on the hub-data volume and read there by the command, never shown.
+c.JupyterHub.load_roles.append(
+    {
+        "name": "rehearsal",
+        "scopes": ["list:users", "read:users", "admin:users", "admin:servers"],
+        "services": ["rehearsal"],
+    }
+)
+c.JupyterHub.services.append(
+    {
+        "name": "rehearsal",
+        "api_token": credentials.load_or_create(
+            credentials.REHEARSAL_TOKEN_FILE, credentials.generate_api_token
+        ),
+    }
+)

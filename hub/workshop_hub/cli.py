@@ -6,6 +6,7 @@ docker compose exec hub workshop-hub reset-password NAME  # a new password for o
 docker compose exec hub workshop-hub new-event --yes      # new room code, everyone logged out
 docker compose exec hub workshop-hub gpus                 # who holds which GPU
 docker compose exec hub workshop-hub check                # validate the settings
+docker compose exec hub workshop-hub rehearse --attendees 30  # the room at 09:00, rehearsed
 workshop-hub env-example                                  # print .env.example
 """
 
@@ -17,6 +18,7 @@ import re
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from . import credentials
 from .passwords import PasswordStore, hash_password
@@ -139,6 +141,20 @@ def _check(settings, args) -> None:
     print("settings are valid")
 
 
+def _rehearse(settings, args) -> None:
+    from . import rehearsal
+
+    room_code = _stored(settings.access_code, credentials.ACCESS_CODE_FILE)
+    try:
+        status = rehearsal.rehearse(
+            settings, args.attendees, args.timeout, args.output, args.profile, room_code
+        )
+    except rehearsal.RehearsalError as error:
+        raise CommandError(f"rehearsal: {error}") from None
+    if status:
+        sys.exit(status)
+
+
 COMMANDS = {
     "access-code": (_access_code, "print the room code attendees need for their first login"),
     "admin-password": (_admin_password, "print the admin users and their password"),
@@ -146,6 +162,7 @@ COMMANDS = {
     "new-event": (_new_event, "new room code, new cookie secret, every server stopped"),
     "gpus": (_gpus, "list who holds which GPU"),
     "check": (_check, "validate the settings"),
+    "rehearse": (_rehearse, "simulate N attendees starting at once, measure, clean up"),
 }
 
 
@@ -159,7 +176,34 @@ def _parser() -> argparse.ArgumentParser:
             command.add_argument("name", help="the attendee's name")
         if name == "new-event":
             command.add_argument("--yes", action="store_true", help="really do it")
+        if name == "rehearse":
+            _rehearse_arguments(command)
     return parser
+
+
+def _rehearse_arguments(command: argparse.ArgumentParser) -> None:
+    from .rehearsal import DEFAULT_ATTENDEES, DEFAULT_TIMEOUT_S, OUTPUT_ROOT
+
+    command.add_argument(
+        "--attendees",
+        type=int,
+        default=DEFAULT_ATTENDEES,
+        help="simulated attendees, 1 to the room size (at most 200)",
+    )
+    command.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT_S,
+        help="seconds for the whole run, cleanup included",
+    )
+    command.add_argument(
+        "--output",
+        type=Path,
+        help=f"folder for report.json and timeline.png (default {OUTPUT_ROOT}/<UTC time>)",
+    )
+    command.add_argument(
+        "--profile", help="profile to choose on the start form, when there is one (e.g. cpu)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,6 +17,8 @@ ACCESS_CODE_FILE = HUB_DATA_DIR / "access-code"
 ADMIN_PASSWORD_FILE = HUB_DATA_DIR / "admin-password"
 COOKIE_SECRET_FILE = HUB_DATA_DIR / "jupyterhub_cookie_secret"
 ATTENDEE_PASSWORDS_FILE = HUB_DATA_DIR / "attendee-passwords"
+# The API token of the `rehearsal` service (workshop-hub rehearse), made at hub start.
+REHEARSAL_TOKEN_FILE = HUB_DATA_DIR / "rehearsal-token"
 SHOW_CODE_COMMAND = "docker compose exec hub workshop-hub access-code"
 SHOW_ADMIN_COMMAND = "docker compose exec hub workshop-hub admin-password"
 
@@ -31,6 +33,10 @@ def generate_access_code() -> str:
 
 def generate_admin_password() -> str:
     return secrets.token_urlsafe(32)
+
+
+def generate_api_token() -> str:
+    return secrets.token_hex(32)
 
 
 def store(path: Path, value: str) -> None:

@@ -99,6 +99,18 @@ on_host rm -rf "$folder"
 """
 )
 
+# $1 image file, $2 mount point. Unmounts one disk and deletes it (a rehearsal's attendee).
+REMOVE_DISK_SCRIPT = (
+    FIND_DOCKERD
+    + r"""
+image=$1 mountpoint=$2
+if cut -d' ' -f5 "/proc/$dockerd/mountinfo" | grep -qxF "$mountpoint"; then
+  on_host umount "$mountpoint"
+fi
+on_host rm -rf "$mountpoint" "$image" "$image.lock"
+"""
+)
+
 
 class DiskError(RuntimeError):
     """A work folder could not be prepared; the message names the cause and the fix."""
@@ -229,6 +241,15 @@ class WorkDisks:
         self.log.info(
             "work disk %s %s in %.0f ms", volume, state, (time.monotonic() - started) * 1000
         )
+
+    def remove(self, volume: str) -> None:
+        """Unmount and delete the disk behind `volume` (the volume must be gone or unused)."""
+        paths = disk_paths(self.instance, volume)
+        command = ["sh", "-c", REMOVE_DISK_SCRIPT, "remove-disk", str(paths.image)]
+        with self._lock(volume):
+            self.client.containers.run(
+                **_helper_run(self.helper_image, [*command, str(paths.mountpoint)])
+            )
 
     def _mount(self, paths: DiskPaths) -> str:
         # Only the image files: a view of the mounts would keep a loop device busy (and its

@@ -1,0 +1,90 @@
+"""`workshop-hub rehearse` against the main stack: it runs, reports every figure, and leaves
+nothing behind. Fields are checked, never speed."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import requests
+
+from workshop_hub import credentials
+from workshop_hub.disks import DISKS_ROOT
+from workshop_hub.rehearsal import docker_names
+
+from .stack import progress
+
+OUTPUT = "/srv/jupyterhub/data/rehearsals/test"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _hub_file(hub, path: str) -> bytes:
+    result = hub.hub_exec("base64", "-w0", path)
+    assert result.returncode == 0, result.stderr
+    return base64.b64decode(result.stdout)
+
+
+def test_bad_input_gets_one_line(hub):
+    result = hub.hub_exec("workshop-hub", "rehearse", "--attendees", "0")
+    assert result.returncode == 1
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert "--attendees must be between 1 and" in result.stderr
+
+
+def test_rehearsal_of_two_attendees_reports_and_cleans_up(hub):
+    result = hub.hub_exec("workshop-hub", "rehearse", "--attendees", "2", "--output", OUTPUT)
+    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
+    progress(f"rehearsal of 2 attendees:\n{result.stdout}")
+    for expected in ("p50/floor", "login → ready", "first cell", "burst makespan", "docker cp"):
+        assert expected in result.stdout, result.stdout
+    # The live counter went to stderr.
+    assert "2/2 ready" in result.stderr, result.stderr
+
+    report = json.loads(_hub_file(hub, f"{OUTPUT}/report.json"))
+    assert report["attendees"] == 2
+    assert report["failures"] == [] and report["cleanup_problems"] == []
+    names = [record["name"] for record in report["records"]]
+    assert len(names) == 2 and all(name.startswith("rehearsal-") for name in names)
+    for record in report["records"]:
+        assert record["failure"] is None
+        assert record["cell_output"] == "21.0"
+    for key, metric in report["metrics"].items():
+        assert metric["count"] == 2, key
+        assert None not in (metric["p50"], metric["p95"], metric["max"]), key
+        if metric["floor"] is not None:
+            assert metric["p50_ratio"] is not None and metric["max_ratio"] is not None, key
+    for key, floor in report["floors"].items():
+        assert floor > 0, key
+    assert report["metrics"]["server_start_s"]["floor"] > 0
+    assert report["metrics"]["memory_idle_bytes"]["floor"] > 0
+    assert report["makespan_s"] > 0 and report["cpu_floor_s"] > 0
+    assert report["makespan_ratio"] is not None
+    assert report["first_ready_s"] > 0
+    assert report["hub"]["cpu_s_per_spawn"] > 0
+    assert report["hub"]["hub_rss_bytes"] > 0 and report["hub"]["proxy_rss_bytes"] > 0
+    assert report["host"]["cores"] > 0 and report["host"]["memory_bytes"] > 0
+
+    assert _hub_file(hub, f"{OUTPUT}/timeline.png").startswith(PNG_SIGNATURE)
+
+    # Nothing left behind: users, containers (the floor's too), volumes, disks.
+    token = hub.hub_exec("cat", str(credentials.REHEARSAL_TOKEN_FILE)).stdout.strip()
+    users = requests.get(
+        f"{hub.url}/hub/api/users", headers={"Authorization": f"token {token}"}, timeout=30
+    )
+    assert users.status_code == 200, users.text
+    assert not [user["name"] for user in users.json() if user["name"].startswith("rehearsal-")]
+    made = [docker_names(hub.project, name) for name in names]
+    containers = [container.name for container in hub.docker.containers.list(all=True)]
+    volumes = [volume.name for volume in hub.docker.volumes.list()]
+    for container, volume in made:
+        assert container not in containers and volume not in volumes
+    # Nor the floor's container, nor anything else a rehearsal named.
+    ours = [name for name in containers + volumes if name.startswith(hub.project)]
+    assert not [name for name in ours if "rehearsal" in name], ours
+    # The disks were made (so their absence now means they were removed).
+    logs = hub.logs()
+    for _, volume in made:
+        assert f"work disk {volume} created" in logs
+    disks = Path(DISKS_ROOT) / hub.project
+    assert not [path.name for path in disks.glob("*/*rehearsal*")]
