@@ -32,7 +32,6 @@ import threading
 import time
 import urllib.error
 import urllib.request
-import uuid
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,6 +42,7 @@ from docker.errors import APIError, NotFound
 from dockerspawner import DockerSpawner
 
 from . import credentials, room
+from .cell import CellReplies, execute_request
 from .disks import WorkDisks, own_image
 from .firewall import SERVER_PORT, attendee_network
 from .passwords import PasswordStore, hash_password
@@ -813,38 +813,17 @@ class Burst:
             raise AttendeeFailed(f"lab 1's cell printed {output.strip()[:200]!r}")
 
     async def _execute(self, session: aiohttp.ClientSession, channels: str) -> str:
-        msg_id = uuid.uuid4().hex
-        request = {
-            "header": {
-                "msg_id": msg_id,
-                "username": "rehearsal",
-                "session": uuid.uuid4().hex,
-                "msg_type": "execute_request",
-                "version": "5.3",
-            },
-            "parent_header": {},
-            "metadata": {},
-            "content": {"code": FIRST_CELL, "silent": False, "store_history": False},
-            "channel": "shell",
-        }
-        stdout, error = [], None
+        request = execute_request(FIRST_CELL, NAME_PREFIX)
+        replies = CellReplies(request)
         async with session.ws_connect(channels) as socket_:
             await socket_.send_json(request)
             async for message in socket_:
                 if message.type != aiohttp.WSMsgType.TEXT:
                     continue
-                reply = json.loads(message.data)
-                if reply.get("parent_header", {}).get("msg_id") != msg_id:
-                    continue
-                kind, content = reply["msg_type"], reply["content"]
-                if kind == "stream":
-                    stdout.append(content["text"])
-                elif kind == "error":
-                    error = f"{content['ename']}: {content['evalue']}"
-                elif kind == "status" and content["execution_state"] == "idle":
-                    if error:
-                        raise AttendeeFailed(f"lab 1's cell raised {error}")
-                    return "".join(stdout)
+                if replies.add(json.loads(message.data)):
+                    if replies.error:
+                        raise AttendeeFailed(f"lab 1's cell raised {replies.error}")
+                    return replies.output
         raise AttendeeFailed("the kernel's websocket closed before the cell finished")
 
 

@@ -6,11 +6,12 @@ import html
 import json
 import re
 import time
-import uuid
 from dataclasses import dataclass
 
 import requests
 import websocket
+
+from workshop_hub.cell import CellReplies, execute_request
 
 
 def page_message(page: str) -> str:
@@ -176,38 +177,14 @@ class Attendee:
             timeout=timeout,
             sslopt={"ca_certs": self.ca_file} if self.ca_file else None,
         )
-        msg_id = uuid.uuid4().hex
-        connection.send(
-            json.dumps(
-                {
-                    "header": {
-                        "msg_id": msg_id,
-                        "username": self.name,
-                        "session": uuid.uuid4().hex,
-                        "msg_type": "execute_request",
-                        "version": "5.3",
-                    },
-                    "parent_header": {},
-                    "metadata": {},
-                    "content": {"code": code, "silent": False, "store_history": False},
-                    "channel": "shell",
-                }
-            )
-        )
-        stdout, error = [], None
+        request = execute_request(code, self.name)
+        replies = CellReplies(request)
+        connection.send(json.dumps(request))
         deadline = time.monotonic() + timeout
         try:
             while time.monotonic() < deadline:
-                message = json.loads(connection.recv())
-                if message.get("parent_header", {}).get("msg_id") != msg_id:
-                    continue
-                kind, content = message["msg_type"], message["content"]
-                if kind == "stream":
-                    stdout.append(content["text"])
-                elif kind == "error":
-                    error = f"{content['ename']}: {content['evalue']}"
-                elif kind == "status" and content["execution_state"] == "idle":
-                    return CodeResult("".join(stdout), error)
+                if replies.add(json.loads(connection.recv())):
+                    return CodeResult(replies.output, replies.error)
         finally:
             connection.close()
         raise TimeoutError(f"code did not finish within {timeout:.0f} s: {code[:80]!r}")
