@@ -17,6 +17,8 @@ import pytest
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import sync_playwright
 
+from workshop_hub.spawner import RUNNING_CPU_SHARES
+
 from .hub_client import Attendee
 from .stack import ACCESS_CODE_OF_TESTS, HubStack
 
@@ -111,6 +113,11 @@ def test_a_burst_waits_in_line_in_order_and_everyone_gets_a_server(rush):
     assert len(waited) >= BURST // 2, progress
     assert max(position for position, _ in waited.values()) >= 3, waited
     assert all(seconds > 0 for _, seconds in waited.values()), waited
+
+    # Starting servers went first; once running, every server weighs the same again.
+    for name in progress:
+        host_config = rush.attendee_container(name).attrs["HostConfig"]
+        assert host_config["CpuShares"] == RUNNING_CPU_SHARES, (name, host_config["CpuShares"])
 
     log = rush.logs()
     turns = [turn for turn in turns_in_log(log) if turn[2].startswith("rush")]
