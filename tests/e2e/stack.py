@@ -36,6 +36,8 @@ TEST_IMAGES = {
 BROKEN_HOOK_FLAG = Path("/run/fake-nvidia-broken")
 BUILD_LOCK = Path("/tmp/wstest-image-build.lock")
 ACCESS_CODE_OF_TESTS = "test-room-code-2026"
+# Longer than any compose command of the tests takes (an image build runs elsewhere).
+COMPOSE_TIMEOUT_SECONDS = 600
 ADMIN_PASSWORD_OF_TESTS = "an-admin-password-long-enough-for-the-hub-1234"
 
 
@@ -138,15 +140,32 @@ class HubStack:
         self.docker = docker.from_env()
 
     def compose(
-        self, *args: str, check: bool = True, env: dict[str, str] | None = None
+        self,
+        *args: str,
+        check: bool = True,
+        env: dict[str, str] | None = None,
+        folder: Path = ROOT,
+        timeout: float = COMPOSE_TIMEOUT_SECONDS,
     ) -> subprocess.CompletedProcess:
-        """Run compose on this project; `env` overrides some settings for this command only."""
+        """Run compose on this project; `env` overrides some settings for this command only,
+        `folder` is the project folder (the one `./` in the compose file means, with its
+        `.env`). A command that hangs fails the test instead of the whole run."""
         result = subprocess.run(
-            [*compose_command(), "-p", self.project, *args],
-            cwd=ROOT,
+            [
+                *compose_command(),
+                "-p",
+                self.project,
+                "-f",
+                str(folder / "docker-compose.yml"),
+                "--project-directory",
+                str(folder),
+                *args,
+            ],
+            cwd=folder,
             env={**self.env, **(env or {})},
             capture_output=True,
             text=True,
+            timeout=timeout,
         )
         if check and result.returncode != 0:
             raise RuntimeError(f"compose {' '.join(args)} failed:\n{result.stdout}{result.stderr}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 
 import pytest
@@ -10,7 +11,7 @@ from workshop_hub.settings import parse_size
 
 from .conftest import MAIN_STACK_LIMITS
 from .hub_client import Attendee, page_message
-from .stack import progress
+from .stack import ROOT, progress
 
 
 def test_the_log_says_where_the_secrets_are_but_never_shows_them(hub, access_code):
@@ -160,16 +161,11 @@ def test_invalid_setting_stops_the_hub_with_one_clear_line(hub):
 
 
 def test_a_misspelt_name_in_dot_env_stops_the_hub_with_the_right_name(hub, tmp_path):
-    # Another project folder with a .env of its own, where compose mounts the project's.
+    """An organizer's project folder: the compose file and a .env with a typo in it."""
+    shutil.copy(ROOT / "docker-compose.yml", tmp_path)
     (tmp_path / ".env").write_text("WORKSHOP_MEM_LIMTI=4G\n")
     result = hub.compose(
-        "run",
-        "--rm",
-        "--no-deps",
-        "-v",
-        f"{tmp_path}:/srv/workshop-project:ro",
-        "hub",
-        check=False,
+        "run", "--rm", "--no-deps", "hub", check=False, folder=tmp_path, timeout=120
     )
     assert result.returncode != 0
     output = result.stdout + result.stderr
