@@ -292,8 +292,24 @@ x = features[:16]
 lab02.call_flow(model, x)
 
 # %% [markdown]
-# Calling `model.forward(x)` directly would skip the hooks, and tools built on them
-# (profilers, the diagrams in this course, some training libraries) would silently miss it.
+# Every arrow is a call written as `module(x)`, never `.forward(x)`. What goes wrong if you
+# call `forward` yourself? Register a hook that counts, then call the model both ways:
+
+# %%
+hook_calls = []
+handle = model.register_forward_hook(lambda module, args, output: hook_calls.append(output.shape))
+model(x)
+print(f"after model(x):         the hook ran {len(hook_calls)} time")
+model.forward(x)
+print(f"after model.forward(x): the hook ran {len(hook_calls)} time (forward skipped it)")
+handle.remove()
+
+# %% [markdown]
+# `model.forward(x)` computes the same numbers but skips the hooks, so everything built on
+# hooks silently misses that call: the diagrams in this course, model-summary tools such as
+# `torchinfo`, and PyTorch's own `torch.nn.utils.prune`, whose pre-hook applies the pruning
+# mask before each call. (`torch.profiler`, which lab 3 uses, is not one of them: it records
+# the operations themselves, hooks or not.)
 #
 # Hooks also let us draw the whole network with the shape of the data before and after every
 # layer, and the values that come out for the first digit (blue negative, red positive;

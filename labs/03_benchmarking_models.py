@@ -212,11 +212,20 @@ print(measurement)
 
 # %% [markdown]
 # The course's own helper `timing.measure` does the same steps as your `time_it` and keeps
-# every run, which is handy for plots. Both tools agree within the noise:
+# every single run, which is handy for plots. To compare two tools, compare like with like:
+# `Timer` reports a **median**, so take the median of the helper's runs too, and set the gap
+# between the two against the spread of each (the interquartile range, IQR: the width of the
+# middle half of the runs). A mean would mislead here: one run disturbed by another program
+# pulls the mean up and blows up the standard deviation, while the median hardly moves.
 
 # %%
 helper = timing.measure(lambda: predict(model, batch, 256), device=device, repeats=20)
-print(f"benchmark.Timer median: {measurement.median * 1000:.3f} ms · timing.measure: {helper}")
+helper_q1, helper_median, helper_q3 = statistics.quantiles(helper.runs, n=4)
+timer_median, timer_iqr = measurement.median * 1000, measurement.iqr * 1000
+print(f"benchmark.Timer: median {timer_median:.3f} ms, IQR {timer_iqr:.3f} ms")
+print(f"timing.measure:  median {helper_median:.3f} ms, IQR {helper_q3 - helper_q1:.3f} ms")
+print(f"(timing.measure's mean, for contrast: {helper.mean_ms:.3f} ± {helper.std_ms:.3f} ms)")
+print(lab03.agreement_sentence(timer_median, timer_iqr, helper_median, helper_q3 - helper_q1))
 
 # %% [markdown]
 # ## 3 · `torch.profiler`: where does the time go?
@@ -411,7 +420,7 @@ lab03.check_stages(prof_stages, bottleneck)
 # %%
 samples = X[: runtime.pick(full=1792, quick=128)]
 batch_sizes = [1, 8, 64, 256]
-throughput = {}
+throughput, runs_ms = {}, {}
 for batch_size in runtime.progress(batch_sizes, desc="batch sizes"):
     result = timing.measure(
         lambda bs=batch_size: predict(model, samples, bs),
@@ -419,16 +428,12 @@ for batch_size in runtime.progress(batch_sizes, desc="batch sizes"):
         warmup=1,
         repeats=runtime.pick(full=5, quick=2),
     )
+    runs_ms[batch_size] = result.runs
     median_ms = statistics.median(result.runs)
     throughput[batch_size] = len(samples) / (median_ms / 1000)
     print(f"batch size {batch_size:>3}: median {median_ms:.2f} ms for {len(samples)} samples")
 
-plots.curves(
-    {"throughput": (batch_sizes, list(throughput.values()))},
-    title="Throughput grows with the batch size",
-    xlabel="batch size",
-    ylabel="samples per second",
-)
+lab03.throughput_chart(runs_ms, n_samples=len(samples))
 
 # %%
 best = max(throughput, key=throughput.get)
@@ -440,6 +445,14 @@ plots.bars(
 print(lab03.improvement_sentence(throughput, device))
 
 # %% [markdown]
+# Read the curve, not a single point: its title says what it did on this machine, and the
+# bars show how far single runs scattered. Batching pays off while each call has too little
+# work to hide its fixed cost; once a batch is big enough, the cost per sample is mostly the
+# arithmetic itself, and larger batches gain little, nothing, or even lose (for instance
+# when a batch's intermediate results outgrow the CPU's caches). Where the curve bends
+# depends on the hardware and on what else the machine is doing, which is why you measure
+# instead of assuming.
+#
 # Report the gain as a **ratio** (after ÷ before, measured the same way on the same machine):
 # "3×" survives a change of hardware far better than "12 ms" does. And say what you traded:
 # a bigger batch raises **throughput** but a single request now waits for its whole batch,

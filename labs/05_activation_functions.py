@@ -158,11 +158,13 @@ check.autograd_derivative(autograd_derivative)
 # %% [markdown]
 # ## 3 · Vanishing gradients
 #
-# Backpropagation is the chain rule: the gradient that reaches layer 1 of a 10-layer network is
-# the loss gradient multiplied by one activation slope per layer (and by the weights). If every
-# slope is at most 0.25, as with the sigmoid, ten layers shrink the signal by at least
-# `0.25^10 ≈ 1e-6`. The first layers then receive almost no gradient and barely learn:
-# the gradient has **vanished**.
+# Backpropagation is the chain rule: on its way back from the loss to layer 1 of a 10-layer
+# network, the gradient is multiplied, layer after layer, by the activation's slope **and** by
+# the layer's weights. The sigmoid's slope is never more than 0.25, so a sigmoid layer cuts the
+# gradient to a quarter or less *unless its weights amplify it*, and weights can do that:
+# the slope alone does not decide. What happens depends on the weights a network really
+# has. When the first layers receive almost no gradient, they barely learn: the gradient has
+# **vanished**.
 #
 # Let us measure it instead of believing it. We build the same deep network three times,
 # changing only the activation, push one batch of digits through, call `backward()` once, and
@@ -194,15 +196,35 @@ for activation_class in (nn.Sigmoid, nn.Tanh, nn.ReLU):
     ]
 
 lab05.gradient_per_layer(gradient_norms)
+print(lab05.gradient_loss_summary(gradient_norms))
 
 # %% [markdown]
 # The y-axis is logarithmic: each grid line is a factor of 10. With **Sigmoid** the bars fall
-# in a straight line: every layer loses another factor of 4–7, and the first layer ends up
-# with millions of times less gradient than the last. With one learning rate for all layers,
-# the early layers effectively do not train. **Tanh** (slope up to 1, centred on zero) and
-# **ReLU** (slope exactly 1 where active) lose a little near the output and then stay flat:
-# every hidden layer receives a similar signal, however deep it sits.
+# in a straight line, by about the same factor at every layer (printed above), and the first
+# layer ends up with some hundred million times less gradient than the last. With one
+# learning rate for all layers, the early layers effectively do not train.
 #
+# **Tanh** (slope up to 1, centred on zero) and **ReLU** (slope exactly 1 where active) lose
+# far less, but they do lose: up to a factor of 2 or 3 per layer near the loss and almost
+# nothing in the first layers, so layer 1 gets over ten (Tanh) or over a hundred (ReLU)
+# times less gradient than the last layer, against a hundred million for Sigmoid. What takes
+# the rest? The weights. PyTorch initialises a layer's weights small (uniform within
+# ±1/√inputs), so they *shrink* a gradient on its way back instead of amplifying it. Measure
+# one layer alone:
+
+# %%
+square_layer = nn.Linear(64, 64)  # default initialisation, like every layer above
+incoming = torch.randn(10_000, 64)  # many random gradients arriving at the layer's output
+passed_back = incoming @ square_layer.weight  # what the layer hands to the layer before it
+print(f"the weights alone scale a gradient by {(passed_back.norm() / incoming.norm()):.2f}")
+
+# %% [markdown]
+# About 0.58 (it is 1/√3 for a square layer) on top of the activation's slope: at most 0.25
+# for Sigmoid, so roughly 1/7 per layer, the factor printed above. For ReLU, about half the
+# units pass nothing back (slope 0), which is why ReLU loses more than Tanh here. The lesson:
+# the sigmoid's small slope makes vanishing almost certain, while with ReLU-family
+# activations the loss stays moderate and comes from the initialisation, which can be chosen
+# to offset it (Kaiming initialisation, `nn.init.kaiming_normal_`).
 # This is the main reason ReLU-family activations replaced the sigmoid inside networks; the
 # sigmoid survives at the *output*, where a probability is wanted.
 
@@ -498,9 +520,11 @@ plots.table(
 # * Without an activation, stacked linear layers collapse into one linear layer.
 # * Training sees an activation through its **derivative**; autograd computes it
 #   (`y.sum().backward()`, then `x.grad`), no calculus needed.
-# * **Sigmoid and Tanh saturate**; sigmoid's slope is at most 0.25, so deep sigmoid networks
-#   suffer **vanishing gradients**: the first layers get a tiny fraction of the signal.
-# * **ReLU-family** activations (ReLU, LeakyReLU, GELU, SiLU) keep gradients alive through depth.
+# * **Sigmoid and Tanh saturate**; sigmoid's slope is at most 0.25, and with PyTorch's default
+#   (small) weights a deep sigmoid network suffers **vanishing gradients**: its first layers
+#   get a hundred-millionth of the signal.
+# * **ReLU-family** activations (ReLU, LeakyReLU, GELU, SiLU) keep gradients usable through
+#   depth; what they still lose comes from the weights' initialisation.
 # * A custom activation can be a **function**, an **`nn.Module`** (settings, learnable
 #   parameters, shows in `print(model)`), or a **`torch.autograd.Function`** with its own
 #   `backward`, which you verify with `torch.autograd.gradcheck` in float64.

@@ -31,9 +31,14 @@ def _as_grid(tensor: torch.Tensor) -> torch.Tensor:
 
 
 def _number(value: float, is_float: bool) -> str:
+    """Up to three decimals without trailing zeros, so a row of 0.125, 0.125, 0.25, 0.5 reads
+    as the exact values that sum to 1 (two fixed decimals printed 0.12 and made it 0.99)."""
     if not is_float:
         return f"{int(value)}"
-    return f"{value:.2f}" if abs(value) < 10 else f"{value:.3g}"
+    if abs(value) >= 10:
+        return f"{value:.3g}"
+    text = f"{value:.3f}".rstrip("0")
+    return text + "0" if text.endswith(".") else text  # 1.0, not "1.": the cell holds a float
 
 
 def _draw_grid(

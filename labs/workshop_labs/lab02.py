@@ -19,6 +19,18 @@ from workshop_labs.checks import ExerciseNotSolved, expect, expect_tensor, passe
 # ----------------------------------------------------------------------------------------------
 
 
+def _call_expression(caller: str | None, callee: str) -> str:
+    """How the caller's code calls the callee: ``model`` from your code, ``self.fc1`` from the
+    model's ``forward``, ``self.blocks[0]`` for a layer kept in a list. Every arrow is such a
+    call, never ``.forward(...)``: the call is what runs the hooks and then ``forward``."""
+    if caller is None:
+        return "model"
+    if caller != "model" and callee.startswith(caller + "."):
+        callee = callee[len(caller) + 1 :]
+    path = "".join(f"[{part}]" if part.isdigit() else f".{part}" for part in callee.split("."))
+    return "self" + path
+
+
 def call_flow(model: nn.Module, example_input: torch.Tensor) -> Figure:
     """A sequence diagram of what ``model(x)`` really runs, recorded with forward hooks: one
     lifeline per module, a call arrow into each ``forward`` and a return arrow with the shape."""
@@ -67,7 +79,10 @@ def call_flow(model: nn.Module, example_input: torch.Tensor) -> Figure:
     for row, (kind, col, shape) in enumerate(events):
         y = row + 0.3
         if kind == "call":
-            start, end, text, style = stack[-1], col, f"forward(x {shape})", "-|>"
+            call = _call_expression(
+                modules[stack[-1]][0] if stack[-1] >= 0 else None, modules[col][0]
+            )
+            start, end, text, style = stack[-1], col, f"{call}(x)  x: {shape}", "-|>"
             stack.append(col)
         else:
             stack.pop()

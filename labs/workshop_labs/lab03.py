@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import statistics
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from unittest import mock
 
 import torch
@@ -302,6 +303,80 @@ def check_stages(prof_stages: torch.profiler.profile, bottleneck: object) -> Non
 # ----------------------------------------------------------------------------------------------
 # The measured improvement
 # ----------------------------------------------------------------------------------------------
+
+
+def agreement_sentence(
+    timer_ms: float, timer_iqr_ms: float, helper_ms: float, helper_iqr_ms: float
+) -> str:
+    """Whether two medians of the same call agree: their gap against the sum of their spreads
+    (IQR), since each median is only as sure as the runs behind it."""
+    gap, noise = abs(timer_ms - helper_ms), timer_iqr_ms + helper_iqr_ms
+    gap_text = f"The medians differ by {gap:.3f} ms ({gap / min(timer_ms, helper_ms):.0%})"
+    if gap <= noise:
+        return (
+            f"{gap_text}, less than the two spreads together ({noise:.3f} ms): "
+            "the two tools agree within the noise."
+        )
+    return (
+        f"{gap_text}, more than the two spreads together ({noise:.3f} ms): either the machine "
+        "changed between the two measurements (another program, the CPU's clock speed), or "
+        "the tools time slightly different things (Timer times a loop of calls, timing.measure "
+        "each call alone). Run the cell again: a gap that stays is the second."
+    )
+
+
+def _throughputs(runs_ms: Mapping[int, Sequence[float]], n_samples: int, pick: Callable) -> dict:
+    return {size: n_samples / (pick(runs) / 1000) for size, runs in sorted(runs_ms.items())}
+
+
+def throughput_title(runs_ms: Mapping[int, Sequence[float]], *, n_samples: int) -> str:
+    """What the measured curve shows: rising, peaking and falling, or levelling off. A fall
+    counts only when the slowest run at the peak beats the fastest run at the largest batch."""
+    median = _throughputs(runs_ms, n_samples, statistics.median)
+    slowest = _throughputs(runs_ms, n_samples, max)
+    fastest = _throughputs(runs_ms, n_samples, min)
+    sizes, values = list(median), list(median.values())
+    best, smallest, largest = max(median, key=median.get), sizes[0], sizes[-1]
+    gain = f"{median[best] / median[smallest]:.1f}× batch size {smallest}"
+    if all(later > earlier for earlier, later in itertools.pairwise(values)):
+        return f"Throughput rises with every batch size up to {largest}: {gain}"
+    if best == largest:
+        return f"Throughput is highest at batch size {best} ({gain}), but not rising at every step"
+    if slowest[best] > fastest[largest]:
+        drop = 1 - median[largest] / median[best]
+        return f"Throughput peaks at batch size {best} ({gain}), then falls {drop:.0%} by {largest}"
+    return f"Throughput levels off from batch size {best} ({gain}): larger batches gain nothing"
+
+
+def throughput_chart(runs_ms: Mapping[int, Sequence[float]], *, n_samples: int) -> Figure:
+    """Median throughput per batch size on a log-2 x axis (sizes double), y from 0, with a bar
+    from the slowest to the fastest run; the title says what the measured curve does."""
+    median = _throughputs(runs_ms, n_samples, statistics.median)
+    slowest = _throughputs(runs_ms, n_samples, max)
+    fastest = _throughputs(runs_ms, n_samples, min)
+    sizes = list(median)
+    fig, ax = plots.figure(figsize=(8, 4.5))
+    ax.errorbar(
+        sizes,
+        [median[b] for b in sizes],
+        yerr=[[median[b] - slowest[b] for b in sizes], [fastest[b] - median[b] for b in sizes]],
+        marker="o",
+        linewidth=2,
+        capsize=5,
+        color=plots.PALETTE[0],
+        label="median run (bar: slowest to fastest run)",
+    )
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(sizes, [str(size) for size in sizes])
+    ax.minorticks_off()
+    ax.set_ylim(0, max(fastest.values()) * 1.15)
+    ax.set(
+        title=throughput_title(runs_ms, n_samples=n_samples),
+        xlabel="batch size (log scale)",
+        ylabel="samples per second",
+    )
+    ax.legend(loc="lower right")
+    return plots.show(fig)
 
 
 def improvement_sentence(throughput: Mapping[int, float], device: torch.device) -> str:

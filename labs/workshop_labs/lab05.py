@@ -44,6 +44,28 @@ def activation_curves(
     return plots.show(fig)
 
 
+def _first_against_last(first: float, last: float, n_layers: int) -> str:
+    """'layer 1 gets 161× less than layer 11', or 'more' when the weights amplified it."""
+    if first <= last:
+        return f"layer 1 gets {last / first:,.0f}× less than layer {n_layers}"
+    return f"layer 1 gets {first / last:,.1f}× more than layer {n_layers}"
+
+
+def gradient_loss_summary(norms: Mapping[str, Sequence[float]]) -> str:
+    """Per activation: the ratio between the first and the last layer, and the average factor
+    per layer (geometric mean), so the text can point at numbers measured in this run."""
+    lines = []
+    for name, values in norms.items():
+        first, last, steps = values[0], values[-1], len(values) - 1
+        growth = (last / first) ** (1 / steps)  # from one layer to the next, towards the loss
+        trend = f"shrinks {growth:.1f}×" if growth >= 1 else f"grows {1 / growth:.1f}×"
+        lines.append(
+            f"{name:>8}: {_first_against_last(first, last, len(values))}; going back "
+            f"towards the input, the gradient {trend} per layer on average"
+        )
+    return "\n".join(lines)
+
+
 def gradient_per_layer(norms: Mapping[str, Sequence[float]]) -> Figure:
     """Grouped bars (log scale): the gradient norm of each layer's weights, per activation."""
     names = list(norms)
@@ -64,7 +86,7 @@ def gradient_per_layer(norms: Mapping[str, Sequence[float]]) -> Figure:
         first, last = norms[name][0], norms[name][-1]
         if first > 0:
             ax.annotate(
-                f"{name}: layer 1 gets {last / first:,.0f}× less than layer {n_layers}",
+                f"{name}: {_first_against_last(first, last, n_layers)}",
                 xy=(0.01, 0.97 - 0.07 * names.index(name)),
                 xycoords="axes fraction",
                 va="top",

@@ -238,3 +238,14 @@ def test_broadcast_picture_draws_shapes_and_rejects_3d_tensors():
         lab01.broadcast_picture(torch.zeros(2, 2, 2), torch.zeros(2))
     with pytest.raises(ValueError, match="op='@'"):
         lab01.broadcast_picture(torch.zeros(2), torch.zeros(2), op="@")
+
+
+def test_grid_cells_show_exact_values_so_a_normalised_row_sums_to_one():
+    scores = torch.tensor([[1.0, 1.0, 2.0, 4.0]])
+    fig = lab01.broadcast_picture(
+        scores, scores.sum(dim=1, keepdim=True), op="/", names=("scores", "totals")
+    )
+    (result,) = [ax for ax in fig.axes if ax.get_title().startswith("scores / totals")]
+    cells = [text.get_text() for text in result.texts]
+    assert cells == ["0.125", "0.125", "0.25", "0.5"]
+    assert sum(float(cell) for cell in cells) == 1.0

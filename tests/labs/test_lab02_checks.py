@@ -85,6 +85,31 @@ def test_unregistered_modules_ignores_module_internals():
     }
 
 
-def test_call_flow_draws_from_a_real_call():
-    model = nn.Sequential(nn.Linear(64, 8), nn.ReLU())
-    assert lab02.call_flow(model, torch.zeros(2, 64)) is not None
+def test_call_flow_labels_each_arrow_with_the_call_the_code_makes():
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(8, 8)
+
+        def forward(self, x):
+            return self.fc(x)
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc1 = nn.Linear(64, 8)
+            self.blocks = nn.ModuleList([Block()])
+
+        def forward(self, x):
+            return self.blocks[0](self.fc1(x))
+
+    fig = lab02.call_flow(Net(), torch.zeros(2, 64))
+    calls = [t.get_text() for t in fig.axes[0].texts if t.get_text().endswith(")  x: (2, 64)")]
+    calls += [t.get_text() for t in fig.axes[0].texts if t.get_text().endswith(")  x: (2, 8)")]
+    assert calls == [
+        "model(x)  x: (2, 64)",
+        "self.fc1(x)  x: (2, 64)",
+        "self.blocks[0](x)  x: (2, 8)",
+        "self.fc(x)  x: (2, 8)",
+    ]
+    assert not any("forward(" in t.get_text() for t in fig.axes[0].texts)

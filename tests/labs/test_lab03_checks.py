@@ -197,3 +197,57 @@ def test_stages_rejects_the_faster_stage(model):
         lab03.check_stages(prof_stages, None)
     with pytest.raises(ExerciseNotSolved, match="one of the stage names"):
         lab03.check_stages(prof_stages, "data")
+
+
+# ----------------------------------------------------------------------------------------------
+# The measured improvement: the text and the title say what the measurements show
+# ----------------------------------------------------------------------------------------------
+
+
+def test_agreement_is_judged_against_the_spread_of_single_runs():
+    # Measured on an idle 2-core machine: 0.905 ms (IQR 0.014) against 0.869 ms (IQR 0.030).
+    agreeing = lab03.agreement_sentence(0.905, 0.014, 0.869, 0.030)
+    assert agreeing.startswith("The medians differ by 0.036 ms (4%), less than the two spreads")
+    assert agreeing.endswith("agree within the noise.")
+    # A median of 9.33 ms against 6.71 ms: far apart, whatever a mean and its std would say.
+    disagreeing = lab03.agreement_sentence(9.33, 0.5, 6.71, 0.4)
+    assert "more than the two spreads together (0.900 ms)" in disagreeing
+    assert "agree within" not in disagreeing
+
+
+# Milliseconds per run for 128 samples, as measured on a busy 2-core machine: batch size 64 was
+# the fastest and 256 clearly slower (every 256 run slower than every 64 run).
+PEAK_THEN_FALL = {1: [40.0, 42.0, 41.0], 8: [8.0, 8.2, 8.1], 64: [2.0, 2.1, 2.05], 256: [3, 3.1]}
+
+
+@pytest.mark.parametrize(
+    ("runs_ms", "title"),
+    [
+        (
+            {1: [40.0, 41.0], 8: [8.0, 8.4], 64: [2.0, 2.2], 256: [1.5, 1.6]},
+            "Throughput rises with every batch size up to 256: 26.1× batch size 1",
+        ),
+        (PEAK_THEN_FALL, "Throughput peaks at batch size 64 (20.0× batch size 1), then falls 33%"),
+        (
+            {1: [40.0, 41.0], 8: [8.0, 8.4], 64: [2.0, 2.6], 256: [2.2, 2.5]},
+            "Throughput levels off from batch size 64 (17.6× batch size 1)",
+        ),
+        (
+            {1: [40.0, 41.0], 8: [8.0, 8.4], 64: [9.0, 9.4], 256: [2.0, 2.2]},
+            "Throughput is highest at batch size 256 (19.3× batch size 1), but not rising",
+        ),
+    ],
+)
+def test_throughput_title_says_what_the_curve_does(runs_ms, title):
+    assert lab03.throughput_title(runs_ms, n_samples=128).startswith(title)
+
+
+def test_throughput_chart_has_log_batch_sizes_a_zero_based_y_and_run_spread():
+    fig = lab03.throughput_chart(PEAK_THEN_FALL, n_samples=128)
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log"
+    assert [label.get_text() for label in ax.get_xticklabels()] == ["1", "8", "64", "256"]
+    assert ax.get_ylim()[0] == 0
+    assert "peaks at batch size 64" in ax.get_title()
+    (bars,) = [c for c in ax.containers if hasattr(c, "has_yerr")]
+    assert bars.has_yerr

@@ -147,3 +147,20 @@ def test_elu_function_rejects_a_plain_function():
 def test_elu_function_accepts_solution(capsys):
     lab05.elu_function(solution(5, "ELUFunction"))
     assert "gradcheck" in capsys.readouterr().out
+
+
+# ---- the vanishing-gradient figure and summary say what was measured ------------------------
+
+
+def test_gradient_summary_and_figure_report_shrinking_and_growing_gradients():
+    norms = {"Sigmoid": [1e-8, 1e-4, 1.0], "Amplified": [4.0, 2.0, 1.0]}
+    summary = lab05.gradient_loss_summary(norms).splitlines()
+    assert summary[0].endswith(
+        "layer 1 gets 100,000,000× less than layer 3; going back "
+        "towards the input, the gradient shrinks 10000.0× per layer on average"
+    )
+    assert "layer 1 gets 4.0× more than layer 3" in summary[1]
+    assert "grows 2.0× per layer" in summary[1]
+    fig = lab05.gradient_per_layer(norms)
+    notes = [text.get_text() for text in fig.axes[0].texts]
+    assert "Amplified: layer 1 gets 4.0× more than layer 3" in notes
