@@ -78,17 +78,23 @@ for dtype in (torch.float32, torch.float16, torch.bfloat16):
 # updates are tiny compared with the weights and would be rounded away, and sums over many
 # numbers lose precision. `torch.autocast` is smarter. Inside
 # `with torch.autocast(device_type=..., dtype=...):` the **weights stay float32**, and each
-# operation is cast on the fly according to a list PyTorch keeps per device:
+# operation is cast on the fly according to lists PyTorch keeps **per device** (the "Autocast
+# Op Reference" in PyTorch's AMP documentation prints them):
 #
-# * ops that profit and are safe, matrix multiplications such as `Linear` and convolutions,
-#   run in **low precision**;
-# * ops that need range or precision, such as losses, `exp`, `log` and (on GPUs) softmax,
-#   normalisation and sums, run in **float32**;
-# * everything else (ReLU, additions, ...) simply runs in the dtype of its input.
+# * a **low-precision list**, the same idea on both devices: matrix multiplications such as
+#   `linear`, `matmul`, `mm`, `bmm` and convolutions run in low precision;
+# * a **float32 list**, and here the devices differ. On **CUDA** it holds the ops that need
+#   range or precision: `exp`, `log`, `pow`, `softmax`, `log_softmax`, `layer_norm`,
+#   `group_norm`, `sum`, `cumsum`, `prod`, `norm` and the losses. On the **CPU** it is mostly
+#   the losses (`cross_entropy`, `mse_loss`, `nll_loss`, ...) plus delicate linear algebra
+#   (`cholesky`, `inverse`, FFTs); `exp`, `log`, `softmax`, `sum` and `layer_norm` are not
+#   on it, so with a bfloat16 input they run in bfloat16;
+# * everything not on a list (ReLU, additions, and on the CPU the ops just named) runs in the
+#   dtype of its input; an op that gets mixed float inputs runs in the widest of them.
 #
 # Let us watch it happen. Forward hooks (functions PyTorch calls after a module's forward)
 # record the dtype going into and coming out of every layer of a small model, then of a
-# softmax, a sum and the loss.
+# softmax, a sum, `exp`, `log` and the loss.
 
 # %%
 X, y = data.digits()
@@ -104,9 +110,9 @@ lab04.dtype_picture(rows, title=f"The dtype each op produced on {device.type}")
 # %% [markdown]
 # Read the picture left to right: the float32 input enters the first `Linear`, which autocast
 # runs in low precision; the activations then *stay* low precision through ReLU; the loss
-# comes out float32. The lists differ per device: the CPU list is shorter (there LayerNorm
-# and softmax follow their input), the CUDA list sends softmax, normalisation and sums to
-# float32. The table always shows what happened on the machine you ran it on.
+# comes out float32 on every device. In between, the devices differ, as the lists say: on the
+# CPU, LayerNorm, softmax, the sum, `exp` and `log` follow their bfloat16 input; on a GPU all
+# of them come out float32. The table shows what happened on the machine you ran it on.
 #
 # Inference under autocast is the forward pass inside the `with` block; add
 # `torch.inference_mode()` because prediction needs no autograd graph.
@@ -148,14 +154,16 @@ lab04.check_predict_amp(predict_amp, device)
 # gradients do not underflow and nothing else is needed. (float16 is section 4.)
 #
 # We train the same network twice on the digits, once in float32 and once with AMP, and
-# compare. On the CPU the AMP run uses bfloat16; on a GPU, bfloat16 when it supports it.
+# compare. On the CPU the AMP run uses bfloat16; on a GPU, bfloat16 when it has bfloat16
+# units (the check below asks for real units, not emulation).
 
 # %%
 train_loader, val_loader = data.digits_loaders(batch_size=runtime.pick(full=64, quick=256))
 loss_fn = nn.CrossEntropyLoss()
 train_dtype = torch.bfloat16
-if device.type == "cuda" and not torch.cuda.is_bf16_supported():
-    train_dtype = None  # no bfloat16 on this GPU: section 4's float16 recipe applies
+# By default is_bf16_supported() also says yes where bf16 is only emulated (T4, V100): slow.
+if device.type == "cuda" and not torch.cuda.is_bf16_supported(including_emulation=False):
+    train_dtype = None  # no bfloat16 units on this GPU: section 4's float16 recipe applies
 
 
 def make_classifier() -> nn.Module:
@@ -278,6 +286,17 @@ lab04.gradient_underflow(gradients, scale=2.0**16)
 #    of good ones, so it finds the largest safe factor by itself.
 #
 # bfloat16 has float32's range, so its gradients do not underflow: no scaler needed.
+#
+# Two more habits from PyTorch's AMP recipe, both in the loop below:
+#
+# * **Clipping needs `scaler.unscale_(optimizer)` first.** After `scaler.scale(loss).backward()`
+#   the gradients are multiplied by the scale, so `clip_grad_norm_(..., max_norm=1.0)` would
+#   compare a norm tens of thousands of times too large. `unscale_` divides them back in
+#   place; `scaler.step` then knows they are unscaled and does not divide again.
+# * **A checkpoint stores `scaler.state_dict()`** next to the model's and the optimizer's.
+#   A fresh scaler starts again at 65,536 with its count of good steps at 0, and has to find
+#   the right scale again, skipping steps on the way; `load_state_dict` gives it back the
+#   scale it had reached and the count (`_growth_tracker`) towards its next doubling.
 
 # %%
 scaler = torch.amp.GradScaler(device.type)
@@ -289,9 +308,22 @@ for inputs, targets in train_loader:
     with torch.autocast(device.type, dtype=torch.float16):
         loss = loss_fn(fp16_model(inputs), targets)
     scaler.scale(loss).backward()
+    scaler.unscale_(optimizer)  # the gradients are true-sized again before clipping sees them
+    norm = nn.utils.clip_grad_norm_(fp16_model.parameters(), max_norm=1.0)
     scaler.step(optimizer)
     scaler.update()
 print(f"one float16 epoch: last loss {loss.item():.3f}, scale now {scaler.get_scale():,.0f}")
+print(f"last gradient norm, measured after unscale_: {norm.item():.3f}")
+
+checkpoint = {
+    "model": fp16_model.state_dict(),
+    "optimizer": optimizer.state_dict(),
+    "scaler": scaler.state_dict(),
+}
+resumed_scaler = torch.amp.GradScaler(device.type)
+print("a fresh scaler:             ", resumed_scaler.state_dict())
+resumed_scaler.load_state_dict(checkpoint["scaler"])
+print("after load_state_dict:      ", resumed_scaler.state_dict())
 
 # %% [markdown]
 # ### Exercise 3 · A float16 training step with a GradScaler
@@ -337,10 +369,18 @@ lab04.check_train_step_fp16(train_step_fp16, device)
 #
 # Does AMP pay off on *this* machine? We time one training step and one inference pass of a
 # wider network, in float32 and with AMP, with warm-up and repeats, and keep the median
-# (lab 3). Memory: on a GPU
-# PyTorch reports the **peak memory** it allocated (`torch.cuda.max_memory_allocated`); on
-# the CPU there is no such counter, so we add up the bytes of every layer's output
-# (`numel() × element_size()`), the activations training keeps for the backward pass.
+# (lab 3). Memory is measured in two ways, and the bars say which is which:
+#
+# * **saved for backward**, on every device: saved-tensor hooks
+#   (`torch.autograd.graph.saved_tensors_hooks`) see each tensor autograd stores for the
+#   backward pass, and we add up their bytes. They split into the **activations** and the
+#   **low-precision copies of the weights** that autocast casts for its matrix
+#   multiplications and autograd keeps for the backward pass. float32 training saves no weight
+#   copy: it keeps a reference to the weight itself, which is not counted.
+# * **peak GPU memory of a training step**, on a GPU only: the allocator's own counter
+#   (`torch.cuda.max_memory_allocated`). It includes everything alive at the peak: weights,
+#   gradients and optimizer state (float32 with or without AMP) on top of the above. The CPU
+#   has no such counter.
 
 # %%
 width, batch_size = runtime.pick(full=2048, quick=256), runtime.pick(full=512, quick=128)
@@ -352,7 +392,7 @@ inputs = torch.rand(batch_size, 64, device=device)
 targets = torch.randint(0, 10, (batch_size,), device=device)
 
 modes = {"float32": None, f"AMP {low_precision}": low_precision}
-if device.type == "cuda" and torch.cuda.is_bf16_supported():
+if device.type == "cuda" and torch.cuda.is_bf16_supported(including_emulation=False):
     modes["AMP torch.bfloat16"] = torch.bfloat16
 scalers = {name: torch.amp.GradScaler(device.type) for name in modes}
 
@@ -378,12 +418,17 @@ def inference(mode: str) -> None:
             big_model(inputs)
 
 
-def peak_memory_mb(mode: str) -> float:
+PEAK = "peak GPU memory\nof a training step"
+
+
+def memory_mb(mode: str) -> dict[str, float]:
+    saved = lab04.saved_for_backward(big_model, inputs, targets, dtype=modes[mode])
+    measured = {f"{kind}\nsaved for backward": n / 2**20 for kind, n in saved.items()}
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
         training_step(mode)
-        return torch.cuda.max_memory_allocated() / 2**20
-    return lab04.activation_bytes(big_model, inputs, dtype=modes[mode]) / 2**20
+        measured[PEAK] = torch.cuda.max_memory_allocated() / 2**20
+    return measured
 
 
 repeats = runtime.pick(full=10, quick=3)
@@ -392,10 +437,11 @@ for mode in runtime.progress(modes, desc="measuring"):
     for task, fn in (("training step", training_step), ("inference", inference)):
         result = timing.measure(lambda f=fn, m=mode: f(m), device=device, warmup=3, repeats=repeats)
         speed[task][mode] = statistics.median(result.runs)
-    memory[mode] = peak_memory_mb(mode)
+    for what, mb in memory_mb(mode).items():
+        memory.setdefault(what, {})[mode] = mb
     print(
         f"{mode:>20}: training step {speed['training step'][mode]:.2f} ms, "
-        f"inference {speed['inference'][mode]:.2f} ms, memory {memory[mode]:.1f} MB"
+        f"inference {speed['inference'][mode]:.2f} ms"
     )
 
 plots.grouped_bars(
@@ -403,21 +449,42 @@ plots.grouped_bars(
 )
 
 # %%
-memory_label = "peak memory of a training step" if device.type == "cuda" else "activation memory"
 plots.grouped_bars(
-    {memory_label: memory}, title=f"Memory on {device.type} (lower is better)", ylabel="MB"
+    memory, title=f"Memory on {device.type}, measured (lower is better)", ylabel="MB"
 )
 amp = f"AMP {low_precision}"
+print(f"layer width {width}, batch {batch_size}")
+for what, by_mode in memory.items():
+    label = " ".join(what.split())
+    print(f"{label}: float32 {by_mode['float32']:.2f} MB, {amp} {by_mode[amp]:.2f} MB")
+saved_total = {mode: sum(memory[w][mode] for w in memory if w != PEAK) for mode in modes}
+memory_measure = "peak GPU memory" if device.type == "cuda" else "memory saved for backward"
+memory_ratio = (
+    memory[PEAK][amp] / memory[PEAK]["float32"]
+    if device.type == "cuda"
+    else saved_total[amp] / saved_total["float32"]
+)
 print(
     lab04.verdict(
         device,
         speedup=speed["training step"]["float32"] / speed["training step"][amp],
-        memory_ratio=memory[amp] / memory["float32"],
+        memory_ratio=memory_ratio,
+        memory=memory_measure,
     )
 )
 
 # %% [markdown]
-# The activation memory halves with AMP on any hardware: 2 bytes per number instead of 4.
+# Read the memory bars group by group. The **activations** take 2 bytes per number instead
+# of 4 (the loss and a few small tensors stay float32, so a bit more than half). The **weight
+# copies** exist only with AMP: 2 bytes per weight of each layer whose backward needs its
+# weight (all but the first, whose input needs no gradient). Which of the
+# two is larger depends on the shapes: activations grow with the batch size times the layer
+# width, weight copies with the width squared. Compare the two AMP bars for the sizes used
+# here (printed above the verdict): AMP saves memory in total only where the activations
+# dominate (big batches, long sequences, large images). On a GPU the **peak** bar
+# adds weights, gradients and optimizer state, which AMP keeps in float32, so its ratio stays
+# closer to 1 than the activations' ratio.
+#
 # Speed depends on the hardware: a GPU's tensor cores, or a CPU's bfloat16 units (AVX-512
 # BF16 or AMX on recent Intel and AMD server chips), make the big matrix multiplications
 # faster. A CPU **without** such units only emulates bfloat16: every cast costs time and the
@@ -428,6 +495,9 @@ print(
 #
 # AMP speeds up the matrix math. Where that math is not what takes the time, there is
 # nothing to gain and the casts are pure cost. Two typical cases, measured:
+#
+# The wide MLP's bar below is section 5's inference measurement (the same runs, so the same
+# number); the two new cases are measured here the same way.
 #
 # * a **tiny model** (16 hidden units, 8 samples): each op is so small that fixed per-call
 #   costs dominate (lab 3), and autocast adds a cast per op;
@@ -461,7 +531,7 @@ def autocast_speedup(fn) -> float:
 
 
 speedups = {
-    f"wide MLP ({width} units)": autocast_speedup(lambda: big_model(inputs)),
+    f"wide MLP ({width} units)": speed["inference"]["float32"] / speed["inference"][amp],
     "tiny MLP (16 units)": autocast_speedup(lambda: tiny_model(tiny_inputs)),
     "element-wise op": autocast_speedup(lambda: torch.relu(big_tensor) * 2 + 1),
 }
@@ -476,9 +546,14 @@ lab04.speedup_bars(speedups, title=f"Where AMP pays off on {device.type} (infere
 # * `with torch.autocast(device_type, dtype=...)` around the forward pass **and the loss**;
 #   weights stay float32; `backward()` and `step()` outside. For inference add
 #   `torch.inference_mode()`.
-# * autocast casts per op from a per-device list: matrix multiplications go low precision,
-#   losses (and on GPUs softmax, normalisation, sums) stay float32, the rest follows its input.
+# * autocast casts per op from per-device lists: matrix multiplications go low precision;
+#   losses stay float32 everywhere; on GPUs also `exp`, `log`, softmax, normalisation and
+#   sums; on the CPU those follow their input. The rest follows its input.
 # * The float16 recipe: `scaler.scale(loss).backward()`, `scaler.step(optimizer)`,
-#   `scaler.update()`, in this order.
-# * Measure before you believe: AMP halves activation memory everywhere, but speeds up only
-#   big matrix math on hardware with low-precision units.
+#   `scaler.update()`, in this order; `scaler.unscale_(optimizer)` before clipping; save
+#   `scaler.state_dict()` in checkpoints.
+# * `torch.cuda.is_bf16_supported(including_emulation=False)` tells whether a GPU really has
+#   bfloat16 units; without the argument, emulating GPUs (T4, V100) say yes too.
+# * Measure before you believe: AMP halves the activations but adds low-precision weight
+#   copies, so total memory falls only where activations dominate; it speeds up only big
+#   matrix math on hardware with low-precision units.

@@ -227,17 +227,23 @@ lab07.check_one_cycle_epoch(train_one_epoch, device)
 # ## 2 · Exploding gradients and gradient clipping
 #
 # The **gradient norm** is the length of the gradient of *all* parameters taken as one long
-# vector: `sqrt(sum of every gradient element squared)`. The optimizer's step is
-# proportional to it. Usually it is modest, but sometimes it **explodes**: one batch gives a
-# gradient hundreds of times larger than usual, the step throws the weights far away, and the
+# vector: `sqrt(sum of every gradient element squared)`. How it turns into a step depends on
+# the optimizer: plain SGD steps by `lr × gradient`, so its step length is proportional to the
+# norm; SGD with momentum steps by a running sum of past gradients, so one large gradient
+# moves the weights for many steps after it; Adam divides every element by its own running
+# size, so its step grows far less than the norm. Usually the norm is modest, but sometimes it
+# **explodes**: one batch gives a gradient hundreds of times larger than usual, the weights
+# (or, with momentum and Adam, the optimizer's running state) are thrown far away, and the
 # model may never recover (a loss stuck at "guessing", or `nan`). Typical causes are badly
 # scaled inputs, a too-high learning rate, and very deep or recurrent networks.
 #
-# **Gradient clipping** caps the damage of any single step, after `backward()` has computed
-# the gradients and before `optimizer.step()` uses them:
+# **Gradient clipping** caps what any single batch can contribute. It runs after
+# `backward()` has computed the gradients and before `optimizer.step()` uses them, and it
+# changes the **gradient**, not the optimizer: what the optimizer makes of the capped gradient
+# (momentum, Adam's scaling) is unchanged.
 #
 # - `nn.utils.clip_grad_norm_(params, max_norm)` rescales the whole gradient so its norm is
-#   at most `max_norm`. The direction is kept; only the step length is capped. It returns
+#   at most `max_norm`. Its direction is kept; only its length is capped. It returns
 #   the norm *before* clipping: log it, it is the best early warning you have.
 # - `nn.utils.clip_grad_value_(params, clip_value)` clamps every element into
 #   `[-clip_value, clip_value]`. Simple, but it changes the direction of the step.
@@ -294,9 +300,13 @@ lab07.clipping_curves(grad_norms, losses)
 # the weights so far that most ReLUs end up always off ("dead"): the gradient norm then
 # collapses and the loss sits at ln 10 ≈ 2.3, the loss of guessing uniformly among 10
 # classes. With clipping, the raw gradient norm (orange) stays well above `max_norm`, but the
-# step actually taken is capped (green, flat at 1), and the same model trains fine. Clipping
-# is a seat belt, not a cure: the real fix here is to normalise the inputs, but the seat belt
-# costs nothing.
+# gradient the optimizer receives is capped (green, flat at 1), and the same model trains
+# fine. Note what is capped: the *gradient*. The step this SGD takes is `lr` times its momentum
+# buffer, a running sum of the last gradients (each weighted by 0.9 per step of age), so a
+# step can be longer than `lr × max_norm`: at most `lr × max_norm / (1 − 0.9)`, ten times
+# more, and only after many large gradients in a row. What clipping guarantees is that no
+# single batch can throw the weights away. Clipping is a seat belt, not a cure: the real fix
+# here is to normalise the inputs, but the seat belt costs nothing.
 #
 # ### Exercise 3 · clip at the right moment
 #
@@ -461,19 +471,29 @@ lab07.check_early_stopping(EarlyStopping)
 #
 # | line | lab | why |
 # | --- | --- | --- |
-# | `.to(device, non_blocking=True)` | 1, 3 | compute where the model is; copy while computing |
+# | `.to(device)` for every batch | 1 | compute where the model is |
 # | `DataLoader`, shuffled | 2 | batches in a new order every epoch |
 # | `model.train()` / `model.eval()` | 2 | layers like dropout behave differently |
-# | `zero_grad(set_to_none=True)` | 1 | gradients accumulate; `None` is cheaper than zeros |
-# | `torch.autocast(...)` | 4 | bf16 is faster on a GPU; off on a CPU for this tiny model |
+# | `optimizer.zero_grad()` | 1 | gradients accumulate until you clear them |
+# | `torch.autocast(...)` | 4 | bf16 where the GPU has bf16 units; off on a CPU |
 # | `clip_grad_norm_` after `backward` | 7 | one bad batch cannot wreck the model |
 # | `scheduler.step()` after `optimizer.step()` | 7 | once per batch for step-based schedules |
-# | loss summed on the device | 3 | `.item()` waits for the GPU: once per epoch, not per batch |
+# | loss summed on the device | 3, 7 | `.item()` waits for the GPU's queue (lab 3): once per epoch |
 # | `torch.no_grad()` for validation | 1 | no graph: less memory, faster |
-# | best checkpoint, early stopping | 6, 7 | keep the best model, not the last one |
+# | best checkpoint | 6 | keep the best model, not the last one |
+# | early stopping | 7 | stop once validation stops improving |
+#
+# Two habits you will meet in other people's loops are left out on purpose.
+# `zero_grad(set_to_none=True)` is no choice any more: `None` has been the default since
+# PyTorch 2.0, so plain `zero_grad()` already frees the gradients instead of filling them with
+# zeros. `.to(device, non_blocking=True)` lets the copy to the GPU overlap with computation
+# only when the batch sits in page-locked memory (`DataLoader(..., pin_memory=True)`); from
+# ordinary memory, as here, it is an ordinary copy, and on the CPU there is no copy at all.
 
 # %%
-use_amp = device.type == "cuda"  # bf16 autocast pays off on a GPU; see Lab 4
+# bf16 autocast pays off only on a GPU with bf16 units (Lab 4). is_bf16_supported() alone also
+# says yes for GPUs that merely emulate bf16 (T4, V100), where it would be slower.
+use_amp = device.type == "cuda" and torch.cuda.is_bf16_supported(including_emulation=False)
 print("AMP (bf16 autocast):", "on" if use_amp else "off")
 
 
@@ -484,7 +504,7 @@ def evaluate(model, loader):
     correct = torch.zeros((), device=device)
     with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
         for xb, yb in loader:
-            xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
+            xb, yb = xb.to(device), yb.to(device)
             logits = model(xb)
             total_loss += nn.functional.cross_entropy(logits.float(), yb, reduction="sum")
             correct += (logits.argmax(dim=1) == yb).sum()
@@ -510,8 +530,8 @@ def fit(
         model.train()
         running_loss = torch.zeros((), device=device)
         for xb, yb in train_loader:
-            xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
-            optimizer.zero_grad(set_to_none=True)
+            xb, yb = xb.to(device), yb.to(device)
+            optimizer.zero_grad()
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
                 loss = loss_fn(model(xb), yb)
             loss.backward()
@@ -688,7 +708,8 @@ print(f"validation loss of the restored model:    {restored_loss:.4f} ({restored
 #   `optimizer.step()`, once per batch for schedules measured in steps (OneCycleLR, and
 #   warm-up + cosine as here), once per epoch for schedules measured in epochs.
 # - **Exploding gradients** show up as spikes in the gradient norm; `clip_grad_norm_` between
-#   `backward()` and `step()` caps the step and returns the norm to log.
+#   `backward()` and `step()` caps the gradient (not the step momentum or Adam builds from it)
+#   and returns the norm to log.
 # - **AdamW** decouples weight decay from Adam's rescaling, so every weight decays at the
 #   same rate; prefer it to `Adam(weight_decay=...)`.
 # - **Early stopping** with patience ends training when validation loss stops improving;

@@ -44,8 +44,10 @@ def hardware_line(device: torch.device) -> str:
     """One sentence saying what low-precision hardware this device has."""
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
-        bf16 = "supports" if torch.cuda.is_bf16_supported() else "does not support"
-        return f"GPU {name}: tensor cores run float16; it {bf16} bfloat16."
+        # Without including_emulation=False, GPUs that only emulate bf16 (T4, V100) count too.
+        native = torch.cuda.is_bf16_supported(including_emulation=False)
+        bf16 = "has bfloat16 units" if native else "only emulates bfloat16 (slow)"
+        return f"GPU {name}: tensor cores run float16; it {bf16}."
     units = cpu_bf16_units()
     if units is None:
         return "CPU: could not tell whether it has bfloat16 units (no /proc/cpuinfo)."
@@ -124,13 +126,13 @@ def _dtype_name(dtype: torch.dtype) -> str:
 
 def _reason(op: str, dtype_in: torch.dtype, dtype_out: torch.dtype) -> str:
     if dtype_out == torch.float32 and dtype_in != torch.float32:
-        return "autocast upcasts it: sums, exp and log need fp32's range and precision"
+        return "on this device's float32 list: autocast upcasts it"
     if op in {"Linear", "Conv2d", "matmul"}:
         if dtype_out == torch.float32:
             return "input arrives fp32, autocast casts it down inside"
         return "matrix math: the fast low-precision units are built for this"
     if dtype_out == dtype_in:
-        return "not on autocast's lists: runs in whatever dtype comes in"
+        return "not on this device's lists: runs in whatever dtype comes in"
     return "autocast casts it"
 
 
@@ -169,6 +171,10 @@ def dtype_table(
             probabilities = torch.softmax(logits, dim=1)
             record("logits → probabilities", "softmax", logits.dtype, probabilities.dtype)
             record("logits → total", "sum", logits.dtype, logits.sum().dtype)
+            record("logits → exp", "exp", logits.dtype, torch.exp(logits).dtype)
+            # abs follows its input, so log gets the low-precision dtype on every device
+            magnitudes = logits.abs()
+            record("|logits| → log", "log", magnitudes.dtype, torch.log(magnitudes).dtype)
             loss = nn.functional.cross_entropy(logits, targets)
             record("logits → loss", "cross_entropy", logits.dtype, loss.dtype)
     finally:
@@ -226,34 +232,69 @@ def dtype_picture(rows: list[dict[str, str]], *, title: str) -> Figure:
 # ----------------------------------------------------------------------------------------------
 
 
-def activation_bytes(model: nn.Module, inputs: torch.Tensor, *, dtype: torch.dtype | None) -> int:
-    """Bytes of every layer's output in one forward pass (what training keeps for backward).
+ACTIVATIONS = "activations"
+WEIGHT_COPIES = "low-precision weight copies"
 
-    ``dtype=None`` runs in float32; otherwise under autocast with that dtype.
+# Autograd nodes that only cast or re-view a tensor: walking up through them from a saved
+# tensor and reaching a parameter means autocast saved a cast copy of that weight.
+_CAST_OR_VIEW = {"ToCopyBackward0", "TBackward0", "TransposeBackward0", "ViewBackward0"}
+
+
+def _copied_from_parameter(tensor: torch.Tensor) -> bool:
+    node = tensor.grad_fn
+    while node is not None and node.name() in _CAST_OR_VIEW:
+        parents = [parent for parent, _ in node.next_functions if parent is not None]
+        if len(parents) != 1:
+            return False
+        node = parents[0]
+    return node is not None and node.name() == "torch::autograd::AccumulateGrad"
+
+
+def saved_for_backward(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    dtype: torch.dtype | None,
+) -> dict[str, int]:
+    """Bytes autograd keeps for the backward pass of one training forward, measured.
+
+    Saved-tensor hooks see every tensor autograd stores; each storage is counted once. The
+    parameters themselves are not counted (float32 training saves a reference to them, no
+    copy); the cast copies autocast makes of them are. ``dtype=None`` runs in float32.
     """
-    total = 0
+    parameters = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    saved: dict[int, tuple[str, int]] = {}
 
-    def hook(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
-        nonlocal total
-        total += output.numel() * output.element_size()
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in parameters:
+            kind = WEIGHT_COPIES if _copied_from_parameter(tensor) else ACTIVATIONS
+            saved.setdefault(storage.data_ptr(), (kind, storage.nbytes()))
+        return tensor
 
-    handles = [m.register_forward_hook(hook) for m in model.modules() if not list(m.children())]
-    try:
-        with torch.autocast(inputs.device.type, dtype=dtype or torch.float32, enabled=bool(dtype)):
-            model(inputs)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return total
+    # The graph (and so every saved tensor) stays alive until `loss` goes: no address is reused.
+    with (
+        torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor),
+        torch.autocast(inputs.device.type, dtype=dtype or torch.float32, enabled=bool(dtype)),
+    ):
+        loss = nn.functional.cross_entropy(model(inputs), targets)
+    del loss
+    totals = dict.fromkeys((ACTIVATIONS, WEIGHT_COPIES), 0)
+    for kind, nbytes in saved.values():
+        totals[kind] += nbytes
+    return totals
 
 
-def verdict(device: torch.device, speedup: float, memory_ratio: float) -> str:
+def verdict(
+    device: torch.device, speedup: float, memory_ratio: float, memory: str = "memory"
+) -> str:
     """A sentence, generated from the measurements, saying what AMP did on this hardware."""
     where = "GPU" if device.type == "cuda" else "CPU"
     pace = "faster" if speedup > 1.1 else ("slower" if speedup < 0.9 else "about as fast")
     text = (
         f"On this {where} a training step with AMP was {speedup:.2f}× as fast as float32 "
-        f"({pace}) and needed {memory_ratio:.2f}× the memory. "
+        f"({pace}) and needed {memory_ratio:.2f}× the {memory}. "
     )
     if device.type == "cuda":
         if speedup > 1.1:

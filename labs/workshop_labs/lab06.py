@@ -165,8 +165,10 @@ def resume_curves(
     ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
     ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
     ax.yaxis.set_minor_formatter(NullFormatter())
+    difference = max(abs(a - b) for a, b in zip(uninterrupted[crash_after:], resumed, strict=True))
+    match = "exactly" if difference == 0 else f"to within {difference:.1e}"
     ax.set(
-        title="Resuming training: the full checkpoint continues the original curve exactly",
+        title=f"Resuming training: the full checkpoint continues the original curve {match}",
         xlabel="epoch",
         ylabel="training loss (log scale)",
     )

@@ -215,13 +215,31 @@ def test_dtype_table_records_autocast_choices():
     assert by_step["logits → loss"]["output"] == "float32"
 
 
-def test_activation_memory_halves_under_autocast():
-    model = nn.Sequential(nn.Linear(8, 64), nn.ReLU(), nn.Linear(64, 64))
-    inputs = torch.rand(4, 8)
-    fp32 = lab04.activation_bytes(model, inputs, dtype=None)
-    amp = lab04.activation_bytes(model, inputs, dtype=torch.bfloat16)
-    assert fp32 == 3 * 4 * 64 * 4
-    assert amp == fp32 // 2
+def test_dtype_table_shows_the_cpu_lists():
+    """On the CPU, exp, log, softmax and sum are on no list: they follow their bf16 input."""
+    model = nn.Sequential(nn.Linear(8, 4), nn.ReLU(), nn.Linear(4, 3))
+    rows = lab04.dtype_table(model, torch.rand(2, 8), torch.tensor([0, 2]), dtype=torch.bfloat16)
+    outputs = {row["op"]: row["output"] for row in rows}
+    assert {op: outputs[op] for op in ("softmax", "sum", "exp", "log")} == dict.fromkeys(
+        ("softmax", "sum", "exp", "log"), "bfloat16"
+    )
+    assert outputs["cross_entropy"] == "float32"
+
+
+def test_saved_for_backward_counts_activations_and_autocast_weight_copies():
+    width, batch = 64, 32
+    model = nn.Sequential(nn.Linear(8, width), nn.ReLU(), nn.Linear(width, 10))
+    inputs, targets = torch.rand(batch, 8), torch.randint(0, 10, (batch,))
+    fp32 = lab04.saved_for_backward(model, inputs, targets, dtype=None)
+    amp = lab04.saved_for_backward(model, inputs, targets, dtype=torch.bfloat16)
+    assert fp32[lab04.WEIGHT_COPIES] == 0, "float32 saves references to the weights, no copies"
+    # only the second layer's copy is kept: the first layer's input needs no gradient, so its
+    # backward never multiplies by that weight
+    assert amp[lab04.WEIGHT_COPIES] == 2 * model[2].weight.numel()
+    # the ReLU output (batch × width) is what both layers share; 2 bytes instead of 4
+    relu_output = batch * width
+    assert fp32[lab04.ACTIVATIONS] - amp[lab04.ACTIVATIONS] >= 2 * relu_output
+    assert amp[lab04.ACTIVATIONS] < 0.75 * fp32[lab04.ACTIVATIONS]
 
 
 @pytest.mark.parametrize(("speedup", "word"), [(2.0, "faster"), (0.5, "slower"), (1.0, "about")])
