@@ -25,6 +25,10 @@
 #
 # Every exercise is followed by a check cell: run it, and it tells you what is wrong or prints
 # a ✅. Ask your instructor if you are stuck; the solutions are hidden under *Solution*.
+#
+# **After a kernel restart** (*Kernel › Restart*, or a crash when memory ran out) your edits
+# are still here but every variable is gone: click the cell you were working on and choose
+# *Run › Run All Above Selected Cell*, then carry on from there.
 
 # %%
 from workshop_labs import setup

@@ -27,6 +27,10 @@
 # 6. write a `Dataset` and feed it through a `DataLoader` (batching, shuffling, workers).
 #
 # Every exercise is followed by a check cell that says what is wrong or prints a ✅.
+#
+# **After a kernel restart** (*Kernel › Restart*, or a crash when memory ran out) your edits
+# are still here but every variable is gone: click the cell you were working on and choose
+# *Run › Run All Above Selected Cell*, then carry on from there.
 
 # %%
 from workshop_labs import setup

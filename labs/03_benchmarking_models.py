@@ -24,6 +24,10 @@
 # 5. make inference faster and report the gain as a **measured ratio**.
 #
 # You need what labs 1 and 2 taught: tensors, `nn.Module`/`nn.Sequential` and the digits data.
+#
+# **After a kernel restart** (*Kernel › Restart*, or a crash when memory ran out) your edits
+# are still here but every variable is gone: click the cell you were working on and choose
+# *Run › Run All Above Selected Cell*, then carry on from there.
 
 # %%
 from workshop_labs import setup

@@ -27,6 +27,10 @@
 #    AMP does not help.
 #
 # You need labs 1–3: tensors, `nn.Module`, a training loop, and timing with warm-up.
+#
+# **After a kernel restart** (*Kernel › Restart*, or a crash when memory ran out) your edits
+# are still here but every variable is gone: click the cell you were working on and choose
+# *Run › Run All Above Selected Cell*, then carry on from there.
 
 # %%
 from workshop_labs import setup

@@ -27,6 +27,10 @@
 # 4. write your own activation as a function, as an `nn.Module`, and as a
 #    `torch.autograd.Function` with a hand-written backward checked by `gradcheck`;
 # 5. measure how the activation changes the training of the same network.
+#
+# **After a kernel restart** (*Kernel › Restart*, or a crash when memory ran out) your edits
+# are still here but every variable is gone: click the cell you were working on and choose
+# *Run › Run All Above Selected Cell*, then carry on from there.
 
 # %%
 from workshop_labs import setup

@@ -27,6 +27,10 @@
 # 4. keep the best checkpoint by validation accuracy;
 # 5. reuse a model you trained as the start of a new task (transfer learning: freeze the
 #    body, replace the head, fine-tune).
+#
+# **After a kernel restart** (*Kernel › Restart*, or a crash when memory ran out) your edits
+# are still here but every variable is gone: click the cell you were working on and choose
+# *Run › Run All Above Selected Cell*, then carry on from there.
 
 # %%
 from workshop_labs import setup

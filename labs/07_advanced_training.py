@@ -26,6 +26,10 @@
 # 4. implement **early stopping** with patience;
 # 5. write a complete training loop: device, DataLoader, AMP, clipping, scheduler, early
 #    stopping, best-checkpoint saving, progress bar.
+#
+# **After a kernel restart** (*Kernel › Restart*, or a crash when memory ran out) your edits
+# are still here but every variable is gone: click the cell you were working on and choose
+# *Run › Run All Above Selected Cell*, then carry on from there.
 
 # %%
 from workshop_labs import setup

@@ -517,7 +517,9 @@ def check_amp_cuda(options: Options, figures: dict) -> str:
         raise no_cuda(options, why_no_cuda(torch))
     sizes = {"width": 4096, "batch": 2048, "steps": 25}
     notes = [amp_comparison(torch, "cuda:0", torch.float16, figures, scaled=True, **sizes)]
-    figures["bf16_supported"] = torch.cuda.is_bf16_supported()
+    # Real bfloat16 units only: by default an emulating T4 or V100 also counts, and would be
+    # measured in bf16 at a fraction of its speed.
+    figures["bf16_supported"] = torch.cuda.is_bf16_supported(including_emulation=False)
     if figures["bf16_supported"]:
         notes.append(
             amp_comparison(torch, "cuda:0", torch.bfloat16, figures, scaled=False, **sizes)
