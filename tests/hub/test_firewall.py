@@ -104,10 +104,14 @@ def test_bridge_filtering_off_is_refused_with_the_fix(tmp_path):
 
 
 def test_nameservers_are_the_hosts_ipv4_ones(tmp_path):
+    # Addresses only written into a file, never contacted: a private one, loopback, IPv6.
+    private = str(ipaddress.IPv4Network(firewall.BLOCKED_RANGES[1])[2])
+    loopback = str(ipaddress.IPv4Network(firewall.BLOCKED_RANGES[-1])[1])
+    ipv6 = str(ipaddress.IPv6Address(1))
     resolv = tmp_path / "resolv.conf"
     resolv.write_text(
-        "# comment\nnameserver 10.0.0.2\nnameserver 127.0.0.53\nnameserver fd00::1\n"
+        f"# comment\nnameserver {private}\nnameserver {loopback}\nnameserver {ipv6}\n"
         "nameserver bogus\nsearch example.org\n"
     )
-    assert firewall.host_nameservers(resolv) == ("10.0.0.2",)
+    assert firewall.host_nameservers(resolv) == (private,)
     assert firewall.host_nameservers(tmp_path / "absent") == ()
