@@ -45,7 +45,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from workshop_labs import data, diagrams, lab01, plots, runtime
+from workshop_labs import autograd_diagram, data, diagrams, lab01, plots, runtime
 
 # %% [markdown]
 # ## 1 · Tensors: shape, dtype, device
@@ -318,7 +318,7 @@ targets = torch.tensor([2.0, 4.0, 6.0])
 
 prediction = w * inputs + b
 loss = ((prediction - targets) ** 2).mean()
-diagrams.autograd_graph(loss, names={"w": w, "b": b})
+autograd_diagram.autograd_graph(loss, names={"w": w, "b": b})
 
 # %% [markdown]
 # `inputs` and `targets` are not in the graph as learnable leaves: they do not require

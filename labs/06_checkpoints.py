@@ -271,7 +271,9 @@ check.load_trusted(load_trusted, TrainingConfig)
 # or the batches come in a different order.
 #
 # The random state comes from two small helpers: PyTorch has one generator for the CPU and
-# one per GPU.
+# one per GPU. Each state is a CPU tensor of bytes, and the setters accept nothing else:
+# `torch.load(..., map_location="cuda")` moves *every* tensor of a checkpoint to the GPU,
+# these too, so `set_rng_state` brings them back with `.cpu()` first.
 
 
 # %%
@@ -283,9 +285,9 @@ def rng_state():
 
 
 def set_rng_state(state):
-    torch.set_rng_state(state["cpu"])
+    torch.set_rng_state(state["cpu"].cpu())
     if state["cuda"]:
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state_all([generator.cpu() for generator in state["cuda"]])
 
 
 scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=3, gamma=0.3)

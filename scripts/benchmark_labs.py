@@ -1,6 +1,10 @@
 """Time every lab, solutions applied, in quick and full mode, against the course's goals.
 
-    python scripts/benchmark_labs.py [--modes quick,full] [--labs 01,03]
+    python scripts/benchmark_labs.py [--modes quick,full] [--labs 01,03] [--keep DIR]
+
+With --keep, each executed notebook (its outputs hold every figure and measured number) and
+times.json (each run's start and end, seconds since the epoch, to line up with a GPU memory
+log) are written to DIR.
 
 Goals: all labs together in quick mode under 180 s (the test suite), and each lab in full mode
 under 600 s (what an attendee waits for on 2 CPU cores).
@@ -9,10 +13,13 @@ under 600 s (what an attendee waits for on 2 CPU cores).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+import nbformat
 
 from workshop_labs.notebooks import LabFailed, apply_solutions, build_notebook, execute, lab_sources
 
@@ -21,18 +28,30 @@ QUICK_TOTAL_GOAL_S = 180.0
 FULL_EACH_GOAL_S = 600.0
 
 
-def run(source: Path, quick: bool) -> tuple[float, str]:
-    """Seconds to execute the lab in a fresh kernel, and 'ok' or the first line of the error."""
+def run(source: Path, quick: bool, keep: Path | None = None) -> tuple[float, str]:
+    """Seconds to execute the lab in a fresh kernel, and 'ok' or 'FAILED' (error on stderr)."""
     nb = apply_solutions(build_notebook(source))
-    start = time.perf_counter()
+    started_at, start = time.time(), time.perf_counter()
     with tempfile.TemporaryDirectory() as cwd:
         try:
-            execute(nb, quick=quick, timeout=int(FULL_EACH_GOAL_S * 2), cwd=cwd)
+            executed = execute(nb, quick=quick, timeout=int(FULL_EACH_GOAL_S * 2), cwd=cwd)
             status = "ok"
         except LabFailed as failure:
-            status = "FAILED"
+            executed, status = None, "FAILED"
             print(str(failure), file=sys.stderr)
-    return time.perf_counter() - start, status
+    seconds = time.perf_counter() - start
+    if keep is not None:
+        mode = "quick" if quick else "full"
+        if executed is not None:
+            nbformat.write(executed, keep / f"{source.stem}.{mode}.ipynb")
+        _record_time(keep / "times.json", f"{source.stem}.{mode}", started_at, status)
+    return seconds, status
+
+
+def _record_time(path: Path, run_name: str, started_at: float, status: str) -> None:
+    times = json.loads(path.read_text()) if path.exists() else {}
+    times[run_name] = {"start": started_at, "end": time.time(), "status": status}
+    path.write_text(json.dumps(times, indent=2) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--modes", default="quick,full", help="comma-separated: quick, full")
     parser.add_argument("--labs", default="", help="comma-separated lab numbers, e.g. 01,03")
     parser.add_argument("--labs-dir", type=Path, default=REPO_ROOT / "labs")
+    parser.add_argument("--keep", type=Path, help="write executed notebooks and times.json here")
     args = parser.parse_args(argv)
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     if unknown := set(modes) - {"quick", "full"}:
@@ -48,12 +68,14 @@ def main(argv: list[str] | None = None) -> int:
     sources = [s for s in lab_sources(args.labs_dir) if not wanted or s.name[:2] in wanted]
     if not sources:
         parser.error(f"no lab matches --labs {args.labs!r} in {args.labs_dir}")
+    if args.keep is not None:
+        args.keep.mkdir(parents=True, exist_ok=True)
 
     times: dict[tuple[str, str], tuple[float, str]] = {}
     for mode in modes:
         for source in sources:
             print(f"running {source.name} in {mode} mode ...", flush=True)
-            seconds, status = run(source, quick=mode == "quick")
+            seconds, status = run(source, quick=mode == "quick", keep=args.keep)
             times[(source.name, mode)] = (seconds, status)
             print(f"  {seconds:7.1f} s  {status}", flush=True)
 

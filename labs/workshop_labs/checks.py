@@ -1,18 +1,34 @@
 """The exercise-check framework: a check says *what* is wrong, in one line.
 
-Checks raise ``ExerciseNotSolved`` with a message that names the problem and the fix. In a
-notebook, ``setup()`` makes that exception print as a single red line instead of a traceback;
-the cell still fails, so running a whole notebook (tests, CI) stops at an unsolved exercise.
+Every lab calls its checks the same way, ``answer = labNN.check_name(answer, ...)``. A check
+function raises ``ExerciseNotSolved`` with a message that names the problem and the fix; the
+``exercise`` decorator turns that into what the attendee sees:
+
+* solved: a green line, and the attendee's own answer is returned;
+* not solved: the red reason, then one line saying that the cells below use the reference
+  answer instead, which is returned, so "Run All" goes past an unsolved exercise and every
+  later figure still appears;
+* strict mode (``WORKSHOP_STRICT_CHECKS=1``: the tests and the image's smoke test, which run
+  every lab with its solutions applied): the exception propagates and the run fails, so a
+  broken solution or a broken check can never pass unnoticed.
+
+In a notebook, ``setup()`` makes a propagated ``ExerciseNotSolved`` print as a single red line
+instead of a traceback.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 
 RED = "\x1b[1;31m"
+YELLOW = "\x1b[33m"
 RESET = "\x1b[0m"
+STRICT_ENV = "WORKSHOP_STRICT_CHECKS"
 
 
 class ExerciseNotSolved(AssertionError):
@@ -74,6 +90,42 @@ def expect_tensor(
 def passed(message: str) -> None:
     """Tell the attendee the exercise is solved."""
     print(f"✅ {message}")
+
+
+def strict() -> bool:
+    """True when an unsolved exercise must fail the run (tests, smoke test), not run past."""
+    return os.environ.get(STRICT_ENV, "") == "1"
+
+
+def exercise(reference: Callable[..., Any] | None = None):
+    """Decorate a check ``check(answer, *context)`` so a lab can run past an unsolved exercise.
+
+    ``reference(*context)`` builds the reference answer (a tensor, a function, a class, a
+    trained model) that later cells use when the attendee's answer fails; without one, the
+    attendee's answer is returned either way (nothing later depends on it).
+    """
+
+    def decorate(check: Callable[..., None]) -> Callable[..., Any]:
+        @functools.wraps(check)
+        def run(answer: Any, *context: Any, **options: Any) -> Any:
+            try:
+                check(answer, *context, **options)
+            except ExerciseNotSolved as reason:
+                if strict():
+                    raise
+                print(f"{RED}✗ {reason}{RESET}")
+                uses = "your answer as it is" if reference is None else "the reference answer"
+                print(
+                    f"{YELLOW}↪ Not solved yet: the cells below use {uses}, so the rest of the "
+                    f"lab runs. Fix the exercise cell, run it, then run this check again.{RESET}"
+                )
+                return answer if reference is None else reference(*context)
+            return answer
+
+        run.unchecked = check  # the bare check, which always raises: for the checks' own tests
+        return run
+
+    return decorate
 
 
 def _show_unsolved(shell, etype, value, tb, tb_offset=None) -> list[str]:

@@ -121,14 +121,44 @@ def curves(
     return show(fig)
 
 
-def bars(values: Mapping[str, float], *, title: str, ylabel: str, annotate: bool = True) -> Figure:
-    """One bar per entry, values written on the bars (e.g. before / after an improvement)."""
+Spread = Mapping[str, tuple[float, float]]
+
+
+def _error_bars(ax, xs, heights: list[float], names: list[str], spread: Spread | None) -> None:
+    """Draw each bar's (low, high) range, e.g. the quartiles of repeated timings, as a whisker."""
+    if not spread:
+        return
+    lows = [
+        h - float(spread[n][0]) if n in spread else 0.0 for n, h in zip(names, heights, strict=True)
+    ]
+    highs = [
+        float(spread[n][1]) - h if n in spread else 0.0 for n, h in zip(names, heights, strict=True)
+    ]
+    ax.errorbar(xs, heights, yerr=[lows, highs], fmt="none", ecolor="#333333", capsize=5, lw=1.2)
+
+
+def bars(
+    values: Mapping[str, float],
+    *,
+    title: str,
+    ylabel: str,
+    annotate: bool = True,
+    spread: Spread | None = None,
+) -> Figure:
+    """One bar per entry, values written on the bars (e.g. before / after an improvement).
+
+    ``spread`` maps a bar's name to its (low, high) range, drawn as a whisker: a timing's
+    median with the quartiles of its runs shows whether two bars differ beyond the noise.
+    """
     fig, ax = figure(figsize=(max(6.0, 1.3 * len(values) + 2), 4.5))
     names = list(values)
     heights = [float(values[name]) for name in names]
     rects = ax.bar(names, heights, color=PALETTE[: len(names)] or None, width=0.6)
+    _error_bars(ax, range(len(names)), heights, names, spread)
     if annotate:
-        ax.bar_label(rects, labels=[format_value(h) for h in heights], padding=3)
+        ax.bar_label(
+            rects, labels=[format_value(h) for h in heights], padding=3, label_type="center"
+        )
         ax.margins(y=0.15)
     ax.set(title=title, ylabel=ylabel)
     ax.grid(axis="x", visible=False)
@@ -137,9 +167,16 @@ def bars(values: Mapping[str, float], *, title: str, ylabel: str, annotate: bool
     return show(fig)
 
 
-def grouped_bars(groups: Mapping[str, Mapping[str, float]], *, title: str, ylabel: str) -> Figure:
+def grouped_bars(
+    groups: Mapping[str, Mapping[str, float]],
+    *,
+    title: str,
+    ylabel: str,
+    spread: Mapping[str, Spread] | None = None,
+) -> Figure:
     """Bars grouped along x (outer keys), one colour per series (inner keys), e.g.
-    ``{"batch 64": {"fp32": 12.0, "AMP": 7.5}, "batch 256": {...}}``."""
+    ``{"batch 64": {"fp32": 12.0, "AMP": 7.5}, "batch 256": {...}}``; ``spread`` has the same
+    keys and gives each bar's (low, high) range, as in ``bars``."""
     group_names = list(groups)
     series_names = list(dict.fromkeys(name for group in groups.values() for name in group))
     width = 0.8 / max(1, len(series_names))
@@ -148,6 +185,9 @@ def grouped_bars(groups: Mapping[str, Mapping[str, float]], *, title: str, ylabe
         xs = [g + (i - (len(series_names) - 1) / 2) * width for g in range(len(group_names))]
         heights = [float(groups[group].get(series, float("nan"))) for group in group_names]
         rects = ax.bar(xs, heights, width=width * 0.95, label=series, color=PALETTE[i % 8])
+        if spread:
+            ranges = {g: spread[g][series] for g in group_names if series in spread.get(g, {})}
+            _error_bars(ax, xs, heights, group_names, ranges)
         ax.bar_label(rects, labels=[format_value(h) for h in heights], padding=3, fontsize=9)
     ax.set_xticks(range(len(group_names)), group_names)
     ax.margins(y=0.15)

@@ -8,9 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from workshop_labs.checks import STRICT_ENV
+
 
 def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("MPLBACKEND", "Agg")
+    # A check called with a wrong answer must raise here, not run past it as in a notebook.
+    os.environ[STRICT_ENV] = "1"
 
 
 @pytest.fixture(scope="session")

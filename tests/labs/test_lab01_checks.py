@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
+from tests.labs.solutions import solution, solution_namespace
 from workshop_labs import lab01
 from workshop_labs.checks import ExerciseNotSolved
-from workshop_labs.notebooks import solution, solution_namespace
 
 CPU = torch.device("cpu")
 

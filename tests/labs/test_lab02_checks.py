@@ -7,9 +7,9 @@ import pytest
 import torch
 from torch import nn
 
+from tests.labs.solutions import solution
 from workshop_labs import data, lab02
 from workshop_labs.checks import ExerciseNotSolved
-from workshop_labs.notebooks import solution
 
 
 def test_two_layer_net(capsys):

@@ -12,9 +12,9 @@ from torch import nn
 from torch.profiler import ProfilerActivity, profile
 from torch.utils.data import TensorDataset
 
+from tests.labs.solutions import solution, solution_namespace
 from workshop_labs import lab03
 from workshop_labs.checks import ExerciseNotSolved
-from workshop_labs.notebooks import solution, solution_namespace
 
 # ----------------------------------------------------------------------------------------------
 # Exercise 1: time_it

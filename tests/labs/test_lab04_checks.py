@@ -7,9 +7,9 @@ import pytest
 import torch
 from torch import nn
 
+from tests.labs.solutions import solution
 from workshop_labs import lab04
 from workshop_labs.checks import ExerciseNotSolved
-from workshop_labs.notebooks import solution
 
 DEVICE = torch.device("cpu")
 LOW = lab04.amp_dtype(DEVICE)

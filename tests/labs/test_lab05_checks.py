@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import torch.nn.functional as F
 
+from tests.labs.solutions import solution
 from workshop_labs import lab05
 from workshop_labs.checks import ExerciseNotSolved
-from workshop_labs.notebooks import solution
 
 # ---- exercise 1 · autograd_derivative ------------------------------------------------------
 

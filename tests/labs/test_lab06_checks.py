@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tests.labs.solutions import lab_namespace, solution
 from workshop_labs import lab06
 from workshop_labs.checks import ExerciseNotSolved
-from workshop_labs.notebooks import lab_namespace, solution
 
 # The lab's own definitions that its solutions and checks use.
 LAB = lab_namespace(6, "DigitsCNN", "TrainingConfig", "rng_state", "set_rng_state")

@@ -16,9 +16,9 @@ from torch.optim.lr_scheduler import (
     StepLR,
 )
 
+from tests.labs.solutions import solution
 from workshop_labs import lab07
 from workshop_labs.checks import ExerciseNotSolved
-from workshop_labs.notebooks import solution
 
 CPU = torch.device("cpu")
 

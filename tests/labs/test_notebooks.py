@@ -12,13 +12,13 @@ import jupytext
 import nbformat
 import pytest
 
+from tests.labs.solutions import solution
 from workshop_labs.notebooks import (
     LabFailed,
     apply_solutions,
     build_notebook,
     execute,
     lab_sources,
-    solution,
     solution_code,
     tags,
 )

@@ -9,7 +9,7 @@ import nbformat
 import pytest
 import torch
 
-from workshop_labs import checks, data, diagrams, notebooks, runtime, timing
+from workshop_labs import autograd_diagram, checks, data, diagrams, notebooks, runtime, timing
 from workshop_labs.checks import ExerciseNotSolved
 
 
@@ -177,9 +177,9 @@ def test_dataloader_picture_leaves_the_loader_unchanged():
 
 def test_autograd_graph_needs_a_graph():
     with pytest.raises(ValueError, match="no grad_fn"):
-        diagrams.autograd_graph(torch.ones(2) * 2)
+        autograd_diagram.autograd_graph(torch.ones(2) * 2)
     leaf = torch.ones(2, requires_grad=True)
-    assert diagrams.autograd_graph((leaf * 3).sum(), names={"w": leaf}) is not None
+    assert autograd_diagram.autograd_graph((leaf * 3).sum(), names={"w": leaf}) is not None
 
 
 def test_lab_sources_are_sorted_lab_files(tmp_path):
@@ -224,3 +224,35 @@ def test_cpu_budget_respects_the_container_quota(monkeypatch):
     assert runtime.cpu_budget() == 64
     monkeypatch.setattr(runtime, "_cgroup_cpu_quota", lambda: 0.5)
     assert runtime.cpu_budget() == 1
+
+
+def _check_positive(value, name="value"):
+    checks.expect(value > 0, f"`{name}` is {value}: it must be positive")
+    checks.passed(f"{name} is positive")
+
+
+def test_an_unsolved_exercise_runs_past_on_the_reference_answer(monkeypatch, capsys):
+    monkeypatch.setenv(checks.STRICT_ENV, "0")
+    check = checks.exercise(reference=lambda name="value": 42)(_check_positive)
+    assert check(-1, "answer") == 42
+    shown = capsys.readouterr().out
+    assert "`answer` is -1: it must be positive" in shown
+    assert "the cells below use the reference answer" in shown
+    assert check(5, "answer") == 5  # solved: the attendee's own answer goes on
+    assert "✅ answer is positive" in capsys.readouterr().out
+
+
+def test_an_unsolved_exercise_without_a_reference_keeps_the_answer(monkeypatch, capsys):
+    monkeypatch.setenv(checks.STRICT_ENV, "0")
+    assert checks.exercise()(_check_positive)(-1) == -1
+    assert "use your answer as it is" in capsys.readouterr().out
+
+
+def test_strict_mode_fails_on_an_unsolved_exercise(monkeypatch):
+    monkeypatch.setenv(checks.STRICT_ENV, "1")
+    check = checks.exercise(reference=lambda: 42)(_check_positive)
+    with pytest.raises(ExerciseNotSolved, match="must be positive"):
+        check(-1)
+    with pytest.raises(ExerciseNotSolved):  # the bare check raises whatever the mode
+        monkeypatch.setenv(checks.STRICT_ENV, "0")
+        check.unchecked(-1)
