@@ -32,6 +32,9 @@ def lab_id(source: Path) -> str:
 
 
 labs = pytest.mark.parametrize("source", LAB_SOURCES, ids=lab_id)
+# The one way every lab calls a check: the answer goes in, and what comes back (the attendee's
+# answer, or the reference answer when it is not solved yet) is what later cells use.
+CHECK_CALL = re.compile(r"[\w, ]+ = lab\d\d\.check_\w+\((?s:.*)\)")
 
 
 def test_the_seven_labs_are_there():
@@ -70,6 +73,33 @@ def test_lab_runs_with_solutions_in_quick_mode(source: Path, work_dir: Path, tmp
         if any("image/png" in output.get("data", {}) for output in cell.outputs)
     ]
     assert len(images) >= 2, f"{source.name} displayed {len(images)} figures; a lab needs ≥ 2"
+
+
+@labs
+@pytest.mark.timeout(900)
+def test_run_all_goes_past_every_unsolved_exercise(source: Path, work_dir: Path, tmp_path: Path):
+    """An attendee's "Run All" before solving anything: every check says it is not solved
+    yet, the lab goes on with the reference answers, and every figure still appears."""
+    nb = built(source)
+    try:
+        executed = execute(nb, quick=True, cwd=tmp_path, strict=False)
+    except LabFailed as error:
+        pytest.fail(f"Run All stopped on the unsolved lab:\n{error}", pytrace=False)
+    cells = executed.cells
+    for index, cell in enumerate(cells):
+        if "exercise" not in tags(cell):
+            continue
+        shown = "".join(output.get("text", "") for output in cells[index + 2].outputs)
+        assert "Not solved yet" in shown, (
+            f"{source.name}: the check after exercise cell {index} did not report the starter "
+            f"code as unsolved:\n{cells[index].source}\n--- it printed ---\n{shown}"
+        )
+    figures = sum(
+        "image/png" in output.get("data", {})
+        for cell in code_cells(executed)
+        for output in cell.outputs
+    )
+    assert figures >= 2, f"{source.name} showed {figures} figures unsolved"
 
 
 @labs
@@ -118,6 +148,10 @@ def test_exercises_have_solution_then_check(source: Path):
         assert solution_code(solution).strip(), where
         assert "<details>" in solution.source, f"{where}\nthe solution must be collapsed"
         assert check.cell_type == "code" and not {"exercise", "solution"} & set(tags(check))
+        assert CHECK_CALL.fullmatch(check.source.strip()), (
+            f"{where}\nthe check cell must be `answer = lab{source.name[:2]}.check_<what>"
+            f"(answer, ...)`, the one way every lab calls its checks, not:\n{check.source}"
+        )
         assert check.source.strip(), f"{where}\nthe check cell is empty"
 
 

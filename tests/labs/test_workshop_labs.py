@@ -3,13 +3,24 @@ the GPU memory share setting, and how a failed check looks in a real notebook ke
 
 from __future__ import annotations
 
+import re
 import textwrap
+from pathlib import Path
 
 import nbformat
 import pytest
 import torch
 
-from workshop_labs import autograd_diagram, checks, data, diagrams, notebooks, runtime, timing
+from workshop_labs import (
+    autograd_diagram,
+    checks,
+    course,
+    data,
+    diagrams,
+    notebooks,
+    runtime,
+    timing,
+)
 from workshop_labs.checks import ExerciseNotSolved
 
 
@@ -256,3 +267,9 @@ def test_strict_mode_fails_on_an_unsolved_exercise(monkeypatch):
     with pytest.raises(ExerciseNotSolved):  # the bare check raises whatever the mode
         monkeypatch.setenv(checks.STRICT_ENV, "0")
         check.unchecked(-1)
+
+
+def test_the_labs_readme_shows_the_days_plan():
+    readme = (Path(__file__).resolve().parents[2] / "labs" / "README.md").read_text()
+    rows = re.findall(r"^\| `0(\d)_\w+\.py` \|[^|]+\| (\d+) \|$", readme, re.MULTILINE)
+    assert {int(lab): int(minutes) for lab, minutes in rows} == course.MINUTES_IN_THE_DAY
