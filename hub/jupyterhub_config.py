@@ -11,7 +11,7 @@ from pathlib import Path
 
 import docker
 
-from workshop_hub import credentials, firewall
+from workshop_hub import console, credentials, firewall
 from workshop_hub.disks import DiskError
 from workshop_hub.exposure import log_exposure
 from workshop_hub.passwords import MIN_PASSWORD_LENGTH
@@ -66,7 +66,7 @@ c.JupyterHub.cleanup_servers = False
 c.JupyterHub.hub_ip = "0.0.0.0"
 c.JupyterHub.hub_port = firewall.HUB_API_PORT
 # The compose service name: on the attendee network, the one network attendees share with it.
-c.JupyterHub.hub_connect_ip = "hub"
+c.JupyterHub.hub_connect_ip = firewall.HUB_SERVICE
 c.JupyterHub.template_paths = ["/srv/jupyterhub/templates"]
 c.JupyterHub.template_vars = {
     "max_attendees": workshop.max_attendees,
@@ -143,5 +143,15 @@ c.JupyterHub.services.append(
         "api_token": credentials.load_or_create(
             credentials.REHEARSAL_TOKEN_FILE, credentials.generate_api_token
         ),
+    }
+)
+
+# The instructor's console (workshop_hub/console.py): attendee kernels report every exercise
+# check to it, admins read the room's progress; the hub vouches for every caller's token.
+c.JupyterHub.services.append(
+    {
+        "name": console.SERVICE_NAME,
+        "url": f"http://127.0.0.1:{firewall.CONSOLE_PORT}",
+        "command": console.service_command(),
     }
 )

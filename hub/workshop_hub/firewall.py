@@ -49,9 +49,11 @@ import docker
 
 from .settings import SettingsError, WorkshopSettings, load_settings
 
-# The hub's API port (JupyterHub's hub_port) and the attendee server's port (DockerSpawner's
-# port): the only two ports that cross the attendee bridge.
+# The hub's API port (JupyterHub's hub_port), the console service's port (attendee kernels
+# report their exercise checks there, workshop_hub/console.py) and the attendee server's port
+# (DockerSpawner's port): the only ports that cross the attendee bridge.
 HUB_API_PORT = 8081
+CONSOLE_PORT = 8082
 SERVER_PORT = 8888
 # Where a cloud VM hands out credentials, and every range that is not the internet (RFC 1918,
 # carrier-grade NAT, loopback): never reachable from the egress network.
@@ -143,12 +145,18 @@ def filter_rules(
                 *("--dport", str(SERVER_PORT)),
                 target="ACCEPT",
             ),
-            rule(
-                chain_fwd,
-                "attendee servers call the hub API",
-                *("-i", inside, "-o", inside, "-d", attendees.hub_ip, "-p", "tcp"),
-                *("--dport", str(HUB_API_PORT)),
-                target="ACCEPT",
+            *(
+                rule(
+                    chain_fwd,
+                    why,
+                    *("-i", inside, "-o", inside, "-d", attendees.hub_ip, "-p", "tcp"),
+                    *("--dport", str(port)),
+                    target="ACCEPT",
+                )
+                for why, port in (
+                    ("attendee servers call the hub API", HUB_API_PORT),
+                    ("attendee kernels report checks to the console", CONSOLE_PORT),
+                )
             ),
         ]
     rules += [

@@ -25,6 +25,8 @@ from typing import Any
 
 import torch
 
+from workshop_labs import progress
+
 RED = "\x1b[1;31m"
 YELLOW = "\x1b[33m"
 RESET = "\x1b[0m"
@@ -97,6 +99,12 @@ def strict() -> bool:
     return os.environ.get(STRICT_ENV, "") == "1"
 
 
+def _lab_number(check: Callable) -> int:
+    """7 for a check defined in workshop_labs.lab07 (the lab its progress counts for)."""
+    digits = check.__module__.rpartition(".")[2].removeprefix("lab")
+    return int(digits) if digits.isdigit() else 0
+
+
 def exercise(reference: Callable[..., Any] | None = None):
     """Decorate a check ``check(answer, *context)`` so a lab can run past an unsolved exercise.
 
@@ -106,11 +114,15 @@ def exercise(reference: Callable[..., Any] | None = None):
     """
 
     def decorate(check: Callable[..., None]) -> Callable[..., Any]:
+        lab = _lab_number(check)
+        exercise_name = check.__name__.removeprefix("check_")
+
         @functools.wraps(check)
         def run(answer: Any, *context: Any, **options: Any) -> Any:
             try:
                 check(answer, *context, **options)
             except ExerciseNotSolved as reason:
+                progress.report(lab, exercise_name, passed=False, reason=str(reason))
                 if strict():
                     raise
                 print(f"{RED}✗ {reason}{RESET}")
@@ -120,6 +132,7 @@ def exercise(reference: Callable[..., Any] | None = None):
                     f"lab runs. Fix the exercise cell, run it, then run this check again.{RESET}"
                 )
                 return answer if reference is None else reference(*context)
+            progress.report(lab, exercise_name, passed=True)
             return answer
 
         run.unchecked = check  # the bare check, which always raises: for the checks' own tests

@@ -40,9 +40,10 @@ def test_only_the_hub_crosses_the_attendee_bridge():
     rules = rules_text(firewall.filter_rules("room", Bridge("br-1", "172.20.0.2")))
     chain_in, chain_fwd = firewall.chain_names("room")
     accepts = [rule for rule in rules if rule.endswith("ACCEPT") and "br-1" in rule]
-    assert len(accepts) == 3
+    assert len(accepts) == 4
     assert any("-s 172.20.0.2 -p tcp --dport 8888" in rule for rule in accepts)
     assert any("-d 172.20.0.2 -p tcp --dport 8081" in rule for rule in accepts)
+    assert any("-d 172.20.0.2 -p tcp --dport 8082" in rule for rule in accepts)  # the console
     drops = [i for i, rule in enumerate(rules) if rule.startswith(chain_fwd) and "DROP" in rule]
     assert max(rules.index(rule) for rule in accepts) < min(drops)
     assert f"{chain_in} -i br-1 -m comment" in rules[0] and rules[0].endswith("DROP")

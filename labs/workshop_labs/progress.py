@@ -1,0 +1,74 @@
+"""Report each exercise check to the instructor's console, in the background.
+
+In an attendee's server the hub sets WORKSHOP_PROGRESS_URL (the console service) and
+JUPYTERHUB_API_TOKEN (the server's own token, which tells the hub whose check it was). A
+check hands its result to a background thread and returns at once: the attendee never waits
+for the network, and when the hub cannot be reached (a laptop run, the tests, a hub restart)
+the report is dropped and the check works exactly as without it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import threading
+import urllib.error
+import urllib.request
+
+PROGRESS_URL_ENV = "WORKSHOP_PROGRESS_URL"
+TOKEN_ENV = "JUPYTERHUB_API_TOKEN"
+SEND_TIMEOUT_SECONDS = 5
+# Reports waiting to be sent; more than this means the console is away: drop, never block.
+MAX_WAITING = 200
+
+_waiting: queue.Queue = queue.Queue(maxsize=MAX_WAITING)
+_sender: threading.Thread | None = None
+_sender_lock = threading.Lock()
+
+
+def report(lab: int, exercise: str, passed: bool, reason: str = "") -> bool:
+    """Queue one check's result for the console; False when there is no console to tell."""
+    url, token = os.environ.get(PROGRESS_URL_ENV), os.environ.get(TOKEN_ENV)
+    if not url or not token:
+        return False
+    body = json.dumps({"lab": lab, "exercise": exercise, "passed": passed, "reason": reason})
+    try:
+        _waiting.put_nowait((url, token, body.encode()))
+    except queue.Full:
+        return False
+    _ensure_sender()
+    return True
+
+
+def wait_until_sent(timeout: float = SEND_TIMEOUT_SECONDS) -> bool:
+    """Block until every queued report was sent or dropped (for tests and the kernel's exit)."""
+    done = threading.Event()
+    threading.Thread(target=lambda: (_waiting.join(), done.set()), daemon=True).start()
+    return done.wait(timeout)
+
+
+def _ensure_sender() -> None:
+    global _sender
+    with _sender_lock:
+        if _sender is None or not _sender.is_alive():
+            _sender = threading.Thread(target=_send_forever, name="progress-report", daemon=True)
+            _sender.start()
+
+
+def _send_forever() -> None:
+    while True:
+        url, token, body = _waiting.get()
+        request = urllib.request.Request(
+            url,
+            data=body,
+            method="POST",
+            headers={"Authorization": f"token {token}", "Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=SEND_TIMEOUT_SECONDS):
+                pass
+        except (urllib.error.URLError, OSError, ValueError):
+            pass  # the console is away or refused it: the check itself must not notice
+        finally:
+            _waiting.task_done()

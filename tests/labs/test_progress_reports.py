@@ -1,0 +1,120 @@
+"""Each check reports to the instructor's console in the background, and never waits for it."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from workshop_labs import checks, progress
+
+
+def lab03_check(check):
+    """``check`` as if lab 3 defined it (a check's lab comes from its module's name)."""
+    check.__module__ = "workshop_labs.lab03"
+    return checks.exercise(reference=lambda: 0)(check)
+
+
+@lab03_check
+def check_speedup(value):
+    checks.expect(value > 1, f"a speed-up of {value} is no speed-up")
+    checks.passed("faster")
+
+
+class Console(ThreadingHTTPServer):
+    """A console on loopback that keeps what it is sent, answering after ``delay`` seconds."""
+
+    def __init__(self, delay: float = 0.0):
+        self.received: list[tuple[str, dict]] = []
+        self.delay = delay
+        console = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                time.sleep(console.delay)
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                console.received.append((self.headers["Authorization"], json.loads(body)))
+                self.send_response(201)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/services/console/api/progress"
+
+
+@pytest.fixture
+def console(monkeypatch):
+    server = Console()
+    monkeypatch.setenv(progress.PROGRESS_URL_ENV, server.url)
+    monkeypatch.setenv(progress.TOKEN_ENV, "the-servers-token")
+    yield server
+    server.shutdown()
+
+
+def test_a_check_reports_passes_and_failures_with_the_servers_token(console, monkeypatch):
+    monkeypatch.setenv(checks.STRICT_ENV, "0")
+    check_speedup(0.5)
+    check_speedup(2.0)
+    assert progress.wait_until_sent()
+    assert console.received == [
+        (
+            "token the-servers-token",
+            {
+                "lab": 3,
+                "exercise": "speedup",
+                "passed": False,
+                "reason": "a speed-up of 0.5 is no speed-up",
+            },
+        ),
+        (
+            "token the-servers-token",
+            {"lab": 3, "exercise": "speedup", "passed": True, "reason": ""},
+        ),
+    ]
+
+
+def test_strict_mode_reports_the_failure_too(console):
+    with pytest.raises(checks.ExerciseNotSolved):
+        check_speedup(0.5)
+    assert progress.wait_until_sent()
+    assert [body["passed"] for _, body in console.received] == [False]
+
+
+def test_a_slow_console_never_slows_the_check(monkeypatch):
+    slow = Console(delay=2.0)
+    monkeypatch.setenv(progress.PROGRESS_URL_ENV, slow.url)
+    monkeypatch.setenv(progress.TOKEN_ENV, "t")
+    started = time.perf_counter()
+    check_speedup(3.0)
+    took = time.perf_counter() - started
+    assert took < slow.delay / 2, f"the check waited {took:.2f} s for the console"
+    assert progress.wait_until_sent(timeout=10) and len(slow.received) == 1
+    slow.shutdown()
+
+
+def test_without_a_console_a_check_works_as_before(monkeypatch, capsys):
+    monkeypatch.delenv(progress.PROGRESS_URL_ENV, raising=False)
+    assert progress.report(3, "speedup", passed=True) is False
+    assert check_speedup(2.0) == 2.0
+    assert "✅ faster" in capsys.readouterr().out
+
+
+def test_a_console_that_is_away_is_not_noticed(monkeypatch, capsys):
+    closed = Console()
+    url = closed.url
+    closed.shutdown()
+    closed.server_close()  # nothing listens on that port any more
+    monkeypatch.setenv(progress.PROGRESS_URL_ENV, url)
+    monkeypatch.setenv(progress.TOKEN_ENV, "t")
+    assert check_speedup(2.0) == 2.0
+    assert progress.wait_until_sent()
+    assert "✅ faster" in capsys.readouterr().out
