@@ -155,10 +155,20 @@ def bars(
     heights = [float(values[name]) for name in names]
     rects = ax.bar(names, heights, color=PALETTE[: len(names)] or None, width=0.6)
     _error_bars(ax, range(len(names)), heights, names, spread)
+    if annotate and spread:  # the whisker sits on the bar's top: values go at its foot
+        for rect, height in zip(rects, heights, strict=True):
+            ax.text(
+                rect.get_x() + rect.get_width() / 2,
+                0,
+                format_value(height),
+                ha="center",
+                va="bottom",
+                color="white",
+                fontweight="bold",
+            )
+    elif annotate:
+        ax.bar_label(rects, labels=[format_value(h) for h in heights], padding=3)
     if annotate:
-        ax.bar_label(
-            rects, labels=[format_value(h) for h in heights], padding=3, label_type="center"
-        )
         ax.margins(y=0.15)
     ax.set(title=title, ylabel=ylabel)
     ax.grid(axis="x", visible=False)

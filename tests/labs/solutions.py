@@ -123,3 +123,23 @@ def solution(number: int, name: str, **options: Any) -> Any:
     """What lab ``number``'s published solution defines as ``name``; ``options`` as for
     ``solution_namespace`` (``edits``, ``needs`` and the given values)."""
     return solution_namespace(number, name, **options)[name]
+
+
+def starter(number: int, name: str, **given: Any) -> Any:
+    """What lab ``number``'s exercise cell defines as ``name`` before the attendee edits it,
+    run in ``lab_namespace(number, **given)``: the tests of "run past an unsolved exercise"
+    use the very starter code the attendees get."""
+    source = lab_source(number)
+    cells = [
+        cell.source
+        for cell in _built_notebook(source).cells
+        if "exercise" in tags(cell)
+        and any(_defines(statement, name) for statement in ast.parse(cell.source).body)
+    ]
+    if len(cells) != 1:
+        raise ValueError(
+            f"{source.name}: {len(cells)} exercise cells define {name!r}, expected one"
+        )
+    namespace = lab_namespace(number, **given)
+    _run(ast.parse(cells[0]).body, namespace, f"{source.name} (starter defining {name})")
+    return namespace[name]
