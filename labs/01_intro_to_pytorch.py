@@ -13,18 +13,23 @@
 # %% [markdown]
 # # Lab 1 · Intro to PyTorch
 #
-# You know Python. This lab gives you the four ideas everything else in PyTorch is built on,
+# You know Python. This lab gives you the ideas everything else in PyTorch is built on,
 # and ends with a network you train yourself on real handwritten digits.
 #
 # **By the end of this lab you can**
 # 1. create tensors and say what their **shape**, **dtype** and **device** are;
 # 2. predict the shape of `a + b` when `a` and `b` have different shapes (**broadcasting**);
-# 3. move data between NumPy and PyTorch, and know when the two **share memory**;
-# 4. let **autograd** compute gradients, and read the computational graph it records;
-# 5. write a **training loop** by hand and train a first tiny network on the digits.
+# 3. **reshape, index and combine** tensors: `view` vs `reshape`, masks, `permute`,
+#    `unsqueeze`, `cat` vs `stack`, and in-place operations;
+# 4. move data between NumPy and PyTorch, and know when the two **share memory**;
+# 5. let **autograd** compute gradients, read the computational graph it records, and switch
+#    it off with `torch.no_grad()` or `torch.inference_mode()`;
+# 6. write a **training loop** by hand and train a first tiny network on the digits.
 #
 # Every exercise is followed by a check cell: run it, and it tells you what is wrong or prints
-# a ✅. Ask your instructor if you are stuck; the solutions are hidden under *Solution*.
+# a ✅. Ask your instructor if you are stuck; the solutions are hidden under *Solution*. An
+# exercise you have not solved yet does not stop the lab: its check says so in red, and the
+# cells below it go on (with a reference answer where they need one).
 #
 # **After a kernel restart** (*Kernel › Restart*, or a crash when memory ran out) your edits
 # are still here but every variable is gone: click the cell you were working on and choose
@@ -45,7 +50,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from workshop_labs import autograd_diagram, data, diagrams, lab01, plots, runtime
+from workshop_labs import autograd_diagram, data, lab01, plots, runtime
 
 # %% [markdown]
 # ## 1 · Tensors: shape, dtype, device
@@ -82,24 +87,6 @@ print(torch.ones(2, 3, dtype=torch.int64))  # choose the dtype explicitly
 print(torch.arange(6))  # 0, 1, ..., 5 like range()
 print(torch.rand(2, 3))  # uniform random numbers in [0, 1)
 print(torch.randn(2, 3))  # random numbers from a bell curve around 0
-
-# %% [markdown]
-# **Changing shape** does not change the numbers, only how they are grouped. `reshape` fills
-# the new shape row by row; `.T` (transpose) swaps rows and columns; `unsqueeze` adds a
-# dimension of size 1, which will matter for broadcasting below. The picture is drawn from
-# the tensors themselves:
-
-# %%
-numbers = torch.arange(12)
-lab01.tensor_grids(
-    {
-        "numbers": numbers,
-        "numbers.reshape(3, 4)": numbers.reshape(3, 4),
-        "numbers.reshape(4, 3).T": numbers.reshape(4, 3).T,
-        "numbers[:4].unsqueeze(1)": numbers[:4].unsqueeze(1),
-    },
-    title="Same numbers, different shapes",
-)
 
 # %% [markdown]
 # **Changing dtype and device** both use `.to(...)`. It returns a converted tensor and leaves
@@ -139,7 +126,7 @@ batch = None
 # </details>
 
 # %%
-lab01.check_batch(batch, device)
+batch = lab01.check_batch(batch, device)
 
 # %% [markdown]
 # ## 2 · Operations and broadcasting
@@ -226,10 +213,165 @@ probabilities = None
 # </details>
 
 # %%
-lab01.check_row_normalised(counts, probabilities)
+probabilities = lab01.check_row_normalised(probabilities, counts)
 
 # %% [markdown]
-# ## 3 · NumPy interop
+# ## 3 · Reshaping, indexing and combining tensors
+#
+# Data rarely arrives in the shape a model wants: an image file stores (height, width,
+# colour), a model wants a batch of rows, a single example must become a batch of one. This
+# section is the toolbox for that. None of these operations does arithmetic: they regroup,
+# select or join numbers.
+#
+# **`view` and `reshape`** regroup the numbers into a new shape, reading them row by row. A
+# **view** is a new tensor that uses the *same memory* as the original: nothing is copied.
+# Transposing (`.T`) is a view too: it only changes the order in which memory is read.
+
+# %%
+numbers = torch.arange(6)
+matrix = numbers.view(2, 3)  # the same 6 numbers in memory, read as 2 rows of 3
+flipped = matrix.T  # also a view: rows and columns swap, memory stays as it is
+flat_copy = flipped.reshape(6)
+memory = numbers.data_ptr()  # the address of the first number in memory
+print("matrix, flipped share numbers' memory:", matrix.data_ptr() == flipped.data_ptr() == memory)
+print("flipped.reshape(6) shares it too:     ", flat_copy.data_ptr() == memory)
+print("stored row by row? matrix:", matrix.is_contiguous(), " flipped:", flipped.is_contiguous())
+lab01.tensor_grids(
+    {
+        "numbers": numbers,
+        "matrix": matrix,
+        "flipped": flipped,
+        "flipped.reshape(6)": flat_copy,
+    },
+    title=f"Row by row, flipped reads {flat_copy.tolist()}; memory holds {numbers.tolist()}",
+)
+
+# %% [markdown]
+# `view` never copies, so it can only regroup numbers in the order they sit in memory.
+# `flipped`, read row by row, is not in that order, so no view of it can be one flat row:
+# `view` refuses. `reshape` returns a view when it can and a **copy** when it must (the output
+# above says which). `.contiguous()` makes that copy explicitly, after which `view` works. In
+# practice use `reshape`; use `view` when you want an error rather than a hidden copy.
+
+# %%
+try:
+    flipped.view(6)
+except RuntimeError as error:
+    print("RuntimeError:", error)
+print("flipped.contiguous().view(6) =", flipped.contiguous().view(6))
+
+# %% [markdown]
+# **Indexing and slicing** work as in Python lists, one index or slice per dimension; `:`
+# means "all of this dimension". A **boolean mask** (a comparison such as `grid > 6`) selects
+# the elements where it is `True`; as their number can be anything, the result is 1-D.
+
+# %%
+grid = torch.arange(12).reshape(3, 4)
+print("grid =\n", grid)
+print("grid[1]        =", grid[1])  # row 1 (counting from 0)
+print("grid[:, 2]     =", grid[:, 2])  # column 2 of every row
+print("grid[-1, -1]   =", grid[-1, -1])  # last row, last column (.item() gives a number)
+print("grid[:2, 1:3]  =\n", grid[:2, 1:3])  # rows 0-1, columns 1-2
+print("grid > 6       =\n", grid > 6)  # a mask: True where the condition holds
+print("grid[grid > 6] =", grid[grid > 6])
+
+# %% [markdown]
+# **`permute`** reorders the dimensions (`.T` for any number of them): image files store
+# (height, width, colour), PyTorch's image layers want the colour channels first.
+# **`unsqueeze(d)`** inserts a dimension of size 1 at position `d`; **`squeeze(d)`** removes
+# one. Remember Exercise 2: `totals.unsqueeze(1)` turns the row totals back into the column
+# that `keepdim=True` gave.
+
+# %%
+photo = torch.rand(8, 8, 3)  # height, width, colour
+print("photo.permute(2, 0, 1):", tuple(photo.permute(2, 0, 1).shape))  # colour first
+row = torch.tensor([1.0, 2.0, 3.0])
+print("row:", tuple(row.shape), " row.unsqueeze(0):", tuple(row.unsqueeze(0).shape))
+print("row.unsqueeze(1):", tuple(row.unsqueeze(1).shape))
+print("row.unsqueeze(0).squeeze(0):", tuple(row.unsqueeze(0).squeeze(0).shape))
+totals = counts.sum(dim=1)
+print("totals:", tuple(totals.shape), "→ totals.unsqueeze(1):", tuple(totals.unsqueeze(1).shape))
+keepdim_totals = counts.sum(dim=1, keepdim=True)
+print("counts / totals.unsqueeze(1) equals counts / keepdim_totals:", end=" ")
+print(torch.equal(counts / totals.unsqueeze(1), counts / keepdim_totals))
+
+# %% [markdown]
+# **Combining** tensors: `torch.cat` joins them along a dimension they **already have**;
+# `torch.stack` puts them side by side along a **new** dimension, so they must all have the
+# same shape. Stacking single examples into a batch is `torch.stack`.
+
+# %%
+first = torch.tensor([1, 2, 3])
+second = torch.tensor([4, 5, 6])
+joined = torch.cat([first, second])
+stacked = torch.stack([first, second])
+lab01.tensor_grids(
+    {"first": first, "second": second, "torch.cat": joined, "torch.stack": stacked},
+    title=f"cat of two {tuple(first.shape)}: {tuple(joined.shape)};  "
+    f"stack of two {tuple(first.shape)}: {tuple(stacked.shape)}",
+)
+
+# %% [markdown]
+# **In-place operations** change a tensor instead of making a new one. Their names end in an
+# underscore (`add_`, `zero_`, `clamp_`); `+=` and assigning into an index are in place too.
+# They save memory, but careful: a slice is a view, so changing it in place changes the
+# tensor it came from. (Autograd has a rule about in-place changes: section 5 shows it.)
+
+# %%
+counter = torch.zeros(3)
+counter.add(1)  # a new tensor, which we drop: counter is unchanged
+print("after add(1): ", counter)
+counter.add_(1)  # trailing underscore: counter itself changes
+counter += 1  # in place as well
+print("after add_(1) and += 1:", counter)
+first_row = grid[0]  # a view of grid's first row
+first_row.zero_()  # ... so this zeroes grid's first row
+grid[grid > 6] = -1  # assigning through a mask is in place too
+print("grid =\n", grid)
+
+# %% [markdown]
+# ### Exercise 3 · a batch of pictures
+#
+# Image models take a batch shaped **(batch, channels, height, width)**, "NCHW". A grey digit
+# has one channel. `pictures` is a list of four digits, each an 8×8 tensor. Make
+# `digit_batch`, one tensor of shape `(4, 1, 8, 8)` in which `digit_batch[i, 0]` is
+# `pictures[i]`. Two of this section's tools do it in one line.
+
+# %%
+images, labels = data.digits()  # all 1,797 digits, each flattened to 64 pixels
+pictures = [images[i].reshape(8, 8) for i in range(4)]
+print(len(pictures), "pictures of shape", tuple(pictures[0].shape))
+
+# %% tags=["exercise"]
+# TODO: the four pictures as one tensor of shape (4, 1, 8, 8)
+digit_batch = None
+
+# %% [markdown] tags=["solution"]
+# <details><summary>Solution</summary>
+#
+# ```python
+# digit_batch = torch.stack(pictures).unsqueeze(1)
+# ```
+#
+# `torch.stack` adds the batch dimension: `(4, 8, 8)`. `unsqueeze(1)` inserts the channel
+# after it. `torch.cat(pictures)` would give `(32, 8)`: the pictures' rows one after another.
+#
+# </details>
+
+# %%
+digit_batch = lab01.check_digit_batch(digit_batch, pictures)
+
+# %% [markdown]
+# The network in section 6 wants each digit as one row of 64 pixels. `flatten(start_dim=1)`
+# merges every dimension from 1 on, and gives back exactly the rows we started from:
+
+# %%
+rows = digit_batch.flatten(start_dim=1)
+print(tuple(digit_batch.shape), "→", tuple(rows.shape))
+print("the same numbers as images[:4]:", torch.equal(rows, images[:4]))
+
+# %% [markdown]
+# ## 4 · NumPy interop
 #
 # Much of Python's data world speaks NumPy (scikit-learn, pandas, image libraries), so you
 # will move arrays in and out of PyTorch constantly. There are two ways in and one way out,
@@ -241,7 +383,8 @@ lab01.check_row_normalised(counts, probabilities)
 # | `torch.tensor(array)` | **copied** | when you want an independent tensor |
 # | `tensor.numpy()` | **shared** with the (CPU) tensor | back to NumPy, e.g. to plot |
 #
-# Shared memory is fast (nothing is copied) but surprising: changing one changes the other.
+# Shared memory is fast (nothing is copied) but surprising, as with a view in section 3:
+# changing one changes the other.
 
 # %%
 array = np.zeros(3)
@@ -258,13 +401,13 @@ print("dtype kept from NumPy:", shared.dtype)  # NumPy's default is float64
 # that do not track gradients, hence the common idiom `tensor.detach().cpu().numpy()`.
 
 # %% [markdown]
-# ### Exercise 3 · no copies
+# ### Exercise 4 · no copies
 #
 # `image_np` is one 8×8 digit from scikit-learn, as a NumPy array. Make `image`, a tensor
 # that uses **the same memory** (no copy).
 
 # %%
-image_np = data.digits()[0][0].reshape(8, 8).numpy()
+image_np = images[0].reshape(8, 8).numpy()
 
 # %% tags=["exercise"]
 # TODO: a tensor that shares memory with image_np
@@ -280,10 +423,10 @@ image = None
 # </details>
 
 # %%
-lab01.check_shares_memory(image, image_np)
+image = lab01.check_shares_memory(image, image_np)
 
 # %% [markdown]
-# ## 4 · Autograd and the computational graph
+# ## 5 · Autograd and the computational graph
 #
 # Training a network means nudging every weight a little in the direction that lowers the
 # loss. That direction is the **gradient**: the derivative of the loss with respect to each
@@ -306,9 +449,11 @@ print("dy/dx =", x.grad.item())
 
 # %% [markdown]
 # Now the expression at the heart of every model: a prediction `w * inputs + b`, compared with
-# the targets by a mean squared error. Here is the graph autograd recorded for it: the leaves
-# you asked gradients for (`w`, `b`) at the top, each operation as a node, the loss at the
-# bottom. `backward()` travels it from the loss upwards.
+# the targets by a mean squared error. Here is the graph autograd recorded for it. At the top
+# are the **leaves** you asked gradients for (`w`, `b`, blue) and the **constants** the
+# expression used (`inputs`, `targets` and the `2` of `** 2`, grey); each operation is a node
+# with the shape it produced; the loss is at the bottom. `backward()` travels it from the loss
+# upwards.
 
 # %%
 w = torch.tensor(0.5, requires_grad=True)
@@ -318,24 +463,59 @@ targets = torch.tensor([2.0, 4.0, 6.0])
 
 prediction = w * inputs + b
 loss = ((prediction - targets) ** 2).mean()
-autograd_diagram.autograd_graph(loss, names={"w": w, "b": b})
+graph_names = {"w": w, "b": b, "inputs": inputs, "targets": targets}
+autograd_diagram.autograd_graph(loss, names=graph_names)
 
 # %% [markdown]
-# `inputs` and `targets` are not in the graph as learnable leaves: they do not require
-# gradients, so autograd does not track them. Now run the backward pass:
+# `inputs` and `targets` do not require gradients: autograd uses their values but computes no
+# gradient for them, so they get no `.grad`. Now run the backward pass, and draw the graph
+# again: each leaf's box now shows the gradient `backward()` stored in it.
+#
+# **Run the next cell once.** `backward()` frees the graph as it walks it, so running the cell
+# a second time raises *Trying to backward through the graph a second time*. If you run the
+# cell above first (a new graph), the next cell works again, but `.grad` then holds the sum
+# of both backward passes, as the cell after it shows.
 
 # %%
 loss.backward()
 print(f"loss = {loss.item():.3f}   dloss/dw = {w.grad.item():.3f}   dloss/db = {b.grad.item():.3f}")
+autograd_diagram.autograd_graph(loss, names=graph_names)
 
 # %% [markdown]
 # Both gradients are negative: increasing `w` or `b` would *lower* the loss. That is exactly
-# the information gradient descent needs.
+# the information gradient descent needs: step each leaf *against* its gradient,
+# `w ← w − lr × w.grad`.
+#
+# The obvious line, `w.sub_(lr * w.grad)`, is an in-place change of a leaf that requires
+# grad, and autograd refuses it. The reason: autograd would have to record the update as one
+# more operation of the graph, and `w` would no longer be a leaf whose `.grad` means
+# "d(loss)/dw". A weight update is not part of the model's computation, so do it inside
+# `with torch.no_grad():`, where autograd records nothing. (`optimizer.step()` does exactly
+# that.) Autograd also refuses, at `backward()`, an in-place change to a tensor it saved
+# for the backward pass.
+
+# %%
+lr = 0.1
+try:
+    w.sub_(lr * w.grad)
+except RuntimeError as error:
+    print("RuntimeError:", error)
+with torch.no_grad():  # nothing in here is recorded, so the in-place update is allowed
+    w.sub_(lr * w.grad)
+    b.sub_(lr * b.grad)
+    new_loss = ((w * inputs + b - targets) ** 2).mean()
+print(f"one step by hand: w = {w.item():.2f}, b = {b.item():.2f}", end=", ")
+print(f"loss {loss.item():.3f} → {new_loss.item():.3f}")
+
+# %% [markdown]
+# Each run of this cell takes one more step with the same, now outdated, gradients: run it
+# once.
 #
 # **Gradients accumulate.** `backward()` *adds* into `.grad`; it never overwrites. That is
 # on purpose (a model with two losses, or a batch too big for memory, can add up several
 # backward passes), but it means you must **reset** gradients before each training step. In
-# a training loop that is `optimizer.zero_grad()`. Watch what happens if you don't:
+# a training loop that is `optimizer.zero_grad()`. Watch what happens if you don't (this cell
+# resets `w.grad` once at its start, so re-running it draws the same bars):
 
 # %%
 w.grad = None  # start clean once, then never reset
@@ -344,21 +524,43 @@ for calls in (1, 2, 3):
     loss = ((w * inputs + b - targets) ** 2).mean()
     loss.backward()
     grad_after[f"after {calls} backward()"] = w.grad.item()
-plots.bars(grad_after, title="Without a reset, w.grad adds up: 1×, 2×, 3×", ylabel="w.grad")
+first_grad = grad_after["after 1 backward()"]
+multiples = ", ".join(f"{value / first_grad:.3g}×" for value in grad_after.values())
+plots.bars(
+    grad_after, title=f"Without a reset, w.grad is {multiples} the first value", ylabel="w.grad"
+)
 
 # %% [markdown]
-# The true gradient never changed (same `w`, same data), but `.grad` doubled and tripled.
-# An optimizer stepping on those numbers takes steps that are too large, and in a real loop
-# they mix gradients of different batches.
+# The true gradient never changed (same `w`, same data), but `.grad` grew with every
+# `backward()`. An optimizer stepping on those numbers takes steps that are too large, and in
+# a real loop they mix gradients of different batches.
 #
-# One more tool: inside `with torch.no_grad():` autograd records nothing. Use it when you
-# only evaluate a model or update weights by hand, so no graph (and memory) is wasted.
+# **Switching autograd off.** You met `torch.no_grad()` above. `torch.inference_mode()` does
+# the same and goes further: PyTorch also skips the bookkeeping that lets a tensor join a graph
+# later, so a tensor made inside it can *never* be used where autograd records. Use
+# `inference_mode` when you only predict (evaluating, serving a model), `no_grad` when you
+# update weights by hand or may reuse the results in training.
+
+# %%
+with torch.no_grad():
+    by_no_grad = w * inputs
+with torch.inference_mode():
+    by_inference = w * inputs
+print("no_grad:        requires_grad =", by_no_grad.requires_grad, " grad_fn =", by_no_grad.grad_fn)
+print("inference_mode: requires_grad =", by_inference.requires_grad, end=", ")
+print("an inference tensor:", by_inference.is_inference())
+print("no_grad's result in a new graph:", (by_no_grad * w).sum().grad_fn)
+try:
+    (by_inference * w).sum()
+except RuntimeError as error:
+    print("inference_mode's result in a new graph: RuntimeError:", str(error).split(". ")[0])
 
 # %% [markdown]
-# ### Exercise 4 · your first gradient
+# ### Exercise 5 · your first gradient
 #
 # The starter code computes a loss, but autograd cannot give you its gradient. Fix it so that
-# `w.grad` holds d(loss)/dw.
+# `w.grad` holds d(loss)/dw. Re-running this cell is safe: it creates `w` again, with no
+# `.grad` yet. Calling `loss.backward()` a second time in another cell is not: see above.
 
 # %% tags=["exercise"]
 x = torch.tensor([1.0, 2.0, 3.0])
@@ -381,27 +583,33 @@ loss = ((w * x - y_true) ** 2).mean()
 # </details>
 
 # %%
-lab01.check_gradient(w, x, y_true)
+w = lab01.check_gradient(w, x, y_true)
 
 # %% [markdown]
-# ## 5 · A first network, trained from scratch
+# ## 6 · A first network, trained from scratch
 #
-# Time for real data: scikit-learn's 1,797 handwritten digits, each an 8×8 grayscale image.
-# We flatten each image into 64 numbers (pixel intensities scaled to 0..1) and ask the model
-# for **10 scores**, one per digit; the highest score is its guess.
+# Time for real data: scikit-learn's 1,797 handwritten digits, each an 8×8 grayscale image,
+# which `data.digits()` gives as rows of 64 numbers (pixel intensities scaled to 0..1), as in
+# Exercise 3. The model gives **10 scores** per digit, one per class; the highest is its guess.
+#
+# We keep 20 % of the digits aside as a **validation set**: the model never trains on them,
+# so they tell us how well it does on digits it has not seen. A random order of the indices
+# (`torch.randperm`) and indexing with it (section 3) make the split:
 
 # %%
-train_set, val_set = data.digits_split(val_fraction=0.2)
-X_train, y_train = (t.to(device) for t in train_set.tensors)
-X_val, y_val = (t.to(device) for t in val_set.tensors)
+images, labels = data.digits()
+order = torch.randperm(len(images))  # the numbers 0 .. 1796 in a random order
+n_val = round(0.2 * len(images))
+val_idx, train_idx = order[:n_val], order[n_val:]
+X_train, y_train = images[train_idx].to(device), labels[train_idx].to(device)
+X_val, y_val = images[val_idx].to(device), labels[val_idx].to(device)
 print("train:", tuple(X_train.shape), X_train.dtype, "labels", tuple(y_train.shape), y_train.dtype)
 print("validation:", tuple(X_val.shape))
-lab01.digit_grid(X_train[:16], y_train[:16], title="Sixteen training digits (8×8 pixels each)")
+lab01.digit_grid(
+    X_train[:16], y_train[:16], title=f"{min(16, len(X_train))} training digits (8×8 pixels each)"
+)
 
 # %% [markdown]
-# We keep 20 % of the digits aside as a **validation set**: the model never trains on them,
-# so they tell us how well it does on digits it has not seen.
-#
 # **The model** is a single `nn.Linear(64, 10)`: a weight matrix of shape `(10, 64)` and a
 # bias of 10 numbers, computing `scores = X @ W.T + b`. Each class score is a weighted sum
 # of the 64 pixels. It is the simplest network there is, and it will do surprisingly well.
@@ -411,7 +619,7 @@ lab01.digit_grid(X_train[:16], y_train[:16], title="Sixteen training digits (8×
 # wants float logits of shape `(batch, 10)` and `int64` class labels of shape `(batch,)`.
 #
 # **The optimizer** `torch.optim.SGD` does the update `w ← w − lr × w.grad` for every
-# parameter, so that we don't have to write it by hand.
+# parameter, inside `torch.no_grad()` as you did by hand in section 5.
 
 # %%
 model = nn.Linear(64, 10).to(device)
@@ -441,7 +649,7 @@ print(
 # ```
 
 # %% [markdown]
-# ### Exercise 5 · one training step
+# ### Exercise 6 · one training step
 #
 # Write `train_step`: it does one step on the batch `(xb, yb)` and returns the loss as a
 # plain Python number (`loss.item()`), so it can be stored and plotted.
@@ -468,14 +676,19 @@ def train_step(model, optimizer, loss_fn, xb, yb):
 # </details>
 
 # %%
-lab01.check_train_step(train_step)
+train_step = lab01.check_train_step(train_step)
 
 # %% [markdown]
 # ### The training loop
 #
 # One pass over all training digits is an **epoch**. Within an epoch we shuffle the digits
-# (so the batches differ every time) and take one step per batch of 64. After each epoch we
-# measure the loss on the validation digits, inside `torch.no_grad()`.
+# (so the batches differ every time) and take one step per batch of 64 with your
+# `train_step`. After each epoch we measure the loss on the validation digits, inside
+# `torch.inference_mode()` (we only predict there).
+#
+# Re-running this cell does not start over: it trains the *already trained* model for more
+# epochs, so the new curve starts from the low loss the last run reached. To start from
+# scratch, run the cell that creates `model` and `optimizer` first.
 
 # %%
 epochs = runtime.pick(full=60, quick=5)
@@ -488,13 +701,9 @@ for epoch in range(epochs):
     for start in range(0, len(X_train), batch_size):
         batch_idx = order[start : start + batch_size]
         xb, yb = X_train[batch_idx], y_train[batch_idx]
-        optimizer.zero_grad()
-        loss = loss_fn(model(xb), yb)
-        loss.backward()
-        optimizer.step()
-        epoch_loss += loss.item() * len(batch_idx)
+        epoch_loss += train_step(model, optimizer, loss_fn, xb, yb) * len(batch_idx)
     history["training loss"].append(epoch_loss / len(X_train))
-    with torch.no_grad():
+    with torch.inference_mode():
         history["validation loss"].append(loss_fn(model(X_val), y_val).item())
     if epoch % 10 == 0 or epoch == epochs - 1:
         print(
@@ -515,7 +724,7 @@ plots.curves(
 # with the highest score (`argmax` over the 10 scores).
 
 # %%
-with torch.no_grad():
+with torch.inference_mode():
     predictions = model(X_val).argmax(dim=1)
 accuracy = (predictions == y_val).float().mean().item()
 print(f"validation accuracy: {accuracy:.1%} of {len(y_val)} unseen digits")
@@ -527,12 +736,12 @@ lab01.digit_grid(
 )
 
 # %% [markdown]
-# Since each score is a weighted sum of pixels, we can *look* at the weights: draw row `k` of
-# the weight matrix as an 8×8 image and you see which pixels push the score of digit `k` up
-# (red) or down (blue).
+# Since each score is a weighted sum of pixels, we can *look* at the weights: reshape the
+# `(10, 64)` weight matrix to `(10, 8, 8)`, draw row `k` as an 8×8 image, and you see which
+# pixels push the score of digit `k` up (red) or down (blue).
 
 # %%
-lab01.weight_images(model.weight)
+lab01.weight_images(model.weight.reshape(10, 8, 8))
 
 # %% [markdown]
 # ## Recap
@@ -541,9 +750,16 @@ lab01.weight_images(model.weight)
 #   something fails. `.to(...)` returns a converted copy.
 # - **Broadcasting** aligns shapes from the right and stretches dimensions of size 1. Use
 #   `keepdim=True` in reductions you want to broadcast back; square matrices hide mistakes.
+# - `view` regroups memory without copying (and refuses when it cannot); `reshape` copies
+#   when it must. Index with slices or boolean masks; `permute` reorders dimensions,
+#   `unsqueeze`/`squeeze` add or remove a size-1 dimension; `torch.cat` joins along an
+#   existing dimension, `torch.stack` along a new one. A trailing `_` means in place.
 # - `torch.from_numpy` and `.numpy()` **share memory**; `torch.tensor` copies.
 # - **Autograd** records operations on tensors with `requires_grad=True` into a graph;
 #   `backward()` fills `.grad`, and gradients **accumulate** until you reset them.
+#   `backward()` frees the graph: run it once per forward pass.
+# - Update weights inside `torch.no_grad()`; only predict inside `torch.inference_mode()`,
+#   whose results can never join a graph.
 # - A training step is `zero_grad → forward → loss → backward → step`, repeated over
 #   shuffled batches for several epochs, with a validation set to check real progress.
 #

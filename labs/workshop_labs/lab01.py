@@ -1,4 +1,5 @@
-"""Lab 1 · Intro to PyTorch: the exercise checks and the lab's own figures."""
+"""Lab 1 · Intro to PyTorch: the exercise checks (each with the reference answer later cells
+use when the exercise is not solved yet) and the lab's own figures."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from matplotlib.patches import Rectangle
 from torch import nn
 
 from workshop_labs import plots
-from workshop_labs.checks import expect, expect_tensor, passed
+from workshop_labs.checks import exercise, expect, expect_tensor, passed
 
 # ----------------------------------------------------------------------------------------------
 # Figures
@@ -217,13 +218,19 @@ def digit_grid(
     return plots.show(fig)
 
 
-def weight_images(weight: torch.Tensor) -> Figure:
-    """The 10 rows of a Linear(64, 10) weight as 8×8 pictures: what each class score looks for."""
-    weight = weight.detach().cpu()
-    limit = float(weight.abs().max())
-    fig, axes = plots.figure(1, len(weight), figsize=(1.3 * len(weight) + 0.8, 2.3))
+def weight_images(pictures: torch.Tensor) -> Figure:
+    """One 8×8 picture per class score (the rows of a Linear(64, 10) weight, reshaped to
+    (10, 8, 8) by the lab), in red and blue: what each class score looks for."""
+    if pictures.dim() != 3:
+        raise ValueError(
+            f"weight_images draws (classes, height, width) pictures, got shape "
+            f"{tuple(pictures.shape)}: reshape the weight to (10, 8, 8) first"
+        )
+    pictures = pictures.detach().cpu().numpy()
+    limit = float(abs(pictures).max())
+    fig, axes = plots.figure(1, len(pictures), figsize=(1.3 * len(pictures) + 0.8, 2.3))
     for digit, ax in enumerate(axes):
-        image = ax.imshow(weight[digit].reshape(8, 8), cmap="RdBu_r", vmin=-limit, vmax=limit)
+        image = ax.imshow(pictures[digit], cmap="RdBu_r", vmin=-limit, vmax=limit)
         ax.set_title(f"score {digit}", fontsize=10, fontweight="normal")
         ax.axis("off")
     fig.colorbar(image, ax=list(axes), shrink=0.8, label="weight")
@@ -239,6 +246,7 @@ def weight_images(weight: torch.Tensor) -> Figure:
 # ----------------------------------------------------------------------------------------------
 
 
+@exercise()
 def check_batch(batch: object, device: torch.device | str) -> None:
     """`batch`: random float32 numbers in [0, 1) with shape (32, 64) on the lab's device."""
     batch = expect_tensor(batch, name="batch", shape=(32, 64))
@@ -275,7 +283,8 @@ def check_batch(batch: object, device: torch.device | str) -> None:
 # ----------------------------------------------------------------------------------------------
 
 
-def check_row_normalised(counts: torch.Tensor, probabilities: object) -> None:
+@exercise()
+def check_row_normalised(probabilities: object, counts: torch.Tensor) -> None:
     """`probabilities`: `counts` divided by each row's total, so that every row sums to 1."""
     probabilities = expect_tensor(probabilities, name="probabilities", shape=tuple(counts.shape))
     expect(
@@ -313,10 +322,73 @@ def check_row_normalised(counts: torch.Tensor, probabilities: object) -> None:
 
 
 # ----------------------------------------------------------------------------------------------
-# Exercise 3 · NumPy interop
+# Exercise 3 · stack, unsqueeze: a batch of pictures in the (N, C, H, W) layout
 # ----------------------------------------------------------------------------------------------
 
 
+def reference_digit_batch(pictures: list[torch.Tensor]) -> torch.Tensor:
+    """The (N, 1, H, W) batch the cells below Exercise 3 use while it is not solved."""
+    return torch.stack(pictures).unsqueeze(1)
+
+
+@exercise(reference=reference_digit_batch)
+def check_digit_batch(digit_batch: object, pictures: list[torch.Tensor]) -> None:
+    """`digit_batch`: the pictures stacked into one (N, 1, H, W) tensor, each picture whole."""
+    count = len(pictures)
+    height, width = pictures[0].shape
+    wanted = (count, 1, height, width)
+    expect(
+        not isinstance(digit_batch, list | tuple),
+        f"`digit_batch` is still a Python {type(digit_batch).__name__}: torch.stack(pictures) "
+        "turns a list of equal-shaped tensors into one tensor with a new first dimension",
+    )
+    digit_batch = expect_tensor(digit_batch, name="digit_batch")
+    shape = tuple(digit_batch.shape)
+    expect(
+        shape[:1] != (count * height,),
+        f"`digit_batch` has shape {shape}: torch.cat joined the {count} pictures along their "
+        f"EXISTING first dimension ({count} × {height} rows). torch.stack puts them in a NEW "
+        f"first dimension: torch.stack(pictures) has shape ({count}, {height}, {width})",
+    )
+    expect(
+        shape != (count, height, width),
+        f"`digit_batch` has shape {shape}: the batch is there but the channel dimension is "
+        f"missing. Add one of size 1 at position 1 with .unsqueeze(1) → {wanted}",
+    )
+    expect(
+        shape != (1, count, height, width),
+        f"`digit_batch` has shape {shape}: unsqueeze(0) put the new dimension in FRONT of the "
+        f"batch, which reads as 1 picture with {count} channels. The channel comes after the "
+        f"batch: .unsqueeze(1) → {wanted}",
+    )
+    expect(
+        shape != (count, height, width, 1),
+        f"`digit_batch` has shape {shape}: that is channels LAST (N, H, W, C), how image files "
+        "store pixels. PyTorch's image layers want channels first (N, C, H, W): .unsqueeze(1), "
+        "not .unsqueeze(-1)",
+    )
+    expect(
+        shape == wanted,
+        f"`digit_batch` has shape {shape} but the exercise needs {wanted}: stack the pictures "
+        "along dim=0 (the default), then .unsqueeze(1) inserts the channel at position 1",
+    )
+    reference = reference_digit_batch(pictures).to(digit_batch.device)
+    expect(
+        torch.allclose(digit_batch.float(), reference.float()),
+        "the shape is right but the pixels are scrambled: digit_batch[i, 0] is not pictures[i]. "
+        "Stack along dim=0 (the default) so every picture stays whole; reshape and view only "
+        "regroup the numbers in the order they lie in memory, they cannot undo a stack along "
+        "another dimension",
+    )
+    passed(f"`digit_batch` has shape {wanted}: {count} pictures, 1 channel, {height}×{width}")
+
+
+# ----------------------------------------------------------------------------------------------
+# Exercise 4 · NumPy interop
+# ----------------------------------------------------------------------------------------------
+
+
+@exercise()
 def check_shares_memory(image: object, image_np: np.ndarray) -> None:
     """`image`: a tensor that uses the same memory as the NumPy array `image_np` (no copy)."""
     image = expect_tensor(image, name="image", shape=image_np.shape)
@@ -335,10 +407,11 @@ def check_shares_memory(image: object, image_np: np.ndarray) -> None:
 
 
 # ----------------------------------------------------------------------------------------------
-# Exercise 4 · autograd
+# Exercise 5 · autograd
 # ----------------------------------------------------------------------------------------------
 
 
+@exercise()
 def check_gradient(w: object, x: torch.Tensor, y_true: torch.Tensor) -> None:
     """`w.grad`: d/dw of the mean squared error ((w * x - y_true) ** 2).mean()."""
     w = expect_tensor(w, name="w", shape=())
@@ -375,7 +448,7 @@ def check_gradient(w: object, x: torch.Tensor, y_true: torch.Tensor) -> None:
 
 
 # ----------------------------------------------------------------------------------------------
-# Exercise 5 · one training step
+# Exercise 6 · one training step
 # ----------------------------------------------------------------------------------------------
 
 
@@ -396,6 +469,16 @@ def _fresh_gradients(model: nn.Module, loss_fn, xb, yb) -> list[torch.Tensor]:
     return list(torch.autograd.grad(loss_fn(model(xb), yb), params))
 
 
+def reference_train_step(model, optimizer, loss_fn, xb, yb) -> float:
+    """The training step the loop uses while Exercise 6 is not solved."""
+    optimizer.zero_grad()
+    loss = loss_fn(model(xb), yb)
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+@exercise(reference=lambda: reference_train_step)
 def check_train_step(train_step: Callable) -> None:
     """`train_step(model, optimizer, loss_fn, xb, yb)`: zero_grad, forward, loss, backward, step."""
     expect(callable(train_step), "`train_step` is not a function: define it with def")
