@@ -23,8 +23,10 @@
 # 2. write an `nn.Module` subclass: `__init__`, `super().__init__()`, layers, `forward`;
 # 3. explain what *registering* a layer means, and spot a layer that is not registered;
 # 4. explain what really happens when you write `model(x)`, and what `backward()` fills in;
-# 5. choose between `nn.Sequential` and a subclass, and compose modules from modules;
-# 6. write a `Dataset` and feed it through a `DataLoader` (batching, shuffling, workers).
+# 5. pair a model's output with the right loss (MSE, L1, cross-entropy, BCE with logits);
+# 6. choose between `nn.Sequential` and a subclass, and compose modules from modules;
+# 7. say what `model.train()` and `model.eval()` change (Dropout, BatchNorm, LayerNorm);
+# 8. write a `Dataset`, feed it through a `DataLoader`, and train with SGD, momentum or Adam.
 #
 # Every exercise is followed by a check cell that says what is wrong or prints a ✅.
 #
@@ -75,8 +77,8 @@ print(predict(features[:4], w1, b1, w2, b2).shape)
 #
 # A **class** keeps the numbers (*state*) and the computation (*behaviour*) together. And by
 # inheriting from `nn.Module`, the class gets the bookkeeping for free: `parameters()` for
-# the optimizer, `.to(device)`, `state_dict()` for saving, `train()`/`eval()`, hooks, and a
-# readable `print(model)`.
+# the optimizer, `.to(device)`, `state_dict()` for saving, `train()`/`eval()` (section 8),
+# hooks, and a readable `print(model)`.
 #
 # ## 2 · Anatomy of a model class
 #
@@ -146,45 +148,6 @@ print("registered modules:", list(model._modules))
 print("in the plain __dict__? ", "fc1" in model.__dict__)
 
 # %% [markdown]
-# ### Exercise 1 · a class that works
-#
-# `TwoLayerNet` should be `Linear(64, 32)` → `ReLU` → `Linear(32, 10)`. It has one bug that
-# stops it from being created at all. Fix it.
-
-
-# %% tags=["exercise"]
-class TwoLayerNet(nn.Module):
-    def __init__(self):
-        # TODO: something must happen before the layers are assigned
-        self.fc1 = nn.Linear(64, 32)
-        self.act = nn.ReLU()
-        self.fc2 = nn.Linear(32, 10)
-
-    def forward(self, x):
-        return self.fc2(self.act(self.fc1(x)))
-
-
-# %% [markdown] tags=["solution"]
-# <details><summary>Solution</summary>
-#
-# ```python
-# class TwoLayerNet(nn.Module):
-#     def __init__(self):
-#         super().__init__()
-#         self.fc1 = nn.Linear(64, 32)
-#         self.act = nn.ReLU()
-#         self.fc2 = nn.Linear(32, 10)
-#
-#     def forward(self, x):
-#         return self.fc2(self.act(self.fc1(x)))
-# ```
-#
-# </details>
-
-# %%
-lab02.check_two_layer_net(TwoLayerNet)
-
-# %% [markdown]
 # ## 3 · Registering layers: what `parameters()` sees
 #
 # Registration is what lets `nn.Module` find every learnable tensor. Ask the model:
@@ -239,18 +202,19 @@ print("plain list    state_dict keys:", list(hidden["plain list"].state_dict()))
 print("nn.ModuleList state_dict keys:", list(hidden["nn.ModuleList"].state_dict())[:4], "...")
 
 # %% [markdown]
-# ### Exercise 2 · register every layer
+# ### Exercise 1 · a class that works, with every layer registered
 #
 # `DeepNet(depth)` is `Linear(64, 32)`, then `depth` hidden `Linear(32, 32)` layers with ReLU,
-# then `Linear(32, 10)`. It runs, but trains badly. Find out why and fix it.
+# then `Linear(32, 10)`. It has two bugs. The first stops it from being created at all (run
+# the check to read the error). The second lets it run, but it would train badly. Fix both.
 
 
 # %% tags=["exercise"]
 class DeepNet(nn.Module):
     def __init__(self, depth):
-        super().__init__()
+        # TODO: something must happen before the layers are assigned
         self.input = nn.Linear(64, 32)
-        self.hidden = [nn.Linear(32, 32) for _ in range(depth)]  # TODO
+        self.hidden = [nn.Linear(32, 32) for _ in range(depth)]  # TODO: is this registered?
         self.output = nn.Linear(32, 10)
 
     def forward(self, x):
@@ -281,7 +245,7 @@ class DeepNet(nn.Module):
 # </details>
 
 # %%
-lab02.check_deep_net(DeepNet)
+DeepNet = lab02.check_deep_net(DeepNet)
 
 # %% [markdown]
 # ## 4 · `forward`, and what `model(x)` really does
@@ -329,7 +293,7 @@ diagrams.network_diagram(model, x)
 plots.table(diagrams.layer_table(model, x), title="DigitClassifier, layer by layer")
 
 # %% [markdown]
-# ### Exercise 3 · a forward that fits the data
+# ### Exercise 2 · a forward that fits the data
 #
 # `ImageClassifier` receives the digits as **images** of shape `(batch, 8, 8)`. Its layers are
 # correct, but `forward` fails. Run the check to read the error, then fix `forward` so it
@@ -371,7 +335,7 @@ class ImageClassifier(nn.Module):
 # </details>
 
 # %%
-lab02.check_image_classifier(ImageClassifier)
+ImageClassifier = lab02.check_image_classifier(ImageClassifier)
 
 # %% [markdown]
 # ## 5 · `backward`: gradients land on registered parameters
@@ -391,7 +355,118 @@ print("fc1.weight.grad shape:", tuple(once.shape), "(the same shape as the weigh
 print("after a second backward, grad / first grad =", round((twice / once).nanmean().item(), 3))
 
 # %% [markdown]
-# ## 6 · `nn.Sequential` or a subclass? Composing modules
+# This cell starts with `model.zero_grad()`, so running it again prints the same ratio. Without
+# that line, every re-run would add one more gradient to `.grad`.
+#
+# ## 6 · Losses and output activations
+#
+# A loss turns the model's output and the target into one number to make smaller. The right
+# loss depends on the problem, and on what the model's last layer outputs. In this course the
+# last layer is a `Linear`: it outputs raw scores, called **logits**, with no activation after
+# it. The losses below are written for exactly that.
+#
+# **Regression** (predict a number): `nn.MSELoss` is the mean of the squared errors, and
+# `nn.L1Loss` the mean of the absolute errors (it is less pulled by one large error).
+
+# %%
+prediction = torch.tensor([2.5, 0.0, 2.0, 8.0])
+target = torch.tensor([3.0, -0.5, 2.0, 7.0])
+print(f"MSELoss {nn.MSELoss()(prediction, target).item():.4f}", end="  ")
+print(f"= mean squared error  {((prediction - target) ** 2).mean().item():.4f}")
+print(f"L1Loss  {nn.L1Loss()(prediction, target).item():.4f}", end="  ")
+print(f"= mean absolute error {(prediction - target).abs().mean().item():.4f}")
+
+# %% [markdown]
+# **One class out of several** (our digits): `nn.CrossEntropyLoss` takes the **raw logits** and
+# class indices. It applies log-softmax itself, then picks the log-probability of the right
+# class. `nn.LogSoftmax` followed by `nn.NLLLoss` computes the same thing in two steps. Adding
+# your own softmax before `CrossEntropyLoss` is a classic silent bug: it runs, but softmax is
+# then applied twice. Compare the three on a *perfect* model, whose logit for the right class
+# is 10 and 0 for the others:
+
+# %%
+targets = labels[:16]
+perfect = torch.zeros(16, 10)
+perfect[torch.arange(16), targets] = 10.0
+cross_entropy = nn.CrossEntropyLoss()(perfect, targets)
+log_softmax_nll = nn.NLLLoss()(nn.LogSoftmax(dim=1)(perfect), targets)
+softmax_first = nn.CrossEntropyLoss()(torch.softmax(perfect, dim=1), targets)
+print(f"CrossEntropyLoss(logits)            {cross_entropy.item():.4f}")
+print(f"NLLLoss(LogSoftmax(logits))         {log_softmax_nll.item():.4f}")
+print(f"CrossEntropyLoss(softmax(logits))   {softmax_first.item():.4f}   <- wrong")
+
+# %% [markdown]
+# The first two agree and are close to 0, as they should for a perfect model. The third stays
+# far from 0 however good the model is: softmax squashes the scores into 0..1, and a second
+# softmax over numbers in 0..1 can never be confident.
+#
+# **Yes or no** (one logit per sample, target 0.0 or 1.0): `nn.BCEWithLogitsLoss` takes the
+# raw logit. `nn.Sigmoid` followed by `nn.BCELoss` is the same formula, but less safe: for a
+# large logit, the sigmoid rounds to exactly 1.0 in float32, and `BCELoss` must then take
+# `log(0)`, which it clips to −100, so the loss jumps to 100. Here is the loss of a wrong, ever
+# more confident answer (target 0, logit growing):
+
+# %%
+logits = torch.linspace(0, 40, 81)
+zeros = torch.zeros_like(logits)
+with_logits = nn.BCEWithLogitsLoss(reduction="none")(logits, zeros)
+sigmoid_then_bce = nn.BCELoss(reduction="none")(torch.sigmoid(logits), zeros)
+saturated = logits[torch.sigmoid(logits) == 1.0]
+plots.curves(
+    {
+        "BCEWithLogitsLoss(logit)": (logits.tolist(), with_logits.tolist()),
+        "BCELoss(Sigmoid(logit))": (logits.tolist(), sigmoid_then_bce.tolist()),
+    },
+    title=f"Target 0: sigmoid rounds to 1.0 from logit {saturated.min().item():.1f}, "
+    f"so BCELoss stays at {sigmoid_then_bce.max().item():.0f}",
+    xlabel="logit",
+    ylabel="loss",
+)
+
+# %% [markdown]
+# Past that point the flat curve also has a zero slope, so the wrong answer gets no gradient
+# at all. `BCEWithLogitsLoss` computes the loss from the logit directly and keeps both right.
+#
+# **`reduction=`**: every loss above returns the **mean** over the batch by default.
+# `reduction="sum"` adds the samples up instead (lab 7 uses it to total a loss over a whole
+# dataset), and `reduction="none"` keeps one loss per sample:
+
+# %%
+logits = model(x)
+for reduction in ("mean", "sum", "none"):
+    loss = nn.CrossEntropyLoss(reduction=reduction)(logits, targets)
+    print(f'reduction="{reduction}": shape {tuple(loss.shape)}', loss.detach().flatten()[:4])
+
+# %% [markdown]
+# ### Exercise 3 · pick the loss
+#
+# Two models both end with a `Linear` layer, so both output raw logits. Fill in the loss for
+# each: a **binary** model (one logit per sample, targets 0.0 or 1.0) and a **10-class** model
+# (10 logits per sample, targets 0..9).
+
+# %% tags=["exercise"]
+loss_fns = {
+    "binary": None,  # TODO: a loss module, e.g. nn.SomethingLoss()
+    "10 classes": None,  # TODO
+}
+
+# %% [markdown] tags=["solution"]
+# <details><summary>Solution</summary>
+#
+# ```python
+# loss_fns = {
+#     "binary": nn.BCEWithLogitsLoss(),
+#     "10 classes": nn.CrossEntropyLoss(),
+# }
+# ```
+#
+# </details>
+
+# %%
+loss_fns = lab02.check_loss_choice(loss_fns)
+
+# %% [markdown]
+# ## 7 · `nn.Sequential` or a subclass? Composing modules
 #
 # When data flows straight through a chain of layers, `nn.Sequential` builds the model without
 # writing a class; its `forward` simply calls the layers in order:
@@ -403,20 +478,50 @@ print(sequential)
 # %% [markdown]
 # Write a subclass when `forward` needs more than a chain: a branch, a skip connection, two
 # inputs, a loop, a printout. Modules also **compose**: a module can hold other modules,
-# including your own. Here a `ResidualBlock` adds its input back to its output (a skip
-# connection `Sequential` cannot express), and `ResidualNet` stacks them:
+# including a `Sequential` and your own classes.
+#
+# ### Exercise 4 · a residual block
+#
+# A **residual block** adds its input back to what its layers make of it:
+# `output = x + layer(x)`. The `x +` part is a *skip connection*, which `Sequential` cannot
+# express. Write `ResidualBlock(width)`: in `__init__`, store `Linear(width, width)` → `ReLU`
+# as one `nn.Sequential` named `self.layer`; in `forward`, return `x + self.layer(x)`.
 
 
-# %%
+# %% tags=["exercise"]
 class ResidualBlock(nn.Module):
     def __init__(self, width):
         super().__init__()
-        self.layer = nn.Sequential(nn.Linear(width, width), nn.ReLU())
+        # TODO: self.layer = Linear(width, width) then ReLU, as one nn.Sequential
 
     def forward(self, x):
-        return x + self.layer(x)
+        # TODO: the input plus what self.layer makes of it
+        return x
 
 
+# %% [markdown] tags=["solution"]
+# <details><summary>Solution</summary>
+#
+# ```python
+# class ResidualBlock(nn.Module):
+#     def __init__(self, width):
+#         super().__init__()
+#         self.layer = nn.Sequential(nn.Linear(width, width), nn.ReLU())
+#
+#     def forward(self, x):
+#         return x + self.layer(x)
+# ```
+#
+# </details>
+
+# %%
+ResidualBlock = lab02.check_residual_block(ResidualBlock)
+
+# %% [markdown]
+# `ResidualNet` composes your block: a `Sequential` stem, two `ResidualBlock`s, a head.
+
+
+# %%
 class ResidualNet(nn.Module):
     def __init__(self, width=48, blocks=2):
         super().__init__()
@@ -440,7 +545,57 @@ print([name for name, _ in composed.named_modules()][:8], "...")
 print(list(composed.state_dict())[:4], "...")
 
 # %% [markdown]
-# ## 7 · `Dataset` and `DataLoader`
+# `print` does not show the skip connections: they live in `forward`, not in `__init__`. The
+# network diagram records what `forward` really does, so it draws each skip as an arrow around
+# the layers it skips, into the `+` that adds it back:
+
+# %%
+diagrams.network_diagram(composed, x)
+
+# %% [markdown]
+# ## 8 · `train()` and `eval()`: layers that behave differently while training
+#
+# A few layers do something different during training than when the model is used:
+#
+# - **`nn.Dropout(p)`** sets a random fraction `p` of the values to 0 while training (and
+#   multiplies the rest by `1 / (1 − p)`), so the network cannot rely on any single value. When
+#   the model is used, it does nothing.
+# - **`nn.BatchNorm1d`** rescales every feature to mean 0 and variance 1. While training it
+#   uses the current batch's statistics and updates a running average of them; when the model
+#   is used, it uses that running average.
+# - **`nn.LayerNorm`** rescales each *sample* over its own features. It behaves the same in
+#   both modes (lab 4 uses it).
+#
+# `model.train()` and `model.eval()` switch the mode of a module *and every module inside it*.
+# A new module starts in training mode. Same input, two modes:
+
+# %%
+torch.manual_seed(0)
+batch = torch.randn(4, 6)
+for layer in (nn.Dropout(p=0.5), nn.BatchNorm1d(6), nn.LayerNorm(6)):
+    layer.train()
+    in_train = layer(batch)
+    layer.eval()
+    in_eval = layer(batch)
+    same = torch.allclose(in_train, in_eval)
+    print(f"{type(layer).__name__:12} same output in both modes: {same}")
+    print("   train():", [round(v, 2) for v in in_train[0].tolist()])
+    print("   eval(): ", [round(v, 2) for v in in_eval[0].tolist()])
+
+# %% [markdown]
+# Forgetting `model.eval()` before measuring a model with Dropout gives noisy, pessimistic
+# results; forgetting `model.train()` afterwards silently turns Dropout off for the rest of
+# training. The mode is a flag on every module:
+
+# %%
+regularized = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Dropout(0.2), nn.Linear(32, 10))
+regularized.eval()
+print("after eval(): ", [m.training for m in regularized.modules()])
+regularized.train()
+print("after train():", [m.training for m in regularized.modules()])
+
+# %% [markdown]
+# ## 9 · `Dataset` and `DataLoader`
 #
 # Training takes the data in small **batches**. PyTorch splits this job in two:
 #
@@ -450,7 +605,7 @@ print(list(composed.state_dict())[:4], "...")
 #   **shuffle** the order every epoch (so the model does not learn the order) and load in
 #   parallel **worker** processes.
 #
-# ### Exercise 4 · your own Dataset
+# ### Exercise 5 · your own Dataset
 #
 # Complete `DigitImages`: it holds the digit features `(N, 64)` and labels `(N,)`; item `i`
 # must be `(the 8×8 image of sample i, its label)`.
@@ -490,7 +645,7 @@ class DigitImages(Dataset):
 # </details>
 
 # %%
-lab02.check_digit_images(DigitImages, features, labels)
+DigitImages = lab02.check_digit_images(DigitImages, features, labels)
 
 # %% [markdown]
 # The course's `data.digits_split()` gives ready-made train and validation datasets. Let's
@@ -533,7 +688,7 @@ for workers in (0, 2):
     print(f"num_workers={workers}: one epoch in {one_epoch_seconds(workers) * 1000:.0f} ms")
 
 # %% [markdown]
-# ### Exercise 5 · one epoch over a DataLoader
+# ### Exercise 6 · one epoch over a DataLoader
 #
 # Write `train_epoch`: for every batch of `loader` do one training step (the five lines from
 # lab 1), and return the **mean** of the batch losses as a Python float.
@@ -569,51 +724,96 @@ def train_epoch(model, loader, optimizer, loss_fn):
 # </details>
 
 # %%
-lab02.check_train_epoch(train_epoch)
+train_epoch = lab02.check_train_epoch(train_epoch)
 
 # %% [markdown]
-# ## 8 · Everything together
+# ## 10 · Optimizers, and everything together
 #
-# A `Dataset`, two `DataLoader`s, a composed model moved to the device, and an epoch loop
-# (written here in full, so this cell does not depend on your exercise answers).
+# The optimizer turns each `.grad` into a change of its weight. Lab 1 used plain SGD. The three
+# you will meet most, and what each keeps between steps:
+#
+# - **`torch.optim.SGD(params, lr)`**: `w ← w − lr × grad`. It keeps nothing.
+# - **`SGD(params, lr, momentum=0.9)`**: keeps a *momentum buffer* per weight, a running sum
+#   of past gradients (the older, the smaller), and steps along it: steps grow where the
+#   gradients agree and cancel where they flip back and forth. Lab 5 uses it.
+# - **`torch.optim.Adam(params, lr)`**: keeps a running average of the gradient (`exp_avg`)
+#   and of its square (`exp_avg_sq`) per weight, plus a step count, and divides the one by the
+#   square root of the other: every weight gets its own step size.
+#
+# Ask each one what it stores after one step:
 
 # %%
-torch.manual_seed(0)
-net = ResidualNet().to(device)
-optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
-train_loader, val_loader = data.digits_loaders(batch_size=64)
-history = {"train loss": [], "validation loss": []}
-
-for _ in runtime.progress(range(runtime.pick(full=40, quick=3)), desc="epochs"):
-    net.train()
-    total = 0.0
-    for xb, yb in train_loader:
-        xb, yb = xb.to(device), yb.to(device)
-        optimizer.zero_grad()
-        loss = loss_fn(net(xb), yb)
-        loss.backward()
-        optimizer.step()
-        total += loss.item()
-    history["train loss"].append(total / len(train_loader))
-
-    net.eval()
-    val_total = 0.0
-    with torch.no_grad():
-        for xb, yb in val_loader:
-            val_total += loss_fn(net(xb.to(device)), yb.to(device)).item() * len(yb)
-    history["validation loss"].append(val_total / len(val_set))
-
-plots.curves(history, title="ResidualNet on the digits", xlabel="epoch", ylabel="loss")
-
-# %%
-net.eval()
-with torch.no_grad():
-    correct = sum(
-        (net(xb.to(device)).argmax(1) == yb.to(device)).sum().item() for xb, yb in val_loader
-    )
-print(f"validation accuracy: {correct / len(val_set):.1%}")
+optimizers = {
+    "SGD": lambda params: torch.optim.SGD(params, lr=0.1),
+    "SGD + momentum": lambda params: torch.optim.SGD(params, lr=0.1, momentum=0.9),
+    "Adam": lambda params: torch.optim.Adam(params, lr=1e-3),
+}
+for name, make_optimizer in optimizers.items():
+    layer = nn.Linear(3, 2)
+    optimizer = make_optimizer(layer.parameters())
+    layer(torch.ones(1, 3)).sum().backward()
+    optimizer.step()
+    state = {key: tuple(value.shape) for key, value in optimizer.state[layer.weight].items()}
+    print(f"{name:15} keeps, for a weight of shape (2, 3): {state or 'nothing'}")
 
 # %% [markdown]
+# Now everything together: a `DataLoader` pair, your `ResidualNet` moved to the device, and
+# the epoch loop written out in full. `net.train()` switches the training behaviour on before
+# the training batches; `net.eval()` and `torch.no_grad()` measure the validation loss. `fit`
+# builds a fresh model and fresh loaders on every call, so re-running the cell trains from
+# scratch and draws the same curves. We train the same model with each optimizer:
+
+
+# %%
+def fit(make_optimizer, epochs):
+    torch.manual_seed(0)
+    net = ResidualNet().to(device)
+    optimizer = make_optimizer(net.parameters())
+    train_loader, val_loader = data.digits_loaders(batch_size=64)
+    val_losses = []
+    for _ in range(epochs):
+        net.train()
+        for xb, yb in train_loader:
+            xb, yb = xb.to(device), yb.to(device)
+            optimizer.zero_grad()
+            loss = loss_fn(net(xb), yb)
+            loss.backward()
+            optimizer.step()
+        net.eval()
+        total = 0.0
+        with torch.no_grad():
+            for xb, yb in val_loader:
+                total += loss_fn(net(xb.to(device)), yb.to(device)).item() * len(yb)
+        val_losses.append(total / len(val_loader.dataset))
+    return net, val_losses
+
+
+epochs = runtime.pick(full=15, quick=1)
+runs = {name: fit(make, epochs) for name, make in runtime.progress(optimizers.items(), "fit")}
+val_curves = {name: losses for name, (_, losses) in runs.items()}
+best = min(val_curves, key=lambda name: val_curves[name][-1])
+plots.curves(
+    val_curves,
+    title=f"ResidualNet on the digits: after {epochs} epoch(s), {best} has the lowest loss",
+    xlabel="epoch",
+    ylabel="validation loss (cross-entropy)",
+)
+
+# %%
+val_loader = DataLoader(val_set, batch_size=256)
+for name, (net, _) in runs.items():
+    net.eval()
+    with torch.no_grad():
+        correct = sum(
+            (net(xb.to(device)).argmax(1) == yb.to(device)).sum().item() for xb, yb in val_loader
+        )
+    print(f"{name:15} validation accuracy: {correct / len(val_set):.1%}")
+
+# %% [markdown]
+# Which optimizer does best depends on the problem, on each one's learning rate and on how
+# long it trains: the ranking above holds for these settings only. Adam with `lr=1e-3` is a
+# common first try, because its per-weight step sizes make it less sensitive to `lr`.
+#
 # ## Recap
 #
 # - A model is a **class** so that its parameters and its computation live together, and
@@ -625,9 +825,16 @@ print(f"validation accuracy: {correct / len(val_set):.1%}")
 # - **`model(x)`** goes through `__call__` (hooks) into **`forward`**; never call `forward`
 #   directly. **`backward()`** fills `.grad` of registered parameters, and `.grad` adds up
 #   until `zero_grad()`.
-# - **`nn.Sequential`** for a straight chain; a **subclass** for anything else; modules
-#   **compose** into trees with dotted names.
+# - Losses take the **raw logits**: `CrossEntropyLoss` for one class out of several (or
+#   `LogSoftmax` + `NLLLoss`), `BCEWithLogitsLoss` for yes/no, `MSELoss` / `L1Loss` for
+#   numbers; `reduction=` chooses mean (default), sum or one loss per sample.
+# - **`nn.Sequential`** for a straight chain; a **subclass** for anything else, such as a skip
+#   connection; modules **compose** into trees with dotted names.
+# - **`model.train()`** / **`model.eval()`** switch Dropout and BatchNorm between their
+#   training and their use behaviour; LayerNorm is the same in both.
 # - A **`Dataset`** says how many samples and what sample `i` is; a **`DataLoader`** batches,
 #   shuffles and can load in parallel workers.
+# - **SGD** keeps no state, **momentum** a running sum of gradients, **Adam** two running
+#   averages per weight.
 #
 # Next, lab 3 measures how fast all this runs, and how to make it faster.

@@ -1,6 +1,7 @@
 """Pictures of PyTorch's moving parts, drawn from the real objects with matplotlib.
 
-- ``layer_table`` / ``network_diagram``: what each layer receives and returns (forward hooks).
+- ``layer_table`` / ``network_diagram``: what each layer receives and returns (forward hooks),
+  and where a skip connection adds an earlier tensor back in.
 - ``model_anatomy``: the source of a model class, each line coloured by the role it plays.
 - ``dataloader_batches``: which samples a DataLoader puts into which batch.
 """
@@ -18,6 +19,7 @@ import matplotlib as mpl
 import torch
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Rectangle
+from matplotlib.path import Path
 from torch import nn
 from torch.overrides import TorchFunctionMode
 from torch.utils.data import DataLoader, RandomSampler
@@ -58,13 +60,17 @@ FUNCTIONAL_STEPS = {
     "view",
     "reshape",
 }
+# Tensor additions in forward(): where a skip (residual) connection joins the main path.
+MERGE_STEPS = {"add", "__add__", "__radd__", "__iadd__", "add_"}
 KIND_COLOURS = {
     "layer": "#D6E4F5",
     "activation": "#FBE0C8",
     "regularizer": "#D9EED9",
     "reshape": "#E6E6E6",
     "function": "#FBE0C8",
+    "merge": "#F3D3E8",
 }
+INPUT = -1  # the producer index of the model's own input
 
 
 def _first_tensor(value: object) -> torch.Tensor | None:
@@ -106,21 +112,71 @@ class _Step:
     output_shape: tuple[int, ...] | None
     params: int
     sample: torch.Tensor | None  # the output values of the first example in the batch
+    # For an addition: the step whose output the skip connection brings back (INPUT for the
+    # model's input), and that tensor's shape. None on the main path.
+    skip_from: int | None = None
+    skip_shape: tuple[int, ...] | None = None
+
+
+class _Recorder:
+    """The steps forward() runs, and which step produced each tensor (to find skips)."""
+
+    def __init__(self):
+        self.steps: list[_Step] = []
+        self.depth = 0  # > 0 while inside a leaf layer, whose own operations are not steps
+        self.producer: dict[int, int] = {}
+        self._alive: list[torch.Tensor] = []  # keeps id()s unique while tracing
+
+    def produced(self, value: object, index: int) -> None:
+        tensor = _first_tensor(value)
+        if tensor is not None:
+            self._alive.append(tensor)
+            self.producer[id(tensor)] = index
+
+    def add(self, step: _Step, output: object) -> None:
+        self.steps.append(step)
+        self.produced(output, len(self.steps) - 1)
+
+    def merge(self, operands: list[torch.Tensor], result: object) -> None:
+        """An addition of two traced tensors: the later one is the main path, the earlier one
+        arrives through a skip connection."""
+        sources = [self.producer.get(id(t)) for t in operands]
+        if None in sources:
+            return
+        main, skip = sorted(range(2), key=lambda i: sources[i], reverse=True)
+        self.add(
+            _Step(
+                name="+",
+                type="add",
+                kind="merge",
+                input_shape=tuple(operands[main].shape),
+                output_shape=_shape(result),
+                params=0,
+                sample=_sample(result),
+                skip_from=sources[skip],
+                skip_shape=tuple(operands[skip].shape),
+            ),
+            result,
+        )
 
 
 class _FunctionalSteps(TorchFunctionMode):
-    """Records activation and reshape functions that forward() calls outside any layer."""
+    """Records activation, reshape and add functions that forward() calls outside any layer."""
 
-    def __init__(self, steps: list[_Step], depth: list[int]):
+    def __init__(self, recorder: _Recorder):
         super().__init__()
-        self.steps = steps
-        self.depth = depth
+        self.recorder = recorder
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         result = func(*args, **(kwargs or {}))
         name = getattr(func, "__name__", "")
-        if self.depth[0] == 0 and name in FUNCTIONAL_STEPS:
-            self.steps.append(
+        if self.recorder.depth > 0:
+            return result
+        operands = [a for a in args[:2] if isinstance(a, torch.Tensor)]
+        if name in MERGE_STEPS and len(operands) == 2:
+            self.recorder.merge(operands, result)
+        elif name in FUNCTIONAL_STEPS:
+            self.recorder.add(
                 _Step(
                     name=_function_label(func),
                     type="function",
@@ -129,7 +185,8 @@ class _FunctionalSteps(TorchFunctionMode):
                     output_shape=_shape(result),
                     params=0,
                     sample=_sample(result),
-                )
+                ),
+                result,
             )
         return result
 
@@ -152,26 +209,24 @@ def _sample(output: object) -> torch.Tensor | None:
 
 
 def _trace(model: nn.Module, example_input: object) -> list[_Step]:
-    steps: list[_Step] = []
-    depth = [0]
+    recorder = _Recorder()
     handles = []
 
     def before(module, args):
-        depth[0] += 1
+        recorder.depth += 1
 
     def after(module, args, output):
-        steps.append(
-            _Step(
-                name=names[module],
-                type=type(module).__name__,
-                kind=_kind(module),
-                input_shape=_shape(args),
-                output_shape=_shape(output),
-                params=sum(p.numel() for p in module.parameters(recurse=False)),
-                sample=_sample(output),
-            )
+        step = _Step(
+            name=names[module],
+            type=type(module).__name__,
+            kind=_kind(module),
+            input_shape=_shape(args),
+            output_shape=_shape(output),
+            params=sum(p.numel() for p in module.parameters(recurse=False)),
+            sample=_sample(output),  # its tensor operations are no steps of forward()
         )
-        depth[0] -= 1
+        recorder.depth -= 1
+        recorder.add(step, output)
 
     names = {}
     for name, module in model.named_modules():
@@ -179,16 +234,16 @@ def _trace(model: nn.Module, example_input: object) -> list[_Step]:
             names[module] = name
             handles.append(module.register_forward_pre_hook(before))
             handles.append(module.register_forward_hook(after))
+    inputs = example_input if isinstance(example_input, tuple) else (example_input,)
+    for value in inputs:
+        recorder.produced(value, INPUT)
     try:
-        with torch.no_grad(), _FunctionalSteps(steps, depth):
-            if isinstance(example_input, tuple):
-                model(*example_input)
-            else:
-                model(example_input)
+        with torch.no_grad(), _FunctionalSteps(recorder):
+            model(*inputs)
     finally:
         for handle in handles:
             handle.remove()
-    return steps
+    return recorder.steps
 
 
 def layer_table(model: nn.Module, example_input: object) -> list[dict]:
@@ -210,7 +265,14 @@ def _shape_text(shape: tuple[int, ...] | None) -> str:
     return "?" if shape is None else str(tuple(shape))
 
 
-def _describe(module_type: str, step: _Step) -> str:
+def _describe(module_type: str, step: _Step, steps: list[_Step]) -> str:
+    if step.kind == "merge":
+        if step.skip_from == INPUT:
+            source = "the input"
+        else:
+            origin = steps[step.skip_from]
+            source = "the + above" if origin.kind == "merge" else origin.name
+        return f"add: main path + skip from {source}"
     if step.kind == "function":
         return "function call in forward()"
     if step.params:
@@ -218,17 +280,35 @@ def _describe(module_type: str, step: _Step) -> str:
     return f"{module_type} · no parameters"
 
 
+def _skip_lanes(steps: list[_Step]) -> dict[int, int]:
+    """For each addition with a skip, its lane to the left of the boxes: 1 is the nearest; a
+    skip that spans another skip runs outside it."""
+    spans = sorted(
+        ((i, step.skip_from) for i, step in enumerate(steps) if step.skip_from is not None),
+        key=lambda span: span[0] - span[1],
+    )
+    lanes: dict[int, int] = {}
+    for end, start in spans:
+        inside = [lanes[e] for e, s in spans if e in lanes and start <= s and e <= end]
+        lanes[end] = 1 + max(inside, default=0)
+    return lanes
+
+
 def network_diagram(model: nn.Module, example_input: object) -> Figure:
     """Boxes for every layer forward() runs, top to bottom: name, type, input → output shape,
-    parameter count, and a strip showing the values that come out for the first example."""
+    parameter count, and a strip showing the values that come out for the first example.
+    A skip connection (``x + self.layer(x)``) is an arrow around the boxes it skips, from the
+    tensor it carries into the addition, labelled with that tensor's shape."""
     steps = _trace(model, example_input)
     if not steps:
         raise ValueError("the model ran no layers: is forward() using registered submodules?")
     n = len(steps)
     row_h = 1.0
-    fig, ax = figure(figsize=(11.0, 1.2 + 0.78 * (n + 2)))
+    lanes = _skip_lanes(steps)
+    left = 0.4 * max(lanes.values(), default=0)
+    fig, ax = figure(figsize=(11.0 + left, 1.2 + 0.78 * (n + 2)))
     ax.set_axis_off()
-    ax.set_xlim(0, 11)
+    ax.set_xlim(-left, 11)
     ax.set_ylim(-(n + 1.1) * row_h, 0.9)
     cmap = mpl.colormaps["RdBu_r"]
 
@@ -238,6 +318,13 @@ def network_diagram(model: nn.Module, example_input: object) -> Figure:
                 (3.0, y_from), (3.0, y_to), arrowstyle="-|>", mutation_scale=14, color="#555555"
             )
         )
+
+    def top_of(i: int) -> float:
+        return -(i + 0.25) * row_h
+
+    def below(i: int) -> float:
+        """The height of the arrow that leaves step i (INPUT: the model's input)."""
+        return 0.0 if i == INPUT else top_of(i) - 0.8 * row_h
 
     input_shape = _shape(example_input)
     ax.text(
@@ -260,7 +347,7 @@ def network_diagram(model: nn.Module, example_input: object) -> Figure:
     )
     arrow(0.2, -0.22)
     for i, step in enumerate(steps):
-        top = -(i + 0.25) * row_h
+        top = top_of(i)
         box = FancyBboxPatch(
             (0.2, top - 0.62),
             5.6,
@@ -284,7 +371,7 @@ def network_diagram(model: nn.Module, example_input: object) -> Figure:
         ax.text(
             5.6,
             top - 0.2,
-            _describe(step.type, step),
+            _describe(step.type, step, steps),
             ha="right",
             va="center",
             fontsize=9.5,
@@ -330,6 +417,30 @@ def network_diagram(model: nn.Module, example_input: object) -> Figure:
                 rotation=90,
             )
         arrow(top - 0.64, top - 0.64 - 0.34 * row_h)
+    for end, lane in lanes.items():
+        start, x = steps[end].skip_from, 0.2 - 0.4 * lane
+        y_from, y_to = below(start), top_of(end) - 0.31
+        skip = FancyArrowPatch(
+            path=Path([(3.0, y_from), (x, y_from), (x, y_to), (0.2, y_to)]),
+            arrowstyle="-|>",
+            mutation_scale=14,
+            color=PALETTE[3],
+            linewidth=1.6,
+        )
+        skip.set_gid("skip")
+        ax.add_patch(skip)
+        ax.text(
+            x - 0.05,
+            (y_from + y_to) / 2,
+            f"skip {_shape_text(steps[end].skip_shape)}",
+            ha="right",
+            va="center",
+            rotation=90,
+            fontsize=9,
+            color=PALETTE[3],
+            family="monospace",
+            gid="skip label",
+        )
     ax.text(
         3.0,
         -(n + 0.3) * row_h,
@@ -339,26 +450,32 @@ def network_diagram(model: nn.Module, example_input: object) -> Figure:
         fontsize=11,
         weight="bold",
     )
+    kinds = {
+        "layer": "layer with weights",
+        "activation": "activation",
+        "regularizer": "normalization / dropout",
+        "reshape": "reshape",
+    }
+    if lanes:
+        kinds["merge"] = "add (skip connection)"
     handles = [
-        Rectangle((0, 0), 1, 1, facecolor=c, edgecolor="#555555")
-        for c in (
-            KIND_COLOURS["layer"],
-            KIND_COLOURS["activation"],
-            KIND_COLOURS["regularizer"],
-            KIND_COLOURS["reshape"],
-        )
+        Rectangle((0, 0), 1, 1, facecolor=KIND_COLOURS[kind], edgecolor="#555555") for kind in kinds
     ]
     ax.legend(
         handles,
-        ["layer with weights", "activation", "normalization / dropout", "reshape"],
+        list(kinds.values()),
         loc="lower center",
-        ncols=4,
+        ncols=len(kinds),
         frameon=False,
         bbox_to_anchor=(0.5, -0.02),
         fontsize=9.5,
     )
     total = sum(p.numel() for p in model.parameters())
-    ax.set_title(f"{type(model).__name__}: {n} layer calls, {total:,} parameters", loc="left")
+    calls = sum(step.kind != "merge" for step in steps)
+    skips = f", {len(lanes)} skip connection{'s' if len(lanes) != 1 else ''}" if lanes else ""
+    ax.set_title(
+        f"{type(model).__name__}: {calls} layer calls{skips}, {total:,} parameters", loc="left"
+    )
     return show(fig)
 
 

@@ -1,18 +1,20 @@
-"""Lab 2 · Building neural networks: the exercise checks and the call-flow picture."""
+"""Lab 2 · Building neural networks: the exercise checks, their reference answers and the
+call-flow picture."""
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 
 import torch
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from workshop_labs import plots
-from workshop_labs.checks import ExerciseNotSolved, expect, expect_tensor, passed
+from workshop_labs.checks import ExerciseNotSolved, exercise, expect, expect_tensor, passed
 
 # ----------------------------------------------------------------------------------------------
 # Figures
@@ -118,7 +120,7 @@ def call_flow(model: nn.Module, example_input: torch.Tensor) -> Figure:
 
 
 # ----------------------------------------------------------------------------------------------
-# Checks
+# Running the attendee's class: errors a beginner meets become one line that names the cause
 # ----------------------------------------------------------------------------------------------
 
 SUPER_MISSING = "before Module.__init__() call"
@@ -142,28 +144,120 @@ def _instantiate(cls: object, name: str, *args) -> nn.Module:
         raise
 
 
+def _linear_input_guard(model: nn.Module):
+    """Forward pre-hooks that stop a Linear layer fed the wrong last dimension, with a message
+    naming the layer, instead of torch's ``mat1 and mat2 shapes cannot be multiplied``."""
+
+    def guard(name: str):
+        def check(layer: nn.Linear, args) -> None:
+            shape = tuple(args[0].shape)
+            if not shape or shape[-1] == layer.in_features:
+                return
+            flat = (shape[0], math.prod(shape[1:])) if len(shape) > 1 else shape
+            fix = (
+                f"flatten the input first (nn.Flatten() turns {shape} into {flat})"
+                if len(shape) > 2 and flat[1] == layer.in_features
+                else f"make its input end in {layer.in_features}, or use in_features={shape[-1]}"
+            )
+            raise ExerciseNotSolved(
+                f"layer `{name}` = nn.Linear(in_features={layer.in_features}, ...) receives x of "
+                f"shape {shape}, whose last dimension is {shape[-1]}, not "
+                f"{layer.in_features}: {fix}"
+            )
+
+        return check
+
+    return [
+        module.register_forward_pre_hook(guard(name))
+        for name, module in model.named_modules()
+        if isinstance(module, nn.Linear)
+    ]
+
+
 def _run(model: nn.Module, x: torch.Tensor, name: str) -> torch.Tensor:
+    handles = _linear_input_guard(model)
     try:
         return model(x)
     except RuntimeError as error:
         raise ExerciseNotSolved(
             f"{name}(x) with x of shape {tuple(x.shape)} raised RuntimeError: {error}"
         ) from None
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
-def check_two_layer_net(cls: object) -> None:
-    """Exercise 1: TwoLayerNet = Linear(64, 32) → ReLU → Linear(32, 10), with super().__init__()."""
-    model = _instantiate(cls, "TwoLayerNet")
-    n_params = sum(p.numel() for p in model.parameters())
-    expected = 64 * 32 + 32 + 32 * 10 + 10
-    expect(
-        n_params == expected,
-        f"TwoLayerNet has {n_params:,} parameters but Linear(64, 32) + Linear(32, 10) have "
-        f"{expected:,}: assign both layers to self in __init__",
-    )
-    out = _run(model, torch.zeros(5, 64), "TwoLayerNet()")
-    expect_tensor(out, name="TwoLayerNet()(x)", shape=(5, 10))
-    passed("TwoLayerNet calls super().__init__(), registers its 2 layers and returns (batch, 10)")
+# ----------------------------------------------------------------------------------------------
+# Reference answers: what the cells after an unsolved exercise use instead
+# ----------------------------------------------------------------------------------------------
+
+
+class DeepNet(nn.Module):
+    def __init__(self, depth):
+        super().__init__()
+        self.input = nn.Linear(64, 32)
+        self.hidden = nn.ModuleList([nn.Linear(32, 32) for _ in range(depth)])
+        self.output = nn.Linear(32, 10)
+
+    def forward(self, x):
+        x = torch.relu(self.input(x))
+        for layer in self.hidden:
+            x = torch.relu(layer(x))
+        return self.output(x)
+
+
+class ImageClassifier(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.flatten = nn.Flatten()
+        self.fc1 = nn.Linear(64, 32)
+        self.act = nn.ReLU()
+        self.fc2 = nn.Linear(32, 10)
+
+    def forward(self, x):
+        x = self.flatten(x)
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class ResidualBlock(nn.Module):
+    def __init__(self, width):
+        super().__init__()
+        self.layer = nn.Sequential(nn.Linear(width, width), nn.ReLU())
+
+    def forward(self, x):
+        return x + self.layer(x)
+
+
+class DigitImages(Dataset):
+    def __init__(self, features, labels):
+        self.features = features
+        self.labels = labels
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, index):
+        return self.features[index].view(8, 8), self.labels[index]
+
+
+def train_epoch(model, loader, optimizer, loss_fn):
+    total = 0.0
+    for xb, yb in loader:
+        optimizer.zero_grad()
+        loss = loss_fn(model(xb), yb)
+        loss.backward()
+        optimizer.step()
+        total += loss.item()
+    return total / len(loader)
+
+
+def reference_loss_fns() -> dict[str, nn.Module]:
+    return {"binary": nn.BCEWithLogitsLoss(), "10 classes": nn.CrossEntropyLoss()}
+
+
+# ----------------------------------------------------------------------------------------------
+# Checks
+# ----------------------------------------------------------------------------------------------
 
 
 def unregistered_modules(model: nn.Module) -> dict[str, int]:
@@ -180,8 +274,10 @@ def unregistered_modules(model: nn.Module) -> dict[str, int]:
     return found
 
 
+@exercise(reference=lambda depth=3: DeepNet)
 def check_deep_net(cls: object, depth: int = 3) -> None:
-    """Exercise 2: DeepNet's hidden layers must be registered (nn.ModuleList, not a list)."""
+    """Exercise 1: DeepNet calls super().__init__() and registers its hidden layers
+    (nn.ModuleList, not a list)."""
     model = _instantiate(cls, "DeepNet", depth)
     hidden = unregistered_modules(model)
     for attr, count in hidden.items():
@@ -202,8 +298,9 @@ def check_deep_net(cls: object, depth: int = 3) -> None:
     passed(f"all {depth + 2} layers of DeepNet({depth}) are registered: {tensors} tensors")
 
 
+@exercise(reference=lambda: ImageClassifier)
 def check_image_classifier(cls: object) -> None:
-    """Exercise 3: forward takes images (batch, 8, 8) and returns logits (batch, 10)."""
+    """Exercise 2: forward takes images (batch, 8, 8) and returns logits (batch, 10)."""
     model = _instantiate(cls, "ImageClassifier")
     for batch in (16, 3):
         out = _run(model, torch.zeros(batch, 8, 8), "ImageClassifier()")
@@ -214,8 +311,190 @@ def check_image_classifier(cls: object) -> None:
     passed("ImageClassifier turns (batch, 8, 8) images into (batch, 10) logits, for any batch")
 
 
+# Two small problems whose right loss is known: raw logits in, like every model of this lab.
+# The binary logits include 40 and -35, where a sigmoid rounds to exactly 1.0 or 0.0.
+BINARY_LOGITS = torch.tensor([-2.0, 0.5, 3.0, -0.7, 40.0, -35.0])
+BINARY_TARGETS = torch.tensor([0.0, 1.0, 1.0, 0.0, 0.0, 1.0])
+LOSS_PROBLEMS = {
+    "binary": "one logit per sample, targets 0.0 or 1.0",
+    "10 classes": "10 logits per sample, targets 0..9",
+}
+
+
+def _class_problem() -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(5)
+    logits = 3 * torch.randn(6, 10, generator=generator)
+    return logits, torch.randint(0, 10, (6,), generator=generator)
+
+
+def _wrong_losses(problem: str) -> list[tuple[Callable, str]]:
+    """The pairings a beginner picks by mistake, each with the message that explains it."""
+    bce_with_logits = "use nn.BCEWithLogitsLoss() on the raw logits"
+    if problem == "binary":
+        return [
+            (
+                lambda z, y: nn.BCELoss()(torch.sigmoid(z), y),
+                "Sigmoid then BCELoss saturates: sigmoid(40) is exactly 1.0 in float32, BCELoss "
+                f"clips log(0) to -100 and the loss is wrong; {bce_with_logits} (it is "
+                "computed safely from the logit itself)",
+            ),
+            (
+                nn.BCEWithLogitsLoss(reduction="sum"),
+                "this is the SUM of the per-sample losses (reduction='sum'); keep the default "
+                "reduction='mean' so the loss does not grow with the batch size",
+            ),
+            (
+                nn.MSELoss(),
+                f"MSELoss measures a distance between numbers (regression); for a yes/no "
+                f"target {bce_with_logits}",
+            ),
+            (
+                nn.L1Loss(),
+                f"L1Loss measures a distance between numbers (regression); for a yes/no "
+                f"target {bce_with_logits}",
+            ),
+            (
+                nn.CrossEntropyLoss(),
+                "CrossEntropyLoss needs one logit per class (here it read the batch as 6 "
+                f"classes); with a single logit per sample {bce_with_logits}",
+            ),
+        ]
+    cross_entropy = "use nn.CrossEntropyLoss() on the raw logits"
+    return [
+        (
+            lambda z, y: nn.CrossEntropyLoss()(torch.softmax(z, dim=1), y),
+            "softmax before CrossEntropyLoss applies softmax twice (CrossEntropyLoss already "
+            f"does log-softmax inside), so the loss is wrong and learns slowly; {cross_entropy}",
+        ),
+        (
+            nn.NLLLoss(),
+            "NLLLoss expects log-probabilities, not raw logits: put nn.LogSoftmax(dim=1) first, "
+            f"or simply {cross_entropy}",
+        ),
+        (
+            nn.CrossEntropyLoss(reduction="sum"),
+            "this is the SUM of the per-sample losses (reduction='sum'); keep the default "
+            "reduction='mean' so the loss does not grow with the batch size",
+        ),
+    ]
+
+
+def _loss_value(loss_fn: Callable, logits: torch.Tensor, targets: torch.Tensor) -> float | str:
+    """The loss as a float, or the error it raised as text."""
+    try:
+        with warnings.catch_warnings():  # MSELoss warns before it fails on mismatched shapes
+            warnings.simplefilter("ignore")
+            value = loss_fn(logits, targets)
+    except (RuntimeError, ValueError, TypeError, IndexError) as error:
+        return f"{type(error).__name__}: {str(error).splitlines()[0]}"
+    if not isinstance(value, torch.Tensor) or value.numel() != 1:
+        return f"it returned {type(value).__name__}, not a single-number tensor"
+    return float(value)
+
+
+@exercise(reference=reference_loss_fns)
+def check_loss_choice(loss_fns: object) -> None:
+    """Exercise 3: BCEWithLogitsLoss for one logit and a 0/1 target, CrossEntropyLoss for
+    10 logits and a class index (LogSoftmax + NLLLoss is the same, and accepted)."""
+    expect(
+        isinstance(loss_fns, dict) and set(loss_fns) == set(LOSS_PROBLEMS),
+        f"`loss_fns` must be a dict with the keys {list(LOSS_PROBLEMS)}",
+    )
+    assert isinstance(loss_fns, dict)
+    problems = {
+        "binary": (BINARY_LOGITS, BINARY_TARGETS, nn.BCEWithLogitsLoss()),
+        "10 classes": (*_class_problem(), nn.CrossEntropyLoss()),
+    }
+    for problem, (logits, targets, right) in problems.items():
+        loss_fn = loss_fns[problem]
+        where = f'loss_fns["{problem}"] ({LOSS_PROBLEMS[problem]})'
+        expect(
+            loss_fn is not None,
+            f"{where} is None: replace the None with a loss, e.g. nn.SomethingLoss()",
+        )
+        expect(callable(loss_fn), f"{where} is not callable: give a loss module such as nn.…()")
+        expect(
+            not isinstance(loss_fn, type),
+            f"{where} is the class {getattr(loss_fn, '__name__', '')} itself: create the loss "
+            f"with parentheses, nn.{getattr(loss_fn, '__name__', '')}()",
+        )
+        want = float(right(logits, targets))
+        got = _loss_value(loss_fn, logits, targets)
+        if isinstance(got, float) and math.isclose(got, want, rel_tol=1e-4, abs_tol=1e-5):
+            continue
+        for wrong, message in _wrong_losses(problem):
+            mistake = _loss_value(wrong, logits, targets)
+            if isinstance(got, float) and isinstance(mistake, float):
+                same = math.isclose(got, mistake, rel_tol=1e-4, abs_tol=1e-5)
+            else:
+                same = got == mistake
+            expect(not same, f"{where}: {message}")
+        if isinstance(got, str):
+            hint = {
+                "binary": "for one logit and a 0/1 target use nn.BCEWithLogitsLoss()",
+                "10 classes": "for 10 logits and a class index use nn.CrossEntropyLoss()",
+            }[problem]
+            if "between 0 and 1" in got:
+                hint = "BCELoss expects probabilities, the model gives raw logits: " + hint
+            raise ExerciseNotSolved(f"{where} raised {got}: {hint}")
+        raise ExerciseNotSolved(
+            f"{where} gives {got:.4f} on the check's batch, but the right loss gives {want:.4f}: "
+            "the model outputs raw logits, so no activation goes before the loss"
+        )
+    passed(
+        "BCEWithLogitsLoss for one logit and a 0/1 target, cross-entropy for 10 logits and a "
+        "class index: both take the raw logits"
+    )
+
+
+@exercise(reference=lambda: ResidualBlock)
+def check_residual_block(cls: object, width: int = 8) -> None:
+    """Exercise 4: ResidualBlock(width) returns x + ReLU(Linear(x)), its layers registered."""
+    model = _instantiate(cls, "ResidualBlock", width)
+    for attr, count in unregistered_modules(model).items():
+        raise ExerciseNotSolved(
+            f"`self.{attr}` is a plain Python {type(getattr(model, attr)).__name__}: its {count} "
+            "layer(s) are not registered. Use nn.Sequential(...) instead"
+        )
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    expect(
+        linears,
+        f"ResidualBlock({width}) has no nn.Linear: in __init__ assign "
+        "self.layer = nn.Sequential(nn.Linear(width, width), nn.ReLU())",
+    )
+    expect(
+        len(linears) == 1 and linears[0].in_features == linears[0].out_features == width,
+        f"ResidualBlock({width}) should hold one nn.Linear({width}, {width}), not "
+        + ", ".join(f"Linear({m.in_features}, {m.out_features})" for m in linears),
+    )
+    x = torch.randn(5, width, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        out = _run(model, x, f"ResidualBlock({width})")
+        expect(out is not None, "forward returned None: end it with `return x + self.layer(x)`")
+        expect_tensor(out, name=f"ResidualBlock({width})(x)", shape=(5, width))
+        linear = linears[0](x)
+        mistakes = {
+            "forward returns x unchanged: the block must add its layers' output to its input, "
+            "return x + self.layer(x)": x,
+            "forward returns only self.layer(x): the skip connection is missing, "
+            "return x + self.layer(x)": torch.relu(linear),
+            "there is no ReLU after the Linear: "
+            "self.layer = nn.Sequential(nn.Linear(width, width), nn.ReLU())": x + linear,
+            "the ReLU comes after the addition: this block adds x to ReLU(Linear(x)), "
+            "return x + self.layer(x)": torch.relu(x + linear),
+        }
+        for message, value in mistakes.items():
+            expect(not torch.allclose(out, value, atol=1e-5), message)
+        expect(
+            torch.allclose(out, x + torch.relu(linear), atol=1e-5),
+            "ResidualBlock(x) is not x + ReLU(Linear(x)): return x + self.layer(x)",
+        )
+    passed(f"ResidualBlock({width}) returns x + self.layer(x): the input skips around the layer")
+
+
+@exercise(reference=lambda features, labels: DigitImages)
 def check_digit_images(cls: object, features: torch.Tensor, labels: torch.Tensor) -> None:
-    """Exercise 4: a Dataset whose items are (8×8 float image, int64 label)."""
+    """Exercise 5: a Dataset whose items are (8×8 float image, int64 label)."""
     expect(cls is not None, "`DigitImages` is None: define the class")
     dataset = cls(features[:100], labels[:100])
     try:
@@ -253,8 +532,9 @@ def check_digit_images(cls: object, features: torch.Tensor, labels: torch.Tensor
     passed("DigitImages has the right length and items; a DataLoader batches it to (10, 8, 8)")
 
 
+@exercise(reference=lambda: train_epoch)
 def check_train_epoch(train_epoch: Callable) -> None:
-    """Exercise 5: one pass over a loader, one step per batch, gradients reset each step."""
+    """Exercise 6: one pass over a loader, one step per batch, gradients reset each step."""
     expect(callable(train_epoch), "`train_epoch` is not a function: define it with def")
     generator = torch.Generator().manual_seed(2)
     xs = torch.randn(40, 6, generator=generator)
