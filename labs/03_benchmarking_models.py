@@ -21,7 +21,7 @@
 # 2. use **`torch.utils.benchmark.Timer`**, which does all of that for you;
 # 3. read a **`torch.profiler`** op table, draw its top ops and save a trace;
 # 4. **find the bottleneck** of a small pipeline by labelling its stages;
-# 5. make inference faster and report the gain as a **measured ratio**.
+# 5. make a pipeline faster and report the gain as a **measured ratio with its spread**.
 #
 # You need what labs 1 and 2 taught: tensors, `nn.Module`/`nn.Sequential` and the digits data.
 #
@@ -35,13 +35,14 @@ from workshop_labs import setup
 device = setup()
 
 # %%
+import shutil
 import statistics
 import time
 
 import torch
 from torch import nn
 
-from workshop_labs import data, lab03, plots, runtime, timing
+from workshop_labs import data, lab03, runtime
 
 # %% [markdown]
 # ## 1 · Why timing is harder than it looks
@@ -73,27 +74,36 @@ batch = X[:256]
 #
 # Let us time the *same* forward pass many times, each call on its own, with a brand-new model.
 # If one measurement were enough, every dot below would sit on the same line.
+#
+# On a GPU the loop needs one more line, `torch.cuda.synchronize()`: it waits until the GPU
+# has finished all the work queued so far. A GPU works in the background while Python runs
+# ahead (the section "CUDA is asynchronous" below shows it), so without this wait the clock
+# would stop before the work is done. On the CPU every operation has finished when it
+# returns, so there is nothing to wait for: the cell skips the call there (on a machine
+# without a GPU, `torch.cuda.synchronize()` would even raise an error).
 
 # %%
 fresh_model = make_model()
 single_runs_ms = []
 with torch.inference_mode():
     for _ in range(runtime.pick(full=30, quick=12)):
-        timing.sync(device)  # explained in a moment; does nothing on the CPU
+        if device.type == "cuda":
+            torch.cuda.synchronize()  # nothing queued from before may leak into this call
         start = time.perf_counter()
         fresh_model(batch)
-        timing.sync(device)
+        if device.type == "cuda":
+            torch.cuda.synchronize()  # the GPU has really finished this call
         single_runs_ms.append((time.perf_counter() - start) * 1000)
 
-lab03.timing_spread(single_runs_ms, title="The same forward pass, timed call by call")
+lab03.timing_spread(single_runs_ms)
 
 # %% [markdown]
-# Two lessons hide in this picture:
+# Two lessons hide in this picture (its title gives this run's numbers):
 #
-# * **The first call is slow.** It pays one-off costs: memory is allocated, the math library
-#   picks and prepares its kernels, caches are cold (on a GPU add context creation and
-#   kernel selection, which can take seconds). So we **warm up**: run the code a few times and
-#   throw those timings away.
+# * **The first call is usually the slowest.** It pays one-off costs: memory is allocated,
+#   the math library picks and prepares its kernels, caches are cold (on a GPU add context
+#   creation and kernel selection, which can take seconds). So we **warm up**: run the code a
+#   few times and throw those timings away.
 # * **Single calls scatter.** Other programs, the operating system and frequency scaling all
 #   add noise. So we **repeat** and report a mean (or median) with its spread.
 #
@@ -121,7 +131,8 @@ lab03.async_timeline()
 
 # %% [markdown]
 # On a machine with a GPU the next cell shows the lie in numbers; on the CPU every operation
-# finishes before it returns, so there is nothing to wait for (`timing.sync` does nothing there).
+# finishes before it returns, so there is nothing to wait for, which is why the timing loops
+# of this lab call `torch.cuda.synchronize()` only when `device.type == "cuda"`.
 
 # %%
 if device.type == "cuda":
@@ -180,7 +191,30 @@ def time_it(fn, device, warmup=3, repeats=10):
 # </details>
 
 # %%
-lab03.check_time_it(time_it)
+time_it = lab03.check_time_it(time_it)
+
+# %% [markdown]
+# Your `time_it` returns one number, the mean. To see how far single runs scatter, the rest of
+# the lab uses `time_runs`: the same steps, but it synchronizes and reads the clock around
+# **every** call and keeps each run, so we can take a median and quartiles.
+
+
+# %%
+def time_runs(fn, warmup=3, repeats=10) -> list[float]:
+    """Milliseconds of each of `repeats` calls of `fn()`, after `warmup` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    runs = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        runs.append((time.perf_counter() - start) * 1000)
+    return runs
+
 
 # %% [markdown]
 # ## 2 · `torch.utils.benchmark.Timer`: the tool that does it for you
@@ -215,21 +249,22 @@ measurement = timer.blocked_autorange(min_run_time=runtime.pick(full=1.0, quick=
 print(measurement)
 
 # %% [markdown]
-# The course's own helper `timing.measure` does the same steps as your `time_it` and keeps
-# every single run, which is handy for plots. To compare two tools, compare like with like:
-# `Timer` reports a **median**, so take the median of the helper's runs too, and set the gap
-# between the two against the spread of each (the interquartile range, IQR: the width of the
-# middle half of the runs). A mean would mislead here: one run disturbed by another program
-# pulls the mean up and blows up the standard deviation, while the median hardly moves.
+# Does `Timer` agree with our own `time_runs`? Compare like with like: `Timer` reports a
+# **median**, so take the median of our runs too, and set the gap between the two against the
+# spread of each (the interquartile range, IQR: the width of the middle half of the runs,
+# from the first quartile to the third). A mean would mislead here: one run disturbed by
+# another program pulls the mean up and blows up the standard deviation, while the median
+# hardly moves.
 
 # %%
-helper = timing.measure(lambda: predict(model, batch, 256), device=device, repeats=20)
-helper_q1, helper_median, helper_q3 = statistics.quantiles(helper.runs, n=4)
+runs = time_runs(lambda: predict(model, batch, 256), repeats=20)
+runs_q1, runs_median, runs_q3 = statistics.quantiles(runs, n=4, method="inclusive")
 timer_median, timer_iqr = measurement.median * 1000, measurement.iqr * 1000
 print(f"benchmark.Timer: median {timer_median:.3f} ms, IQR {timer_iqr:.3f} ms")
-print(f"timing.measure:  median {helper_median:.3f} ms, IQR {helper_q3 - helper_q1:.3f} ms")
-print(f"(timing.measure's mean, for contrast: {helper.mean_ms:.3f} ± {helper.std_ms:.3f} ms)")
-print(lab03.agreement_sentence(timer_median, timer_iqr, helper_median, helper_q3 - helper_q1))
+print(f"time_runs:       median {runs_median:.3f} ms, IQR {runs_q3 - runs_q1:.3f} ms")
+mean, std = statistics.mean(runs), statistics.stdev(runs)
+print(f"(time_runs' mean, for contrast: {mean:.3f} ± {std:.3f} ms)")
+print(lab03.agreement_sentence(timer_median, timer_iqr, runs_median, runs_q3 - runs_q1))
 
 # %% [markdown]
 # ## 3 · `torch.profiler`: where does the time go?
@@ -298,15 +333,15 @@ top_op = None
 # </details>
 
 # %%
-lab03.check_top_op(prof, top_op)
+top_op = lab03.check_top_op(top_op, prof)
 
 # %% [markdown]
 # ## 4 · Finding the bottleneck
 #
 # Look at the call counts again: predicting one sample runs three `addmm`, three `t`, two
-# `relu`, a slice, ... The matrix multiply `addmm` tops the chart, but is that the
-# arithmetic, or the cost of *calling* it? Profile the same samples in one batch and compare
-# what `addmm` costs **per sample**:
+# `relu`, a slice, ... The matrix multiply `addmm` is where the arithmetic happens; is its
+# time the arithmetic, or the cost of *calling* it? Profile the same samples in one batch and
+# compare what `addmm` costs **per sample**:
 
 # %%
 predict(model, few, batch_size=len(few))  # warm-up for the new shape
@@ -324,15 +359,18 @@ print(f"aten::addmm per sample: {one_at_a_time:.2f} µs one at a time, {batched:
 print(f"same arithmetic, {one_at_a_time / batched:.1f}× the time one at a time")
 
 # %% [markdown]
-# For a single 64-pixel sample the arithmetic is tiny, so the time goes into the **fixed cost
-# of each call** (Python, dispatching the op, preparing the math library, allocating the
-# output), paid once per sample. That is the bottleneck, and it points at the fix: give every
-# call more work, i.e. a **bigger batch**.
+# On an idle machine the first number is many times the second. For a single 64-pixel
+# sample the arithmetic is tiny, so the time goes into the **fixed cost of each call**
+# (Python, dispatching the op, preparing the math library, allocating the output), paid once
+# per sample. That is the bottleneck, and it points at the fix: give every call more work,
+# i.e. a **bigger batch**. (If your ratio is near or below 1, other programs were busy on
+# your CPU while the batched run was recorded: run the cell again.)
 #
 # Real pipelines have stages (load data, run the model, post-process) and the slow one is not
 # always the model. Label each stage with `record_function` and the profiler adds up the time
 # per stage. Here is a pipeline whose loading step builds each batch sample by sample, the
-# way a `Dataset` is indexed, with a per-sample transform:
+# way a `Dataset` is indexed, with a per-sample transform, then joins the samples into one
+# batch tensor with `torch.stack` (lab 1):
 
 # %%
 from torch.profiler import record_function
@@ -405,14 +443,14 @@ bottleneck = None
 # </details>
 
 # %%
-lab03.check_stages(prof_stages, bottleneck)
+bottleneck = lab03.check_stages(bottleneck, prof_stages)
 
 # %% [markdown]
 # On an idle machine loading wins by far: building a batch one sample at a time runs a dozen
 # tiny ops per sample, while the model runs a handful of ops per *batch*. (On a busy shared
-# machine the numbers jump around; profile twice before you conclude.) The fix is the same idea
-# as for the model: work on the whole batch at once, e.g. `X[indices]` and a standardization
-# over `dim=1`, or a `DataLoader` with a batch size.
+# machine the numbers jump around; profile twice before you conclude.) The fix is the same
+# idea for both stages: give every call a whole batch of work. Section 5 does it for the
+# model; then it is your turn to do it for the loading.
 #
 # ## 5 · A measured improvement: batch size
 #
@@ -424,29 +462,36 @@ lab03.check_stages(prof_stages, bottleneck)
 # %%
 samples = X[: runtime.pick(full=1792, quick=128)]
 batch_sizes = [1, 8, 64, 256]
-throughput, runs_ms = {}, {}
+runs_ms = {}
 for batch_size in runtime.progress(batch_sizes, desc="batch sizes"):
-    result = timing.measure(
+    runs_ms[batch_size] = time_runs(
         lambda bs=batch_size: predict(model, samples, bs),
-        device=device,
         warmup=1,
-        repeats=runtime.pick(full=5, quick=2),
+        repeats=runtime.pick(full=5, quick=3),
     )
-    runs_ms[batch_size] = result.runs
-    median_ms = statistics.median(result.runs)
-    throughput[batch_size] = len(samples) / (median_ms / 1000)
+    median_ms = statistics.median(runs_ms[batch_size])
     print(f"batch size {batch_size:>3}: median {median_ms:.2f} ms for {len(samples)} samples")
 
 lab03.throughput_chart(runs_ms, n_samples=len(samples))
 
+# %% [markdown]
+# The x axis is logarithmic: equal distances mean equal *factors* (1 → 8 → 64 multiplies by
+# 8 each time), which suits batch sizes that grow by multiplying. The y axis starts at 0, so
+# the heights compare honestly. The bar on each point runs from the slowest to the fastest run.
+#
+# Now the before/after picture: batch size 1 against the larger batch size with the highest
+# median throughput. Each bar is the median; its whisker spans the **quartiles** of the runs (the
+# middle half). The title gives the speed-up, the ratio of the two median times, and in
+# brackets the smallest and largest ratio the two middle halves allow. When the middle halves
+# overlap, the difference is **within the noise**, and the title says so instead of claiming
+# a gain.
+
 # %%
-best = max(throughput, key=throughput.get)
-plots.bars(
-    {"before: batch size 1": throughput[1], f"after: batch size {best}": throughput[best]},
-    title=f"Prediction throughput: {throughput[best] / throughput[1]:.1f}× after batching",
-    ylabel="samples per second",
+throughput = {bs: len(samples) / statistics.median(runs) for bs, runs in runs_ms.items()}
+best = max(batch_sizes[1:], key=throughput.get)
+lab03.before_after_chart(
+    {"batch size 1": runs_ms[1], f"batch size {best}": runs_ms[best]}, n_samples=len(samples)
 )
-print(lab03.improvement_sentence(throughput, device))
 
 # %% [markdown]
 # Read the curve, not a single point: its title says what it did on this machine, and the
@@ -457,24 +502,155 @@ print(lab03.improvement_sentence(throughput, device))
 # depends on the hardware and on what else the machine is doing, which is why you measure
 # instead of assuming.
 #
-# Report the gain as a **ratio** (after ÷ before, measured the same way on the same machine):
-# "3×" survives a change of hardware far better than "12 ms" does. And say what you traded:
-# a bigger batch raises **throughput** but a single request now waits for its whole batch,
-# so the **latency** of one prediction does not improve. For a service answering one user at
-# a time, batch size 1 may be right after all.
+# Report the gain as a **ratio** (before ÷ after of the median times, measured the same way
+# on the same machine) with its **spread**: "3× (quartiles 2.8–3.3×)" survives a change of
+# hardware far better than "12 ms" does, and the spread says whether the gain is real. And say
+# what you traded: a bigger batch raises **throughput** but a single request now waits for
+# its whole batch, so the **latency** of one prediction does not improve. For a service
+# answering one user at a time, batch size 1 may be right after all.
 #
-# Other knobs follow the same measure-change-measure loop: `DataLoader(num_workers=...)` when
-# loading is the bottleneck (it helps when each sample is costly to produce, e.g. decoding
-# images; on 2 cores with data already in memory it mostly adds overhead), and
-# `torch.compile(model)`, which fuses ops but needs a C compiler and a long first call.
+# ### Exercise 4 · Fix the loading bottleneck
 #
+# Write `load_batch_fast(indices)` that returns exactly what `load_batch(indices)` returns,
+# without a Python loop over the samples:
+#
+# 1. take all the rows at once with `X[indices]` (a `range` picks rows like a list of
+#    indices does), a tensor of shape `(len(indices), 64)`;
+# 2. standardize **each row** on its own: its mean and std over `dim=1`, with
+#    `keepdim=True` (lab 1) so that they have shape `(n, 1)` and stretch across their row;
+# 3. add `1e-6` to the std, as `standardize` does.
+
+
+# %% tags=["exercise"]
+def load_batch_fast(indices: range) -> torch.Tensor:
+    # TODO: take the rows X[indices] at once and standardize each row over dim=1, no loop
+    return None
+
+
+# %% [markdown] tags=["solution"]
+# <details><summary>Solution</summary>
+#
+# ```python
+# def load_batch_fast(indices: range) -> torch.Tensor:
+#     images = X[indices]
+#     mean = images.mean(dim=1, keepdim=True)
+#     std = images.std(dim=1, keepdim=True)
+#     return (images - mean) / (std + 1e-6)
+# ```
+#
+# </details>
+
+# %%
+load_batch_fast = lab03.check_fast_load(load_batch_fast, load_batch, X)
+
+# %% [markdown]
+# ### Exercise 5 · Measure your speed-up, with its spread
+#
+# The check above timed the loading alone, roughly. Now measure what the fix is worth for the
+# **whole pipeline** of section 4, the model included, the way this lab taught. Here is that
+# pipeline with the loading function as a parameter:
+
+
+# %%
+def run_pipeline_with(load) -> torch.Tensor:
+    """Section 4's pipeline: load each batch with `load`, predict it, return all class scores."""
+    with torch.inference_mode():
+        return torch.cat(
+            [model(load(range(b * stage_batch, (b + 1) * stage_batch))) for b in range(n_batches)]
+        )
+
+
+# %% [markdown]
+# `before()` loads with `load_batch`, `after()` with your `load_batch_fast`; both must give the
+# same class scores (a speed-up only counts for the same work). Replace the single, cold
+# measurements below with **warm, repeated** ones: a warm-up, at least 5 timed runs of each,
+# every run kept in milliseconds, synchronized on CUDA (`time_runs` does all of it). The check
+# verifies what your numbers can show and reports the ratio with its spread.
+
+
+# %% tags=["exercise"]
+def before():
+    return run_pipeline_with(load_batch)
+
+
+def after():
+    return run_pipeline_with(load_batch_fast)
+
+
+# TODO: warm up, then time at least 5 runs of each function, keeping every run (ms)
+start = time.perf_counter()
+before()
+before_ms = (time.perf_counter() - start) * 1000
+start = time.perf_counter()
+after()
+after_ms = (time.perf_counter() - start) * 1000
+speedup_runs = {"before": [before_ms], "after": [after_ms]}
+
+# %% [markdown] tags=["solution"]
+# <details><summary>Solution</summary>
+#
+# ```python
+# def before():
+#     return run_pipeline_with(load_batch)
+#
+#
+# def after():
+#     return run_pipeline_with(load_batch_fast)
+#
+#
+# speedup_runs = {
+#     "before": time_runs(before, warmup=3, repeats=10),
+#     "after": time_runs(after, warmup=3, repeats=10),
+# }
+# ```
+#
+# </details>
+
+# %%
+speedup_runs = lab03.check_speedup(speedup_runs, before, after, device)
+
+# %% [markdown]
+# As a picture, in samples per second through the whole pipeline. Re-running the exercise
+# cell measures again: the bars move a little every time, and the title tells you whether
+# the gain still stands clear of the noise.
+
+# %%
+lab03.before_after_chart(
+    {"load one at a time": speedup_runs["before"], "load the batch at once": speedup_runs["after"]},
+    n_samples=n_batches * stage_batch,
+)
+
+# %% [markdown]
+# The gain counts the whole pipeline: the model's time did not change, so the pipeline can
+# never speed up by more than the loading's share of its time allows.
+#
+# Other knobs follow the same measure-change-measure loop: `DataLoader(num_workers=...)`
+# (lab 2) when loading is the bottleneck (it helps when each sample is costly to produce,
+# e.g. decoding images; on 2 cores with data already in memory it mostly adds overhead), and
+# `torch.compile(model)`, which fuses ops into new kernels. It needs a compiler (on the CPU a
+# C++ compiler, on a GPU a C compiler for Triton) and a long first call, which a warm-up of a
+# few calls absorbs. If you have time left, time it with `time_runs` as in Exercise 5, where
+# the next cell says it can run:
+
+# %%
+needed = ["cc", "gcc"] if device.type == "cuda" else ["c++", "g++", "clang++"]
+compiler = next((shutil.which(name) for name in needed if shutil.which(name)), None)
+if compiler:
+    print(f"compiler found ({compiler}): try compiled = torch.compile(model)")
+else:
+    print(f"no {' or '.join(needed)} on this machine: torch.compile cannot run here, skip it")
+
+# %% [markdown]
 # ## Recap
 #
 # * Warm up, repeat, use `time.perf_counter()`, and on CUDA `torch.cuda.synchronize()` before
-#   starting and before stopping the clock; or let `torch.utils.benchmark.Timer` do it all.
+#   starting and before stopping the clock (on the CPU there is nothing to wait for); or let
+#   `torch.utils.benchmark.Timer` do it all.
 # * `torch.profiler.profile` records every op; `key_averages()` sorted by **self** time shows
 #   where the work is, **total** time includes children, the call count reveals overhead;
 #   `export_chrome_trace` saves a timeline.
 # * `record_function("name")` labels a stage so the profiler can show which stage is the
 #   bottleneck; it is not always the model.
-# * Fix the bottleneck, measure again, and report the gain as a ratio with what you traded.
+# * Fix the bottleneck, measure again with the same work, and report the gain as a ratio of
+#   medians with its quartiles: when the middle halves overlap, the change is within the
+#   noise. Say what you traded.

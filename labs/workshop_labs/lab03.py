@@ -8,13 +8,14 @@ import os
 import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from unittest import mock
 
 import torch
 from matplotlib.figure import Figure
 
-from workshop_labs import plots
-from workshop_labs.checks import expect, passed
+from workshop_labs import plots, timing
+from workshop_labs.checks import exercise, expect, passed
 
 # The profiler's C++ logger prints internal status lines (and, on a CUDA build without a GPU,
 # a harmless "gpuGetDeviceCount failed") to stderr, which a notebook shows in red; and
@@ -88,24 +89,32 @@ def async_timeline() -> Figure:
     return plots.show(fig)
 
 
-def timing_spread(single_runs_ms: list[float], *, title: str) -> Figure:
-    """Every single-call timing as a dot, with the first call and the median of the rest marked."""
+def timing_spread(single_runs_ms: list[float]) -> Figure:
+    """Every single-call timing as a dot, with the first call and the median of the rest marked;
+    the title says how the first call compares with the others."""
     fig, ax = plots.figure(figsize=(8, 4.2))
     calls = range(1, len(single_runs_ms) + 1)
     ax.plot(calls, single_runs_ms, marker="o", linewidth=1, color=plots.PALETTE[0])
-    median = statistics.median(single_runs_ms[1:])
+    first, rest = single_runs_ms[0], single_runs_ms[1:]
+    median = statistics.median(rest)
     ax.axhline(
         median, color=plots.PALETTE[2], linestyle="--", label=f"median of calls 2+: {median:.2f} ms"
     )
     ax.annotate(
-        f"call 1: {single_runs_ms[0]:.2f} ms\n(one-off setup)",
-        xy=(1, single_runs_ms[0]),
-        xytext=(len(single_runs_ms) * 0.25, single_runs_ms[0] * 0.9),
+        f"call 1: {first:.2f} ms",
+        xy=(1, first),
+        xytext=(len(single_runs_ms) * 0.25, max(single_runs_ms) * 0.9),
         arrowprops={"arrowstyle": "->", "color": plots.PALETTE[3]},
         color=plots.PALETTE[3],
     )
     ax.set_ylim(bottom=0)
-    ax.set(title=title, xlabel="call number", ylabel="time of that one call (ms)")
+    spread = f"calls 2+ from {min(rest):.2f} to {max(rest):.2f} ms"
+    ax.set(
+        title=f"The same forward pass, call by call: call 1 took {first / median:.1f}× the "
+        f"median\nof the others; {spread}",
+        xlabel="call number",
+        ylabel="time of that one call (ms)",
+    )
     ax.legend(loc="upper right")
     return plots.show(fig)
 
@@ -149,6 +158,7 @@ def _run_time_it(time_it: Callable, device: torch.device, fn: Callable, synchron
         return time_it(fn, device, warmup=3, repeats=10)
 
 
+@exercise()
 def check_time_it(time_it: Callable) -> None:
     """Run ``time_it`` on a simulated GPU and on the CPU, and say what it gets wrong."""
     expect(time_it is not None, "`time_it` is None: define the function")
@@ -236,7 +246,8 @@ def _expect_profile(prof: object, name: str) -> None:
     )
 
 
-def check_top_op(prof: torch.profiler.profile, top_op: object) -> None:
+@exercise()
+def check_top_op(top_op: object, prof: torch.profiler.profile) -> None:
     """``top_op`` must be the op with the largest *self* CPU time in ``prof``."""
     _expect_profile(prof, "prof")
     expect(top_op is not None, "`top_op` is None: replace the None with the op's name")
@@ -276,7 +287,8 @@ def stage_times_ms(prof: torch.profiler.profile) -> dict[str, float]:
     return {e.key: e.cpu_time_total / 1000 for e in prof.key_averages() if e.key in STAGES}
 
 
-def check_stages(prof_stages: torch.profiler.profile, bottleneck: object) -> None:
+@exercise()
+def check_stages(bottleneck: object, prof_stages: torch.profiler.profile) -> None:
     """The profile has both stage labels, and ``bottleneck`` names the slower stage."""
     _expect_profile(prof_stages, "prof_stages")
     stages = stage_times_ms(prof_stages)
@@ -320,8 +332,8 @@ def agreement_sentence(
     return (
         f"{gap_text}, more than the two spreads together ({noise:.3f} ms): either the machine "
         "changed between the two measurements (another program, the CPU's clock speed), or "
-        "the tools time slightly different things (Timer times a loop of calls, timing.measure "
-        "each call alone). Run the cell again: a gap that stays is the second."
+        "the tools time slightly different things (Timer times a loop of calls, time_runs each "
+        "call alone). Run the cell again: a gap that stays is the second."
     )
 
 
@@ -379,11 +391,224 @@ def throughput_chart(runs_ms: Mapping[int, Sequence[float]], *, n_samples: int) 
     return plots.show(fig)
 
 
-def improvement_sentence(throughput: Mapping[int, float], device: torch.device) -> str:
-    """One sentence saying how much the best batch size gained over batch size 1."""
-    best = max(throughput, key=throughput.get)
-    ratio = throughput[best] / throughput[1]
-    return (
-        f"On this {device.type}, batch size {best} predicted {throughput[best]:,.0f} samples/s "
-        f"against {throughput[1]:,.0f} samples/s one at a time: {ratio:.1f}× the throughput."
+@dataclass(frozen=True)
+class Speedup:
+    """How much faster ``after`` ran than ``before``: the ratio of the median runs, and the range
+    the quartiles allow (the slower quarter of one against the faster quarter of the other)."""
+
+    ratio: float
+    low: float
+    high: float
+
+    @property
+    def within_noise(self) -> bool:
+        """The middle halves of the two sets of runs overlap: no difference beyond the noise."""
+        return self.low <= 1 <= self.high
+
+    def __str__(self) -> str:
+        quartiles = f"quartiles {self.low:.2f}–{self.high:.2f}×"
+        if self.within_noise:
+            return f"within the noise ({self.ratio:.2f}×, {quartiles})"
+        if self.ratio > 1:
+            return f"{self.ratio:.1f}× faster ({quartiles})"
+        return f"{1 / self.ratio:.1f}× slower ({self.ratio:.2f}×, {quartiles})"
+
+
+def speedup(before_ms: Sequence[float], after_ms: Sequence[float]) -> Speedup:
+    """The speed-up of ``after`` over ``before`` from their repeated runs (milliseconds)."""
+    before_q1, before_median, before_q3 = timing.quartiles(before_ms)
+    after_q1, after_median, after_q3 = timing.quartiles(after_ms)
+    return Speedup(before_median / after_median, before_q1 / after_q3, before_q3 / after_q1)
+
+
+def before_after_chart(runs_ms: Mapping[str, Sequence[float]], *, n_samples: int) -> Figure:
+    """Two bars, before and after (the two keys, in that order): the median throughput with the
+    quartiles of the runs as whiskers; the title says faster, slower or within the noise."""
+    (before, before_runs), (after, after_runs) = runs_ms.items()
+    throughput, spread = {}, {}
+    for name, runs in runs_ms.items():
+        q1, median, q3 = timing.quartiles(runs)
+        label = f"{name}\n{n_samples / (median / 1000):,.0f} samples/s"
+        throughput[label] = n_samples / (median / 1000)
+        spread[label] = (n_samples / (q3 / 1000), n_samples / (q1 / 1000))
+    return plots.bars(
+        throughput,
+        title=f"{after} vs {before}:\n{speedup(before_runs, after_runs)}",
+        ylabel="samples per second (median; whiskers: quartiles)",
+        spread=spread,
+        annotate=False,
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Exercise 4: fix the bottleneck, load a whole batch at once
+# ----------------------------------------------------------------------------------------------
+
+
+def batched_load(X: torch.Tensor) -> Callable[[range], torch.Tensor]:
+    """The reference ``load_batch_fast``: rows ``X[indices]``, each standardized on its own."""
+
+    def load_batch_fast(indices: range) -> torch.Tensor:
+        images = X[indices]
+        mean, std = images.mean(dim=1, keepdim=True), images.std(dim=1, keepdim=True)
+        return (images - mean) / (std + 1e-6)
+
+    return load_batch_fast
+
+
+def ops_per_call(fn: Callable[[], object]) -> int:
+    """How many PyTorch ops one call of ``fn`` runs, counted by the profiler."""
+    fn()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        fn()
+    return sum(event.count for event in prof.key_averages())
+
+
+@exercise(reference=lambda load_batch, X: batched_load(X))
+def check_fast_load(load_batch_fast: Callable, load_batch: Callable, X: torch.Tensor) -> None:
+    """``load_batch_fast(indices)`` gives what ``load_batch`` gives, without a loop per sample."""
+    expect(load_batch_fast is not None, "`load_batch_fast` is None: define the function")
+    expect(callable(load_batch_fast), "`load_batch_fast` must be a function: def ...(indices)")
+    indices = range(3, 8)
+    try:
+        batch = load_batch_fast(indices)
+    except Exception as error:  # noqa: BLE001 - any error in the attendee's code is the answer
+        expect(
+            "must match the size" not in str(error),
+            f"load_batch_fast({indices}) raised: {error}. The mean and std of each row have "
+            "shape (5,) and cannot stretch across a (5, 64) batch: pass keepdim=True",
+        )
+        expect(False, f"load_batch_fast({indices}) raised {type(error).__name__}: {error}")
+    expect(batch is not None, "load_batch_fast returned None: return the standardized batch")
+    expect(
+        isinstance(batch, torch.Tensor),
+        f"load_batch_fast returned a {type(batch).__name__}: return the batch tensor",
+    )
+    wanted = load_batch(indices)
+    expect(
+        batch.shape == wanted.shape,
+        f"load_batch_fast({indices}) has shape {tuple(batch.shape)}, load_batch gives "
+        f"{tuple(wanted.shape)}: take the rows X[indices], one per index",
+    )
+    if not torch.allclose(batch, wanted, atol=1e-4):
+        images = X[indices]
+        per_pixel = (images - images.mean(dim=0)) / (images.std(dim=0) + 1e-6)
+        expect(
+            not torch.allclose(batch, per_pixel, atol=1e-4),
+            "load_batch_fast standardized each pixel across the batch (dim=0): standardize "
+            "each image, i.e. each row, with mean and std over dim=1",
+        )
+        whole = (images - images.mean()) / (images.std() + 1e-6)
+        expect(
+            not torch.allclose(batch, whole, atol=1e-4),
+            "load_batch_fast standardized the whole batch as one block: take the mean and std "
+            "of each row, over dim=1 with keepdim=True",
+        )
+        expect(
+            False,
+            f"load_batch_fast({indices}) differs from load_batch({indices}): take the rows "
+            "X[indices] and standardize each one as `standardize` does, over dim=1",
+        )
+    many = range(min(len(X), 256))
+    fast_ops, slow_ops = (
+        ops_per_call(lambda: load_batch_fast(many)),
+        ops_per_call(lambda: load_batch(many)),
+    )
+    expect(
+        fast_ops < len(many) // 4,
+        f"load_batch_fast ran {fast_ops:,} PyTorch ops for {len(many)} samples: still one "
+        "sample at a time? Index every row at once, X[indices], and standardize the whole "
+        "batch in one go",
+    )
+    passed(
+        f"same batch as load_batch, with {fast_ops} PyTorch ops instead of {slow_ops:,} for "
+        f"{len(many)} samples (the next exercise measures what that is worth)"
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Exercise 5: measure the speed-up, with its spread
+# ----------------------------------------------------------------------------------------------
+
+MIN_RUNS = 5
+
+
+def _timed_runs(before: Callable, after: Callable, device: torch.device) -> dict[str, list]:
+    """The reference measurement: 3 warm-up calls, then 10 calls timed one by one, synced."""
+    return {
+        name: list(timing.measure(fn, device=device, warmup=3, repeats=10).runs)
+        for name, fn in (("before", before), ("after", after))
+    }
+
+
+def _timed_runs_quick(before: Callable, after: Callable, device: torch.device) -> dict:
+    """The check's own warm median of each function (ms), to judge the attendee's numbers."""
+    return {
+        name: timing.measure(fn, device=device, warmup=1, repeats=3).quartiles[1]
+        for name, fn in (("before", before), ("after", after))
+    }
+
+
+@exercise(reference=_timed_runs)
+def check_speedup(
+    speedup_runs: object, before: Callable, after: Callable, device: torch.device
+) -> None:
+    """``speedup_runs`` holds several warm, synchronized runs of the same work, before and after."""
+    expect(speedup_runs is not None, "`speedup_runs` is None: build the dict of runs")
+    expect(
+        isinstance(speedup_runs, Mapping) and set(speedup_runs) == {"before", "after"},
+        "`speedup_runs` must be a dict {'before': runs, 'after': runs}, each a list of "
+        "milliseconds, one per timed call",
+    )
+    assert isinstance(speedup_runs, Mapping)
+    for name, runs in speedup_runs.items():
+        expect(
+            isinstance(runs, Sequence) and all(isinstance(r, int | float) for r in runs),
+            f"speedup_runs[{name!r}] is a {type(runs).__name__}: it must be a list of "
+            "milliseconds, one per timed call (what time_runs returns)",
+        )
+        expect(
+            len(runs) >= MIN_RUNS,
+            f"speedup_runs[{name!r}] has {len(runs)} run(s): repeat at least {MIN_RUNS} times "
+            "so the spread shows, e.g. time_runs(fn, repeats=10)",
+        )
+
+    outputs = {"before": before(), "after": after()}
+    expect(
+        all(isinstance(out, torch.Tensor) for out in outputs.values()),
+        "before() and after() must return the pipeline's class scores: keep their `return`",
+    )
+    expect(
+        outputs["before"].shape == outputs["after"].shape
+        and torch.allclose(outputs["before"], outputs["after"], atol=1e-4),
+        "before() and after() give different results: a speed-up only counts for the same "
+        "work, so change how the batches are loaded, not what is computed",
+    )
+
+    checked = _timed_runs_quick(before, after, device)
+    for name, runs in speedup_runs.items():
+        median, warm_ms = statistics.median(runs), checked[name]
+        if device.type == "cuda":
+            expect(
+                median > 0.1 * warm_ms,
+                f"speedup_runs[{name!r}] has a median of {median:.4f} for a call that takes "
+                f"about {warm_ms:.1f} ms on the GPU: the clock stopped before the GPU finished. "
+                "Call torch.cuda.synchronize() before reading the clock (and keep milliseconds: "
+                "seconds × 1000)",
+            )
+        expect(
+            not 0.2 * warm_ms < median * 1000 < 5 * warm_ms,
+            f"speedup_runs[{name!r}] has a median of {median:.4f} for a call that takes about "
+            f"{warm_ms:.1f} ms: that is seconds; multiply by 1000 to keep milliseconds",
+        )
+        first, rest = runs[0], runs[1:]
+        expect(
+            not (first > 5 * statistics.median(rest) and first > 3 * max(rest)),
+            f"the first run of {name!r} took {first:.1f} ms, the others at most "
+            f"{max(rest):.1f} ms: it paid one-off setup costs. Warm up: call the function a "
+            "few times before timing (time_runs(fn, warmup=3, ...))",
+        )
+    passed(
+        f"{len(speedup_runs['before'])} and {len(speedup_runs['after'])} warm runs of the same "
+        f"work: after() is {speedup(speedup_runs['before'], speedup_runs['after'])}"
     )

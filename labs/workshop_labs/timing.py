@@ -1,18 +1,29 @@
 """Timing code correctly: warm-up first, then repeated runs, synchronizing with the GPU.
 
-GPU kernels run asynchronously: without ``torch.cuda.synchronize()`` a timer only measures how
-long it took to *queue* the work. The first calls also pay one-off costs (memory allocation,
-kernel selection, compilation), so they are run and thrown away before measuring.
+Lab 3 teaches these steps in its own cells (its ``time_runs``); this is the same code packaged
+for the labs after it. GPU kernels run asynchronously: without ``torch.cuda.synchronize()`` a
+timer only measures how long it took to *queue* the work. The first calls also pay one-off
+costs (memory allocation, kernel selection, compilation), so they are run and thrown away
+before measuring.
 """
 
 from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
+
+
+def quartiles(runs: Sequence[float]) -> tuple[float, float, float]:
+    """First quartile, median and third quartile of repeated timings, each one of the runs or
+    between two of them (a single run is all three)."""
+    if len(runs) == 1:
+        return (runs[0],) * 3
+    low, median, high = statistics.quantiles(runs, n=4, method="inclusive")
+    return low, median, high
 
 
 @dataclass(frozen=True)
@@ -23,6 +34,12 @@ class Measurement:
     std_ms: float
     min_ms: float
     runs: tuple[float, ...]
+
+    @property
+    def quartiles(self) -> tuple[float, float, float]:
+        """First quartile, median and third quartile of the runs: a median with the range of
+        the middle half, e.g. for ``plots.bars(..., spread=...)``."""
+        return quartiles(self.runs)
 
     def __str__(self) -> str:
         spread = f"± {self.std_ms:.3f} ms (min {self.min_ms:.3f}, n={len(self.runs)})"

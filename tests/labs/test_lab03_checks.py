@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import time
+from types import SimpleNamespace
+from unittest import mock
 
 import pytest
 import torch
@@ -13,8 +15,10 @@ from torch.profiler import ProfilerActivity, profile
 from torch.utils.data import TensorDataset
 
 from tests.labs.solutions import solution, solution_namespace
-from workshop_labs import lab03
+from workshop_labs import checks, lab03, timing
 from workshop_labs.checks import ExerciseNotSolved
+
+CPU = torch.device("cpu")
 
 # ----------------------------------------------------------------------------------------------
 # Exercise 1: time_it
@@ -91,6 +95,13 @@ def test_time_it_names_the_mistake(wrong, message):
         lab03.check_time_it(wrong)
 
 
+def test_time_it_runs_past_the_starter_with_the_attendees_function(monkeypatch, capsys):
+    monkeypatch.setenv(checks.STRICT_ENV, "0")
+    starter = time_it_with(warm_up=False, sync_before_clock=False, sync_after=False, scale=1)
+    assert lab03.check_time_it(starter) is starter
+    assert "Not solved yet" in capsys.readouterr().out
+
+
 def test_simulated_gpu_is_asynchronous():
     gpu = lab03.SimulatedGPU(kernel_ms=20, first_call_ms=20)
     start = time.perf_counter()
@@ -122,20 +133,44 @@ def prof(model):
 
 
 def test_top_op_accepts_the_solution(prof, capsys):
-    lab03.check_top_op(prof, solution(3, "top_op", prof=prof))
+    lab03.check_top_op(solution(3, "top_op", prof=prof), prof)
     assert "✅" in capsys.readouterr().out
 
 
-def test_top_op_rejects_sorting_by_total_time(prof):
-    events = prof.key_averages()
-    top_self = max(events, key=lambda event: event.self_cpu_time_total).key
-    # The op a total-time sort puts first, other than the right answer (on a fast run the
-    # two can coincide, and then there is no mistake to show).
-    by_total = max(
-        (event for event in events if event.key != top_self), key=lambda e: e.cpu_time_total
-    ).key
+class RecordedProfile(torch.profiler.profile):
+    """A profile with fixed events, so a test does not depend on how fast this machine ran."""
+
+    def __init__(self, events):
+        self.events = events
+
+    def key_averages(self):
+        return self.events
+
+    def __del__(self):
+        pass
+
+
+def event(key, self_us, total_us, count=1):
+    return SimpleNamespace(
+        key=key, self_cpu_time_total=self_us, cpu_time_total=total_us, count=count
+    )
+
+
+# aten::linear calls aten::t and aten::addmm: its total holds theirs, its self time is small.
+LINEAR_PROFILE = [
+    event("aten::linear", 40, 1040, 16),
+    event("aten::addmm", 900, 900, 16),
+    event("aten::t", 60, 100, 16),
+    event("aten::relu", 30, 30, 16),
+]
+
+
+def test_top_op_rejects_sorting_by_total_time():
     with pytest.raises(ExerciseNotSolved, match="includes the ops it calls"):
-        lab03.check_top_op(prof, by_total)
+        lab03.check_top_op.unchecked("aten::linear", RecordedProfile(LINEAR_PROFILE))
+    with pytest.raises(ExerciseNotSolved, match="not the op with the largest self CPU time"):
+        lab03.check_top_op.unchecked("aten::relu", RecordedProfile(LINEAR_PROFILE))
+    lab03.check_top_op.unchecked("aten::addmm", RecordedProfile(LINEAR_PROFILE))
 
 
 @pytest.mark.parametrize(
@@ -148,16 +183,16 @@ def test_top_op_rejects_sorting_by_total_time(prof):
 )
 def test_top_op_names_the_mistake(prof, answer, message):
     with pytest.raises(ExerciseNotSolved, match=message):
-        lab03.check_top_op(prof, answer)
+        lab03.check_top_op(answer, prof)
 
 
 def test_top_op_rejects_a_missing_or_empty_profile():
     with pytest.raises(ExerciseNotSolved, match="`prof` is None"):
-        lab03.check_top_op(None, "aten::addmm")
+        lab03.check_top_op("aten::addmm", None)
     with profile() as empty:
         pass
     with pytest.raises(ExerciseNotSolved, match="recorded no ops"):
-        lab03.check_top_op(empty, "aten::addmm")
+        lab03.check_top_op("aten::addmm", empty)
 
 
 def stages_solution(model, *edits):
@@ -178,25 +213,35 @@ def stages_solution(model, *edits):
 
 def test_stages_accepts_the_solution(model, capsys):
     solved = stages_solution(model)
-    lab03.check_stages(solved["prof_stages"], solved["bottleneck"])
+    lab03.check_stages(solved["bottleneck"], solved["prof_stages"])
     assert "✅" in capsys.readouterr().out
 
 
 def test_stages_rejects_a_missing_label(model):
     unlabelled = stages_solution(model, ('record_function("model")', "nullcontext()"))
     with pytest.raises(ExerciseNotSolved, match="no 'model' region"):
-        lab03.check_stages(unlabelled["prof_stages"], "load")
+        lab03.check_stages("load", unlabelled["prof_stages"])
 
 
 def test_stages_rejects_the_faster_stage(model):
     prof_stages = stages_solution(model)["prof_stages"]
     stages = lab03.stage_times_ms(prof_stages)
     with pytest.raises(ExerciseNotSolved, match="is not the slower stage"):
-        lab03.check_stages(prof_stages, min(stages, key=stages.get))
+        lab03.check_stages(min(stages, key=stages.get), prof_stages)
     with pytest.raises(ExerciseNotSolved, match="`bottleneck` is None"):
-        lab03.check_stages(prof_stages, None)
+        lab03.check_stages(None, prof_stages)
     with pytest.raises(ExerciseNotSolved, match="one of the stage names"):
-        lab03.check_stages(prof_stages, "data")
+        lab03.check_stages("data", prof_stages)
+
+
+def test_profile_checks_run_past_the_starters_with_the_attendees_answer(
+    prof, model, monkeypatch, capsys
+):
+    monkeypatch.setenv(checks.STRICT_ENV, "0")
+    assert lab03.check_top_op(None, prof) is None
+    unlabelled = stages_solution(model, ('record_function("model")', "nullcontext()"))
+    assert lab03.check_stages(None, unlabelled["prof_stages"]) is None
+    assert capsys.readouterr().out.count("Not solved yet") == 2
 
 
 # ----------------------------------------------------------------------------------------------
@@ -251,3 +296,199 @@ def test_throughput_chart_has_log_batch_sizes_a_zero_based_y_and_run_spread():
     assert "peaks at batch size 64" in ax.get_title()
     (bars,) = [c for c in ax.containers if hasattr(c, "has_yerr")]
     assert bars.has_yerr
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "verdict"),
+    [
+        ([10.0, 10.5, 11.0, 10.2, 10.8], [5.0, 5.2, 5.5, 5.1, 5.3], "2.0× faster (quartiles"),
+        ([5.0, 5.2, 5.5, 5.1, 5.3], [10.0, 10.5, 11.0, 10.2, 10.8], "2.0× slower (0.50×"),
+        ([10.0, 12.0, 11.0, 10.5, 11.5], [10.5, 11.8, 10.9, 11.2, 12.5], "within the noise"),
+    ],
+    ids=["faster", "slower", "overlapping-quartiles"],
+)
+def test_speedup_says_faster_slower_or_within_the_noise(before, after, verdict):
+    assert str(lab03.speedup(before, after)).startswith(verdict)
+
+
+def test_before_after_chart_has_quartile_whiskers_and_a_title_from_the_runs():
+    runs = {"batch size 1": [40.0, 41.0, 42.0], "batch size 64": [2.0, 2.1, 2.2]}
+    ax = lab03.before_after_chart(runs, n_samples=128).axes[0]
+    assert ax.get_title().startswith("batch size 64 vs batch size 1:\n19.5× faster (quartiles")
+    assert ax.get_ylim()[0] == 0
+    (whiskers,) = [c for c in ax.containers if hasattr(c, "has_yerr")]
+    low, high = whiskers.lines[2][0].get_segments()[1][:, 1]
+    assert (low, high) == pytest.approx((128 / 0.00215, 128 / 0.00205))
+
+
+def test_timing_spread_title_compares_the_first_call_with_the_rest():
+    ax = lab03.timing_spread([30.0, 10.0, 9.0, 11.0]).axes[0]
+    assert "call 1 took 3.0× the median" in ax.get_title()
+    assert "from 9.00 to 11.00 ms" in ax.get_title()
+
+
+def test_quartiles_stay_within_the_runs():
+    assert timing.quartiles([1.0, 2.0, 3.0, 4.0, 100.0]) == (2.0, 3.0, 4.0)
+    assert timing.quartiles([7.0]) == (7.0, 7.0, 7.0)
+    runs = (1.0, 2.0, 3.0)
+    assert timing.Measurement(2.0, 1.0, 1.0, runs).quartiles == (1.5, 2.0, 2.5)
+
+
+# ----------------------------------------------------------------------------------------------
+# Exercise 4: load a whole batch at once
+# ----------------------------------------------------------------------------------------------
+
+IMAGES = torch.rand(300, 64) * 16
+
+
+def standardize(image):
+    return (image - image.mean()) / (image.std() + 1e-6)
+
+
+def load_batch(indices):
+    """The lab's loader: one sample at a time."""
+    return torch.stack([standardize(IMAGES[i]) for i in indices])
+
+
+def fast_load(*, dim=1, keepdim=True, rows=None):
+    """A load_batch_fast with one typical mistake."""
+
+    def load_batch_fast(indices):
+        images = IMAGES[indices] if rows is None else IMAGES[rows(indices)]
+        if dim is None:
+            return (images - images.mean()) / (images.std() + 1e-6)
+        mean, std = images.mean(dim=dim, keepdim=keepdim), images.std(dim=dim, keepdim=keepdim)
+        return (images - mean) / (std + 1e-6)
+
+    return load_batch_fast
+
+
+def fast_load_solution():
+    return solution(3, "load_batch_fast", X=IMAGES)
+
+
+def test_fast_load_accepts_the_solution(capsys):
+    lab03.check_fast_load(fast_load_solution(), load_batch, IMAGES)
+    assert "✅" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("wrong", "message"),
+    [
+        (None, "is None: define"),
+        (lambda indices: None, "returned None"),
+        (fast_load(keepdim=False), "pass keepdim=True"),
+        (fast_load(dim=0), "each pixel across the batch"),
+        (fast_load(dim=None), "whole batch as one block"),
+        (fast_load(rows=lambda indices: range(len(indices))), "differs from load_batch"),
+        (load_batch, "still one sample at a time"),
+    ],
+    ids=["none", "returns-none", "no-keepdim", "dim-0", "whole-batch", "wrong-rows", "loop"],
+)
+def test_fast_load_names_the_mistake(wrong, message):
+    with pytest.raises(ExerciseNotSolved, match=message):
+        lab03.check_fast_load(wrong, load_batch, IMAGES)
+
+
+def test_fast_load_runs_past_the_starter_with_a_working_reference(monkeypatch, capsys):
+    monkeypatch.setenv(checks.STRICT_ENV, "0")
+
+    def starter(indices):
+        return None
+
+    reference = lab03.check_fast_load(starter, load_batch, IMAGES)
+    assert reference is not starter
+    lab03.check_fast_load.unchecked(reference, load_batch, IMAGES)
+    assert "Not solved yet" in capsys.readouterr().out
+
+
+# ----------------------------------------------------------------------------------------------
+# Exercise 5: the measured speed-up
+# ----------------------------------------------------------------------------------------------
+
+
+def takes(ms, result=None):
+    """A function that takes about ``ms`` milliseconds and returns the same scores each call."""
+    scores = torch.arange(6.0) if result is None else result
+
+    def fn():
+        time.sleep(ms / 1000)
+        return scores
+
+    return fn
+
+
+SLOW, FAST = takes(4), takes(1)
+WARM = {"before": [4.2, 4.1, 4.3, 4.2, 4.4, 4.2], "after": [1.1, 1.2, 1.1, 1.3, 1.1, 1.2]}
+
+
+def speedup_solution():
+    """The published solution, timing two small pipelines that give the same scores."""
+    model = nn.Linear(64, 10).eval()
+    return solution(
+        3,
+        "speedup_runs",
+        needs=("time_runs", "standardize", "load_batch"),
+        edits=(("before, warmup=3, repeats=10", "before, warmup=3, repeats=5"),),
+        device=CPU,
+        model=model,
+        dataset=TensorDataset(IMAGES),
+        X=IMAGES,
+        load_batch_fast=lab03.batched_load(IMAGES),
+        run_pipeline_with=lambda load: model(load(range(0, 64))),
+    )
+
+
+def test_speedup_accepts_the_solution(capsys):
+    runs = speedup_solution()
+    lab03.check_speedup(runs, SLOW, FAST, CPU)
+    assert "✅" in capsys.readouterr().out
+    lab03.check_speedup(WARM, SLOW, FAST, CPU)
+    assert "3.7× faster" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("runs", "message"),
+    [
+        (None, "is None"),
+        ([4.2, 1.1], "must be a dict"),
+        ({"before": 4.2, "after": 1.1}, "must be a list of milliseconds"),
+        ({"before": [4.2], "after": [1.1]}, "has 1 run"),
+        ({k: [ms / 1000 for ms in runs] for k, runs in WARM.items()}, "that is seconds"),
+        ({"before": [60.0, *WARM["before"][1:]], "after": WARM["after"]}, "Warm up"),
+    ],
+    ids=["none", "list", "numbers", "one-run", "seconds", "no-warm-up"],
+)
+def test_speedup_names_the_mistake(runs, message):
+    with pytest.raises(ExerciseNotSolved, match=message):
+        lab03.check_speedup(runs, SLOW, FAST, CPU)
+
+
+def test_speedup_rejects_different_work():
+    with pytest.raises(ExerciseNotSolved, match="give different results"):
+        lab03.check_speedup(WARM, SLOW, takes(1, torch.zeros(6)), CPU)
+    with pytest.raises(ExerciseNotSolved, match="give different results"):
+        lab03.check_speedup(WARM, SLOW, takes(1, torch.arange(3.0)), CPU)
+
+
+def test_speedup_on_cuda_rejects_runs_that_never_waited_for_the_gpu():
+    gpu = lab03.SimulatedGPU(kernel_ms=4, first_call_ms=4)
+
+    def launch():
+        gpu.launch()
+        return torch.arange(6.0)
+
+    queued_only = {"before": [0.01] * 6, "after": [0.01] * 6}
+    with mock.patch.object(torch.cuda, "synchronize", gpu.synchronize):
+        with pytest.raises(ExerciseNotSolved, match="Call torch.cuda.synchronize"):
+            lab03.check_speedup(queued_only, launch, launch, torch.device("cuda"))
+        runs = {"before": [4.0] * 6, "after": [4.1] * 6}
+        lab03.check_speedup(runs, launch, launch, torch.device("cuda"))
+
+
+def test_speedup_runs_past_the_starter_with_a_warm_reference(monkeypatch, capsys):
+    monkeypatch.setenv(checks.STRICT_ENV, "0")
+    reference = lab03.check_speedup({"before": [9.0], "after": [1.0]}, SLOW, FAST, CPU)
+    assert set(reference) == {"before", "after"} and len(reference["before"]) >= 5
+    lab03.check_speedup.unchecked(reference, SLOW, FAST, CPU)
+    assert "Not solved yet" in capsys.readouterr().out
