@@ -22,7 +22,8 @@
 # 1. explain **float32, float16 and bfloat16**: what each one gives up;
 # 2. run inference and training under **`torch.autocast`**, and say which ops run in which
 #    dtype and why;
-# 3. train in float16 with a **`GradScaler`** (and know why bfloat16 needs none);
+# 3. train in float16 with a **`GradScaler`** (and know why bfloat16 needs none), clip its
+#    gradients correctly and save its state in a checkpoint;
 # 4. **measure** speed and memory of float32 against AMP on your hardware, and recognise when
 #    AMP does not help.
 #
@@ -44,10 +45,6 @@ import torch
 from torch import nn
 
 from workshop_labs import data, lab04, plots, runtime, timing
-
-low_precision = lab04.amp_dtype(device)
-print(lab04.hardware_line(device))
-print(f"This lab's low-precision type on {device.type}: {low_precision}")
 
 # %% [markdown]
 # ## 1 · Three ways to store a number
@@ -76,6 +73,34 @@ for dtype in (torch.float32, torch.float16, torch.bfloat16):
 # float16 turned the gradient into exactly 0: the weight it belongs to stops learning. Keep
 # that in mind for section 4. bfloat16 keeps it (only its last digits are rounded).
 #
+# Which 16-bit type should you use? It depends on the hardware, so the cell below decides,
+# and says why:
+#
+# * on a **GPU**, float16: every GPU with tensor cores runs it fast, and section 4 shows how
+#   to train with it safely. bfloat16 runs fast only on GPUs with bfloat16 units (Ampere,
+#   such as the A100, and newer). Careful: `torch.cuda.is_bf16_supported()` also says yes on
+#   GPUs that only *emulate* bfloat16 (T4, V100), slowly; `including_emulation=False` asks
+#   for real units.
+# * on the **CPU**, bfloat16: it is the type CPU autocast uses by default, and the one the
+#   16-bit units of recent server CPUs (AVX-512 BF16, AMX) were built for. Other CPUs
+#   emulate it, slowly.
+
+# %%
+if device.type == "cuda":
+    low_precision = torch.float16
+    bf16_units = torch.cuda.is_bf16_supported(including_emulation=False)
+    print(f"GPU {torch.cuda.get_device_name(device)}: tensor cores run float16")
+    print("bfloat16 units:", "yes" if bf16_units else "no (bfloat16 is only emulated, slowly)")
+else:
+    low_precision = torch.bfloat16
+    bf16_units = lab04.cpu_bf16_units()  # reads the CPU's feature flags in /proc/cpuinfo
+    print(
+        "CPU with bfloat16 units (AVX-512 BF16 or AMX):",
+        {True: "yes", False: "no"}.get(bf16_units, "cannot tell (no /proc/cpuinfo)"),
+    )
+print(f"This lab's low-precision type on {device.type}: {low_precision}")
+
+# %% [markdown]
 # ## 2 · `torch.autocast`: which op runs in which dtype
 #
 # Converting the whole model to 16 bits (`model.half()`) would be simple but harmful: weight
@@ -96,16 +121,44 @@ for dtype in (torch.float32, torch.float16, torch.bfloat16):
 # * everything not on a list (ReLU, additions, and on the CPU the ops just named) runs in the
 #   dtype of its input; an op that gets mixed float inputs runs in the widest of them.
 #
-# Let us watch it happen. Forward hooks (functions PyTorch calls after a module's forward)
-# record the dtype going into and coming out of every layer of a small model, then of a
-# softmax, a sum, `exp`, `log` and the loss.
+# Let us watch it happen. A *forward hook* is a function PyTorch calls right after a module's
+# forward, with the module, its inputs and its output. `watch_dtypes` hooks one onto every
+# layer of a small model (with the `LayerNorm` that lab 2 introduced) to record the dtype
+# going in and coming out, runs the model under autocast, then records the same for a
+# softmax, a sum, `exp`, `log` and the loss computed from the model's output.
+
 
 # %%
+def watch_dtypes(model, inputs, targets, dtype) -> list[dict]:
+    """What went into and came out of each op under autocast(dtype), in the order they ran."""
+    rows = []
+
+    def record(step, op, dtype_in, dtype_out):
+        rows.append({"step": step, "op": op, "input": dtype_in, "output": dtype_out})
+
+    def hook(module, args, output):  # PyTorch calls it after each layer's forward
+        record(f"layer {len(rows)}", type(module).__name__, args[0].dtype, output.dtype)
+
+    handles = [layer.register_forward_hook(hook) for layer in model]
+    with torch.inference_mode(), torch.autocast(inputs.device.type, dtype=dtype):
+        logits = model(inputs)
+        record("logits → probabilities", "softmax", logits.dtype, logits.softmax(dim=1).dtype)
+        record("logits → total", "sum", logits.dtype, logits.sum().dtype)
+        record("logits → exp", "exp", logits.dtype, logits.exp().dtype)
+        magnitudes = logits.abs()  # abs follows its input, so log gets the low-precision dtype
+        record("|logits| → log", "log", magnitudes.dtype, magnitudes.log().dtype)
+        loss = nn.functional.cross_entropy(logits, targets)
+        record("logits → loss", "cross_entropy", logits.dtype, loss.dtype)
+    for handle in handles:
+        handle.remove()  # hooks stay until removed: the model runs without them from now on
+    return rows
+
+
 X, y = data.digits()
-probe_model = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.LayerNorm(32), nn.Linear(32, 10)).to(
-    device
+probe_model = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.LayerNorm(32), nn.Linear(32, 10))
+rows = lab04.with_reasons(
+    watch_dtypes(probe_model.to(device), X[:8].to(device), y[:8].to(device), low_precision)
 )
-rows = lab04.dtype_table(probe_model, X[:8].to(device), y[:8].to(device), dtype=low_precision)
 plots.table(rows, title=f"What ran in which dtype under autocast({device.type}, {low_precision})")
 
 # %%
@@ -147,7 +200,7 @@ def predict_amp(model, inputs):
 # </details>
 
 # %%
-lab04.check_predict_amp(predict_amp, device)
+predict_amp = lab04.check_predict_amp(predict_amp, device, low_precision)
 
 # %% [markdown]
 # ## 3 · Training with autocast (bfloat16: no scaler needed)
@@ -159,15 +212,14 @@ lab04.check_predict_amp(predict_amp, device)
 #
 # We train the same network twice on the digits, once in float32 and once with AMP, and
 # compare. On the CPU the AMP run uses bfloat16; on a GPU, bfloat16 when it has bfloat16
-# units (the check below asks for real units, not emulation).
+# units (`bf16_units` from section 1: real units, not emulation). The cell builds fresh
+# models each time, so re-running it starts again from scratch.
 
 # %%
 train_loader, val_loader = data.digits_loaders(batch_size=runtime.pick(full=64, quick=256))
 loss_fn = nn.CrossEntropyLoss()
-train_dtype = torch.bfloat16
-# By default is_bf16_supported() also says yes where bf16 is only emulated (T4, V100): slow.
-if device.type == "cuda" and not torch.cuda.is_bf16_supported(including_emulation=False):
-    train_dtype = None  # no bfloat16 units on this GPU: section 4's float16 recipe applies
+# a GPU without bfloat16 units (bf16_units, section 1) gets section 4's float16 recipe instead
+train_dtype = torch.bfloat16 if device.type == "cpu" or bf16_units else None
 
 
 def make_classifier() -> nn.Module:
@@ -179,7 +231,7 @@ def make_classifier() -> nn.Module:
 
 def train(model: nn.Module, dtype: torch.dtype | None, epochs: int) -> list[float]:
     """Train with autocast in `dtype` (None: plain float32); returns the loss per epoch."""
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)  # Adam: lab 2 introduced it
     losses = []
     for _ in range(epochs):
         total = 0.0
@@ -260,7 +312,7 @@ def train_step_bf16(model, optimizer, loss_fn, inputs, targets):
 # </details>
 
 # %%
-lab04.check_train_step_bf16(train_step_bf16, device)
+train_step_bf16 = lab04.check_train_step_bf16(train_step_bf16, device)
 
 # %% [markdown]
 # ## 4 · float16 needs a `GradScaler`
@@ -290,44 +342,6 @@ lab04.gradient_underflow(gradients, scale=2.0**16)
 #    of good ones, so it finds the largest safe factor by itself.
 #
 # bfloat16 has float32's range, so its gradients do not underflow: no scaler needed.
-#
-# Two more habits from PyTorch's AMP recipe, both in the loop below:
-#
-# * **Clipping needs `scaler.unscale_(optimizer)` first.** After `scaler.scale(loss).backward()`
-#   the gradients are multiplied by the scale, so `clip_grad_norm_(..., max_norm=1.0)` would
-#   compare a norm tens of thousands of times too large. `unscale_` divides them back in
-#   place; `scaler.step` then knows they are unscaled and does not divide again.
-# * **A checkpoint stores `scaler.state_dict()`** next to the model's and the optimizer's.
-#   A fresh scaler starts again at 65,536 with its count of good steps at 0, and has to find
-#   the right scale again, skipping steps on the way; `load_state_dict` gives it back the
-#   scale it had reached and the count (`_growth_tracker`) towards its next doubling.
-
-# %%
-scaler = torch.amp.GradScaler(device.type)
-fp16_model = make_classifier()
-optimizer = torch.optim.Adam(fp16_model.parameters(), lr=1e-3)
-for inputs, targets in train_loader:
-    inputs, targets = inputs.to(device), targets.to(device)
-    optimizer.zero_grad()
-    with torch.autocast(device.type, dtype=torch.float16):
-        loss = loss_fn(fp16_model(inputs), targets)
-    scaler.scale(loss).backward()
-    scaler.unscale_(optimizer)  # the gradients are true-sized again before clipping sees them
-    norm = nn.utils.clip_grad_norm_(fp16_model.parameters(), max_norm=1.0)
-    scaler.step(optimizer)
-    scaler.update()
-print(f"one float16 epoch: last loss {loss.item():.3f}, scale now {scaler.get_scale():,.0f}")
-print(f"last gradient norm, measured after unscale_: {norm.item():.3f}")
-
-checkpoint = {
-    "model": fp16_model.state_dict(),
-    "optimizer": optimizer.state_dict(),
-    "scaler": scaler.state_dict(),
-}
-resumed_scaler = torch.amp.GradScaler(device.type)
-print("a fresh scaler:             ", resumed_scaler.state_dict())
-resumed_scaler.load_state_dict(checkpoint["scaler"])
-print("after load_state_dict:      ", resumed_scaler.state_dict())
 
 # %% [markdown]
 # ### Exercise 3 · A float16 training step with a GradScaler
@@ -335,7 +349,8 @@ print("after load_state_dict:      ", resumed_scaler.state_dict())
 # Write `train_step_fp16(model, optimizer, scaler, loss_fn, inputs, targets)` with the three
 # scaler calls **in the right order**, the forward pass and the loss under
 # `torch.autocast(inputs.device.type, dtype=torch.float16)`. The check watches what your
-# function does (which `backward()` ran, what was stepped, in which order).
+# function does (which `backward()` ran, what was stepped, in which order). The cell after it
+# trains a network for one epoch with your function.
 
 
 # %% tags=["exercise"]
@@ -366,25 +381,129 @@ def train_step_fp16(model, optimizer, scaler, loss_fn, inputs, targets):
 # </details>
 
 # %%
-lab04.check_train_step_fp16(train_step_fp16, device)
+train_step_fp16 = lab04.check_train_step_fp16(train_step_fp16, device)
 
 # %% [markdown]
-# ## 5 · Speed and memory, side by side
+# One epoch of float16 training with your step (or the reference step, if the check above
+# failed). The cell makes a fresh network and a fresh scaler, so re-running it starts again
+# from scratch instead of training further. Watch the scale: it starts at 65,536 and halves
+# after each step whose gradients overflowed (that step is skipped).
+
+# %%
+scaler = torch.amp.GradScaler(device.type)
+fp16_model = make_classifier()
+optimizer = torch.optim.Adam(fp16_model.parameters(), lr=1e-3)
+scales = [scaler.get_scale()]
+for inputs, targets in train_loader:
+    loss = train_step_fp16(
+        fp16_model, optimizer, scaler, loss_fn, inputs.to(device), targets.to(device)
+    )
+    scales.append(scaler.get_scale())
+print(f"one float16 epoch, {len(scales) - 1} steps: last loss {loss.item():.3f}")
+print(f"scale: {scales[0]:,.0f} at the start, {scales[-1]:,.0f} at the end")
+print(f"accuracy {accuracy(fp16_model):.1%}")
+
+# %% [markdown]
+# ## 5 · Clipping and checkpoints with a scaler
+#
+# Two habits from PyTorch's AMP recipe complete the float16 loop.
+#
+# **Clipping needs `scaler.unscale_(optimizer)` first.** Gradient clipping (lab 7 comes
+# back to it) shrinks all gradients by one factor when their overall size, the norm, is above
+# a limit: `torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)`. After
+# `scaler.scale(loss).backward()` the gradients are multiplied by the scale, so clipping
+# would see a norm as many times too large as the scale (65,536 at first), and cut far too
+# much. `scaler.unscale_(optimizer)` divides them back in place; `scaler.step` then knows
+# they are unscaled and does not divide again. Call `unscale_` once per step: a second call
+# raises an error.
+
+# %% [markdown]
+# ### Exercise 4 · Clip the gradients of a float16 step
+#
+# Write `train_step_fp16_clipped(model, optimizer, scaler, loss_fn, inputs, targets,
+# max_norm)`: your float16 step from Exercise 3, with the gradients clipped to `max_norm`
+# before the optimizer step. Put `scaler.unscale_(optimizer)` and
+# `torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)` where they belong. The check
+# gives your function a `max_norm` a quarter of the gradients' true norm, then measures the
+# norm of the gradients the optimizer step used: it must be `max_norm`.
+
+
+# %% tags=["exercise"]
+def train_step_fp16_clipped(model, optimizer, scaler, loss_fn, inputs, targets, max_norm):
+    optimizer.zero_grad()
+    with torch.autocast(inputs.device.type, dtype=torch.float16):
+        loss = loss_fn(model(inputs), targets)
+    scaler.scale(loss).backward()
+    # TODO: clip the gradients to max_norm (and make sure clipping sees their true size)
+    scaler.step(optimizer)
+    scaler.update()
+    return loss
+
+
+# %% [markdown] tags=["solution"]
+# <details><summary>Solution</summary>
+#
+# ```python
+# def train_step_fp16_clipped(model, optimizer, scaler, loss_fn, inputs, targets, max_norm):
+#     optimizer.zero_grad()
+#     with torch.autocast(inputs.device.type, dtype=torch.float16):
+#         loss = loss_fn(model(inputs), targets)
+#     scaler.scale(loss).backward()
+#     scaler.unscale_(optimizer)
+#     torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+#     scaler.step(optimizer)
+#     scaler.update()
+#     return loss
+# ```
+#
+# </details>
+
+# %%
+train_step_fp16_clipped = lab04.check_train_step_fp16_clipped(train_step_fp16_clipped, device)
+
+# %% [markdown]
+# Your clipped step at work: one more epoch of the float16 network from section 4, with the
+# gradients clipped to a norm of at most 0.1. It continues from the weights and the scale that
+# section 4 reached, so **running this cell again trains the network further**, and the
+# scale goes on from where it was.
+
+# %%
+max_norm = 0.1
+for inputs, targets in train_loader:
+    loss = train_step_fp16_clipped(
+        fp16_model, optimizer, scaler, loss_fn, inputs.to(device), targets.to(device), max_norm
+    )
+print(f"one more float16 epoch, clipped: last loss {loss.item():.3f}")
+print(f"accuracy {accuracy(fp16_model):.1%}, scale now {scaler.get_scale():,.0f}")
+grads = [p.grad.flatten() for p in fp16_model.parameters() if p.grad is not None]
+if grads:  # still there after the step, unless your step zeroes them at its end
+    print(f"norm of the gradients the last step used: {torch.cat(grads).norm():.3f}")
+
+# %% [markdown]
+# **A checkpoint stores `scaler.state_dict()`** next to the model's and the optimizer's (lab 6
+# covers checkpoints in full). A fresh scaler starts again at 65,536 with its count of good
+# steps at 0: it may skip steps again while it finds its scale, and it has lost its progress
+# towards the next doubling. `load_state_dict` gives it back the scale it had reached and
+# that count (`_growth_tracker`). Compare the two lines the cell prints.
+
+# %%
+checkpoint = {
+    "model": fp16_model.state_dict(),
+    "optimizer": optimizer.state_dict(),
+    "scaler": scaler.state_dict(),
+}
+resumed_scaler = torch.amp.GradScaler(device.type)
+print("a fresh scaler:       ", resumed_scaler.state_dict())
+resumed_scaler.load_state_dict(checkpoint["scaler"])
+print("after load_state_dict:", resumed_scaler.state_dict())
+
+# %% [markdown]
+# ## 6 · Speed and memory, side by side
 #
 # Does AMP pay off on *this* machine? We time one training step and one inference pass of a
-# wider network, in float32 and with AMP, with warm-up and repeats, and keep the median
-# (lab 3). Memory is measured in two ways, and the bars say which is which:
-#
-# * **saved for backward**, on every device: saved-tensor hooks
-#   (`torch.autograd.graph.saved_tensors_hooks`) see each tensor autograd stores for the
-#   backward pass, and we add up their bytes. They split into the **activations** and the
-#   **low-precision copies of the weights** that autocast casts for its matrix
-#   multiplications and autograd keeps for the backward pass. float32 training saves no weight
-#   copy: it keeps a reference to the weight itself, which is not counted.
-# * **peak GPU memory of a training step**, on a GPU only: the allocator's own counter
-#   (`torch.cuda.max_memory_allocated`). It includes everything alive at the peak: weights,
-#   gradients and optimizer state (float32 with or without AMP) on top of the above. The CPU
-#   has no such counter.
+# wider network, in float32 and with AMP, with warm-up and repeats (lab 3). Each bar is the
+# median of the runs; its whisker spans the middle half of them (first to third quartile),
+# so two bars whose whiskers overlap do not differ beyond the noise.
 
 # %%
 width, batch_size = runtime.pick(full=2048, quick=256), runtime.pick(full=512, quick=128)
@@ -396,7 +515,7 @@ inputs = torch.rand(batch_size, 64, device=device)
 targets = torch.randint(0, 10, (batch_size,), device=device)
 
 modes = {"float32": None, f"AMP {low_precision}": low_precision}
-if device.type == "cuda" and torch.cuda.is_bf16_supported(including_emulation=False):
+if device.type == "cuda" and bf16_units:
     modes["AMP torch.bfloat16"] = torch.bfloat16
 scalers = {name: torch.amp.GradScaler(device.type) for name in modes}
 
@@ -422,41 +541,83 @@ def inference(mode: str) -> None:
             big_model(inputs)
 
 
-PEAK = "peak GPU memory\nof a training step"
-
-
-def memory_mb(mode: str) -> dict[str, float]:
-    saved = lab04.saved_for_backward(big_model, inputs, targets, dtype=modes[mode])
-    measured = {f"{kind}\nsaved for backward": n / 2**20 for kind, n in saved.items()}
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-        training_step(mode)
-        measured[PEAK] = torch.cuda.max_memory_allocated() / 2**20
-    return measured
-
-
 repeats = runtime.pick(full=10, quick=3)
-speed, memory = {"training step": {}, "inference": {}}, {}
+timings = {"training step": {}, "inference": {}}  # every timed call, in milliseconds
+speed, spread = {task: {} for task in timings}, {task: {} for task in timings}
 for mode in runtime.progress(modes, desc="measuring"):
     for task, fn in (("training step", training_step), ("inference", inference)):
         result = timing.measure(lambda f=fn, m=mode: f(m), device=device, warmup=3, repeats=repeats)
-        speed[task][mode] = statistics.median(result.runs)
-    for what, mb in memory_mb(mode).items():
-        memory.setdefault(what, {})[mode] = mb
+        timings[task][mode] = result.runs
+        low, median, high = statistics.quantiles(result.runs, n=4, method="inclusive")
+        speed[task][mode], spread[task][mode] = median, (low, high)  # quartiles: the whisker
     print(
         f"{mode:>20}: training step {speed['training step'][mode]:.2f} ms, "
         f"inference {speed['inference'][mode]:.2f} ms"
     )
 
+amp = f"AMP {low_precision}"
+ratio = {task: speed[task]["float32"] / speed[task][amp] for task in speed}
 plots.grouped_bars(
-    speed, title=f"Time per call on {device.type} (lower is better)", ylabel="milliseconds"
+    speed,
+    spread=spread,
+    title=f"On {device.type}, {amp} was {ratio['training step']:.2f}× as fast as float32 for "
+    f"a training step\nand {ratio['inference']:.2f}× for inference (time per call: lower "
+    "is better)",
+    ylabel="milliseconds",
 )
 
+# %% [markdown]
+# Memory is measured in two ways, and the bars say which is which:
+#
+# * **saved for backward**, on every device: *saved-tensor hooks* are a pair of functions
+#   autograd calls for every tensor it stores for the backward pass (`pack`) and when it
+#   takes it back (`unpack`). Our `pack` adds up the bytes of each stored tensor, once per
+#   block of memory. They split into the **activations** and the **low-precision copies of
+#   the weights** that autocast casts for its matrix multiplications and autograd keeps for
+#   the backward pass (`lab04.is_weight_copy` tells them apart by following the tensor's
+#   graph back to a parameter). float32 training saves no weight copy: it keeps a reference
+#   to the weight itself, which costs no new memory and is not counted.
+# * **peak GPU memory of a training step**, on a GPU only: the allocator's own counter
+#   (`torch.cuda.max_memory_allocated`). It includes everything alive at the peak: weights,
+#   gradients and optimizer state (float32 with or without AMP) on top of the above. The CPU
+#   has no such counter.
+
+
 # %%
-plots.grouped_bars(
-    memory, title=f"Memory on {device.type}, measured (lower is better)", ylabel="MB"
-)
-amp = f"AMP {low_precision}"
+def saved_for_backward(model, inputs, targets, dtype) -> dict[str, int]:
+    """Bytes autograd keeps for the backward pass of one training forward (dtype None: fp32)."""
+    weights = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    saved = {}  # address of a block of memory → (kind, bytes): a block saved twice counts once
+
+    def pack(tensor):
+        block = tensor.untyped_storage()
+        if block.data_ptr() not in weights:
+            kind = "low-precision weight copies" if lab04.is_weight_copy(tensor) else "activations"
+            saved.setdefault(block.data_ptr(), (kind, block.nbytes()))
+        return tensor  # keep the tensor as it is: we only count
+
+    with (
+        torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor),
+        torch.autocast(inputs.device.type, dtype=dtype or torch.float32, enabled=bool(dtype)),
+    ):
+        loss = loss_fn(model(inputs), targets)
+    del loss  # the graph, and every tensor it saved, lived until here: no address was reused
+    totals = {"activations": 0, "low-precision weight copies": 0}
+    for kind, nbytes in saved.values():
+        totals[kind] += nbytes
+    return totals
+
+
+PEAK = "peak GPU memory\nof a training step"
+memory = {}
+for mode, dtype in modes.items():
+    for kind, nbytes in saved_for_backward(big_model, inputs, targets, dtype).items():
+        memory.setdefault(f"{kind}\nsaved for backward", {})[mode] = nbytes / 2**20
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+        training_step(mode)
+        memory.setdefault(PEAK, {})[mode] = torch.cuda.max_memory_allocated() / 2**20
+
 print(f"layer width {width}, batch {batch_size}")
 for what, by_mode in memory.items():
     label = " ".join(what.split())
@@ -468,10 +629,15 @@ memory_ratio = (
     if device.type == "cuda"
     else saved_total[amp] / saved_total["float32"]
 )
+plots.grouped_bars(
+    memory,
+    title=f"On {device.type}, {amp} needed {memory_ratio:.2f}× float32's {memory_measure}",
+    ylabel="MB, measured (lower is better)",
+)
 print(
     lab04.verdict(
         device,
-        speedup=speed["training step"]["float32"] / speed["training step"][amp],
+        speedup=ratio["training step"],
         memory_ratio=memory_ratio,
         memory=memory_measure,
     )
@@ -493,15 +659,20 @@ print(
 # BF16 or AMX on recent Intel and AMD server chips), make the big matrix multiplications
 # faster. A CPU **without** such units only emulates bfloat16: every cast costs time and the
 # multiplications get no faster, so there AMP is usually *slower*. That is the common case
-# on laptops, and why AMP is mainly a GPU tool.
+# on laptops, and why AMP is mainly a GPU tool. On a large GPU the network must also be big
+# enough: when each matrix multiplication takes microseconds, launching the kernels and the
+# casts costs more than the math, and AMP gains nothing (the verdict above says which case
+# you measured).
 #
-# ## 6 · When AMP does not help
+# ## 7 · When AMP does not help
 #
 # AMP speeds up the matrix math. Where that math is not what takes the time, there is
 # nothing to gain and the casts are pure cost. Two typical cases, measured:
 #
-# The wide MLP's bar below is section 5's inference measurement (the same runs, so the same
-# number); the two new cases are measured here the same way.
+# The wide MLP's bar below is section 6's inference measurement (the same runs, so the same
+# number); the two new cases are measured here the same way. Each whisker spans the ratios
+# the middle halves of the runs allow: from float32's first quartile over AMP's third, to
+# float32's third quartile over AMP's first.
 #
 # * a **tiny model** (16 hidden units, 8 samples): each op is so small that fixed per-call
 #   costs dominate (lab 3), and autocast adds a cast per op;
@@ -515,31 +686,47 @@ tiny_inputs = torch.rand(8, 64, device=device)
 big_tensor = torch.rand(runtime.pick(full=4096, quick=1024), 1024, device=device)
 
 
-def autocast_speedup(fn) -> float:
-    """float32 time divided by AMP time for `fn` (median of repeated runs after warm-up)."""
-    times = {}
-    for enabled in (False, True):
-
-        def call(enabled=enabled):
-            with (
-                torch.inference_mode(),
-                torch.autocast(device.type, dtype=low_precision, enabled=enabled),
-            ):
-                fn()
-
-        result = timing.measure(
-            call, device=device, warmup=3, repeats=runtime.pick(full=20, quick=10)
-        )
-        times[enabled] = statistics.median(result.runs)
-    return times[False] / times[True]
+def speedup_of(float32_runs, amp_runs) -> tuple[float, tuple[float, float]]:
+    """AMP's speed-up (median over median) and its range from the quartiles of the runs."""
+    fp32_low, fp32_median, fp32_high = statistics.quantiles(float32_runs, n=4, method="inclusive")
+    amp_low, amp_median, amp_high = statistics.quantiles(amp_runs, n=4, method="inclusive")
+    return fp32_median / amp_median, (fp32_low / amp_high, fp32_high / amp_low)
 
 
-speedups = {
-    f"wide MLP ({width} units)": speed["inference"]["float32"] / speed["inference"][amp],
-    "tiny MLP (16 units)": autocast_speedup(lambda: tiny_model(tiny_inputs)),
-    "element-wise op": autocast_speedup(lambda: torch.relu(big_tensor) * 2 + 1),
+def autocast_runs(fn, enabled: bool) -> tuple[float, ...]:
+    """Times of `fn` in milliseconds, with autocast off or on, after warm-up."""
+
+    def call():
+        with (
+            torch.inference_mode(),
+            torch.autocast(device.type, dtype=low_precision, enabled=enabled),
+        ):
+            fn()
+
+    return timing.measure(
+        call, device=device, warmup=3, repeats=runtime.pick(full=20, quick=10)
+    ).runs
+
+
+cases = {
+    f"wide MLP ({width} units)": (timings["inference"]["float32"], timings["inference"][amp]),
+    "tiny MLP (16 units)": tuple(
+        autocast_runs(lambda: tiny_model(tiny_inputs), on) for on in (False, True)
+    ),
+    "element-wise op": tuple(
+        autocast_runs(lambda: torch.relu(big_tensor) * 2 + 1, on) for on in (False, True)
+    ),
 }
-lab04.speedup_bars(speedups, title=f"Where AMP pays off on {device.type} (inference)")
+speedups, speedup_spread = {}, {}
+for case, (float32_runs, amp_runs) in cases.items():
+    speedups[case], speedup_spread[case] = speedup_of(float32_runs, amp_runs)
+gains = sum(value > 1.1 for value in speedups.values())
+lab04.speedup_bars(
+    speedups,
+    spread=speedup_spread,
+    title=f"AMP ({low_precision}) was more than 1.1× as fast in {gains} of {len(speedups)} "
+    f"cases on {device.type} (inference)",
+)
 
 # %% [markdown]
 # ## Recap
@@ -554,8 +741,8 @@ lab04.speedup_bars(speedups, title=f"Where AMP pays off on {device.type} (infere
 #   losses stay float32 everywhere; on GPUs also `exp`, `log`, softmax, normalisation and
 #   sums; on the CPU those follow their input. The rest follows its input.
 # * The float16 recipe: `scaler.scale(loss).backward()`, `scaler.step(optimizer)`,
-#   `scaler.update()`, in this order; `scaler.unscale_(optimizer)` before clipping; save
-#   `scaler.state_dict()` in checkpoints.
+#   `scaler.update()`, in this order; `scaler.unscale_(optimizer)` once, before clipping;
+#   save `scaler.state_dict()` in checkpoints.
 # * `torch.cuda.is_bf16_supported(including_emulation=False)` tells whether a GPU really has
 #   bfloat16 units; without the argument, emulating GPUs (T4, V100) say yes too.
 # * Measure before you believe: AMP halves the activations but adds low-precision weight

@@ -13,7 +13,7 @@ from matplotlib.patches import FancyBboxPatch
 from torch import nn
 
 from workshop_labs import plots
-from workshop_labs.checks import expect, passed
+from workshop_labs.checks import exercise, expect, passed
 
 DTYPE_COLORS = {
     torch.float32: plots.PALETTE[0],
@@ -26,11 +26,6 @@ DTYPE_COLORS = {
 # ----------------------------------------------------------------------------------------------
 
 
-def amp_dtype(device: torch.device) -> torch.dtype:
-    """The low-precision type this lab uses: float16 on a GPU, bfloat16 on the CPU."""
-    return torch.float16 if device.type == "cuda" else torch.bfloat16
-
-
 def cpu_bf16_units() -> bool | None:
     """Whether this CPU has bfloat16 arithmetic (AVX-512 BF16 or AMX); None when unknown."""
     cpuinfo = Path("/proc/cpuinfo")
@@ -38,22 +33,6 @@ def cpu_bf16_units() -> bool | None:
         return None
     flags = cpuinfo.read_text(errors="ignore").split()
     return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def hardware_line(device: torch.device) -> str:
-    """One sentence saying what low-precision hardware this device has."""
-    if device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
-        # Without including_emulation=False, GPUs that only emulate bf16 (T4, V100) count too.
-        native = torch.cuda.is_bf16_supported(including_emulation=False)
-        bf16 = "has bfloat16 units" if native else "only emulates bfloat16 (slow)"
-        return f"GPU {name}: tensor cores run float16; it {bf16}."
-    units = cpu_bf16_units()
-    if units is None:
-        return "CPU: could not tell whether it has bfloat16 units (no /proc/cpuinfo)."
-    if units:
-        return "CPU with bfloat16 units (AVX-512 BF16 or AMX): bf16 matrix math can be faster."
-    return "CPU without bfloat16 units: bf16 is emulated, so AMP will likely be slower here."
 
 
 # ----------------------------------------------------------------------------------------------
@@ -136,51 +115,19 @@ def _reason(op: str, dtype_in: torch.dtype, dtype_out: torch.dtype) -> str:
     return "autocast casts it"
 
 
-def dtype_table(
-    model: nn.Module,
-    inputs: torch.Tensor,
-    targets: torch.Tensor,
-    *,
-    dtype: torch.dtype,
-) -> list[dict[str, str]]:
-    """Run ``model`` and a loss under autocast and record each op's input and output dtype."""
-    rows: list[dict[str, str]] = []
-
-    def record(name: str, op: str, dtype_in: torch.dtype, dtype_out: torch.dtype) -> None:
-        rows.append(
-            {
-                "step": name,
-                "op": op,
-                "input": _dtype_name(dtype_in),
-                "output": _dtype_name(dtype_out),
-                "why": _reason(op, dtype_in, dtype_out),
-            }
-        )
-
-    def hook(module: nn.Module, args: tuple, output: torch.Tensor, name: str = "") -> None:
-        record(f"layer {name}", type(module).__name__, args[0].dtype, output.dtype)
-
-    handles = [
-        module.register_forward_hook(lambda m, a, o, name=name: hook(m, a, o, name))
-        for name, module in model.named_modules()
-        if not list(module.children())
+def with_reasons(rows: list[dict]) -> list[dict[str, str]]:
+    """The rows a lab cell recorded (step, op, input and output dtype), with the dtypes named
+    and a column saying why autocast ran each op in that dtype."""
+    return [
+        {
+            "step": row["step"],
+            "op": row["op"],
+            "input": _dtype_name(row["input"]),
+            "output": _dtype_name(row["output"]),
+            "why": _reason(row["op"], row["input"], row["output"]),
+        }
+        for row in rows
     ]
-    try:
-        with torch.inference_mode(), torch.autocast(inputs.device.type, dtype=dtype):
-            logits = model(inputs)
-            probabilities = torch.softmax(logits, dim=1)
-            record("logits → probabilities", "softmax", logits.dtype, probabilities.dtype)
-            record("logits → total", "sum", logits.dtype, logits.sum().dtype)
-            record("logits → exp", "exp", logits.dtype, torch.exp(logits).dtype)
-            # abs follows its input, so log gets the low-precision dtype on every device
-            magnitudes = logits.abs()
-            record("|logits| → log", "log", magnitudes.dtype, torch.log(magnitudes).dtype)
-            loss = nn.functional.cross_entropy(logits, targets)
-            record("logits → loss", "cross_entropy", logits.dtype, loss.dtype)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return rows
 
 
 def dtype_picture(rows: list[dict[str, str]], *, title: str) -> Figure:
@@ -232,15 +179,14 @@ def dtype_picture(rows: list[dict[str, str]], *, title: str) -> Figure:
 # ----------------------------------------------------------------------------------------------
 
 
-ACTIVATIONS = "activations"
-WEIGHT_COPIES = "low-precision weight copies"
-
 # Autograd nodes that only cast or re-view a tensor: walking up through them from a saved
 # tensor and reaching a parameter means autocast saved a cast copy of that weight.
 _CAST_OR_VIEW = {"ToCopyBackward0", "TBackward0", "TransposeBackward0", "ViewBackward0"}
 
 
-def _copied_from_parameter(tensor: torch.Tensor) -> bool:
+def is_weight_copy(tensor: torch.Tensor) -> bool:
+    """Whether a tensor autograd saved is a cast copy of a parameter (autocast's low-precision
+    weight), found by walking its graph up through casts and views to a parameter."""
     node = tensor.grad_fn
     while node is not None and node.name() in _CAST_OR_VIEW:
         parents = [parent for parent, _ in node.next_functions if parent is not None]
@@ -248,42 +194,6 @@ def _copied_from_parameter(tensor: torch.Tensor) -> bool:
             return False
         node = parents[0]
     return node is not None and node.name() == "torch::autograd::AccumulateGrad"
-
-
-def saved_for_backward(
-    model: nn.Module,
-    inputs: torch.Tensor,
-    targets: torch.Tensor,
-    *,
-    dtype: torch.dtype | None,
-) -> dict[str, int]:
-    """Bytes autograd keeps for the backward pass of one training forward, measured.
-
-    Saved-tensor hooks see every tensor autograd stores; each storage is counted once. The
-    parameters themselves are not counted (float32 training saves a reference to them, no
-    copy); the cast copies autocast makes of them are. ``dtype=None`` runs in float32.
-    """
-    parameters = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    saved: dict[int, tuple[str, int]] = {}
-
-    def pack(tensor: torch.Tensor) -> torch.Tensor:
-        storage = tensor.untyped_storage()
-        if storage.data_ptr() not in parameters:
-            kind = WEIGHT_COPIES if _copied_from_parameter(tensor) else ACTIVATIONS
-            saved.setdefault(storage.data_ptr(), (kind, storage.nbytes()))
-        return tensor
-
-    # The graph (and so every saved tensor) stays alive until `loss` goes: no address is reused.
-    with (
-        torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor),
-        torch.autocast(inputs.device.type, dtype=dtype or torch.float32, enabled=bool(dtype)),
-    ):
-        loss = nn.functional.cross_entropy(model(inputs), targets)
-    del loss
-    totals = dict.fromkeys((ACTIVATIONS, WEIGHT_COPIES), 0)
-    for kind, nbytes in saved.values():
-        totals[kind] += nbytes
-    return totals
 
 
 def verdict(
@@ -352,18 +262,28 @@ class _LossSpy:
         return nn.functional.cross_entropy(logits, targets)
 
 
+def _gradient_norm(optimizer: torch.optim.Optimizer) -> float:
+    """The norm of all gradients an optimizer holds, as clip_grad_norm_ computes it."""
+    grads = [p.grad for group in optimizer.param_groups for p in group["params"]]
+    norms = [g.detach().float().norm() for g in grads if g is not None]
+    return float(torch.stack(norms).norm()) if norms else 0.0
+
+
 class _OptimizerSpy:
-    """Wraps an optimizer's ``step`` and ``zero_grad`` to log when they are called."""
+    """Wraps an optimizer's ``step`` and ``zero_grad`` to log when they are called, and keeps
+    the norm of the gradients each step used."""
 
     def __init__(self, optimizer: torch.optim.Optimizer, log: list[str]):
         self.log = log
         self.inside_scaler_step = False
+        self.step_norms: list[float] = []
         step, zero_grad = optimizer.step, optimizer.zero_grad
 
         def logged_step(*args, **kwargs):
             self.log.append(
                 "scaler→optimizer.step" if self.inside_scaler_step else "optimizer.step"
             )
+            self.step_norms.append(_gradient_norm(optimizer))
             return step(*args, **kwargs)
 
         def logged_zero_grad(*args, **kwargs):
@@ -375,12 +295,14 @@ class _OptimizerSpy:
 
 
 class _ScalerSpy(torch.amp.GradScaler):
-    """A real GradScaler that logs scale / backward-through-scaled-loss / step / update."""
+    """A real GradScaler that logs scale / backward-through-scaled-loss / unscale_ / step /
+    update, and the gradient norm each of the attendee's ``unscale_`` calls found."""
 
     def __init__(self, device: torch.device, log: list[str], optimizer_spy: _OptimizerSpy):
         super().__init__(device.type, init_scale=2.0**10)
         self.log = log
         self.optimizer_spy = optimizer_spy
+        self.norms_before_unscale: list[float] = []
 
     def scale(self, outputs):
         scaled = super().scale(outputs)
@@ -390,7 +312,9 @@ class _ScalerSpy(torch.amp.GradScaler):
         return scaled
 
     def unscale_(self, optimizer):
-        self.log.append("unscale_")
+        if not self.optimizer_spy.inside_scaler_step:  # step() unscales by itself when needed
+            self.log.append("unscale_")
+            self.norms_before_unscale.append(_gradient_norm(optimizer))
         return super().unscale_(optimizer)
 
     def step(self, optimizer, *args, **kwargs):
@@ -454,15 +378,17 @@ def _expect_linear_dtype(spy: _ForwardSpy, wanted: torch.dtype, device: torch.de
 # ----------------------------------------------------------------------------------------------
 
 
-def check_predict_amp(predict_amp: Callable, device: torch.device) -> None:
-    """``predict_amp(model, inputs)`` predicts under autocast, without autograd, fp32 weights."""
+@exercise()
+def check_predict_amp(predict_amp: Callable, device: torch.device, dtype: torch.dtype) -> None:
+    """``predict_amp(model, inputs)`` predicts under autocast in ``dtype``, without autograd,
+    with float32 weights. Nothing later uses it, so an unsolved one is returned as it is."""
     _expect_function(predict_amp, "predict_amp", "model, inputs")
     model = _check_model(device)
     spy = _ForwardSpy(model, device)
     inputs, _ = _check_batch(device)
     scores, error = _call(predict_amp, model, inputs)
     _expect_fp32_weights(model)
-    _expect_linear_dtype(spy, amp_dtype(device), device)
+    _expect_linear_dtype(spy, dtype, device)
     expect(
         not any(spy.grad_enabled),
         "autograd recorded the forward pass: predict inside `with torch.inference_mode():` "
@@ -504,69 +430,14 @@ class _SpiedStep:
 
 
 # ----------------------------------------------------------------------------------------------
-# Exercise 2: a float16 training step with GradScaler
+# Exercise 2: a bfloat16 training step, no scaler
 # ----------------------------------------------------------------------------------------------
 
 
-def check_train_step_fp16(train_step_fp16: Callable, device: torch.device) -> None:
-    """The order and targets of scale / backward / step / update, and autocast coverage."""
-    _expect_function(
-        train_step_fp16, "train_step_fp16", "model, optimizer, scaler, loss_fn, inputs, targets"
-    )
-    step = _SpiedStep(device)
-    model, optimizer, loss_fn, log = step.model, step.optimizer, step.loss_fn, step.log
-    scaler = _ScalerSpy(device, log, step.optimizer_spy)
-    inputs, targets = _check_batch(device)
-    _, error = _call(train_step_fp16, model, optimizer, scaler, loss_fn, inputs, targets)
-
-    step.expect_autocast(torch.float16, "runs it in float32 (a loss in float16 loses precision)")
-    expect("zero_grad" in log, "optimizer.zero_grad() was never called: gradients add up")
-    expect(
-        "scale" in log,
-        "scaler.scale(loss) was never called: without scaling, small float16 gradients "
-        "underflow to 0. Use scaler.scale(loss).backward()",
-    )
-    expect(
-        "backward(scaled)" in log,
-        "backward() ran on the unscaled loss: call scaler.scale(loss).backward(), not "
-        "loss.backward()",
-    )
-    expect(
-        log.index("zero_grad") < log.index("backward(scaled)"),
-        "optimizer.zero_grad() ran after backward(): it wiped the gradients before the step. "
-        "Call it before the forward pass (or right after the step)",
-    )
-    expect(
-        "optimizer.step" not in log,
-        "optimizer.step() was called directly: call scaler.step(optimizer), which unscales "
-        "the gradients first and skips the step when they contain inf or NaN",
-    )
-    if "update" in log:
-        expect(
-            "scaler.step" in log and log.index("update") > log.index("scaler.step"),
-            "scaler.update() ran before scaler.step(optimizer): step first, then update the "
-            "scale for the next iteration",
-        )
-    expect("scaler.step" in log, "scaler.step(optimizer) was never called: no weight update")
-    expect(
-        "update" in log,
-        "scaler.update() was never called: without it the scale never adapts (it must grow "
-        "while steps succeed and shrink after an overflow)",
-    )
-    _expect_no_error(error, "train_step_fp16")
-    passed(
-        "fp16 step in the right order: zero_grad → scaler.scale(loss).backward() → "
-        "scaler.step(optimizer) → scaler.update()"
-    )
-
-
-# ----------------------------------------------------------------------------------------------
-# Exercise 3: a bfloat16 training step, no scaler
-# ----------------------------------------------------------------------------------------------
-
-
+@exercise()
 def check_train_step_bf16(train_step_bf16: Callable, device: torch.device) -> None:
-    """bfloat16 forward and loss under autocast, fp32 weights and gradients, a real update."""
+    """bfloat16 forward and loss under autocast, fp32 weights and gradients, a real update.
+    Nothing later uses it, so an unsolved one is returned as it is."""
     _expect_function(
         train_step_bf16, "train_step_bf16", "model, optimizer, loss_fn, inputs, targets"
     )
@@ -593,8 +464,186 @@ def check_train_step_bf16(train_step_bf16: Callable, device: torch.device) -> No
     passed("bf16 forward and fp32 loss under autocast, fp32 weights updated, no scaler needed")
 
 
-def speedup_bars(speedups: Mapping[str, float], *, title: str) -> Figure:
-    """Bars of AMP's speed-up per case: green a real gain, red a loss, grey within ±10 %."""
+# ----------------------------------------------------------------------------------------------
+# Exercise 3: a float16 training step with GradScaler
+# ----------------------------------------------------------------------------------------------
+
+
+def reference_train_step_fp16(model, optimizer, scaler, loss_fn, inputs, targets):
+    """The float16 step the lab trains with when Exercise 3 is not solved yet."""
+    optimizer.zero_grad()
+    with torch.autocast(inputs.device.type, dtype=torch.float16):
+        loss = loss_fn(model(inputs), targets)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    return loss
+
+
+def _expect_scaled_backward(step: _SpiedStep) -> None:
+    """What every float16 step needs before the optimizer step: autocast, zero_grad, and
+    backward through the scaled loss, and no direct optimizer.step()."""
+    log = step.log
+    step.expect_autocast(torch.float16, "runs it in float32 (a loss in float16 loses precision)")
+    expect("zero_grad" in log, "optimizer.zero_grad() was never called: gradients add up")
+    expect(
+        "scale" in log,
+        "scaler.scale(loss) was never called: without scaling, small float16 gradients "
+        "underflow to 0. Use scaler.scale(loss).backward()",
+    )
+    expect(
+        "backward(scaled)" in log,
+        "backward() ran on the unscaled loss: call scaler.scale(loss).backward(), not "
+        "loss.backward()",
+    )
+    backward = log.index("backward(scaled)")
+    step_at = log.index("scaler.step") if "scaler.step" in log else len(log)
+    expect(
+        not any(backward < i < step_at for i, entry in enumerate(log) if entry == "zero_grad"),
+        "optimizer.zero_grad() ran after backward(): it wiped the gradients before the step. "
+        "Call it before the forward pass (or right after the step)",
+    )
+    expect(
+        "optimizer.step" not in log,
+        "optimizer.step() was called directly: call scaler.step(optimizer), which unscales "
+        "the gradients first and skips the step when they contain inf or NaN",
+    )
+
+
+def _expect_step_then_update(log: list[str]) -> None:
+    if "update" in log:
+        expect(
+            "scaler.step" in log and log.index("update") > log.index("scaler.step"),
+            "scaler.update() ran before scaler.step(optimizer): step first, then update the "
+            "scale for the next iteration",
+        )
+    expect("scaler.step" in log, "scaler.step(optimizer) was never called: no weight update")
+    expect(
+        "update" in log,
+        "scaler.update() was never called: without it the scale never adapts (it must grow "
+        "while steps succeed and shrink after an overflow)",
+    )
+
+
+@exercise(reference=lambda device: reference_train_step_fp16)
+def check_train_step_fp16(train_step_fp16: Callable, device: torch.device) -> None:
+    """The order and targets of scale / backward / step / update, and autocast coverage."""
+    _expect_function(
+        train_step_fp16, "train_step_fp16", "model, optimizer, scaler, loss_fn, inputs, targets"
+    )
+    step = _SpiedStep(device)
+    scaler = _ScalerSpy(device, step.log, step.optimizer_spy)
+    inputs, targets = _check_batch(device)
+    _, error = _call(
+        train_step_fp16, step.model, step.optimizer, scaler, step.loss_fn, inputs, targets
+    )
+    _expect_scaled_backward(step)
+    _expect_step_then_update(step.log)
+    _expect_no_error(error, "train_step_fp16")
+    passed(
+        "fp16 step in the right order: zero_grad → scaler.scale(loss).backward() → "
+        "scaler.step(optimizer) → scaler.update()"
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Exercise 4: a float16 training step that clips its gradients
+# ----------------------------------------------------------------------------------------------
+
+
+def reference_train_step_fp16_clipped(model, optimizer, scaler, loss_fn, inputs, targets, max_norm):
+    """The clipped float16 step the lab trains with when Exercise 4 is not solved yet."""
+    optimizer.zero_grad()
+    with torch.autocast(inputs.device.type, dtype=torch.float16):
+        loss = loss_fn(model(inputs), targets)
+    scaler.scale(loss).backward()
+    scaler.unscale_(optimizer)
+    nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+    scaler.step(optimizer)
+    scaler.update()
+    return loss
+
+
+def _unclipped_norm(device: torch.device, inputs: torch.Tensor, targets: torch.Tensor) -> float:
+    """The gradient norm of the check's model on the check's batch, in float32."""
+    model = _check_model(device)
+    nn.functional.cross_entropy(model(inputs), targets).backward()
+    return float(torch.stack([p.grad.norm() for p in model.parameters()]).norm())
+
+
+@exercise(reference=lambda device: reference_train_step_fp16_clipped)
+def check_train_step_fp16_clipped(train_step: Callable, device: torch.device) -> None:
+    """A float16 step that unscales once, then clips the true gradients, then steps."""
+    name = "train_step_fp16_clipped"
+    _expect_function(
+        train_step, name, "model, optimizer, scaler, loss_fn, inputs, targets, max_norm"
+    )
+    step = _SpiedStep(device)
+    log = step.log
+    scaler = _ScalerSpy(device, log, step.optimizer_spy)
+    inputs, targets = _check_batch(device)
+    # a quarter of the true norm: clipping must change the gradients, visibly
+    max_norm = _unclipped_norm(device, inputs, targets) / 4
+    _, error = _call(
+        train_step, step.model, step.optimizer, scaler, step.loss_fn, inputs, targets, max_norm
+    )
+    _expect_scaled_backward(step)
+    expect(
+        log.count("unscale_") <= 1,
+        "scaler.unscale_(optimizer) was called twice in one step: the second call raises, "
+        "because the gradients are unscaled already. Call it once, right after backward()",
+    )
+    if "unscale_" in log and "scaler.step" in log:
+        expect(
+            log.index("unscale_") < log.index("scaler.step"),
+            "scaler.unscale_(optimizer) ran after scaler.step(optimizer): unscale, then clip, "
+            "then step",
+        )
+    if scaler.norms_before_unscale:
+        expect(
+            scaler.norms_before_unscale[0] > 2 * max_norm,
+            "you clipped before scaler.unscale_(optimizer): clip_grad_norm_ saw the gradients "
+            "still multiplied by the scale and cut them far too much. Call "
+            "scaler.unscale_(optimizer) first, then clip",
+        )
+    _expect_step_then_update(log)
+    _expect_no_error(error, name)
+    expect(step.optimizer_spy.step_norms, "scaler.step(optimizer) skipped the step: no update")
+    used = step.optimizer_spy.step_norms[-1]
+    expect(
+        used > max_norm / 10 or "unscale_" in log,
+        f"the step used gradients of norm {used:.2g}, far below max_norm={max_norm:.2g}: "
+        "clip_grad_norm_ clipped the scaled gradients. Call scaler.unscale_(optimizer) after "
+        "backward() and before clipping",
+    )
+    expect(
+        used < 1.05 * max_norm,
+        f"the step used gradients of norm {used:.3g}, above max_norm={max_norm:.3g}: they "
+        "were not clipped. After scaler.unscale_(optimizer), call "
+        "torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)",
+    )
+    expect(
+        used > 0.95 * max_norm,
+        f"the step used gradients of norm {used:.3g}, not max_norm={max_norm:.3g}: clip with "
+        "torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm), after "
+        "scaler.unscale_(optimizer)",
+    )
+    passed(
+        f"unscale_ → clip to max_norm → scaler.step: the step used gradients of norm {used:.3g} "
+        f"(max_norm {max_norm:.3g})"
+    )
+
+
+def speedup_bars(
+    speedups: Mapping[str, float],
+    *,
+    title: str,
+    spread: Mapping[str, tuple[float, float]] | None = None,
+) -> Figure:
+    """Bars of AMP's speed-up per case: green a real gain, red a loss, grey within ±10 %.
+
+    ``spread`` gives each bar's (low, high) range, e.g. from the quartiles of the timings.
+    """
     fig, ax = plots.figure(figsize=(max(6.0, 2.2 * len(speedups) + 1), 4.5))
     names = list(speedups)
     values = [speedups[name] for name in names]
@@ -603,6 +652,14 @@ def speedup_bars(speedups: Mapping[str, float], *, title: str) -> Figure:
         for v in values
     ]
     rects = ax.bar(names, values, color=colors, width=0.6)
+    if spread:
+        lows = [
+            v - spread[n][0] if n in spread else 0.0 for n, v in zip(names, values, strict=True)
+        ]
+        highs = [
+            spread[n][1] - v if n in spread else 0.0 for n, v in zip(names, values, strict=True)
+        ]
+        ax.errorbar(names, values, yerr=[lows, highs], fmt="none", ecolor="#333333", capsize=5)
     ax.bar_label(rects, labels=[f"{v:.2f}×" for v in values], padding=3)
     ax.axhline(1.0, color="0.3", linestyle="--", label="1× = no gain")
     ax.legend(loc="upper right")

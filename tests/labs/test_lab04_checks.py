@@ -1,5 +1,6 @@
-"""Lab 4's checks: each rejects a typical wrong answer with its specific message and accepts
-the solution."""
+"""Lab 4's checks: each rejects a typical wrong answer with its specific message, accepts the
+solution, and outside strict mode runs past the starter answer (with a reference that works
+where later cells use the answer)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,13 @@ import pytest
 import torch
 from torch import nn
 
-from tests.labs.solutions import solution
-from workshop_labs import lab04
+from tests.labs.solutions import lab_namespace, solution, starter
+from workshop_labs import checks, lab04
 from workshop_labs.checks import ExerciseNotSolved
 
 DEVICE = torch.device("cpu")
-LOW = lab04.amp_dtype(DEVICE)
+LOW = torch.bfloat16  # the lab's low_precision on the CPU
+
 
 # ----------------------------------------------------------------------------------------------
 # Exercise 1: predict_amp
@@ -29,7 +31,7 @@ def predict_amp_converts_model(model, inputs):
 
 
 def test_predict_amp_accepts_the_solution(capsys):
-    lab04.check_predict_amp(predict_amp_with(), DEVICE)
+    lab04.check_predict_amp(predict_amp_with(), DEVICE, LOW)
     assert "✅" in capsys.readouterr().out
 
 
@@ -60,7 +62,7 @@ def test_predict_amp_accepts_the_solution(capsys):
 @pytest.mark.filterwarnings("ignore:CUDA is not available")
 def test_predict_amp_names_the_mistake(wrong, message):
     with pytest.raises(ExerciseNotSolved, match=message):
-        lab04.check_predict_amp(wrong, DEVICE)
+        lab04.check_predict_amp(wrong, DEVICE, LOW)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -133,6 +135,11 @@ def test_train_step_fp16_accepts_the_solutions(capsys):
     lab04.check_train_step_fp16(
         train_step_fp16_with((SCALER_STEP, f"{unscale_then_clip}; {SCALER_STEP}")), DEVICE
     )
+    zero_grad_at_the_end = train_step_fp16_with(
+        ("optimizer.zero_grad()\n    ", ""),
+        ("scaler.update()", "scaler.update()\n    optimizer.zero_grad()"),
+    )
+    lab04.check_train_step_fp16(zero_grad_at_the_end, DEVICE)
     assert "✅" in capsys.readouterr().out
 
 
@@ -203,22 +210,173 @@ def test_train_step_fp16_names_the_mistake(wrong, message):
 
 
 # ----------------------------------------------------------------------------------------------
+# Exercise 4: train_step_fp16_clipped, unscale_ before clipping
+# ----------------------------------------------------------------------------------------------
+
+
+def clipped_step_with(*edits):
+    """The lab's solution, with one typical mistake."""
+    return solution(4, "train_step_fp16_clipped", edits=edits)
+
+
+UNSCALE = "    scaler.unscale_(optimizer)\n"
+CLIP = "    torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)\n"
+
+
+def test_train_step_fp16_clipped_accepts_the_solution(capsys):
+    lab04.check_train_step_fp16_clipped(clipped_step_with(), DEVICE)
+    assert "unscale_ → clip to max_norm → scaler.step" in capsys.readouterr().out
+
+
+def test_train_step_fp16_clipped_accepts_zero_grad_at_the_end(capsys):
+    """Zeroing after the step instead of before is a legitimate habit: the step used the
+    clipped gradients, which is what the check measures."""
+    lab04.check_train_step_fp16_clipped(
+        clipped_step_with(
+            ("optimizer.zero_grad()\n    ", ""),
+            ("scaler.update()", "scaler.update()\n    optimizer.zero_grad()"),
+        ),
+        DEVICE,
+    )
+    assert "✅" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("wrong", "message"),
+    [
+        (None, "is None"),
+        # the starter: no clipping at all
+        (clipped_step_with((UNSCALE, ""), (CLIP, "")), "above max_norm=.*: they were not clipped"),
+        # clipping the scaled gradients, no unscale_
+        (
+            clipped_step_with((UNSCALE, "")),
+            "far below max_norm.*clip_grad_norm_ clipped the scaled gradients. Call "
+            "scaler.unscale_\\(optimizer\\) after backward\\(\\) and before clipping",
+        ),
+        # unscale_ after clipping
+        (
+            clipped_step_with((UNSCALE + CLIP, CLIP + UNSCALE)),
+            r"you clipped before scaler.unscale_\(optimizer\).*"
+            r"Call scaler.unscale_\(optimizer\) first, then clip",
+        ),
+        # unscale_ twice: once to clip, once more "to be sure" before the step
+        (
+            clipped_step_with((CLIP, CLIP + UNSCALE)),
+            "scaler.unscale_\\(optimizer\\) was called twice in one step.*Call it once",
+        ),
+        # unscale_ after the step and the update
+        (
+            clipped_step_with(
+                (UNSCALE, ""), ("    scaler.update()\n", "    scaler.update()\n" + UNSCALE)
+            ),
+            r"unscale_\(optimizer\) ran after scaler.step\(optimizer\): unscale, then clip",
+        ),
+        # clipping to a fixed 1.0 instead of the max_norm it was given
+        (
+            clipped_step_with(("model.parameters(), max_norm", "model.parameters(), 1.0")),
+            r"norm .*, above max_norm=.*: they were not clipped",
+        ),
+        (
+            clipped_step_with(("scaler.scale(loss).backward()", "loss.backward()")),
+            r"scaler.scale\(loss\) was never called.*Use scaler.scale\(loss\).backward\(\)",
+        ),
+        (
+            clipped_step_with(("scaler.step(optimizer)", "optimizer.step()")),
+            "optimizer.step\\(\\) was called directly",
+        ),
+    ],
+    ids=[
+        "none",
+        "no-clipping",
+        "no-unscale",
+        "unscale-after-clip",
+        "unscale-twice",
+        "unscale-after-update",
+        "clip-to-1",
+        "unscaled-backward",
+        "optimizer-step",
+    ],
+)
+def test_train_step_fp16_clipped_names_the_mistake(wrong, message):
+    with pytest.raises(ExerciseNotSolved, match=message):
+        lab04.check_train_step_fp16_clipped(wrong, DEVICE)
+
+
+# ----------------------------------------------------------------------------------------------
+# Run All past an unsolved exercise
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "check", "context"),
+    [
+        ("train_step_fp16", lab04.check_train_step_fp16, (DEVICE,)),
+        ("train_step_fp16_clipped", lab04.check_train_step_fp16_clipped, (DEVICE,)),
+    ],
+    ids=["train_step_fp16", "train_step_fp16_clipped"],
+)
+def test_an_unsolved_training_step_goes_on_with_a_reference_that_passes(
+    name, check, context, monkeypatch, capsys
+):
+    """Later cells train with these steps: unsolved, they train with a reference that works."""
+    unsolved = starter(4, name, low_precision=LOW)
+    with pytest.raises(ExerciseNotSolved):  # the starter code is not a solution
+        check(unsolved, *context)
+    monkeypatch.setenv(checks.STRICT_ENV, "0")
+    reference = check(unsolved, *context)
+    assert reference is not unsolved
+    assert "the cells below use the reference answer" in capsys.readouterr().out
+    check.unchecked(reference, *context)
+    assert "✅" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("name", "check", "context"),
+    [
+        ("predict_amp", lab04.check_predict_amp, (DEVICE, LOW)),
+        ("train_step_bf16", lab04.check_train_step_bf16, (DEVICE,)),
+    ],
+    ids=["predict_amp", "train_step_bf16"],
+)
+def test_an_unsolved_exercise_nothing_uses_goes_on_as_it_is(
+    name, check, context, monkeypatch, capsys
+):
+    """No later cell uses these answers: unsolved, the lab goes on with the starter as it is."""
+    unsolved = starter(4, name, low_precision=LOW)
+    with pytest.raises(ExerciseNotSolved):
+        check(unsolved, *context)
+    monkeypatch.setenv(checks.STRICT_ENV, "0")
+    assert check(unsolved, *context) is unsolved
+    assert "the cells below use your answer as it is" in capsys.readouterr().out
+
+
+# ----------------------------------------------------------------------------------------------
 # The lab's measurements and tables
 # ----------------------------------------------------------------------------------------------
 
 
-def test_dtype_table_records_autocast_choices():
+def watch_dtypes(model, inputs, targets, dtype):
+    """The lab's own forward hooks and autocast block (section 2), with the reasons added."""
+    watch = lab_namespace(4, "watch_dtypes")["watch_dtypes"]
+    return lab04.with_reasons(watch(model, inputs, targets, dtype))
+
+
+def test_watch_dtypes_records_autocast_choices():
     model = nn.Sequential(nn.Linear(8, 4), nn.ReLU(), nn.Linear(4, 3))
-    rows = lab04.dtype_table(model, torch.rand(2, 8), torch.tensor([0, 2]), dtype=torch.bfloat16)
+    rows = watch_dtypes(model, torch.rand(2, 8), torch.tensor([0, 2]), torch.bfloat16)
     by_step = {row["step"]: row for row in rows}
+    assert [by_step[f"layer {i}"]["op"] for i in range(3)] == ["Linear", "ReLU", "Linear"]
+    assert by_step["layer 0"]["input"] == "float32"
     assert by_step["layer 0"]["output"] == "bfloat16"
     assert by_step["logits → loss"]["output"] == "float32"
+    assert "float32 list" in by_step["logits → loss"]["why"]
+    assert not model[0]._forward_hooks, "the hooks are removed afterwards"
 
 
-def test_dtype_table_shows_the_cpu_lists():
+def test_watch_dtypes_shows_the_cpu_lists():
     """On the CPU, exp, log, softmax and sum are on no list: they follow their bf16 input."""
     model = nn.Sequential(nn.Linear(8, 4), nn.ReLU(), nn.Linear(4, 3))
-    rows = lab04.dtype_table(model, torch.rand(2, 8), torch.tensor([0, 2]), dtype=torch.bfloat16)
+    rows = watch_dtypes(model, torch.rand(2, 8), torch.tensor([0, 2]), torch.bfloat16)
     outputs = {row["op"]: row["output"] for row in rows}
     assert {op: outputs[op] for op in ("softmax", "sum", "exp", "log")} == dict.fromkeys(
         ("softmax", "sum", "exp", "log"), "bfloat16"
@@ -227,19 +385,39 @@ def test_dtype_table_shows_the_cpu_lists():
 
 
 def test_saved_for_backward_counts_activations_and_autocast_weight_copies():
+    """The lab's own saved-tensor hooks (section 6) on a model small enough to count by hand."""
+    saved_for_backward = lab_namespace(4, "saved_for_backward", loss_fn=nn.CrossEntropyLoss())[
+        "saved_for_backward"
+    ]
     width, batch = 64, 32
     model = nn.Sequential(nn.Linear(8, width), nn.ReLU(), nn.Linear(width, 10))
     inputs, targets = torch.rand(batch, 8), torch.randint(0, 10, (batch,))
-    fp32 = lab04.saved_for_backward(model, inputs, targets, dtype=None)
-    amp = lab04.saved_for_backward(model, inputs, targets, dtype=torch.bfloat16)
-    assert fp32[lab04.WEIGHT_COPIES] == 0, "float32 saves references to the weights, no copies"
+    fp32 = saved_for_backward(model, inputs, targets, None)
+    amp = saved_for_backward(model, inputs, targets, torch.bfloat16)
+    copies, activations = "low-precision weight copies", "activations"
+    assert fp32[copies] == 0, "float32 saves references to the weights, no copies"
     # only the second layer's copy is kept: the first layer's input needs no gradient, so its
     # backward never multiplies by that weight
-    assert amp[lab04.WEIGHT_COPIES] == 2 * model[2].weight.numel()
+    assert amp[copies] == 2 * model[2].weight.numel()
     # the ReLU output (batch × width) is what both layers share; 2 bytes instead of 4
     relu_output = batch * width
-    assert fp32[lab04.ACTIVATIONS] - amp[lab04.ACTIVATIONS] >= 2 * relu_output
-    assert amp[lab04.ACTIVATIONS] < 0.75 * fp32[lab04.ACTIVATIONS]
+    assert fp32[activations] - amp[activations] >= 2 * relu_output
+    assert amp[activations] < 0.75 * fp32[activations]
+
+
+def test_is_weight_copy_tells_a_cast_weight_from_an_activation():
+    layer = nn.Linear(4, 3)
+    assert lab04.is_weight_copy(layer.weight.to(torch.bfloat16))
+    assert lab04.is_weight_copy(layer.weight.to(torch.bfloat16).t())
+    assert not lab04.is_weight_copy(layer(torch.rand(2, 4)))
+    assert not lab04.is_weight_copy(torch.rand(3, 4))
+
+
+def test_speedup_bars_draw_the_spread():
+    figure = lab04.speedup_bars(
+        {"a": 2.0, "b": 0.5}, title="t", spread={"a": (1.5, 2.5), "b": (0.4, 0.6)}
+    )
+    assert figure.axes[0].get_title() == "t"
 
 
 @pytest.mark.parametrize(("speedup", "word"), [(2.0, "faster"), (0.5, "slower"), (1.0, "about")])
