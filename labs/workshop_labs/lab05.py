@@ -1,8 +1,10 @@
-"""Lab 5 · Activation functions: the exercise checks and the lab's own figures."""
+"""Lab 5 · Activation functions: the exercise checks, their reference answers and the lab's own
+figures."""
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 
 import torch
@@ -11,17 +13,23 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from workshop_labs import plots
-from workshop_labs.checks import ExerciseNotSolved, expect, expect_tensor, passed
+from workshop_labs.checks import ExerciseNotSolved, exercise, expect, expect_tensor, passed
 
 # ----------------------------------------------------------------------------------------------
 # Figures
 # ----------------------------------------------------------------------------------------------
 
 
+def _slope_range(derivative: torch.Tensor) -> str:
+    """'slope 0 to 1': the smallest and largest value of a derivative, as measured."""
+    return f"slope {derivative.min().item():.2g} to {derivative.max().item():.2g}"
+
+
 def activation_curves(
     x: torch.Tensor, curves: Mapping[str, tuple[torch.Tensor, torch.Tensor]]
 ) -> Figure:
-    """One panel per activation: f(x) as a solid line, its derivative f'(x) dashed."""
+    """One panel per activation: f(x) as a solid line, its derivative f'(x) dashed; each panel's
+    title gives the derivative's measured range."""
     columns = 3
     rows = math.ceil(len(curves) / columns)
     fig, axes = plots.figure(rows, columns, figsize=(4.2 * columns, 3.2 * rows), squeeze=False)
@@ -31,14 +39,15 @@ def activation_curves(
         ax.axvline(0, color="0.75", linewidth=0.8)
         ax.plot(xs, values.detach().cpu(), linewidth=2.2, label="f(x)")
         ax.plot(xs, derivative.detach().cpu(), linewidth=2.2, linestyle="--", label="f′(x)")
-        ax.set_title(name)
+        ax.set_title(f"{name}\n{_slope_range(derivative)}")
         ax.set_ylim(-1.6, 3.2)
         ax.set_xlabel("x")
         ax.legend(loc="upper left", fontsize=9)
     for ax in list(axes.flat)[len(curves) :]:
         ax.axis("off")
     fig.suptitle(
-        "Activation functions (solid) and their derivatives from autograd (dashed)",
+        f"Activation functions (solid) and their derivatives from autograd (dashed), "
+        f"x from {xs.min().item():g} to {xs.max().item():g}",
         fontweight="bold",
     )
     return plots.show(fig)
@@ -55,44 +64,73 @@ def gradient_loss_summary(norms: Mapping[str, Sequence[float]]) -> str:
     """Per activation: the ratio between the first and the last layer, and the average factor
     per layer (geometric mean), so the text can point at numbers measured in this run."""
     lines = []
+    width = max(len(name) for name in norms)
     for name, values in norms.items():
         first, last, steps = values[0], values[-1], len(values) - 1
         growth = (last / first) ** (1 / steps)  # from one layer to the next, towards the loss
         trend = f"shrinks {growth:.1f}×" if growth >= 1 else f"grows {1 / growth:.1f}×"
         lines.append(
-            f"{name:>8}: {_first_against_last(first, last, len(values))}; going back "
+            f"{name:>{width}}: {_first_against_last(first, last, len(values))}; going back "
             f"towards the input, the gradient {trend} per layer on average"
         )
     return "\n".join(lines)
 
 
-def gradient_per_layer(norms: Mapping[str, Sequence[float]]) -> Figure:
-    """Grouped bars (log scale): the gradient norm of each layer's weights, per activation."""
-    names = list(norms)
-    n_layers = len(next(iter(norms.values())))
+def _extremes_title(norms: Mapping[str, Sequence[float]]) -> str:
+    """The measured first-to-last ratio of the series that loses most and of the one that loses
+    least, e.g. 'Sigmoid: layer 1 gets 174,251,295× less than layer 11; Tanh: ... 17× less'."""
+    ratio = {name: values[-1] / values[0] for name, values in norms.items() if values[0] > 0}
+    if not ratio:
+        return "Gradient norm per layer after one backward pass"
+    worst, best = max(ratio, key=ratio.__getitem__), min(ratio, key=ratio.__getitem__)
+    shown = [worst] if worst == best else [worst, best]
+    return "; ".join(
+        f"{name}: {_first_against_last(norms[name][0], norms[name][-1], len(norms[name]))}"
+        for name in shown
+    )
+
+
+def _bars_per_layer(ax, values: Mapping[str, Sequence[float]]) -> None:
+    """One group of bars per layer, one colour per series."""
+    names = list(values)
+    n_layers = len(next(iter(values.values())))
     width = 0.8 / len(names)
-    fig, ax = plots.figure(figsize=(11, 4.6))
     for i, name in enumerate(names):
         positions = [layer + 1 + (i - (len(names) - 1) / 2) * width for layer in range(n_layers)]
-        ax.bar(positions, norms[name], width=width, label=name)
-    ax.set_yscale("log")
-    tallest = max(max(values) for values in norms.values())
-    ax.set_ylim(top=tallest * 1e3)  # room above the bars for the labels and the legend
+        ax.bar(positions, values[name], width=width, label=name)
     ax.set_xticks(range(1, n_layers + 1))
     ax.set_xlabel("layer (1 = next to the input, last = next to the loss)")
+
+
+def gradient_per_layer(norms: Mapping[str, Sequence[float]]) -> Figure:
+    """Grouped bars (log scale): the gradient norm of each layer's weights, per activation; the
+    title states the measured first-to-last ratio of the extremes."""
+    fig, ax = plots.figure(figsize=(11, 4.6))
+    _bars_per_layer(ax, norms)
+    ax.set_yscale("log")
+    tallest = max(max(values) for values in norms.values())
+    ax.set_ylim(top=tallest * 30)  # room above the bars for the legend
     ax.set_ylabel("‖gradient of the layer's weights‖ (log scale)")
-    ax.set_title("Vanishing gradients: how much signal reaches each layer after one backward pass")
-    for name in names:
-        first, last = norms[name][0], norms[name][-1]
-        if first > 0:
-            ax.annotate(
-                f"{name}: {_first_against_last(first, last, n_layers)}",
-                xy=(0.01, 0.97 - 0.07 * names.index(name)),
-                xycoords="axes fraction",
-                va="top",
-                fontsize=10,
-            )
-    ax.legend(loc="upper right", ncols=len(names))
+    ax.set_title(f"One backward pass · {_extremes_title(norms)}", fontsize=12)
+    ax.legend(loc="upper left", ncols=len(norms))
+    return plots.show(fig)
+
+
+def signal_and_gradient_bars(
+    output_stds: Mapping[str, Sequence[float]], gradient_norms: Mapping[str, Sequence[float]]
+) -> Figure:
+    """Two panels for the same networks: the size (std) of each layer's output on the way
+    forward, and the gradient norm of each layer's weights on the way back (log scale)."""
+    fig, (signal_ax, gradient_ax) = plots.figure(1, 2, figsize=(13, 4.6))
+    _bars_per_layer(signal_ax, output_stds)
+    signal_ax.set_ylabel("std of the layer's output")
+    signal_ax.set_title("Forward: size of each layer's output")
+    signal_ax.legend(loc="upper right")
+    _bars_per_layer(gradient_ax, gradient_norms)
+    gradient_ax.set_yscale("log")
+    gradient_ax.set_ylabel("‖gradient of the layer's weights‖ (log scale)")
+    gradient_ax.set_title("Backward: gradient reaching each layer")
+    fig.suptitle(_extremes_title(gradient_norms), fontweight="bold")
     return plots.show(fig)
 
 
@@ -118,7 +156,15 @@ def _region_error(got: torch.Tensor, want: torch.Tensor, x: torch.Tensor) -> str
     return "for x < 0" if negative else "for x > 0"
 
 
-def autograd_derivative(autograd_derivative_fn: Callable) -> None:
+def reference_autograd_derivative(activation: Callable, x: torch.Tensor) -> torch.Tensor:
+    """Exercise 1's reference: f'(x) at every point of x, from autograd, on a fresh leaf."""
+    x = x.detach().clone().requires_grad_(True)
+    activation(x).sum().backward()
+    return x.grad
+
+
+@exercise(reference=lambda: reference_autograd_derivative)
+def check_autograd_derivative(autograd_derivative_fn: Callable) -> None:
     """Check exercise 1: ``autograd_derivative(activation, x)`` returns f'(x) via autograd."""
     fn_name = "autograd_derivative"
     expect(
@@ -196,15 +242,15 @@ class _WrappedNet(nn.Module):
         return self.body(x)
 
 
-def _reference_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> list[float]:
+def reference_layer_grad_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> list[float]:
+    """Exercise 2's reference: one backward pass, the norm of every nn.Linear weight gradient."""
     model.zero_grad()
     F.cross_entropy(model(x), y).backward()
-    norms = [m.weight.grad.norm().item() for m in model.modules() if isinstance(m, nn.Linear)]
-    model.zero_grad()
-    return norms
+    return [m.weight.grad.norm().item() for m in model.modules() if isinstance(m, nn.Linear)]
 
 
-def layer_grad_norms(layer_grad_norms_fn: Callable) -> None:
+@exercise(reference=lambda: reference_layer_grad_norms)
+def check_layer_grad_norms(layer_grad_norms_fn: Callable) -> None:
     """Check exercise 2: one gradient norm per nn.Linear weight, first layer first, repeatable."""
     fn_name = "layer_grad_norms"
     expect(
@@ -215,7 +261,8 @@ def layer_grad_norms(layer_grad_norms_fn: Callable) -> None:
     x = torch.rand(32, 64, generator=generator)
     y = torch.randint(0, 10, (32,), generator=generator)
     model = _WrappedNet()
-    want = _reference_norms(model, x, y)
+    want = reference_layer_grad_norms(model, x, y)
+    model.zero_grad()
     got = layer_grad_norms_fn(model, x, y)
     expect(got is not None, f"`{fn_name}` returned None: return a list with one norm per layer")
     try:
@@ -239,11 +286,6 @@ def layer_grad_norms(layer_grad_norms_fn: Callable) -> None:
     close = lambda a, b: all(math.isclose(p, q, rel_tol=1e-3) for p, q in zip(a, b, strict=True))  # noqa: E731
     if not close(got, want) and close(got[::-1], want):
         raise ExerciseNotSolved("the norms are in reverse order: list the first layer first")
-    if not close(got, want) and close(got, [2 * w for w in want]):
-        raise ExerciseNotSolved(
-            "the norms are twice too large: gradients from an earlier backward were still in "
-            ".grad. Call model.zero_grad() before backward()"
-        )
     for index, (g, w) in enumerate(zip(got, want, strict=True)):
         expect(
             math.isclose(g, w, rel_tol=1e-3),
@@ -251,6 +293,11 @@ def layer_grad_norms(layer_grad_norms_fn: Callable) -> None:
             "(loss = F.cross_entropy(model(x), y); the norm of layer.weight.grad)",
         )
     again = [float(value) for value in layer_grad_norms_fn(model, x, y)]
+    if not close(again, want) and close(again, [2 * w for w in want]):
+        raise ExerciseNotSolved(
+            "a second call on the same model gives twice the norms: gradients from the first "
+            "backward were still in .grad. Call model.zero_grad() before backward()"
+        )
     expect(
         close(again, want),
         "a second call on the same model gives different norms: gradients accumulate in .grad. "
@@ -260,12 +307,152 @@ def layer_grad_norms(layer_grad_norms_fn: Callable) -> None:
 
 
 # ----------------------------------------------------------------------------------------------
-# Exercise 3 · a custom activation as an nn.Module with a learnable parameter
+# Exercise 3 · Kaiming initialisation with nn.init and model.apply
 # ----------------------------------------------------------------------------------------------
 
 
-def learnable_leaky_relu(module_class: type) -> None:
-    """Check exercise 3: ``LearnableLeakyReLU(initial_slope)`` with a registered ``slope``."""
+def reference_init_kaiming(module: nn.Module) -> None:
+    """Exercise 3's reference: Kaiming-normal weights (for ReLU) and zero biases, nn.Linear only."""
+    if isinstance(module, nn.Linear):
+        nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+        nn.init.zeros_(module.bias)
+
+
+def _std_formula(std: float, fan_in: int, fan_out: int) -> str | None:
+    """Name the usual initialisation whose weight std matches ``std``, if any."""
+    formulas = {
+        "√(2/fan_in)": math.sqrt(2 / fan_in),
+        "√(2/fan_out)": math.sqrt(2 / fan_out),
+        "√(2/(fan_in + fan_out))": math.sqrt(2 / (fan_in + fan_out)),
+        "√(1/fan_in)": math.sqrt(1 / fan_in),
+    }
+    for formula, value in formulas.items():
+        if math.isclose(std, value, rel_tol=0.08):
+            return formula
+    return None
+
+
+_WRONG_STD_FIX = {
+    "√(2/fan_out)": "that is mode='fan_out'; keep the default mode='fan_in', which keeps the "
+    "forward signal's size",
+    "√(2/(fan_in + fan_out))": "that is Xavier (Glorot) initialisation, made for tanh and "
+    "sigmoid; for ReLU use nn.init.kaiming_normal_(module.weight, nonlinearity='relu')",
+    "√(1/fan_in)": "the gain of a linear layer; pass nonlinearity='relu', whose gain √2 makes up "
+    "for the half of the units that ReLU sets to zero",
+}
+
+
+def _apply_init(model: nn.Module, init_fn: Callable) -> None:
+    """``model.apply(init_fn)``, with PyTorch's errors rephrased as what to change."""
+    name = "init_kaiming"
+    try:
+        model.apply(init_fn)
+    except AttributeError as error:
+        text = str(error)
+        if "has no attribute" not in text:
+            raise
+        if "'Linear'" in text:
+            raise ExerciseNotSolved(
+                f"{text}: an nn.Linear's parameters are module.weight and module.bias"
+            ) from None
+        raise ExerciseNotSolved(
+            f"model.apply calls {name} on every module, the ReLUs and the Sequentials too, "
+            "and they have no weight: change only nn.Linear modules "
+            "(if isinstance(module, nn.Linear):)"
+        ) from None
+    except ValueError as error:
+        if "fewer than 2 dimensions" in str(error):
+            raise ExerciseNotSolved(
+                "Kaiming initialisation needs a weight matrix (it counts the layer's inputs), not "
+                "the bias vector: set the bias with nn.init.zeros_(module.bias)"
+            ) from None
+        raise
+    except TypeError as error:
+        if "cannot assign" in str(error):
+            raise ExerciseNotSolved(
+                "module.weight = ... replaces the parameter with a plain tensor: fill it in "
+                "place with nn.init.kaiming_normal_(module.weight, nonlinearity='relu')"
+            ) from None
+        raise
+
+
+@exercise(reference=lambda: reference_init_kaiming)
+def check_init_kaiming(init_fn: Callable) -> None:
+    """Check exercise 3: ``model.apply(init_kaiming)`` gives every nn.Linear Kaiming weights."""
+    name = "init_kaiming"
+    expect(callable(init_fn), f"`{name}` is not a function: define it with `def {name}(module):`")
+    with torch.random.fork_rng(devices=[]):  # leave the attendee's random numbers as they were
+        torch.manual_seed(0)
+        model = nn.Sequential(
+            nn.Linear(256, 64),
+            nn.ReLU(),
+            nn.Sequential(nn.Linear(64, 128), nn.ReLU()),
+            nn.Linear(128, 10),
+        )
+        linears = [module for module in model.modules() if isinstance(module, nn.Linear)]
+        defaults = [layer.weight.detach().clone() for layer in linears]
+        _apply_init(model, init_fn)
+    for index, (layer, default) in enumerate(zip(linears, defaults, strict=True), start=1):
+        weight = layer.weight.detach()
+        fan_out, fan_in = weight.shape
+        where = f"In a test model, layer {index} (nn.Linear({fan_in}, {fan_out}))"
+        expect(
+            not torch.equal(weight, default),
+            f"{where} still has PyTorch's default weights: for every nn.Linear call "
+            "nn.init.kaiming_normal_(module.weight, nonlinearity='relu')",
+        )
+        std, want = weight.std().item(), math.sqrt(2 / fan_in)
+        if not math.isclose(std, want, rel_tol=0.08):
+            formula = _std_formula(std, fan_in, fan_out)
+            fix = _WRONG_STD_FIX.get(
+                formula, "use nn.init.kaiming_normal_(module.weight, nonlinearity='relu')"
+            )
+            shown = f" = {formula}" if formula else ""
+            raise ExerciseNotSolved(
+                f"{where}: weight std is {std:.3f}{shown} but Kaiming for ReLU gives "
+                f"√(2/fan_in) = {want:.3f}: {fix}"
+            )
+        expect(
+            abs(weight.mean().item()) < 0.1 * want,
+            f"{where}: the weights' mean is {weight.mean().item():.3f}; Kaiming weights are "
+            "centred on 0",
+        )
+        expect(
+            layer.bias is None or not layer.bias.detach().any(),
+            f"{where}: the bias keeps its default random values: set it to zero with "
+            "nn.init.zeros_(module.bias)",
+        )
+    passed(f"model.apply({name}) gives every nn.Linear weights with std √(2/fan_in), biases 0")
+
+
+# ----------------------------------------------------------------------------------------------
+# Exercise 4 · a custom activation as an nn.Module with a learnable parameter
+# ----------------------------------------------------------------------------------------------
+
+
+class ReferenceLearnableLeakyReLU(nn.Module):
+    """Exercise 4's reference: a leaky ReLU whose negative slope is learned."""
+
+    def __init__(self, initial_slope: float = 0.1) -> None:
+        super().__init__()
+        self.slope = nn.Parameter(torch.tensor(float(initial_slope)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.where(x >= 0, x, self.slope * x)
+
+
+ReferenceLearnableLeakyReLU.__name__ = "LearnableLeakyReLU"  # how a plot legend names it
+
+
+_MISSING_SUPER = (
+    "`{name}.__init__` does not call super().__init__(), so nn.Module never set up the "
+    "storage for parameters: add super().__init__() as the first line of __init__"
+)
+
+
+@exercise(reference=lambda: ReferenceLearnableLeakyReLU)
+def check_learnable_leaky_relu(module_class: type) -> None:
+    """Check exercise 4: ``LearnableLeakyReLU(initial_slope)`` with a registered ``slope``."""
     name = "LearnableLeakyReLU"
     expect(
         isinstance(module_class, type) and issubclass(module_class, nn.Module),
@@ -274,11 +461,10 @@ def learnable_leaky_relu(module_class: type) -> None:
     try:
         module = module_class(initial_slope=0.25)
     except AttributeError as error:
-        if "before Module.__init__() call" in str(error):
-            raise ExerciseNotSolved(
-                "PyTorch refused to store a parameter: call super().__init__() first in __init__"
-            ) from None
+        if "before Module.__init__() call" in str(error) or "_parameters" in str(error):
+            raise ExerciseNotSolved(_MISSING_SUPER.format(name=name)) from None
         raise
+    expect("_parameters" in vars(module), _MISSING_SUPER.format(name=name))
     parameters = dict(module.named_parameters())
     expect(
         "slope" in parameters,
@@ -312,7 +498,7 @@ def learnable_leaky_relu(module_class: type) -> None:
 
 
 # ----------------------------------------------------------------------------------------------
-# Exercise 4 · a custom torch.autograd.Function with a hand-written backward
+# Exercise 5 · a custom torch.autograd.Function with a hand-written backward
 # ----------------------------------------------------------------------------------------------
 
 
@@ -346,8 +532,9 @@ def _backward_with(function: type, x: torch.Tensor, upstream: torch.Tensor) -> t
     return leaf.grad
 
 
-def elu_function(function: type) -> None:
-    """Check exercise 4: ``ELUFunction`` has a correct backward, verified with gradcheck."""
+@exercise()
+def check_elu_function(function: type) -> None:
+    """Check exercise 5: ``ELUFunction`` has a correct backward, verified with gradcheck."""
     name = "ELUFunction"
     expect(
         isinstance(function, type) and issubclass(function, torch.autograd.Function),
@@ -394,3 +581,68 @@ def elu_function(function: type) -> None:
         "torch.autograd.gradcheck disagrees with your backward (numerical vs analytical)",
     )
     passed(f"{name}.backward matches the numerical gradient (gradcheck in float64)")
+
+
+# ----------------------------------------------------------------------------------------------
+# Exercise 6 · your contender in the training race
+# ----------------------------------------------------------------------------------------------
+
+
+@exercise(reference=lambda: nn.ELU)
+def check_my_activation(activation_class: object) -> None:
+    """Check exercise 6: ``my_activation`` is an elementwise, non-linear nn.Module class that
+    ``deep_mlp`` can create with no arguments."""
+    name = "my_activation"
+    expect(
+        activation_class is not None,
+        f"`{name}` is None: pick an activation class, e.g. nn.ELU, nn.Mish or your "
+        "LearnableLeakyReLU",
+    )
+    if isinstance(activation_class, nn.Module):
+        kind = type(activation_class).__name__
+        raise ExerciseNotSolved(
+            f"`{name}` is a module instance, {kind}(...), but deep_mlp creates a new one for "
+            f"every layer: give the class itself, {kind} without the brackets"
+        )
+    if not isinstance(activation_class, type):
+        raise ExerciseNotSolved(
+            f"`{name}` is a {type(activation_class).__name__}, not a module class: "
+            "nn.Sequential holds modules. Pick a class such as nn.ELU, or wrap your function in "
+            "an nn.Module as Squareplus does"
+        )
+    kind = activation_class.__name__
+    expect(
+        issubclass(activation_class, nn.Module),
+        f"`{name}` is {kind}, which is not an nn.Module (nn.Sequential holds modules): pick a "
+        "class such as nn.ELU, or call it from an nn.Module's forward as Squareplus does",
+    )
+    try:
+        module = activation_class()
+    except TypeError as error:
+        raise ExerciseNotSolved(
+            f"{kind}() fails ({error}): deep_mlp creates it with no arguments, so pick a class "
+            "whose arguments all have defaults"
+        ) from None
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(8, 16, generator=generator)
+    other = torch.randn(8, 16, generator=generator)
+    nudged = x.clone()
+    nudged[:, 0] += 1.0
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # nn.Softmax() warns about its implicit dimension
+        out = expect_tensor(module(x), name=f"{kind}()(x)", shape=tuple(x.shape))
+        expect(
+            torch.allclose(module(nudged)[:, 1:], out[:, 1:]),
+            f"{kind} is not elementwise: changing one input changed the other outputs of its "
+            "row (as softmax does). Between layers every unit needs its own f(x): pick an "
+            "elementwise activation (F.cross_entropy already applies the softmax)",
+        )
+        linear = torch.allclose(module(x + other), out + module(other), atol=1e-5) and (
+            torch.allclose(module(-x), -out, atol=1e-5)
+        )
+    expect(
+        not linear,
+        f"{kind} is linear: with it the stacked layers collapse into one linear layer (§1). "
+        "Pick a function with a bend, e.g. nn.ELU",
+    )
+    passed(f"{kind} joins the race")

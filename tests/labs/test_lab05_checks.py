@@ -1,14 +1,28 @@
-"""Lab 5's checks reject the typical wrong answers with a message naming the cause, and accept
-the solutions."""
+"""Lab 5's checks reject the typical wrong answers with a message naming the cause, accept the
+solutions, and, run past an unsolved exercise, hand the lab a reference answer that works."""
 
 from __future__ import annotations
 
 import pytest
+import torch
 import torch.nn.functional as F
+from torch import nn
 
-from tests.labs.solutions import solution
-from workshop_labs import lab05
+from tests.labs.solutions import solution, starter
+from workshop_labs import checks, lab05
 from workshop_labs.checks import ExerciseNotSolved
+
+
+def lab_starter(name):
+    """What lab 5's exercise cell defines as ``name`` before the attendee edits it."""
+    return starter(5, name)
+
+
+@pytest.fixture
+def not_strict(monkeypatch):
+    """As in an attendee's notebook: an unsolved exercise returns the reference answer."""
+    monkeypatch.setenv(checks.STRICT_ENV, "0")
+
 
 # ---- exercise 1 · autograd_derivative ------------------------------------------------------
 
@@ -35,12 +49,19 @@ def derivative_wrong_below_zero(activation, x):
 )
 def test_autograd_derivative_rejects(answer, message):
     with pytest.raises(ExerciseNotSolved, match=message):
-        lab05.autograd_derivative(answer)
+        lab05.check_autograd_derivative(answer)
 
 
 def test_autograd_derivative_accepts_solution(capsys):
-    lab05.autograd_derivative(derivative_with())
+    answer = derivative_with()
+    assert lab05.check_autograd_derivative(answer) is answer
     assert "✅" in capsys.readouterr().out
+
+
+def test_autograd_derivative_unsolved_gives_a_working_reference(not_strict, capsys):
+    reference = lab05.check_autograd_derivative(lab_starter("autograd_derivative"))
+    assert "✗" in capsys.readouterr().out
+    lab05.check_autograd_derivative.unchecked(reference)
 
 
 # ---- exercise 2 · layer_grad_norms ----------------------------------------------------------
@@ -65,7 +86,7 @@ def norms_of_every_parameter(model, x, y):
     ("answer", "message"),
     [
         (lambda model, x, y: None, "returned None"),
-        (norms_with(("model.zero_grad()", "")), "zero_grad"),
+        (norms_with(("model.zero_grad()", "")), "twice the norms.*zero_grad"),
         (norms_reversed, "reverse order"),
         (norms_of_every_parameter, "one per parameter"),
         (norms_with(("model.modules()", "model.children()")), "model.modules"),
@@ -74,15 +95,86 @@ def norms_of_every_parameter(model, x, y):
 )
 def test_layer_grad_norms_rejects(answer, message):
     with pytest.raises(ExerciseNotSolved, match=message):
-        lab05.layer_grad_norms(answer)
+        lab05.check_layer_grad_norms(answer)
 
 
 def test_layer_grad_norms_accepts_solution(capsys):
-    lab05.layer_grad_norms(norms_with())
+    answer = norms_with()
+    assert lab05.check_layer_grad_norms(answer) is answer
     assert "✅" in capsys.readouterr().out
 
 
-# ---- exercise 3 · LearnableLeakyReLU --------------------------------------------------------
+def test_layer_grad_norms_unsolved_gives_a_working_reference(not_strict):
+    reference = lab05.check_layer_grad_norms(lab_starter("layer_grad_norms"))
+    lab05.check_layer_grad_norms.unchecked(reference)
+
+
+# ---- exercise 3 · init_kaiming --------------------------------------------------------------
+
+KAIMING = 'nn.init.kaiming_normal_(module.weight, nonlinearity="relu")'
+
+
+def init_with(*edits):
+    """The lab's solution, with one typical mistake."""
+    return solution(5, "init_kaiming", edits=edits)
+
+
+@pytest.mark.parametrize(
+    ("answer", "message"),
+    [
+        (lambda module: None, "default weights.*kaiming_normal_"),
+        (init_with(("isinstance(module, nn.Linear)", "True")), "only nn.Linear modules"),
+        (
+            init_with(("nn.init.zeros_(module.bias)", "nn.init.kaiming_normal_(module.bias)")),
+            "not the bias vector.*nn.init.zeros_",
+        ),
+        (init_with(('nonlinearity="relu"', 'mode="fan_out"')), "fan_out.*mode='fan_in'"),
+        (init_with((KAIMING, "nn.init.xavier_normal_(module.weight)")), "Xavier"),
+        (init_with(('nonlinearity="relu"', 'nonlinearity="linear"')), "nonlinearity='relu'"),
+        (
+            init_with((KAIMING, "nn.init.normal_(module.weight)")),
+            r"std is 0\.99\d but Kaiming for ReLU gives",
+        ),
+        (init_with(("nn.init.zeros_(module.bias)", "pass")), "bias keeps its default"),
+        (
+            init_with(("(module.weight, nonlinearity", "(module.weights, nonlinearity")),
+            "no attribute 'weights'.*module.weight and module.bias",
+        ),
+        (
+            init_with((KAIMING, "module.weight = torch.randn(module.weight.shape)")),
+            "replaces the parameter.*in place",
+        ),
+    ],
+    ids=[
+        "untouched",
+        "every-module",
+        "kaiming-bias",
+        "fan-out",
+        "xavier",
+        "linear-gain",
+        "standard-normal",
+        "default-bias",
+        "misspelt-weight",
+        "assigned-tensor",
+    ],
+)
+def test_init_kaiming_rejects(answer, message):
+    with pytest.raises(ExerciseNotSolved, match=message):
+        lab05.check_init_kaiming(answer)
+
+
+def test_init_kaiming_accepts_solution(capsys):
+    answer = init_with()
+    assert lab05.check_init_kaiming(answer) is answer
+    assert "✅" in capsys.readouterr().out
+
+
+def test_init_kaiming_unsolved_gives_a_working_reference(not_strict):
+    reference = lab05.check_init_kaiming(lab_starter("init_kaiming"))
+    lab05.check_init_kaiming.unchecked(reference)
+
+
+# ---- exercise 4 · LearnableLeakyReLU --------------------------------------------------------
 
 
 def leaky_with(*edits):
@@ -94,7 +186,7 @@ def leaky_with(*edits):
     ("answer", "message"),
     [
         (lambda x: x, "inherits from nn.Module"),
-        (leaky_with(("super().__init__()", "")), "super\\(\\).__init__\\(\\)"),
+        (leaky_with(("super().__init__()", "")), "add super\\(\\).__init__\\(\\) as the first"),
         (leaky_with(("nn.Parameter(", "(")), "not a registered parameter"),
         (leaky_with(("self.slope * x", "0.01 * x")), "wrong for x < 0"),
         (leaky_with(("self.slope * x", "self.slope.item() * x")), "no gradient reaches `slope`"),
@@ -103,15 +195,29 @@ def leaky_with(*edits):
 )
 def test_learnable_leaky_relu_rejects(answer, message):
     with pytest.raises(ExerciseNotSolved, match=message):
-        lab05.learnable_leaky_relu(answer)
+        lab05.check_learnable_leaky_relu(answer)
+
+
+def test_learnable_leaky_relu_starter_says_super_init_is_missing():
+    """The starter's __init__ is only `pass`: one line about super().__init__(), not torch's
+    AttributeError about '_parameters'."""
+    with pytest.raises(ExerciseNotSolved, match="does not call super\\(\\).__init__\\(\\)"):
+        lab05.check_learnable_leaky_relu(lab_starter("LearnableLeakyReLU"))
 
 
 def test_learnable_leaky_relu_accepts_solution(capsys):
-    lab05.learnable_leaky_relu(leaky_with())
+    answer = leaky_with()
+    assert lab05.check_learnable_leaky_relu(answer) is answer
     assert "✅" in capsys.readouterr().out
 
 
-# ---- exercise 4 · ELUFunction ---------------------------------------------------------------
+def test_learnable_leaky_relu_unsolved_gives_a_working_reference(not_strict):
+    reference = lab05.check_learnable_leaky_relu(lab_starter("LearnableLeakyReLU"))
+    lab05.check_learnable_leaky_relu.unchecked(reference)
+    assert reference.__name__ == "LearnableLeakyReLU"
+
+
+# ---- exercise 5 · ELUFunction ---------------------------------------------------------------
 
 ELU_LOCAL = "torch.where(x > 0, torch.ones_like(x), torch.exp(x))"
 
@@ -136,20 +242,84 @@ def elu_function_returning(gradient):
 )
 def test_elu_function_rejects(gradient, message):
     with pytest.raises(ExerciseNotSolved, match=message):
-        lab05.elu_function(elu_function_returning(gradient))
+        lab05.check_elu_function(elu_function_returning(gradient))
 
 
 def test_elu_function_rejects_a_plain_function():
     with pytest.raises(ExerciseNotSolved, match="torch.autograd.Function"):
-        lab05.elu_function(F.elu)
+        lab05.check_elu_function(F.elu)
 
 
 def test_elu_function_accepts_solution(capsys):
-    lab05.elu_function(solution(5, "ELUFunction"))
+    answer = solution(5, "ELUFunction")
+    assert lab05.check_elu_function(answer) is answer
     assert "gradcheck" in capsys.readouterr().out
 
 
-# ---- the vanishing-gradient figure and summary say what was measured ------------------------
+def test_elu_function_unsolved_runs_on_with_the_starter(not_strict, capsys):
+    """Nothing later uses ELUFunction, so the lab goes on with the attendee's class as it is."""
+    answer = lab_starter("ELUFunction")
+    assert lab05.check_elu_function(answer) is answer
+    assert "✗" in capsys.readouterr().out
+
+
+# ---- exercise 6 · my_activation -------------------------------------------------------------
+
+
+class Doubling(nn.Module):
+    def forward(self, x):
+        return 2 * x
+
+
+@pytest.mark.parametrize(
+    ("answer", "message"),
+    [
+        (None, "is None"),
+        (nn.ELU(), "instance.*ELU without the brackets"),
+        (torch.relu, "not a module class.*Squareplus"),
+        (lab05.reference_autograd_derivative, "not a module class"),
+        (torch.autograd.Function, "not an nn.Module"),
+        (nn.Threshold, "no arguments"),
+        (nn.Softmax, "not elementwise"),
+        (nn.Identity, "linear"),
+        (Doubling, "linear"),
+    ],
+    ids=[
+        "none",
+        "instance",
+        "function",
+        "python-function",
+        "autograd-function",
+        "needs-arguments",
+        "softmax",
+        "identity",
+        "scaling",
+    ],
+)
+def test_my_activation_rejects(answer, message):
+    with pytest.raises(ExerciseNotSolved, match=message):
+        lab05.check_my_activation(answer)
+
+
+@pytest.mark.parametrize(
+    "answer", [nn.ELU, nn.Mish, nn.LeakyReLU, lab05.ReferenceLearnableLeakyReLU]
+)
+def test_my_activation_accepts_activation_classes(answer, capsys):
+    assert lab05.check_my_activation(answer) is answer
+    assert "joins the race" in capsys.readouterr().out
+
+
+def test_my_activation_accepts_solution():
+    answer = solution(5, "my_activation", LearnableLeakyReLU=lab05.ReferenceLearnableLeakyReLU)
+    assert lab05.check_my_activation(answer) is answer
+
+
+def test_my_activation_unsolved_gives_a_working_reference(not_strict):
+    reference = lab05.check_my_activation(lab_starter("my_activation"))
+    lab05.check_my_activation.unchecked(reference)
+
+
+# ---- the figures and the summary say what was measured --------------------------------------
 
 
 def test_gradient_summary_and_figure_report_shrinking_and_growing_gradients():
@@ -161,6 +331,23 @@ def test_gradient_summary_and_figure_report_shrinking_and_growing_gradients():
     )
     assert "layer 1 gets 4.0× more than layer 3" in summary[1]
     assert "grows 2.0× per layer" in summary[1]
-    fig = lab05.gradient_per_layer(norms)
-    notes = [text.get_text() for text in fig.axes[0].texts]
-    assert "Amplified: layer 1 gets 4.0× more than layer 3" in notes
+    title = lab05.gradient_per_layer(norms).axes[0].get_title()
+    assert "Sigmoid: layer 1 gets 100,000,000× less than layer 3" in title
+    assert "Amplified: layer 1 gets 4.0× more than layer 3" in title
+
+
+def test_init_figure_title_names_the_measured_extremes():
+    fig = lab05.signal_and_gradient_bars(
+        {"default init": [0.3, 0.1, 0.08], "Kaiming init": [0.6, 0.7, 0.5]},
+        {"default init": [1e-4, 1e-3, 1e-2], "Kaiming init": [0.5, 0.4, 0.25]},
+    )
+    assert fig.get_suptitle() == (
+        "default init: layer 1 gets 100× less than layer 3; "
+        "Kaiming init: layer 1 gets 2.0× more than layer 3"
+    )
+
+
+def test_activation_panels_state_the_measured_slope_range():
+    x = torch.linspace(-4, 4, 81)
+    fig = lab05.activation_curves(x, {"Sigmoid": (torch.sigmoid(x), torch.sigmoid(x) / 4)})
+    assert fig.axes[0].get_title() == "Sigmoid\nslope 0.0045 to 0.25"
