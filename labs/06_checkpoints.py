@@ -20,13 +20,16 @@
 #
 # **By the end of this lab you can**
 #
-# 1. explain what a `state_dict` is and why you save it instead of the whole model;
-# 2. load files safely with `weights_only=True`, allow your own safe types, and pick the
+# 1. read a small convolutional network: what `nn.Conv2d` and `nn.MaxPool2d` do to the shape
+#    of an image batch (N × C × H × W);
+# 2. explain what a `state_dict` is and why you save it instead of the whole model;
+# 3. load files safely with `weights_only=True`, allow your own safe types, and pick the
 #    device with `map_location`;
-# 3. save model + optimizer + scheduler + epoch + random state, and resume **exactly**;
-# 4. keep the best checkpoint by validation accuracy;
-# 5. reuse a model you trained as the start of a new task (transfer learning: freeze the
-#    body, replace the head, fine-tune).
+# 4. save model + optimizer + scheduler + epoch + random state, and resume **exactly**;
+# 5. keep the best checkpoint by validation accuracy, not the last one;
+# 6. reuse a model you trained as the start of a new task (transfer learning: freeze the
+#    body, replace the head, fine-tune), with random image transforms for more variety;
+# 7. say what `torch.export` and ONNX are for, and export a model.
 #
 # **After a kernel restart** (*Kernel › Restart*, or a crash when memory ran out) your edits
 # are still here but every variable is gone: click the cell you were working on and choose
@@ -39,14 +42,15 @@ device = setup()
 
 # %%
 import dataclasses
+import importlib.util
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torchvision.transforms import v2
 
 from workshop_labs import data, lab06, plots, runtime
-from workshop_labs import lab06 as check
 from workshop_labs.runtime import pick, seed_everything
 
 folder = runtime.work_dir() / "lab06"
@@ -54,13 +58,49 @@ folder.mkdir(exist_ok=True)
 print("checkpoints go to", folder)
 
 # %% [markdown]
-# ## 1 · What a `state_dict` is
+# ## 1 · The lab's model: a small convolutional network
 #
-# The model for this lab reads an 8×8 digit. Its **body** turns the image into 512 features
-# with two small convolution layers (`nn.Conv2d` slides 3×3 filters over the image; for this
-# lab it is enough to know they are layers with weights); its **head** is one linear layer
-# that turns the features into one score per class. Keeping body and head apart will matter
-# for transfer learning in section 5.
+# Until now the digits went into `nn.Linear` layers as 64 numbers in a row. A linear layer
+# has one weight per pixel and output, so a stroke it has learned in one place means nothing
+# to it one pixel further. Image models use **convolutions** instead.
+#
+# * **Layout.** PyTorch stores a batch of images as **N × C × H × W** ("NCHW"): N images,
+#   C channels (1 for grey, 3 for colour), height, width. Our digits are stored flat (64
+#   values each), so the model starts with `nn.Unflatten(1, (1, 8, 8))`: 64 → 1 × 8 × 8.
+# * **`nn.Conv2d(in_channels, out_channels, kernel_size, stride=1, padding=0)`** holds
+#   `out_channels` small filters of size `in_channels × kernel_size × kernel_size`. Each
+#   filter slides over the image; at every position the output is the weighted sum of the
+#   patch under it, plus a bias. So each filter gives one output channel, and the same few
+#   weights are used everywhere in the image.
+# * **Shape.** `padding` adds a border of zeros, `stride` is the step between positions.
+#   Each side becomes `(size + 2 × padding − kernel_size) // stride + 1`. With a 3 × 3
+#   kernel, `padding=1` keeps the size, and `stride=2` halves it.
+# * **`nn.MaxPool2d(2)`** keeps the largest value of each 2 × 2 window: height and width
+#   halve, channels stay, and it has no weights.
+#
+# The cell below checks the formula against real layers.
+
+# %%
+image = torch.zeros(1, 1, 8, 8)  # N, C, H, W: one grey 8×8 image
+for kernel_size, stride, padding in ((3, 1, 0), (3, 1, 1), (3, 2, 1), (5, 1, 2)):
+    conv = nn.Conv2d(1, 4, kernel_size, stride=stride, padding=padding)
+    side = (8 + 2 * padding - kernel_size) // stride + 1
+    print(
+        f"Conv2d(1, 4, kernel_size={kernel_size}, stride={stride}, padding={padding}):"
+        f" output {tuple(conv(image).shape)}   formula: {side}×{side}"
+    )
+print(f"MaxPool2d(2): output {tuple(nn.MaxPool2d(2)(image).shape)}")
+print(f"weights of Conv2d(1, 16, 3): {tuple(nn.Conv2d(1, 16, 3).weight.shape)}")
+
+# %% [markdown]
+# The weights of a convolution have the shape out_channels × in_channels × kernel × kernel:
+# 16 filters of 1 × 3 × 3 is 144 weights (plus 16 biases), whatever the image size.
+#
+# The lab's model has a **body** that turns the image into 512 features and a **head**, one
+# linear layer, that turns them into one score per class. Keeping body and head apart will
+# matter for transfer learning in section 7. The body ends with `nn.Dropout(0.2)`, which
+# lab 2 introduced: after `model.train()` it zeroes a random 20 % of the features, after
+# `model.eval()` it passes them through unchanged.
 
 
 # %%
@@ -83,7 +123,32 @@ class DigitsCNN(nn.Module):
         return self.head(self.body(x))
 
 
+train_set, val_set = data.digits_split()
 model = DigitsCNN().to(device)
+example = train_set.tensors[0][:1].to(device)  # one digit, as 64 pixels
+
+steps = [("input", tuple(example.shape))]
+with torch.no_grad():
+    features = example
+    for layer in model.body:
+        features = layer(features)
+        steps.append((type(layer).__name__, tuple(features.shape)))
+    steps.append(("head: Linear", tuple(model.head(features).shape)))
+lab06.shape_diagram(
+    steps,
+    title=f"One digit through DigitsCNN: {steps[0][1][1]} pixels → "
+    f"{steps[-2][1][1]} features → {steps[-1][1][1]} scores",
+)
+
+# %% [markdown]
+# Read the picture from left to right: the 64 pixels become a 1-channel 8 × 8 image; the
+# first convolution makes 16 channels, the second 32, both keeping 8 × 8 (`padding=1`);
+# `MaxPool2d(2)` halves the size to 4 × 4; `Flatten` lines the 32 × 4 × 4 values up into
+# 512 features for the head. `ReLU` and `Dropout` change values, never shapes.
+#
+# ## 2 · What a `state_dict` is
+
+# %%
 for name, tensor in model.state_dict().items():
     print(f"{name:16} {str(tuple(tensor.shape)):16} {tensor.dtype}")
 
@@ -92,12 +157,14 @@ for name, tensor in model.state_dict().items():
 # path you gave it in `__init__`: `body.1.weight`, `head.bias`) to its **tensor**. Nothing
 # else: no code, no class. Buffers such as BatchNorm's running averages are included too.
 #
-# The optimizer has a `state_dict()` as well. After one training step, Adam keeps two running
-# averages per parameter (`exp_avg`, `exp_avg_sq`) and a step counter, plus its settings in
-# `param_groups`. Parameters are referred to by number (0, 1, 2, …), not by name.
+# The optimizer has a `state_dict()` as well. After one training step, Adam (lab 2) keeps two
+# running averages per parameter (`exp_avg`, `exp_avg_sq`) and a step counter, plus its
+# settings in `param_groups`. Parameters are referred to by number (0, 1, 2, …), not by name.
+# Running the cell again takes another step on the same model (with the new gradients added
+# to the old ones, as lab 1 showed, since nothing zeroes them), so the weights saved below
+# change each time.
 
 # %%
-train_set, val_set = data.digits_split()
 optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
 x, y = train_set.tensors
 F.cross_entropy(model(x[:64].to(device)), y[:64].to(device)).backward()
@@ -135,7 +202,7 @@ print(
 )
 
 # %% [markdown]
-# ## 2 · Why not save the whole model? Loading safely
+# ## 3 · Why not save the whole model? Loading safely
 #
 # `torch.save(model, path)` also works, and looks simpler. It uses Python's **pickle**, which
 # does not store your class's code, only *where to find it*: "the class `DigitsCNN` in the
@@ -250,10 +317,10 @@ def load_trusted(path, device):
 # </details>
 
 # %%
-check.load_trusted(load_trusted, TrainingConfig)
+load_trusted = lab06.check_load_trusted(load_trusted, TrainingConfig)
 
 # %% [markdown]
-# ## 3 · A complete checkpoint
+# ## 4 · A complete checkpoint
 #
 # To continue training exactly where it stopped, the weights are not enough. A checkpoint
 # holds everything that changes during training:
@@ -269,6 +336,10 @@ check.load_trusted(load_trusted, TrainingConfig)
 # Leave out any of the last four and the resumed run differs from the original: the first
 # steps use an empty optimizer state, the learning rate restarts at its first (large) value,
 # or the batches come in a different order.
+#
+# A learning-rate **scheduler** changes the learning rate as training goes on (lab 7 compares
+# several). Here `StepLR(optimizer, step_size=3, gamma=0.3)` multiplies it by 0.3 after every
+# 3 epochs; `scheduler.step()` is called once at the end of each epoch.
 #
 # The random state comes from two small helpers: PyTorch has one generator for the CPU and
 # one per GPU. Each state is a CPU tensor of bytes, and the setters accept nothing else:
@@ -347,10 +418,10 @@ def save_checkpoint(path, model, optimizer, scheduler, epoch):
 # </details>
 
 # %%
-check.save_checkpoint(save_checkpoint, rng_state)
+save_checkpoint = lab06.check_save_checkpoint(save_checkpoint, rng_state)
 
 # %% [markdown]
-# ## 4 · Resuming exactly
+# ## 5 · Resuming exactly
 #
 # Resuming is the mirror image of saving: build the model, optimizer and scheduler exactly as
 # before (same classes, same settings), then pour the saved state into each with
@@ -360,6 +431,8 @@ check.save_checkpoint(save_checkpoint, rng_state)
 # Then do it again, but "crash" halfway: throw every object away, build fresh ones (with a
 # different seed, to prove nothing survives by accident), load the checkpoint and continue.
 # A third run resumes from the weights only, as if we had saved `model.state_dict()` alone.
+# The first session saves its checkpoints with your `save_checkpoint` from Exercise 2. Every
+# run builds fresh objects, so running the cell again repeats the same experiment.
 
 
 # %%
@@ -392,16 +465,7 @@ def run_epochs(model, optimizer, scheduler, loader, epochs, checkpoint_path=None
         losses.append(train_one_epoch(model, loader, optimizer))
         scheduler.step()
         if checkpoint_path is not None:  # after every epoch: a crash loses at most one
-            torch.save(
-                {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "epoch": epoch,
-                    "rng": rng_state(),
-                },
-                checkpoint_path,
-            )
+            save_checkpoint(checkpoint_path, model, optimizer, scheduler, epoch)
     return losses
 
 
@@ -492,25 +556,20 @@ def resume(path, model, optimizer, scheduler):
 # </details>
 
 # %%
-check.resume(resume, rng_state)
+resume = lab06.check_resume(resume, rng_state)
 
 # %% [markdown]
-# ## 5 · The best checkpoint, and reusing a model for a new task
+# ## 6 · The best checkpoint, not the last
 #
-# **Best-checkpoint selection.** The last epoch is not always the best: the model may start
-# to overfit, or the validation accuracy may wobble. So while training we evaluate on the
-# validation set after every epoch and save a separate `best.pt` whenever the accuracy beats
-# the best so far. At the end, `best.pt` holds the model you actually want.
+# The last epoch is not always the best: the model may start to overfit, or the validation
+# accuracy may wobble from one epoch to the next. So while training we measure the accuracy
+# on the validation set after every epoch and save a separate `best.pt` **only when** the
+# accuracy beats the best so far. At the end, `best.pt` holds the model you actually want,
+# and the last epoch's weights are just the last.
 #
-# **Transfer learning.** A trained body has learned useful features (strokes, curves, loops).
-# A new, related task with little data can start from that body instead of from random
-# weights: keep (**freeze**) the body, **replace the head** with a new one for the new
-# classes, and train only the head (**fine-tune**). Freezing means `requires_grad=False`:
-# autograd computes no gradient for those parameters, so the optimizer never changes them.
-#
-# Our experiment: pretrain on digits **0–4** (keeping the best checkpoint), then learn digits
-# **5–9** from only a handful of examples per class, three ways: from the frozen pretrained
-# body, from the pretrained weights with the last body layer free to adapt, and from scratch.
+# The model we keep here is the start of section 7: we pretrain on digits **0–4** only, and
+# later reuse it for digits **5–9**. Two small helpers first: one keeps only some classes of
+# a dataset (relabelled 0, 1, …), the other measures the accuracy in `eval()` mode.
 
 
 # %%
@@ -535,39 +594,154 @@ def accuracy(model, dataset):
 
 
 old_classes, new_classes = range(0, 5), range(5, 10)
-pretrain_set, pretrain_val = (
-    digits_subset(train_set, old_classes),
-    digits_subset(val_set, old_classes),
-)
+pretrain_set = digits_subset(train_set, old_classes)
+pretrain_val = digits_subset(val_set, old_classes)
+print(f"digits 0–4: {len(pretrain_set)} for training, {len(pretrain_val)} for validation")
 
-model, optimizer, _, _ = fresh_run(seed=0, num_classes=5)
+# %% [markdown]
+# ### Exercise 4 · keep the best checkpoint
+#
+# Write `save_if_best(path, model, epoch, val_accuracy, best_accuracy)`, called once after
+# every epoch:
+#
+# * if `val_accuracy` is higher than `best_accuracy` (the best so far), save
+#   `{"model": model.state_dict(), "epoch": epoch, "val_accuracy": val_accuracy}` to `path`;
+#   otherwise leave the file alone;
+# * return the best accuracy so far (the new one if it was better, else the old one), so the
+#   next epoch is compared with it.
+
+
+# %% tags=["exercise"]
+def save_if_best(path, model, epoch, val_accuracy, best_accuracy):
+    # TODO: save only when val_accuracy beats best_accuracy; return the best accuracy so far
+    torch.save({"model": model.state_dict(), "epoch": epoch, "val_accuracy": val_accuracy}, path)
+    return val_accuracy
+
+
+# %% [markdown] tags=["solution"]
+# <details><summary>Solution</summary>
+#
+# ```python
+# def save_if_best(path, model, epoch, val_accuracy, best_accuracy):
+#     if val_accuracy > best_accuracy:
+#         checkpoint = {"model": model.state_dict(), "epoch": epoch, "val_accuracy": val_accuracy}
+#         torch.save(checkpoint, path)
+#         return val_accuracy
+#     return best_accuracy
+# ```
+#
+# </details>
+
+# %%
+save_if_best = lab06.check_save_if_best(save_if_best)
+
+# %% [markdown]
+# The pretraining below calls your `save_if_best` after every epoch. It builds a fresh model
+# each time, so running the cell again repeats the same run and writes `best.pt` anew.
+
+# %%
+model, optimizer, _, _ = fresh_run(seed=0, num_classes=len(old_classes))
 loader = DataLoader(pretrain_set, batch_size=64, shuffle=True)
 best_path, best_accuracy, pretrain_accuracies = folder / "best.pt", 0.0, []
 for epoch in range(pick(full=10, quick=2)):
     train_one_epoch(model, loader, optimizer)
     pretrain_accuracies.append(accuracy(model, pretrain_val))
-    if pretrain_accuracies[-1] > best_accuracy:
-        best_accuracy = pretrain_accuracies[-1]
-        torch.save(
-            {"model": model.state_dict(), "epoch": epoch, "val_accuracy": best_accuracy}, best_path
-        )
+    best_accuracy = save_if_best(best_path, model, epoch, pretrain_accuracies[-1], best_accuracy)
 
+print("validation accuracy per epoch:", " ".join(f"{a:.1%}" for a in pretrain_accuracies))
 best = torch.load(best_path, map_location=device, weights_only=True)
-print(f"best checkpoint: epoch {best['epoch'] + 1}, validation accuracy {best['val_accuracy']:.1%}")
+print(f"best.pt holds epoch {best['epoch'] + 1}: {best['val_accuracy']:.1%}")
+print(f"the last epoch, {len(pretrain_accuracies)}: {pretrain_accuracies[-1]:.1%}")
 
 # %% [markdown]
-# Now the fine-tuning set: a few examples of each new digit. We load the best checkpoint,
-# freeze the body, and replace the head. A new `nn.Linear` assigned to `model.head` is
-# registered automatically (lab 2) and its parameters require gradients; the optimizer gets
-# only the parameters that still require gradients. A model trained from scratch is the
-# baseline.
+# With a strict `>`, `best.pt` holds the first epoch that reached the highest accuracy: later
+# epochs that only equal it, or fall below it, do not replace it. When the last epoch is the
+# best, the two are the same model; when it is not, `best.pt` is the one to keep.
+#
+# ## 7 · Reusing a model for a new task
+#
+# **Transfer learning.** A trained body has learned useful features (strokes, curves, loops).
+# A new, related task with little data can start from that body instead of from random
+# weights: keep (**freeze**) the body, **replace the head** with a new one for the new
+# classes, and train only the head (**fine-tune**). Freezing means `requires_grad=False`:
+# autograd computes no gradient for those parameters, so the optimizer never changes them.
+#
+# Our new task: learn digits **5–9** from only a handful of examples per class.
+#
+# **More variety from few examples: transforms.** With 5 images of each digit, the model sees
+# the same 25 pictures every epoch. `torchvision.transforms.v2` changes an image at random each
+# time it is used: `RandomAffine(degrees=10, translate=(0.125, 0.125))` rotates it by up to
+# 10° and shifts it by up to one pixel (1/8 of the width); bilinear interpolation blends
+# neighbouring pixels where a rotated pixel lands between them. The transforms work on tensors laid
+# out as C × H × W, so a digit is reshaped to 1 × 8 × 8 first. `Normalize(mean, std)`
+# subtracts the mean and divides by the standard deviation, channel by channel.
 
 # %%
 per_class = pick(full=5, quick=5)
 finetune_set = digits_subset(train_set, new_classes, per_class=per_class)
 new_val = digits_subset(val_set, new_classes)
 
+augment = v2.RandomAffine(
+    degrees=10, translate=(0.125, 0.125), interpolation=v2.InterpolationMode.BILINEAR
+)
+digits_5_to_9 = finetune_set.tensors[0][::per_class].view(-1, 1, 8, 8)  # one of each, C×H×W
+draws = 3
+lab06.digit_grid(
+    {
+        "as loaded": digits_5_to_9,
+        **{
+            f"augment, draw {i}": torch.stack([augment(image) for image in digits_5_to_9])
+            for i in range(1, draws + 1)
+        },
+    },
+    title=f"{len(digits_5_to_9)} fine-tuning digits and {draws} random draws of RandomAffine",
+)
 
+pixels = finetune_set.tensors[0].view(-1, 1, 8, 8)
+normalize = v2.Normalize(mean=[pixels.mean().item()], std=[pixels.std().item()])
+normalized = normalize(pixels)
+print(f"pixels as loaded : mean {pixels.mean():.2f}, std {pixels.std():.2f}")
+print(f"after Normalize  : mean {normalized.mean():.2f}, std {normalized.std():.2f}")
+
+# %% [markdown]
+# Each draw moves every digit a little differently, and a 5 is still a 5. To use a transform
+# in training, a `Dataset` (lab 2) applies it in `__getitem__`: every epoch then sees new
+# versions of the same few digits.
+#
+# We do **not** use `Normalize` here. The body we reuse was trained on pixels between 0 and
+# 1; a `Normalize` belongs to every dataset a model sees (pretraining, fine-tuning,
+# inference) or to none, otherwise the body gets inputs unlike any it learned from.
+
+
+# %%
+class AugmentedDigits(Dataset):
+    """A dataset of flat 8×8 digits, each transformed anew every time it is read."""
+
+    def __init__(self, dataset, transform):
+        self.dataset, self.transform = dataset, transform
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, index):
+        pixels, label = self.dataset[index]
+        return self.transform(pixels.view(1, 8, 8)).flatten(), label
+
+
+augmented_set = AugmentedDigits(finetune_set, augment)
+print("reading digit 0 twice gives the same image:", end=" ")
+print(torch.equal(augmented_set[0][0], augmented_set[0][0]))
+
+# %% [markdown]
+# The same index gives a new image each time it is read, which is the point.
+#
+# Now the recipe: load the best checkpoint, freeze the body, replace the head. A new
+# `nn.Linear` assigned to `model.head` is registered automatically (lab 2) and its
+# parameters require gradients; the optimizer will get only the parameters that still
+# require gradients. A model trained from scratch is the baseline.
+
+
+# %%
 def load_pretrained():
     """The best checkpoint of the 0–4 model, as the starting point for the new task."""
     model = DigitsCNN(num_classes=len(old_classes)).to(device)
@@ -575,12 +749,15 @@ def load_pretrained():
     return model
 
 
-pretrained = load_pretrained()
-pretrained.body.requires_grad_(False)  # freeze: no gradients for the body
-pretrained.head = nn.Linear(pretrained.head.in_features, len(new_classes)).to(device)  # new head
+def frozen_body_new_head():
+    model = load_pretrained()
+    model.body.requires_grad_(False)  # freeze: no gradients for the body
+    model.head = nn.Linear(model.head.in_features, len(new_classes)).to(device)  # new head
+    return model
 
-seed_everything(1)
-scratch = DigitsCNN(num_classes=len(new_classes)).to(device)
+
+def from_scratch():
+    return DigitsCNN(num_classes=len(new_classes)).to(device)
 
 
 def trainable_share(model):
@@ -588,11 +765,14 @@ def trainable_share(model):
     return f"trains {trainable:6,} of {sum(p.numel() for p in model.parameters()):,} parameters"
 
 
-for name, candidate in (("pretrained + new head", pretrained), ("from scratch", scratch)):
-    print(f"{name:22} {trainable_share(candidate)}")
+for name, build in (
+    ("pretrained + new head", frozen_body_new_head),
+    ("from scratch", from_scratch),
+):
+    print(f"{name:22} {trainable_share(build())}")
 
 # %% [markdown]
-# ### Exercise 4 · prepare a model for fine-tuning
+# ### Exercise 5 · prepare a model for fine-tuning
 #
 # A middle way between the two: start from the pretrained weights, but let the **last body
 # layer** adapt too, so that the highest-level features can fit the new digits. Write
@@ -607,8 +787,8 @@ for name, candidate in (("pretrained + new head", pretrained), ("from scratch", 
 # 4,640 of the body's 4,800 weights (16 × 32 × 3 × 3 + 32), so your model trains nearly as
 # many parameters as the one from scratch. What it keeps is the pretrained *starting point*.
 # In large networks the last block is a small share of the weights, and unfreezing it is
-# cheap. The cell after the check trains the model your function returns, next to the two
-# above.
+# cheap. The cell after the check fine-tunes the model your function returns, next to the
+# two above.
 
 
 # %% tags=["exercise"]
@@ -632,34 +812,56 @@ def prepare_for_finetuning(model, num_classes):
 # </details>
 
 # %%
-check.prepare_for_finetuning(prepare_for_finetuning, DigitsCNN)
+prepare_for_finetuning = lab06.check_prepare_for_finetuning(prepare_for_finetuning, DigitsCNN)
+
+# %% [markdown]
+# The three candidates train on the same digits in the same order, with Adam on their
+# trainable parameters only. Each is built afresh in the cell, so running it again repeats
+# the comparison instead of training further. `augment_finetuning` chooses the data: the 25
+# digits as they are, or `augmented_set`. Whether augmentation helps on so few 8×8 digits is
+# worth a try: set it to `True`, run the cell again, and compare the printouts.
 
 # %%
-partly_frozen = prepare_for_finetuning(load_pretrained(), len(new_classes)).to(device)
-print(f"{'your prepare_for_finetuning':22} {trainable_share(partly_frozen)}")
-
 candidates = {
-    "pretrained: frozen body, new head": pretrained,
-    "pretrained: last conv + head (yours)": partly_frozen,
-    "from scratch": scratch,
+    "pretrained: frozen body, new head": frozen_body_new_head,
+    "pretrained: last conv + head (yours)": lambda: prepare_for_finetuning(
+        load_pretrained(), len(new_classes)
+    ).to(device),
+    "from scratch": from_scratch,
 }
+augment_finetuning = False
+finetune_data = augmented_set if augment_finetuning else finetune_set
 finetune_epochs = pick(full=25, quick=2)
-curves = {}
-for name, candidate in candidates.items():
-    seed_everything(2)  # same shuffling for every candidate
+finetuned, curves = {}, {}
+for name, build in candidates.items():
+    seed_everything(1)  # the same new-head initialisation for every candidate
+    candidate = build()
+    print(f"{name:37} {trainable_share(candidate)}")
+    seed_everything(2)  # the same shuffling (and random transforms) for every candidate
     trainable = [p for p in candidate.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(trainable, lr=3e-3)
-    loader = DataLoader(finetune_set, batch_size=16, shuffle=True)
+    loader = DataLoader(finetune_data, batch_size=16, shuffle=True)
     curves[name] = []
     for _ in range(finetune_epochs):
         train_one_epoch(candidate, loader, optimizer)
         curves[name].append(accuracy(candidate, new_val))
+    finetuned[name] = candidate
 
-first, last = (max(curves, key=lambda name: curves[name][epoch]) for epoch in (0, -1))
+
+def ahead(epoch):
+    """Who is ahead after `epoch`: the better pretrained model, or the model from scratch."""
+    pretrained = max(curve[epoch] for name, curve in curves.items() if name != "from scratch")
+    scratch = curves["from scratch"][epoch]
+    return (
+        "pretrained" if pretrained > scratch else "from scratch" if scratch > pretrained else "tie"
+    )
+
+
 plots.curves(
     curves,
-    title=f"Digits 5–9 from {per_class} examples per class\n"
-    f"leading after epoch 1: {first} · after epoch {finetune_epochs}: {last}",
+    title=f"Digits 5–9 from {per_class} examples per class"
+    f"{' (augmented)' if augment_finetuning else ''}\n"
+    f"ahead after epoch 1: {ahead(0)} · after epoch {finetune_epochs}: {ahead(-1)}",
     xlabel="epoch",
     ylabel="validation accuracy on digits 5–9",
 )
@@ -670,28 +872,92 @@ for name, curve in curves.items():
         f"{name:37} after epoch 1: {curve[0]:6.1%}   after epoch {len(curve)}: {curve[-1]:6.1%}"
         f"   first at {goal:.0%}: {reached}"
     )
+scratch_start = curves["from scratch"][0]
+started_ahead = [
+    name for name in curves if name != "from scratch" and curves[name][0] > scratch_start
+]
+print(f"ahead of the model from scratch after epoch 1: {', '.join(started_ahead) or 'none'}")
 print(
     f"{len(new_val)} validation digits: one digit more or less moves the accuracy by "
     f"{1 / len(new_val):.1%}"
 )
 
 # %% [markdown]
-# Read the printout as well as the lines. Both pretrained models **start ahead**: after the
-# first epoch they are above the model from scratch, because features learned on 0–4
-# (strokes, loops) already separate 5–9 and little has to be learned on top. Whether they are
-# still ahead at the end is a different question, and on this toy problem the answer varies
-# with the machine and the seed: a small CNN learns 8×8 digits from 25 images almost as well
-# from scratch, and the accuracy on this small validation set moves by a few digits from one
-# epoch to the next (the printout says how much one digit is worth). What the pretrained
-# weights buy here is the **head start**: compare when each model first reaches 85 %. A
-# head start means fewer epochs, so less compute, for the same accuracy. This lab cannot show
-# the other half of the story, which is why almost every practical vision or language model
-# starts from pretrained weights: a large network pretrained on millions of images holds far
-# more than a small task could teach it, and there the advantage lasts.
+# Read the printout as well as the lines. The question is which models **start ahead**:
+# after the first epoch, features learned on 0–4 (strokes, loops) already separate 5–9, so a
+# pretrained model has little to learn on top of them; the line "ahead of the model from
+# scratch" says which ones were, in this run. Whether they are still ahead at the end is a
+# different question, and on this toy problem the answer varies with the machine and the
+# seed: a small CNN learns 8×8 digits from 25 images almost as well from scratch, and the
+# accuracy on this small validation set moves by a few digits from one epoch to the next (the
+# printout says how much one digit is worth). What the pretrained weights can buy here is the
+# **head start**: compare when each model first reaches 85 %. A head start means fewer
+# epochs, so less compute, for the same accuracy. This lab cannot show the other half of the
+# story, which is why almost every practical vision or language model starts from pretrained
+# weights: a large network pretrained on millions of images holds far more than a small task
+# could teach it, and there the advantage lasts.
+#
+# ## 8 · Shipping a model: `torch.export` and ONNX
+#
+# A checkpoint is for **PyTorch code that goes on training**: it holds `state_dict`s, and to
+# use it you need the `DigitsCNN` class and your training code. A model that is **deployed**
+# (in a server, a phone app, a C++ program) should not need either. Two formats hold the
+# model's *computation* itself, as a graph of operations, next to its weights:
+#
+# * **`torch.export.export(model, example_inputs)`** runs the model once on example inputs,
+#   records every operation it performs, and returns an `ExportedProgram`. Saved with
+#   `torch.export.save` as a `.pt2` file, it can be loaded without the class
+#   (`torch.export.load`), compiled ahead of time, or run from C++. By default every size of
+#   the example is fixed; `dynamic_shapes` says which dimension may vary (here the batch).
+# * **ONNX** is a file format that many runtimes read (ONNX Runtime, TensorRT, OpenVINO, web
+#   browsers). `torch.onnx.export(model, (example,), dynamo=True)` builds it from the same
+#   exported graph. It needs the `onnx` and `onnxscript` packages; the last line of the cell
+#   below says whether this environment has them. This lab only describes it.
+#
+# We export the fine-tuned model with the frozen body, in `eval()` mode, since that is how it
+# would run when deployed.
+
+# %%
+deployed = finetuned["pretrained: frozen body, new head"].eval()
+example = new_val.tensors[0][:2].to(device)
+exported = torch.export.export(
+    deployed, (example,), dynamic_shapes={"x": {0: torch.export.Dim("batch")}}
+)
+for node in exported.graph.nodes:
+    if node.op == "call_function":
+        # the arguments that are not earlier nodes of the graph are the operation's settings
+        settings = [arg for arg in node.args if not isinstance(arg, torch.fx.Node)]
+        shape = " × ".join(str(size) for size in node.meta["val"].shape)
+        print(f"{str(node.target):26} {str(settings):22} -> {shape}")
+
+export_path = folder / "digits_5_to_9.pt2"
+torch.export.save(exported, export_path)
+reloaded = torch.export.load(export_path).module()
+digits = new_val.tensors[0].to(device)
+with torch.no_grad():
+    same = torch.allclose(reloaded(digits), deployed(digits))
+print(
+    f"{export_path.name}: {export_path.stat().st_size / 1024:.0f} KiB; the reloaded program "
+    f"gives the same scores on {len(digits)} digits: {same}"
+)
+missing = [name for name in ("onnx", "onnxscript") if importlib.util.find_spec(name) is None]
+print(f"packages torch.onnx.export needs that are missing here: {', '.join(missing) or 'none'}")
 
 # %% [markdown]
+# The graph is the lab's `DigitsCNN` written out as operations: `aten` is PyTorch's library of
+# tensor operations. Each line is one operation, its settings (for `conv2d` the stride and
+# the padding, for `max_pool2d` the window and the stride) and the shape of its output. The
+# first dimension is a symbol (such as `s77`), not a number: the exported program accepts any
+# batch size, which is why 2 example digits were enough to export it and the whole
+# validation set could be run through it. Dropout is still there, with `p` and
+# `train=False`: in an exported eval-mode model it passes its input through. The `.pt2` file
+# needs neither `DigitsCNN` nor this notebook to run.
+#
 # ## Recap
 #
+# * Images are **N × C × H × W** tensors. `nn.Conv2d` slides small filters over them (each
+#   side becomes `(size + 2 × padding − kernel) // stride + 1`); `nn.MaxPool2d(2)` halves
+#   height and width.
 # * A **`state_dict`** maps parameter names to tensors. Save it, not the whole model: a pickled
 #   model only remembers *where* its class was, breaks when you refactor, and pickles can run
 #   code when loaded.
@@ -701,6 +967,10 @@ print(
 #   five, a resumed run continues the original curve exactly; with the weights alone it does
 #   not.
 # * Resume with the **next** epoch: the saved epoch had already finished.
-# * Keep a separate **best checkpoint**, chosen by validation accuracy.
+# * Keep a separate **best checkpoint**: save only when the validation accuracy beats the best
+#   so far.
 # * **Transfer learning**: load a trained body, freeze it (`requires_grad_(False)`), replace the
-#   head, give the optimizer only the trainable parameters, fine-tune.
+#   head, give the optimizer only the trainable parameters, fine-tune. Random **transforms**
+#   (`torchvision.transforms.v2`) give a small dataset more variety.
+# * A checkpoint is for resuming in PyTorch; **`torch.export`** (a `.pt2` file) and **ONNX**
+#   hold the computation itself, for deploying a model without its Python code.

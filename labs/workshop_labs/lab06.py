@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import copy
+import math
 import pickle
 import re
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from unittest import mock
 
 import torch
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 from torch import nn
 
 from workshop_labs import plots
-from workshop_labs.checks import ExerciseNotSolved, expect, passed
+from workshop_labs.checks import ExerciseNotSolved, exercise, expect, passed
 
 # ----------------------------------------------------------------------------------------------
 # Figures and small helpers
@@ -177,6 +179,79 @@ def resume_curves(
     return plots.show(fig)
 
 
+_STEP = 1.6  # distance between two layers in shape_diagram, in data units
+
+
+def shape_diagram(steps: Sequence[tuple[str, Sequence[int]]], *, title: str) -> Figure:
+    """One example's shape after each layer: images as stacks of channels, vectors as bars.
+
+    ``steps`` holds ``(layer name, output shape)`` pairs, batch dimension first, as the lab's
+    cell measures them.
+    """
+    fig, ax = plots.figure(figsize=(1.45 * len(steps) + 0.6, 3.9))
+    ax.axis("off")
+    ax.grid(False)
+    largest_side = max((shape[-1] for _, shape in steps if len(shape) == 4), default=1)
+    for index, (name, shape) in enumerate(steps):
+        centre, dims = index * _STEP, tuple(shape[1:])
+        if len(dims) == 3:
+            channels, height, width = dims
+            side = 0.35 + 0.55 * height / largest_side
+            layers = min(channels, 6)
+            for layer in range(layers):
+                offset = 0.05 * (layers - 1 - layer)
+                ax.add_patch(
+                    Rectangle(
+                        (centre - side / 2 + offset, -side / 2 + offset),
+                        side * width / height,
+                        side,
+                        facecolor=plots.PALETTE[0],
+                        edgecolor="white",
+                        alpha=0.55 + 0.45 * (layer + 1) / layers,
+                    )
+                )
+            text = f"{channels} ch\n{height}×{width}"
+        else:
+            size = dims[0] if dims else 1
+            height = 0.3 + 0.25 * math.log2(max(size, 1)) / 3
+            ax.add_patch(
+                Rectangle((centre - 0.09, -height / 2), 0.18, height, facecolor=plots.PALETTE[1])
+            )
+            text = f"{size:,}\nvalues"
+        ax.text(centre, -1.05, text, ha="center", va="top", fontsize=10)
+        ax.text(centre, 1.0, name, ha="center", va="bottom", fontsize=10, fontweight="bold")
+        if index:
+            ax.annotate(
+                "",
+                xy=(centre - 0.55, 0),
+                xytext=(centre - 0.85, 0),
+                arrowprops={"arrowstyle": "->", "color": "0.4"},
+            )
+    ax.set_xlim(-0.8, _STEP * (len(steps) - 1) + 0.8)
+    ax.set_ylim(-1.6, 1.4)
+    ax.set_aspect("equal")
+    ax.set_title(title)
+    return plots.show(fig)
+
+
+def digit_grid(rows: Mapping[str, torch.Tensor], *, title: str) -> Figure:
+    """One row of 8×8 digits per entry of ``rows`` (tensors of shape N×1×8×8 or N×8×8)."""
+    columns = max(len(images) for images in rows.values())
+    fig, axes = plots.figure(
+        len(rows), columns, figsize=(1.1 * columns + 1.6, 1.15 * len(rows) + 0.6), squeeze=False
+    )
+    for axes_row, (label, images) in zip(axes, rows.items(), strict=True):
+        for column, ax in enumerate(axes_row):
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.grid(False)
+            if column < len(images):
+                ax.imshow(images[column].detach().cpu().reshape(8, 8), cmap="gray_r")
+        axes_row[0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=10)
+    fig.suptitle(title, fontweight="bold")
+    return plots.show(fig)
+
+
 def refusal_reason(error: Exception) -> str:
     """The one sentence of torch.load's weights_only refusal that names the blocked global."""
     match = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
@@ -218,7 +293,82 @@ def _load_safely(path: Path) -> dict:
 
 
 # ----------------------------------------------------------------------------------------------
-# Exercise 1 · save a complete checkpoint
+# Exercise 1 · load safely, on the right device
+# ----------------------------------------------------------------------------------------------
+
+_payload_runs: list[str] = []
+
+
+def _payload(message: str) -> None:
+    """Stands in for an attacker's code: it only records that it ran."""
+    _payload_runs.append(message)
+
+
+class _Payload:
+    def __reduce__(self):
+        return (_payload, ("code hidden in the checkpoint ran",))
+
+
+def _reference_load_trusted(config_class: type) -> Callable:
+    def load_trusted(path, device):
+        with torch.serialization.safe_globals([config_class]):
+            return torch.load(path, map_location=device, weights_only=True)
+
+    return load_trusted
+
+
+@exercise(reference=_reference_load_trusted)
+def check_load_trusted(load_trusted_fn: Callable, config_class: type) -> None:
+    """Check exercise 1: weights_only=True, TrainingConfig allowed, map_location honoured."""
+    name = "load_trusted"
+    expect(callable(load_trusted_fn), f"`{name}` is not a function")
+    config = config_class()
+    weights = {"weight": torch.randn(3, 2)}
+    _payload_runs.clear()
+    with tempfile.TemporaryDirectory() as folder:
+        good, evil = Path(folder) / "good.pt", Path(folder) / "evil.pt"
+        torch.save({"model": weights, "config": config}, good)
+        torch.save({"model": weights, "config": _Payload()}, evil)
+        try:
+            loaded = load_trusted_fn(good, torch.device("cpu"))
+        except pickle.UnpicklingError as error:
+            raise ExerciseNotSolved(
+                f"{refusal_reason(error)}. Allow just that class: "
+                f"with torch.serialization.safe_globals([{config_class.__name__}]): ..."
+            ) from None
+        expect(loaded is not None, f"`{name}` returned None: return the loaded checkpoint")
+        expect(
+            isinstance(loaded.get("config"), config_class) and loaded["config"] == config,
+            f"checkpoint['config'] did not come back as the saved {config_class.__name__}",
+        )
+        moved = load_trusted_fn(good, torch.device("meta"))
+        landed = moved["model"]["weight"].device.type
+        expect(
+            landed == "meta",
+            f"wrong map_location: asked for device 'meta' but the tensors landed on '{landed}'. "
+            "Pass map_location=device (this check uses 'meta', a device without data, to see "
+            "that your function honours its argument)",
+        )
+        try:
+            load_trusted_fn(evil, torch.device("cpu"))
+        except pickle.UnpicklingError:
+            refused = True
+        else:
+            refused = False
+    expect(
+        not _payload_runs,
+        "your loader ran code hidden inside a checkpoint file: never use weights_only=False "
+        "for files you did not create; keep weights_only=True",
+    )
+    expect(refused, "your loader accepted a file with an unknown object: keep weights_only=True")
+    passed(
+        f"{name} loads tensors and {config_class.__name__} onto the device you ask for, and "
+        "refuses anything else"
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Exercise 2 · save a complete checkpoint
 # ----------------------------------------------------------------------------------------------
 
 REQUIRED_KEYS = {
@@ -230,8 +380,25 @@ REQUIRED_KEYS = {
 }
 
 
-def save_checkpoint(save_checkpoint_fn: Callable, rng_state_fn: Callable) -> None:
-    """Check exercise 1: the file holds model, optimizer, scheduler, epoch and RNG state."""
+def _reference_save_checkpoint(rng_state_fn: Callable) -> Callable:
+    def save_checkpoint(path, model, optimizer, scheduler, epoch):
+        torch.save(
+            {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "epoch": epoch,
+                "rng": rng_state_fn(),
+            },
+            path,
+        )
+
+    return save_checkpoint
+
+
+@exercise(reference=_reference_save_checkpoint)
+def check_save_checkpoint(save_checkpoint_fn: Callable, rng_state_fn: Callable) -> None:
+    """Check exercise 2: the file holds model, optimizer, scheduler, epoch and RNG state."""
     name = "save_checkpoint"
     expect(callable(save_checkpoint_fn), f"`{name}` is not a function")
     model, optimizer, scheduler = _trained_setup()
@@ -291,12 +458,31 @@ def save_checkpoint(save_checkpoint_fn: Callable, rng_state_fn: Callable) -> Non
 
 
 # ----------------------------------------------------------------------------------------------
-# Exercise 2 · resume from a checkpoint
+# Exercise 3 · resume from a checkpoint
 # ----------------------------------------------------------------------------------------------
 
 
-def resume(resume_fn: Callable, rng_state_fn: Callable) -> None:
-    """Check exercise 2: everything restored and the next epoch returned."""
+def _restore_rng(state: Mapping) -> None:
+    torch.set_rng_state(state["cpu"].cpu())
+    if state["cuda"]:
+        torch.cuda.set_rng_state_all([generator.cpu() for generator in state["cuda"]])
+
+
+def _reference_resume(rng_state_fn: Callable) -> Callable:
+    def resume(path, model, optimizer, scheduler):
+        checkpoint = torch.load(path, weights_only=True)
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        scheduler.load_state_dict(checkpoint["scheduler"])
+        _restore_rng(checkpoint["rng"])
+        return checkpoint["epoch"] + 1
+
+    return resume
+
+
+@exercise(reference=_reference_resume)
+def check_resume(resume_fn: Callable, rng_state_fn: Callable) -> None:
+    """Check exercise 3: everything restored and the next epoch returned."""
     name = "resume"
     expect(callable(resume_fn), f"`{name}` is not a function")
     model, optimizer, scheduler = _trained_setup()
@@ -362,78 +548,114 @@ def resume(resume_fn: Callable, rng_state_fn: Callable) -> None:
 
 
 # ----------------------------------------------------------------------------------------------
-# Exercise 3 · load safely, on the right device
+# Exercise 4 · keep the best checkpoint, not the last
 # ----------------------------------------------------------------------------------------------
 
-_payload_runs: list[str] = []
+_VAL_ACCURACIES = (0.60, 0.85, 0.80, 0.90, 0.70, 0.75)  # the best epoch is neither first nor last
 
 
-def _payload(message: str) -> None:
-    """Stands in for an attacker's code: it only records that it ran."""
-    _payload_runs.append(message)
+def _reference_save_if_best() -> Callable:
+    def save_if_best(path, model, epoch, val_accuracy, best_accuracy):
+        if val_accuracy > best_accuracy:
+            checkpoint = {"model": model.state_dict(), "epoch": epoch, "val_accuracy": val_accuracy}
+            torch.save(checkpoint, path)
+            return val_accuracy
+        return best_accuracy
+
+    return save_if_best
 
 
-class _Payload:
-    def __reduce__(self):
-        return (_payload, ("code hidden in the checkpoint ran",))
-
-
-def load_trusted(load_trusted_fn: Callable, config_class: type) -> None:
-    """Check exercise 3: weights_only=True, TrainingConfig allowed, map_location honoured."""
-    name = "load_trusted"
-    expect(callable(load_trusted_fn), f"`{name}` is not a function")
-    config = config_class()
-    weights = {"weight": torch.randn(3, 2)}
-    _payload_runs.clear()
+@exercise(reference=_reference_save_if_best)
+def check_save_if_best(save_if_best_fn: Callable) -> None:
+    """Check exercise 4: the file keeps the best epoch so far, and the best accuracy is returned."""
+    name = "save_if_best"
+    expect(callable(save_if_best_fn), f"`{name}` is not a function")
+    model = nn.Linear(2, 2)
+    best, best_epoch = 0.0, None
     with tempfile.TemporaryDirectory() as folder:
-        good, evil = Path(folder) / "good.pt", Path(folder) / "evil.pt"
-        torch.save({"model": weights, "config": config}, good)
-        torch.save({"model": weights, "config": _Payload()}, evil)
-        try:
-            loaded = load_trusted_fn(good, torch.device("cpu"))
-        except pickle.UnpicklingError as error:
-            raise ExerciseNotSolved(
-                f"{refusal_reason(error)}. Allow just that class: "
-                f"with torch.serialization.safe_globals([{config_class.__name__}]): ..."
-            ) from None
-        expect(loaded is not None, f"`{name}` returned None: return the loaded checkpoint")
-        expect(
-            isinstance(loaded.get("config"), config_class) and loaded["config"] == config,
-            f"checkpoint['config'] did not come back as the saved {config_class.__name__}",
-        )
-        moved = load_trusted_fn(good, torch.device("meta"))
-        landed = moved["model"]["weight"].device.type
-        expect(
-            landed == "meta",
-            f"wrong map_location: asked for device 'meta' but the tensors landed on '{landed}'. "
-            "Pass map_location=device (this check uses 'meta', a device without data, to see "
-            "that your function honours its argument)",
-        )
-        try:
-            load_trusted_fn(evil, torch.device("cpu"))
-        except pickle.UnpicklingError:
-            refused = True
-        else:
-            refused = False
-    expect(
-        not _payload_runs,
-        "your loader ran code hidden inside a checkpoint file: never use weights_only=False "
-        "for files you did not create; keep weights_only=True",
-    )
-    expect(refused, "your loader accepted a file with an unknown object: keep weights_only=True")
+        path = Path(folder) / "best.pt"
+        for epoch, val_accuracy in enumerate(_VAL_ACCURACIES):
+            with torch.no_grad():  # weights that say which epoch they come from
+                model.weight.fill_(epoch)
+                model.bias.fill_(epoch)
+            returned = save_if_best_fn(path, model, epoch, val_accuracy, best)
+            improved = val_accuracy > best
+            if improved:
+                best, best_epoch = val_accuracy, epoch
+            expect(
+                path.exists(),
+                f"`{name}` wrote nothing after epoch 0, although its accuracy "
+                f"{val_accuracy:.0%} beat the best so far (0%): torch.save(...) to `path` when "
+                "val_accuracy > best_accuracy",
+            )
+            saved = _load_safely(path)
+            expect(
+                isinstance(saved, dict),
+                f"the file holds a {type(saved).__name__}: save one dict with 'model', 'epoch' "
+                "and 'val_accuracy'",
+            )
+            for key, what in (
+                ("model", "model.state_dict()"),
+                ("epoch", "epoch"),
+                ("val_accuracy", "val_accuracy"),
+            ):
+                expect(key in saved, f"the checkpoint misses '{key}': add '{key}': {what}")
+            expect(
+                improved or saved["epoch"] != epoch,
+                f"after epoch {epoch} ({val_accuracy:.0%}, worse than the best so far, "
+                f"{best:.0%}) the file holds epoch {epoch}: it keeps the last epoch, not the "
+                "best. Save only when val_accuracy > best_accuracy",
+            )
+            expect(
+                saved["epoch"] == best_epoch,
+                f"after epoch {epoch} the file holds epoch {saved['epoch']!r}, but the best so "
+                f"far is epoch {best_epoch} ({best:.0%}): save when val_accuracy > best_accuracy",
+            )
+            expect(
+                isinstance(saved["model"], Mapping)
+                and torch.equal(
+                    saved["model"].get("weight", torch.empty(0)),
+                    torch.full_like(model.weight.detach(), float(best_epoch)),
+                ),
+                f"the weights in the file are not the model's at epoch {best_epoch}: save "
+                "model.state_dict() together with that epoch",
+            )
+            expect(
+                returned is not None,
+                f"`{name}` returned None: return the best accuracy so far, so that the next "
+                "epoch is compared with it",
+            )
+            expect(
+                returned == best,
+                f"after epoch {epoch} ({val_accuracy:.0%}) `{name}` returned {returned!r}, but "
+                f"the best so far is {best!r}: return val_accuracy when it is better, "
+                "else best_accuracy",
+            )
     passed(
-        f"{name} loads tensors and {config_class.__name__} onto the device you ask for, and "
-        "refuses anything else"
+        f"{name} kept epoch {best_epoch} ({best:.0%}), the best, through "
+        f"{len(_VAL_ACCURACIES) - 1 - best_epoch} later, worse epochs"
     )
 
 
 # ----------------------------------------------------------------------------------------------
-# Exercise 4 · prepare a pretrained model for fine-tuning
+# Exercise 5 · prepare a pretrained model for fine-tuning
 # ----------------------------------------------------------------------------------------------
 
 
-def prepare_for_finetuning(prepare_fn: Callable, model_class: type) -> None:
-    """Check exercise 4: body frozen except its last layer with weights, new trainable head."""
+def _reference_prepare_for_finetuning(model_class: type) -> Callable:
+    def prepare_for_finetuning(model, num_classes):
+        model.body.requires_grad_(False)
+        layers_with_weights = [m for m in model.body if isinstance(m, nn.Conv2d | nn.Linear)]
+        layers_with_weights[-1].requires_grad_(True)
+        model.head = nn.Linear(model.head.in_features, num_classes)
+        return model
+
+    return prepare_for_finetuning
+
+
+@exercise(reference=_reference_prepare_for_finetuning)
+def check_prepare_for_finetuning(prepare_fn: Callable, model_class: type) -> None:
+    """Check exercise 5: body frozen except its last layer with weights, new trainable head."""
     name = "prepare_for_finetuning"
     expect(callable(prepare_fn), f"`{name}` is not a function")
     torch.manual_seed(0)

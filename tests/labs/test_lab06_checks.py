@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.labs.solutions import lab_namespace, solution
-from workshop_labs import lab06
+from tests.labs.solutions import lab_namespace, solution, starter
+from workshop_labs import checks, lab06
 from workshop_labs.checks import ExerciseNotSolved
 
 # The lab's own definitions that its solutions and checks use.
@@ -18,6 +18,11 @@ DigitsCNN, TrainingConfig, rng_state = LAB["DigitsCNN"], LAB["TrainingConfig"], 
 def solution_with(name, *edits):
     """The lab's solution that defines ``name``, with one typical mistake."""
     return solution(6, name, edits=edits, **LAB)
+
+
+def lab_starter(name):
+    """What lab 6's exercise cell defines as ``name`` before the attendee edits it."""
+    return starter(6, name, **LAB)
 
 
 # ---- exercise 1 · load_trusted --------------------------------------------------------------
@@ -46,11 +51,11 @@ def load_unsafely(path, device):
 )
 def test_load_trusted_rejects(answer, message):
     with pytest.raises(ExerciseNotSolved, match=message):
-        lab06.load_trusted(answer, TrainingConfig)
+        lab06.check_load_trusted(answer, TrainingConfig)
 
 
 def test_load_trusted_accepts_solution(capsys):
-    lab06.load_trusted(solution_with("load_trusted"), TrainingConfig)
+    lab06.check_load_trusted(solution_with("load_trusted"), TrainingConfig)
     assert "✅" in capsys.readouterr().out
 
 
@@ -85,11 +90,11 @@ def save_whole_model(path, model, optimizer, scheduler, epoch):
 )
 def test_save_checkpoint_rejects(answer, message):
     with pytest.raises(ExerciseNotSolved, match=message):
-        lab06.save_checkpoint(answer, rng_state)
+        lab06.check_save_checkpoint(answer, rng_state)
 
 
 def test_save_checkpoint_accepts_solution(capsys):
-    lab06.save_checkpoint(solution_with("save_checkpoint"), rng_state)
+    lab06.check_save_checkpoint(solution_with("save_checkpoint"), rng_state)
     assert "✅" in capsys.readouterr().out
 
 
@@ -127,15 +132,61 @@ RESTORE_RNG = 'set_rng_state(checkpoint["rng"])'
 )
 def test_resume_rejects(answer, message):
     with pytest.raises(ExerciseNotSolved, match=message):
-        lab06.resume(answer, rng_state)
+        lab06.check_resume(answer, rng_state)
 
 
 def test_resume_accepts_solution(capsys):
-    lab06.resume(solution_with("resume"), rng_state)
+    lab06.check_resume(solution_with("resume"), rng_state)
     assert "epoch 5" in capsys.readouterr().out
 
 
-# ---- exercise 4 · prepare_for_finetuning ----------------------------------------------------
+# ---- exercise 4 · save_if_best --------------------------------------------------------------
+
+
+def save_if_best_without_return(path, model, epoch, val_accuracy, best_accuracy):
+    if val_accuracy > best_accuracy:
+        torch.save(
+            {"model": model.state_dict(), "epoch": epoch, "val_accuracy": val_accuracy}, path
+        )
+
+
+@pytest.mark.parametrize(
+    ("answer", "message"),
+    [
+        (lab_starter("save_if_best"), "holds epoch 2: it keeps the last epoch, not the best"),
+        (save_if_best_without_return, "returned None: return the best accuracy so far"),
+        (
+            solution_with("save_if_best", ("return best_accuracy", "return val_accuracy")),
+            "after epoch 2 \\(80%\\) `save_if_best` returned 0.8, but the best so far is 0.85",
+        ),
+        (
+            solution_with(
+                "save_if_best", ("val_accuracy > best_accuracy", "val_accuracy < best_accuracy")
+            ),
+            "wrote nothing after epoch 0",
+        ),
+        (
+            solution_with("save_if_best", ('"model": model.state_dict()', '"model": model')),
+            "cannot be loaded with weights_only=True",
+        ),
+        (
+            solution_with("save_if_best", (', "val_accuracy": val_accuracy}', "}")),
+            "misses 'val_accuracy'",
+        ),
+    ],
+    ids=["keeps-last", "no-return", "returns-latest", "reversed", "whole-model", "no-accuracy"],
+)
+def test_save_if_best_rejects(answer, message):
+    with pytest.raises(ExerciseNotSolved, match=message):
+        lab06.check_save_if_best(answer)
+
+
+def test_save_if_best_accepts_solution(capsys):
+    lab06.check_save_if_best(solution_with("save_if_best"))
+    assert "kept epoch 3 (90%), the best" in capsys.readouterr().out
+
+
+# ---- exercise 5 · prepare_for_finetuning ----------------------------------------------------
 
 FREEZE_BODY = "model.body.requires_grad_(False)"
 UNFREEZE_LAST = "layers_with_weights[-1].requires_grad_(True)"
@@ -173,11 +224,11 @@ NEW_HEAD = "model.head = nn.Linear(model.head.in_features, num_classes)"
 )
 def test_prepare_for_finetuning_rejects(answer, message):
     with pytest.raises(ExerciseNotSolved, match=message):
-        lab06.prepare_for_finetuning(answer, DigitsCNN)
+        lab06.check_prepare_for_finetuning(answer, DigitsCNN)
 
 
 def test_prepare_for_finetuning_accepts_solution(capsys):
-    lab06.prepare_for_finetuning(solution_with("prepare_for_finetuning"), DigitsCNN)
+    lab06.check_prepare_for_finetuning(solution_with("prepare_for_finetuning"), DigitsCNN)
     assert "✅" in capsys.readouterr().out
 
 
@@ -191,3 +242,28 @@ def test_checkpoint_tree_draws_every_top_level_key():
     texts = " ".join(text.get_text() for text in figure.axes[0].texts)
     for expected in ("model", "head.weight: tensor 10×512 · float32", "epoch: 3", "rng"):
         assert expected in texts
+
+
+# ---- running past an unsolved exercise ------------------------------------------------------
+
+UNSOLVED = {
+    "load_trusted": (lab06.check_load_trusted, (TrainingConfig,)),
+    "save_checkpoint": (lab06.check_save_checkpoint, (rng_state,)),
+    "resume": (lab06.check_resume, (rng_state,)),
+    "save_if_best": (lab06.check_save_if_best, ()),
+    "prepare_for_finetuning": (lab06.check_prepare_for_finetuning, (DigitsCNN,)),
+}
+
+
+@pytest.mark.parametrize("name", UNSOLVED)
+def test_an_unsolved_exercise_goes_on_with_a_reference_that_passes(name, monkeypatch, capsys):
+    check, context = UNSOLVED[name]
+    unsolved = lab_starter(name)
+    with pytest.raises(ExerciseNotSolved):  # the starter code is not a solution
+        check(unsolved, *context)
+    monkeypatch.setenv(checks.STRICT_ENV, "0")
+    reference = check(unsolved, *context)
+    assert reference is not unsolved
+    assert "the cells below use the reference answer" in capsys.readouterr().out
+    check.unchecked(reference, *context)
+    assert "✅" in capsys.readouterr().out
