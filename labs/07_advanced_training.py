@@ -13,19 +13,21 @@
 # %% [markdown]
 # # Lab 7 · Advanced training techniques
 #
-# The training loop of Lab 1 works, but real training runs need a few more tools: a learning
-# rate that changes over time, protection against one bad step destroying the model, weight
-# decay done right, and knowing when to stop. At the end you put everything from the day into
-# one production-style training loop.
+# The training loop of Labs 1 and 2 works, but real training runs need a few more tools: a
+# learning rate that changes over time, protection against one bad step destroying the model,
+# a big batch on a small GPU, weight decay done right, and knowing when to stop. At the end you
+# assemble your own pieces into one production-style training loop.
 #
 # **By the end of this lab you can**
-# 1. choose a **learning-rate scheduler** (StepLR, CosineAnnealingLR, OneCycleLR, warm-up) and
-#    call it at the right place in the loop;
+# 1. choose a **learning-rate scheduler** (StepLR, CosineAnnealingLR, OneCycleLR, warm-up,
+#    ReduceLROnPlateau) and call it at the right place in the loop;
 # 2. recognise **exploding gradients** and tame them with **gradient clipping**;
-# 3. explain why **AdamW** applies weight decay differently from Adam;
-# 4. implement **early stopping** with patience;
-# 5. write a complete training loop: device, DataLoader, AMP, clipping, scheduler, early
-#    stopping, best-checkpoint saving, progress bar.
+# 3. train with a big effective batch on a small GPU by **gradient accumulation**;
+# 4. explain why **AdamW** applies weight decay differently from Adam, and keep biases and
+#    norms out of the decay;
+# 5. implement **early stopping** with patience;
+# 6. assemble a complete training loop: device, DataLoader, AMP, accumulation, clipping,
+#    scheduler, early stopping, best-checkpoint saving, progress bar.
 #
 # **After a kernel restart** (*Kernel › Restart*, or a crash when memory ran out) your edits
 # are still here but every variable is gone: click the cell you were working on and choose
@@ -47,6 +49,7 @@ from torch.optim.lr_scheduler import (
     LambdaLR,
     LinearLR,
     OneCycleLR,
+    ReduceLROnPlateau,
     SequentialLR,
     StepLR,
 )
@@ -98,9 +101,10 @@ print(f"{epochs} epochs → {total_steps} optimizer steps")
 # | `LinearLR(start_factor, total_iters)` | a straight ramp, e.g. a warm-up |
 # | `LambdaLR(fn)` | lr × any factor `fn(step)` you compute |
 # | `SequentialLR([...], milestones)` | several schedules one after another |
+# | `ReduceLROnPlateau(factor, patience)` | multiplied by `factor` when a metric stops improving |
 #
-# Here is every one of them at every step of our training run, traced by stepping a real
-# optimizer (with a throw-away parameter) and reading its learning rate:
+# Here is each of them except the last, at every step of our training run, traced by stepping
+# a real optimizer (with a throw-away parameter) and reading its learning rate:
 
 # %%
 peak_lr = 0.1
@@ -115,6 +119,14 @@ schedulers = {
     ),
     "LinearLR warm-up (10 %)": lambda opt: LinearLR(
         opt, start_factor=0.01, total_iters=total_steps // 10
+    ),
+    "SequentialLR: warm-up, then cosine": lambda opt: SequentialLR(
+        opt,
+        [
+            LinearLR(opt, start_factor=0.01, total_iters=total_steps // 10),
+            CosineAnnealingLR(opt, T_max=total_steps - total_steps // 10),
+        ],
+        milestones=[total_steps // 10],
     ),
 }
 lab07.lr_schedule_curves(
@@ -144,9 +156,34 @@ for step, (xb, yb) in enumerate(train_loader):
     scheduler.step()  # ... then moves the schedule on by one batch
     print(f"batch {step}: loss {loss.item():.3f}, next lr {scheduler.get_last_lr()[0]:.5f}")
     if step == 3:
-        break  # four batches show the pattern; section 5 trains for real
+        break  # four batches show the pattern; section 6 trains for real
 
 # %% [markdown]
+# **A scheduler that watches a metric.** All the schedules above are fixed in advance: they
+# only count steps. `ReduceLROnPlateau` instead reacts to a number you give it, usually the
+# validation loss: it is stepped once per epoch **with the metric**, `scheduler.step(val_loss)`,
+# and multiplies the lr by `factor` once the metric has not improved for `patience` epochs in a
+# row. Below we feed it a made-up validation-loss curve that improves, then stalls twice (a
+# real curve comes in section 6), and record the lr each epoch uses.
+
+# %%
+made_up_val_losses = [1.0, 0.7, 0.55, 0.5, 0.5, 0.51, 0.52, 0.45, 0.44, 0.45, 0.46, 0.45, 0.44]
+parameter = nn.Parameter(torch.zeros(1))  # a throw-away parameter: nothing is trained here
+optimizer = torch.optim.SGD([parameter], lr=peak_lr)
+plateau = ReduceLROnPlateau(optimizer, mode="min", factor=0.5, patience=2)
+lr_per_epoch = []
+for val_loss in made_up_val_losses:
+    lr_per_epoch.append(optimizer.param_groups[0]["lr"])  # the lr this epoch trained with
+    optimizer.step()
+    plateau.step(val_loss)  # the metric decides the next epoch's lr
+lab07.plateau_picture(made_up_val_losses, lr_per_epoch, factor=0.5, patience=2)
+
+# %% [markdown]
+# Each cut (dotted line) comes only after `patience` epochs in a row without a new lowest
+# loss, not at the first bad epoch: like early stopping (section 5), the scheduler tolerates
+# noise. Use it when you cannot tell in advance how long training will take: it needs no
+# `total_steps`.
+#
 # ### Exercise 1 · warm-up, then cosine
 #
 # Large-model recipes (transformers especially) combine a **linear warm-up** with a
@@ -185,7 +222,7 @@ def warmup_cosine(optimizer, warmup_steps, total_steps):
 # </details>
 
 # %%
-lab07.check_warmup_cosine(warmup_cosine)
+warmup_cosine = lab07.check_warmup_cosine(warmup_cosine)
 
 # %% [markdown]
 # ### Exercise 2 · the OneCycle bug
@@ -225,7 +262,7 @@ def train_one_epoch(model, loader, optimizer, scheduler, loss_fn, device):
 # </details>
 
 # %%
-lab07.check_one_cycle_epoch(train_one_epoch, device)
+train_one_epoch = lab07.check_one_cycle_epoch(train_one_epoch, device)
 
 # %% [markdown]
 # ## 2 · Exploding gradients and gradient clipping
@@ -258,9 +295,12 @@ lab07.clipping_picture(torch.tensor([3.0, 1.2]), max_norm=1.5, clip_value=0.8)
 # %% [markdown]
 # Now let's make gradients explode for real. A very common mistake: forgetting to scale the
 # inputs. scikit-learn's digits come as pixel values 0…16, and the loaders we used so far
-# divided them by 16. Below, one model trains on the raw 0…16 pixels with SGD at lr 0.1;
-# a second, identical model does the same with `clip_grad_norm_(max_norm=1.0)`. We record
-# the gradient norm before and after clipping at every step.
+# divided them by 16. Below, one model trains on the raw 0…16 pixels with SGD at lr 0.1
+# (with momentum, lab 5); a second, identical model does the same with
+# `clip_grad_norm_(max_norm=1.0)`. We record the gradient norm before and after clipping at
+# every step. Where nothing is clipped, `nn.utils.get_total_norm(tensors)` measures it: it
+# returns the norm of all the given tensors taken as one vector and changes nothing (it is
+# new in PyTorch 2.6; `clip_grad_norm_` computes the same number before it clips).
 
 # %%
 clip_steps = runtime.pick(full=150, quick=30)
@@ -344,10 +384,126 @@ def clipped_step(model, optimizer, loss_fn, xb, yb, max_norm):
 # </details>
 
 # %%
-lab07.check_clipped_step(clipped_step)
+clipped_step = lab07.check_clipped_step(clipped_step)
 
 # %% [markdown]
-# ## 3 · Weight decay and AdamW
+# ## 3 · Gradient accumulation: a big batch on a small GPU
+#
+# The activations a forward pass keeps for `backward()` grow with the batch: a batch of 256
+# keeps 256 samples' worth in memory at once. When a recipe asks for a batch bigger than your
+# GPU can hold, you do not have to change the recipe: run the big batch as `k`
+# **micro-batches** one after another, let their gradients add up, and step once. The
+# **effective batch** is k × the micro-batch.
+#
+# Two facts from earlier labs make this work. `backward()` **adds** to `.grad` (lab 1: that is
+# why every step starts with `zero_grad()`), so k backward passes in a row sum their
+# gradients. And the loss is a **mean** over the batch (`reduction="mean"`, the default, lab 2):
+# the gradient of one batch of 256 is the *mean* of the four micro-batch gradients, not their
+# sum. So each micro-batch's loss is divided by k before `backward()`:
+#
+# ```python
+# loss = loss_fn(model(xb), yb) / accumulation_steps
+# loss.backward()                                  # adds to .grad
+# if batch % accumulation_steps == 0:              # every k-th micro-batch
+#     optimizer.step()
+#     optimizer.zero_grad()
+# ```
+#
+# Let us measure it: the gradient of one batch of 256 digits, against four micro-batches of 64
+# done right, and done with the two typical mistakes.
+
+# %%
+accumulation_steps = 4
+model = make_model()
+big_x, big_y = pixels[:256].to(device), labels[:256].to(device)
+micro_batches = list(
+    zip(big_x.chunk(accumulation_steps), big_y.chunk(accumulation_steps), strict=True)
+)
+
+
+def gradient_vector(model):
+    """Every parameter's .grad, flattened into one vector."""
+    return torch.cat([p.grad.flatten() for p in model.parameters()])
+
+
+model.zero_grad()
+loss_fn(model(big_x), big_y).backward()
+gradients = {"one batch of 256": gradient_vector(model)}
+
+model.zero_grad()
+for xb, yb in micro_batches:
+    loss = loss_fn(model(xb), yb) / accumulation_steps
+    loss.backward()
+gradients["4 × 64, loss / 4"] = gradient_vector(model)
+
+model.zero_grad()
+for xb, yb in micro_batches:
+    loss = loss_fn(model(xb), yb)  # mistake 1: not divided by accumulation_steps
+    loss.backward()
+gradients["4 × 64, not divided"] = gradient_vector(model)
+
+for xb, yb in micro_batches:
+    model.zero_grad()  # mistake 2: zeroed at every micro-batch
+    loss = loss_fn(model(xb), yb) / accumulation_steps
+    loss.backward()
+gradients["4 × 64, zeroed every time"] = gradient_vector(model)
+
+one_batch = gradients["one batch of 256"]
+for name, gradient in gradients.items():
+    difference = (gradient - one_batch).abs().max().item()
+    print(f"{name:26} norm {gradient.norm():.4f}, largest difference {difference:.1e}")
+lab07.accumulation_bars({name: gradient.norm().item() for name, gradient in gradients.items()})
+
+# %% [markdown]
+# Done right, the accumulated gradient equals the big batch's up to float rounding (the
+# largest difference printed above). Without the division it is 4 times too long, as if the
+# lr were 4 times bigger. Zeroed at every micro-batch, only the last 64 digits count, divided
+# by 4. Two limits: a layer that looks at the whole batch, like BatchNorm (lab 2), sees only
+# the micro-batch; and a schedule counts **optimizer steps**, so with k micro-batches per
+# step an epoch has k times fewer of them.
+#
+# ### Exercise 4 · accumulate gradients
+#
+# Complete `train_accumulated`: one epoch in which every `accumulation_steps` batches give one
+# optimizer step, with the gradient one batch of all of them together would give. (The
+# check's loader has a multiple of `accumulation_steps` batches.)
+
+
+# %% tags=["exercise"]
+def train_accumulated(model, loader, optimizer, loss_fn, device, accumulation_steps):
+    model.train()
+    for xb, yb in loader:
+        xb, yb = xb.to(device), yb.to(device)
+        optimizer.zero_grad()
+        loss = loss_fn(model(xb), yb)
+        loss.backward()
+        optimizer.step()
+    # TODO: step once every accumulation_steps batches, with the gradient of their mean loss
+
+
+# %% [markdown] tags=["solution"]
+# <details><summary>Solution</summary>
+#
+# ```python
+# def train_accumulated(model, loader, optimizer, loss_fn, device, accumulation_steps):
+#     model.train()
+#     optimizer.zero_grad()
+#     for batch, (xb, yb) in enumerate(loader, start=1):
+#         xb, yb = xb.to(device), yb.to(device)
+#         loss = loss_fn(model(xb), yb) / accumulation_steps
+#         loss.backward()
+#         if batch % accumulation_steps == 0:
+#             optimizer.step()
+#             optimizer.zero_grad()
+# ```
+#
+# </details>
+
+# %%
+train_accumulated = lab07.check_accumulation(train_accumulated, device)
+
+# %% [markdown]
+# ## 4 · Weight decay and AdamW
 #
 # **Weight decay** pulls every weight a little towards 0 at every step. Large weights make a
 # model sensitive to tiny input changes, so keeping weights small is a simple, effective
@@ -407,9 +563,53 @@ plots.curves(
 # 200 steps. With `AdamW` both groups shrink along the same curve, `(1 − lr·λ)^step`,
 # exactly what you asked for with `weight_decay`. (Setting the gradient by hand, as here, is
 # only for the experiment; normally `backward()` fills it.)
+#
+# **What to decay.** Weight decay keeps *weight matrices* small. Biases and the scale and
+# shift of a normalisation layer (LayerNorm, lab 4) are not what makes a model fragile, and
+# pulling them to 0 only fights the training, so common recipes leave them out. An optimizer
+# takes **parameter groups** for that: a list of dictionaries, each with its own `params` and
+# its own options, which override the defaults given after the list.
+#
+# ```python
+# groups = [{"params": some, "weight_decay": 0.05}, {"params": others, "weight_decay": 0.0}]
+# optimizer = torch.optim.AdamW(groups, lr=3e-3)
+# ```
+#
+# ### Exercise 5 · AdamW without decay on biases and norms
+#
+# Complete `adamw_decay_groups(model, lr, weight_decay)`: an `AdamW` in which every parameter
+# with two or more dimensions (`p.ndim >= 2`: the weight matrices) decays by `weight_decay`,
+# and every 1-dimensional one (biases, LayerNorm's weight and bias) has `weight_decay=0.0`.
+# Section 6 trains with it.
+
+
+# %% tags=["exercise"]
+def adamw_decay_groups(model, lr, weight_decay):
+    # TODO: two parameter groups: p.ndim >= 2 decays by weight_decay, the others by 0.0
+    return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+
+
+# %% [markdown] tags=["solution"]
+# <details><summary>Solution</summary>
+#
+# ```python
+# def adamw_decay_groups(model, lr, weight_decay):
+#     decay = [p for p in model.parameters() if p.ndim >= 2]
+#     no_decay = [p for p in model.parameters() if p.ndim < 2]
+#     groups = [
+#         {"params": decay, "weight_decay": weight_decay},
+#         {"params": no_decay, "weight_decay": 0.0},
+#     ]
+#     return torch.optim.AdamW(groups, lr=lr)
+# ```
+#
+# </details>
+
+# %%
+adamw_decay_groups = lab07.check_decay_groups(adamw_decay_groups)
 
 # %% [markdown]
-# ## 4 · Early stopping
+# ## 5 · Early stopping
 #
 # Train long enough and the model starts memorising the training digits: training loss keeps
 # falling while **validation loss** stops improving, or turns back up. The best model is the
@@ -422,9 +622,9 @@ plots.curves(
 #
 # Why patience instead of stopping at the first bad epoch? Validation loss is noisy: it often
 # goes up for an epoch or two and then reaches a new low. Patience is how many bad epochs in a
-# row we tolerate. You will see it on a real run in section 5.
+# row we tolerate. You will see it on a real run in section 6.
 #
-# ### Exercise 4 · an early stopper
+# ### Exercise 6 · an early stopper
 #
 # Complete `EarlyStopping.step(val_loss)`: it records one epoch's validation loss and
 # returns `True` when training should stop (after `patience` epochs in a row without a new
@@ -465,34 +665,42 @@ class EarlyStopping:
 # </details>
 
 # %%
-lab07.check_early_stopping(EarlyStopping)
+EarlyStopping = lab07.check_early_stopping(EarlyStopping)
 
 # %% [markdown]
-# ## 5 · Putting it all together: a production-style training loop
+# ## 6 · Putting it all together: a production-style training loop
 #
-# Here is everything from the day in one function. Read it top to bottom; each line is a
-# habit with a reason:
+# Now you assemble everything from the day into one function, `fit`, from your own pieces.
+# Each line of it is a habit with a reason, taught in the lab named here:
 #
 # | line | lab | why |
 # | --- | --- | --- |
 # | `.to(device)` for every batch | 1 | compute where the model is |
-# | `DataLoader`, shuffled | 2 | batches in a new order every epoch |
-# | `model.train()` / `model.eval()` | 2 | layers like dropout behave differently |
-# | `optimizer.zero_grad()` | 1 | gradients accumulate until you clear them |
-# | `torch.autocast(...)` | 4 | bf16 where the GPU has bf16 units; off on a CPU |
-# | `clip_grad_norm_` after `backward` | 7 | one bad batch cannot wreck the model |
-# | `scheduler.step()` after `optimizer.step()` | 7 | once per batch for step-based schedules |
-# | loss summed on the device | 3, 7 | `.item()` waits for the GPU's queue (lab 3): once per epoch |
+# | `optimizer.zero_grad()` | 1 | gradients add up until you clear them |
 # | `torch.no_grad()` for validation | 1 | no graph: less memory, faster |
-# | best checkpoint | 6 | keep the best model, not the last one |
-# | early stopping | 7 | stop once validation stops improving |
+# | `DataLoader`, shuffled | 2 | batches in a new order every epoch |
+# | `model.train()` / `model.eval()` | 2 | dropout and BatchNorm behave differently |
+# | `reduction="sum"` in `evaluate` | 2 | add up every sample's loss, divide once by the count |
+# | loss summed on the device, `.item()` once per epoch | 3 | `.item()` waits for the GPU's queue |
+# | `torch.autocast(...)` | 4 | bf16 where the GPU has bf16 units; off on a CPU |
+# | best checkpoint, loaded with `weights_only=True` | 6 | keep the best model, not the last one |
+# | `scheduler.step()` after `optimizer.step()` | 7 (§1) | once per optimizer step here |
+# | `clip_grad_norm_` after `backward` | 7 (§2) | one bad batch cannot wreck the model |
+# | loss / `accumulation_steps`, step every k batches | 7 (§3) | a big batch in small pieces |
+# | AdamW, no decay on biases and norms | 7 (§4) | decay that means the same for every weight |
+# | early stopping | 7 (§5) | stop once validation stops improving |
 #
 # Two habits you will meet in other people's loops are left out on purpose.
-# `zero_grad(set_to_none=True)` is no choice any more: `None` has been the default since
-# PyTorch 2.0, so plain `zero_grad()` already frees the gradients instead of filling them with
-# zeros. `.to(device, non_blocking=True)` lets the copy to the GPU overlap with computation
-# only when the batch sits in page-locked memory (`DataLoader(..., pin_memory=True)`); from
-# ordinary memory, as here, it is an ordinary copy, and on the CPU there is no copy at all.
+# `zero_grad(set_to_none=True)` is not a choice you need to make: `set_to_none=True` has been
+# the default since PyTorch 2.0, so plain `zero_grad()` already frees the gradients instead of
+# filling them with zeros. `.to(device, non_blocking=True)` lets the copy to the GPU overlap
+# with computation only when the batch sits in page-locked ("pinned") memory, which
+# `DataLoader(..., pin_memory=True)` provides. From ordinary memory, as here, it is an ordinary
+# copy; on the CPU there is no copy at all, so it does nothing.
+#
+# `evaluate` is given. It asks `cross_entropy` for `reduction="sum"` (lab 2 introduced
+# `reduction`): the sum over each batch, added up and divided once by the number of digits,
+# is the exact mean even though the last batch is smaller.
 
 # %%
 # bf16 autocast pays off only on a GPU with bf16 units (Lab 4). is_bf16_supported() alone also
@@ -516,77 +724,141 @@ def evaluate(model, loader):
     return total_loss.item() / count, correct.item() / count
 
 
+# %% [markdown]
+# ### Exercise 7 · assemble `fit`
+#
+# The loop below already trains, validates and keeps the best checkpoint. Fill in its TODOs
+# with the pieces of this lab: accumulation (as in your `train_accumulated`, section 3),
+# clipping (as in your `clipped_step`, section 2), the scheduler step (section 1) and early
+# stopping with your `EarlyStopping` class (section 5). Each option must do nothing when it is
+# left at its default. The check trains your `fit` for a few steps on a tiny problem; the
+# comparison below then trains with it.
+
+
+# %% tags=["exercise"]
 def fit(
     model,
     optimizer,
+    train_loader,
+    val_loader,
     *,
     epochs,
     checkpoint_path,
     scheduler=None,
     max_norm=None,
     patience=None,
+    accumulation_steps=1,
     name="training",
 ):
     """Train, validate every epoch, keep the best weights on disk, stop early if asked."""
     history = {"training loss": [], "validation loss": [], "validation accuracy": []}
-    best_loss, bad_epochs = math.inf, 0
+    best_loss = math.inf
+    # TODO (section 5): an EarlyStopping(patience) when patience is not None
     for epoch in runtime.progress(range(epochs), desc=name):
         model.train()
         running_loss = torch.zeros((), device=device)
-        for xb, yb in train_loader:
+        optimizer.zero_grad()
+        for xb, yb in train_loader:  # TODO (section 3): count the batches with enumerate
             xb, yb = xb.to(device), yb.to(device)
-            optimizer.zero_grad()
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
                 loss = loss_fn(model(xb), yb)
-            loss.backward()
-            if max_norm is not None:
-                nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+            loss.backward()  # TODO (section 3): backward on the loss / accumulation_steps
+            # TODO (section 3): do what follows only every accumulation_steps batches
+            # TODO (section 2): clip the gradient norm to max_norm when it is not None
             optimizer.step()
-            if scheduler is not None:
-                scheduler.step()
+            optimizer.zero_grad()
+            # TODO (section 1): step the scheduler when there is one
             running_loss += loss.detach() * len(xb)
         val_loss, val_accuracy = evaluate(model, val_loader)
         history["training loss"].append(running_loss.item() / len(train_loader.dataset))
         history["validation loss"].append(val_loss)
         history["validation accuracy"].append(val_accuracy)
         if val_loss < best_loss:
-            best_loss, bad_epochs = val_loss, 0
+            best_loss = val_loss
             checkpoint = {"epoch": epoch + 1, "val_loss": val_loss, "model": model.state_dict()}
             torch.save(checkpoint, checkpoint_path)
-        else:
-            bad_epochs += 1
-            if patience is not None and bad_epochs >= patience:
-                break
+        # TODO (section 5): stop when the early stopper says so
     return history
 
+
+# %% [markdown] tags=["solution"]
+# <details><summary>Solution</summary>
+#
+# ```python
+# def fit(
+#     model,
+#     optimizer,
+#     train_loader,
+#     val_loader,
+#     *,
+#     epochs,
+#     checkpoint_path,
+#     scheduler=None,
+#     max_norm=None,
+#     patience=None,
+#     accumulation_steps=1,
+#     name="training",
+# ):
+#     """Train, validate every epoch, keep the best weights on disk, stop early if asked."""
+#     history = {"training loss": [], "validation loss": [], "validation accuracy": []}
+#     best_loss = math.inf
+#     stopper = EarlyStopping(patience) if patience is not None else None
+#     for epoch in runtime.progress(range(epochs), desc=name):
+#         model.train()
+#         running_loss = torch.zeros((), device=device)
+#         optimizer.zero_grad()
+#         for batch, (xb, yb) in enumerate(train_loader, start=1):
+#             xb, yb = xb.to(device), yb.to(device)
+#             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+#                 loss = loss_fn(model(xb), yb)
+#             (loss / accumulation_steps).backward()
+#             if batch % accumulation_steps == 0:
+#                 if max_norm is not None:
+#                     nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+#                 optimizer.step()
+#                 optimizer.zero_grad()
+#                 if scheduler is not None:
+#                     scheduler.step()
+#             running_loss += loss.detach() * len(xb)
+#         val_loss, val_accuracy = evaluate(model, val_loader)
+#         history["training loss"].append(running_loss.item() / len(train_loader.dataset))
+#         history["validation loss"].append(val_loss)
+#         history["validation accuracy"].append(val_accuracy)
+#         if val_loss < best_loss:
+#             best_loss = val_loss
+#             checkpoint = {"epoch": epoch + 1, "val_loss": val_loss, "model": model.state_dict()}
+#             torch.save(checkpoint, checkpoint_path)
+#         if stopper is not None and stopper.step(val_loss):
+#             break
+#     return history
+# ```
+#
+# </details>
+
+# %%
+fit = lab07.check_fit(fit, device, use_amp)
 
 # %% [markdown]
 # Now the comparison. Each recipe below returns what `fit` needs (optimizer, scheduler,
 # options); each trains the same model from the same starting weights for
 # at most the same number of epochs, and adds one more technique:
 #
-# 1. **SGD, constant lr**: what Lab 1 did (plus momentum);
+# 1. **SGD, constant lr**: what Lab 1 did (plus momentum, lab 5);
 # 2. **SGD + OneCycleLR**: the same optimizer with a schedule;
-# 3. **Adam + L2, warm-up + cosine**: Adam with its coupled weight decay;
-# 4. **AdamW, warm-up + cosine, clipping, early stopping**: the full production recipe.
+# 3. **Adam + L2, warm-up + cosine**: Adam (lab 2) with its coupled weight decay, and your
+#    `warmup_cosine` from Exercise 1;
+# 4. **AdamW, warm-up + cosine, clipping, early stopping**: the full production recipe, with
+#    your `adamw_decay_groups` from Exercise 5.
 #
-# Every run saves its best epoch to its own checkpoint file in the work folder.
+# Every run saves its best epoch to its own checkpoint file in the work folder. Every run
+# starts from `make_model()`, so re-running the cell trains new models instead of training
+# the old ones further; the shuffled batches then come in a new order, so the numbers move a
+# little.
 
 # %%
 weight_decay = 0.05
 warmup_steps = max(1, total_steps // 10)
 patience = runtime.pick(full=5, quick=1)
-
-
-def warmup_then_cosine(optimizer):
-    return SequentialLR(
-        optimizer,
-        [
-            LinearLR(optimizer, start_factor=0.01, total_iters=warmup_steps),
-            CosineAnnealingLR(optimizer, T_max=total_steps - warmup_steps),
-        ],
-        milestones=[warmup_steps],
-    )
 
 
 def sgd_constant(model):
@@ -603,14 +875,17 @@ def sgd_one_cycle(model):
 
 def adam_l2(model):
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3, weight_decay=weight_decay)
-    return {"optimizer": optimizer, "scheduler": warmup_then_cosine(optimizer)}
+    return {
+        "optimizer": optimizer,
+        "scheduler": warmup_cosine(optimizer, warmup_steps, total_steps),
+    }
 
 
 def adamw_production(model):
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=weight_decay)
+    optimizer = adamw_decay_groups(model, lr=3e-3, weight_decay=weight_decay)
     return {
         "optimizer": optimizer,
-        "scheduler": warmup_then_cosine(optimizer),
+        "scheduler": warmup_cosine(optimizer, warmup_steps, total_steps),
         "max_norm": 1.0,
         "patience": patience,
     }
@@ -629,7 +904,13 @@ for index, (name, recipe) in enumerate(recipes.items(), start=1):
     checkpoints[name] = runtime.work_dir() / f"lab07_recipe{index}_best.pt"
     started = time.perf_counter()
     history = fit(
-        model, epochs=epochs, checkpoint_path=checkpoints[name], name=name, **recipe(model)
+        model,
+        train_loader=train_loader,
+        val_loader=val_loader,
+        epochs=epochs,
+        checkpoint_path=checkpoints[name],
+        name=name,
+        **recipe(model),
     )
     seconds = time.perf_counter() - started
     best_epoch = min(
@@ -673,18 +954,24 @@ lab07.early_stopping_picture(
 
 # %%
 plots.table(rows, title="Four training recipes on the digits (same model, same start)")
+best_val_loss = {row["variant"]: row["best val. loss"] for row in rows}
+for first, second in [(1, 0), (2, 3)]:
+    a, b = list(best_val_loss)[first], list(best_val_loss)[second]
+    print(f"best validation loss: {a} {best_val_loss[a]:.3f} vs {b} {best_val_loss[b]:.3f}")
 
 # %% [markdown]
-# Things to notice (the exact numbers, and the times most of all, depend on the machine):
-# - A schedule helps SGD: OneCycle's large middle steps make fast progress, its tiny final
-#   steps settle into a lower validation loss than the constant lr reaches.
-# - `Adam` and `AdamW` got the *same* `weight_decay=0.05`, and Adam is far worse. That is
-#   section 3 at work: in Adam the decay is part of the gradient, and for the many weights
-#   with small gradients it dominates, pulling them to 0 at full speed. Values that work for
+# Things to look for in the table and the two lines under it (the exact numbers, and the
+# times most of all, depend on the machine and on the number of epochs):
+# - Does the schedule help SGD? OneCycle's large middle steps make fast progress and its tiny
+#   final steps are meant to settle into a lower validation loss than the constant lr reaches.
+#   It needs the whole schedule to do that: in a short (quick-mode) run it may not.
+# - `Adam` and `AdamW` got the *same* `weight_decay=0.05`. In Adam the decay is part of the
+#   gradient (section 4), and for the many weights with small gradients it dominates, pulling
+#   them to 0 at full speed, so expect Adam's row to be the worse one. Values that work for
 #   Adam's coupled decay are typically 100× smaller, which is one more reason to use AdamW,
 #   where `weight_decay` means the same thing for every weight.
-# - Early stopping ended the production run once the validation loss stopped improving
-#   (saving time), and the checkpoint holds the best epoch, not the last.
+# - Early stopping: the picture above says whether it ended the production run early, and
+#   the checkpoint holds the best epoch, not the last.
 #
 # **Loading the best checkpoint.** The file holds a small dictionary: the epoch, its
 # validation loss and the model's `state_dict` (tensors by name), so we rebuild the model and
@@ -711,16 +998,20 @@ print(f"validation loss of the restored model:    {restored_loss:.4f} ({restored
 # - A **scheduler** changes the lr during training; call `scheduler.step()` after
 #   `optimizer.step()`, once per batch for schedules measured in steps (OneCycleLR, and
 #   warm-up + cosine as here), once per epoch for schedules measured in epochs.
+#   `ReduceLROnPlateau` is stepped with the metric it watches: `scheduler.step(val_loss)`.
 # - **Exploding gradients** show up as spikes in the gradient norm; `clip_grad_norm_` between
 #   `backward()` and `step()` caps the gradient (not the step momentum or Adam builds from it)
 #   and returns the norm to log.
+# - **Gradient accumulation** runs a big batch as k micro-batches: divide each loss by k,
+#   let `backward()` add the gradients up, step and zero every k batches.
 # - **AdamW** decouples weight decay from Adam's rescaling, so every weight decays at the
-#   same rate; prefer it to `Adam(weight_decay=...)`.
+#   same rate; prefer it to `Adam(weight_decay=...)`, and use parameter groups to keep
+#   biases and norm parameters out of the decay.
 # - **Early stopping** with patience ends training when validation loss stops improving;
 #   combined with best-checkpoint saving you keep the best model, not the last one.
 # - The production loop puts it all together: device, DataLoader, `train()`/`eval()`,
-#   `zero_grad`, autocast, backward, clipping, step, scheduler, validation without grad,
-#   checkpoint, early stopping, progress bar.
+#   `zero_grad`, autocast, backward with accumulation, clipping, step, scheduler, validation
+#   without grad, checkpoint, early stopping, progress bar.
 #
 # That completes the day: you can now build, benchmark, speed up, checkpoint and train
 # PyTorch models the way production code does. Good luck with the certification!

@@ -16,7 +16,7 @@ from torch.optim.lr_scheduler import LRScheduler
 from torch.utils.data import DataLoader, TensorDataset
 
 from workshop_labs import plots
-from workshop_labs.checks import expect, passed
+from workshop_labs.checks import exercise, expect, passed
 
 # ----------------------------------------------------------------------------------------------
 # Learning-rate schedules
@@ -135,7 +135,8 @@ def clipping_curves(
     """Left: the gradient norm at every step (log scale). Right: the training loss per step.
 
     The loss curves take the colours of the first and the last gradient-norm curve: the run
-    without clipping, and the clipped run's norm after clipping.
+    without clipping, and the clipped run's norm after clipping. The title gives the first
+    curve's peak and each run's last loss.
     """
     fig, (ax_norm, ax_loss) = plots.figure(1, 2, figsize=(13, 4.6))
     colours = plots.PALETTE[: len(grad_norms)]
@@ -153,7 +154,13 @@ def clipping_curves(
     ax_loss.axhline(math.log(10), color="0.5", ls=":", lw=1.2)
     ax_loss.text(1, math.log(10) * 1.03, "guessing (ln 10)", color="0.4", fontsize=9.5, va="bottom")
     ax_loss.legend(fontsize=9.5)
-    fig.suptitle("Exploding gradients: unscaled pixels (0…16) and lr = 0.1", fontweight="bold")
+    unclipped_norms = next(iter(grad_norms.values()))
+    last_losses = " vs ".join(f"{values[-1]:.2f} ({name})" for name, values in losses.items())
+    fig.suptitle(
+        f"Unscaled pixels (0…16): the unclipped gradient norm peaks at {max(unclipped_norms):.3g}"
+        f"\nlast training loss {last_losses}",
+        fontweight="bold",
+    )
     return plots.show(fig)
 
 
@@ -215,6 +222,20 @@ def early_stopping_picture(
 # ----------------------------------------------------------------------------------------------
 
 
+def _reference_warmup_cosine() -> Callable[[torch.optim.Optimizer, int, int], LRScheduler]:
+    def warmup_cosine(optimizer, warmup_steps, total_steps):
+        def factor(step):
+            if step < warmup_steps:
+                return (step + 1) / warmup_steps
+            progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+            return 0.5 * (1 + math.cos(math.pi * progress))
+
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+    return warmup_cosine
+
+
+@exercise(reference=_reference_warmup_cosine)
 def check_warmup_cosine(warmup_cosine: Callable) -> None:
     """`warmup_cosine(optimizer, warmup_steps, total_steps)` returns a scheduler whose learning
     rate rises linearly to the optimizer's lr over warmup_steps, then falls along a cosine to
@@ -310,6 +331,7 @@ def _record_calls(obj: object, method: str, log: list[str]) -> None:
     setattr(obj, method, recorded)
 
 
+@exercise()
 def check_one_cycle_epoch(train_one_epoch: Callable, device: torch.device | str) -> None:
     """`train_one_epoch(model, loader, optimizer, scheduler, loss_fn, device)`: one optimizer
     step per batch, each followed by one scheduler step."""
@@ -366,6 +388,7 @@ def check_one_cycle_epoch(train_one_epoch: Callable, device: torch.device | str)
 # ----------------------------------------------------------------------------------------------
 
 
+@exercise()
 def check_clipped_step(clipped_step: Callable) -> None:
     """`clipped_step(model, optimizer, loss_fn, xb, yb, max_norm)`: backward, clip the gradient
     norm to max_norm, step; returns the gradient norm from BEFORE clipping as a float."""
@@ -467,6 +490,24 @@ def _epochs_since_best(losses: Sequence[float]) -> int:
     return len(losses) - 1 - min(range(len(losses)), key=losses.__getitem__)
 
 
+def _reference_early_stopping() -> type:
+    class EarlyStopping:
+        def __init__(self, patience):
+            self.patience = patience
+            self.best = math.inf
+            self.bad_epochs = 0
+
+        def step(self, val_loss):
+            if val_loss < self.best:
+                self.best, self.bad_epochs = val_loss, 0
+            else:
+                self.bad_epochs += 1
+            return self.bad_epochs >= self.patience
+
+    return EarlyStopping
+
+
+@exercise(reference=_reference_early_stopping)
 def check_early_stopping(stopper_class: type) -> None:
     """`EarlyStopping(patience)`: `.step(val_loss)` returns True once `patience` epochs in a row
     brought no new best; `.best` holds the best validation loss so far."""
@@ -523,3 +564,425 @@ def check_early_stopping(stopper_class: type) -> None:
             f"was {best:g}: update self.best whenever a loss beats it",
         )
     passed("stops after `patience` epochs without improvement, and remembers the best loss")
+
+
+# ----------------------------------------------------------------------------------------------
+# ReduceLROnPlateau
+# ----------------------------------------------------------------------------------------------
+
+
+def plateau_picture(
+    val_losses: Sequence[float], lrs: Sequence[float], *, factor: float, patience: int
+) -> Figure:
+    """Top: the validation loss fed to ``ReduceLROnPlateau`` each epoch. Bottom: the lr each
+    epoch used; the title lists the epochs after which the lr was cut."""
+    epochs = np.arange(1, len(val_losses) + 1)
+    cuts = [epoch for epoch in range(1, len(lrs)) if lrs[epoch] < lrs[epoch - 1]]
+    fig, (ax_loss, ax_lr) = plots.figure(2, 1, figsize=(8, 5.6), sharex=True)
+    ax_loss.plot(epochs, val_losses, marker="o", lw=2, color=plots.PALETTE[1])
+    ax_loss.set_ylabel("validation loss")
+    ax_lr.step(epochs, lrs, where="mid", lw=2.2, color=plots.PALETTE[0])
+    ax_lr.set_yscale("log")
+    ax_lr.set(xlabel="epoch", ylabel="learning rate (log scale)")
+    for epoch in cuts:
+        for ax in (ax_loss, ax_lr):
+            ax.axvline(epoch + 0.5, color="0.5", ls=":", lw=1.2)
+    ax_lr.xaxis.set_major_locator(MaxNLocator(integer=True))
+    when = ", ".join(str(epoch) for epoch in cuts) if cuts else "never"
+    fig.suptitle(
+        f"ReduceLROnPlateau(factor={factor:g}, patience={patience}): lr cut after epoch(s) {when}",
+        fontweight="bold",
+    )
+    return plots.show(fig)
+
+
+# ----------------------------------------------------------------------------------------------
+# Exercise 4 · gradient accumulation
+# ----------------------------------------------------------------------------------------------
+
+
+def _record_steps(optimizer: torch.optim.Optimizer, model: nn.Module) -> list[dict]:
+    """Wrap ``optimizer.step`` so each call records the gradients it uses and the weights
+    before it (both on the CPU)."""
+    records: list[dict] = []
+    original = optimizer.step
+
+    def recorded(*args, **kwargs):
+        params = list(model.parameters())
+        grads = [None if p.grad is None else p.grad.detach().cpu().clone() for p in params]
+        records.append({"grads": grads, "weights": [p.detach().cpu().clone() for p in params]})
+        return original(*args, **kwargs)
+
+    optimizer.step = recorded
+    return records
+
+
+def _gradient_at(
+    weights: Sequence[torch.Tensor], batches: Sequence[tuple[torch.Tensor, torch.Tensor]]
+) -> torch.Tensor:
+    """The gradient (one flat vector) of the mean cross-entropy over ``batches`` together, for
+    an ``nn.Linear`` with the given weight and bias."""
+    weight, bias = (w.clone().requires_grad_() for w in weights)
+    features = torch.cat([x for x, _ in batches])
+    labels = torch.cat([y for _, y in batches])
+    loss = nn.functional.cross_entropy(features @ weight.T + bias, labels)
+    return torch.cat([g.flatten() for g in torch.autograd.grad(loss, [weight, bias])])
+
+
+def _accumulation_problem(
+    records: Sequence[dict],
+    batches: Sequence[tuple[torch.Tensor, torch.Tensor]],
+    k: int,
+    *,
+    rtol: float = 1e-4,
+) -> str | None:
+    """What is wrong with the optimizer steps ``records`` of an accumulation loop over
+    ``batches`` with ``k`` accumulation steps, in one line; None when each step used the
+    gradient of the mean loss over its k micro-batches (within ``rtol``: bf16 autocast needs a
+    loose one)."""
+    groups = len(batches) // k
+    if not records:
+        return "optimizer.step() never ran: step once every accumulation_steps batches"
+    if len(records) == len(batches):
+        return (
+            f"optimizer.step() ran {len(records)} times for {len(batches)} micro-batches: with "
+            f"accumulation_steps={k}, step (and zero the gradients) only once every {k} "
+            "batches, e.g. `if batch % accumulation_steps == 0:`"
+        )
+    if len(records) != groups:
+        return (
+            f"optimizer.step() ran {len(records)} times for {len(batches)} micro-batches; with "
+            f"accumulation_steps={k} it should run {groups} times, once every {k} batches"
+        )
+    previous = None
+    for index, record in enumerate(records):
+        if any(g is None for g in record["grads"]):
+            return "optimizer.step() ran without gradients: call loss.backward() for each batch"
+        got = torch.cat([g.flatten() for g in record["grads"]])
+        group = batches[index * k : (index + 1) * k]
+        wanted = _gradient_at(record["weights"], group)
+        last = _gradient_at(record["weights"], group[-1:])
+
+        def close(a: torch.Tensor, b: torch.Tensor) -> bool:
+            return torch.allclose(a, b, rtol=rtol, atol=rtol / 100)
+
+        if close(got, wanted):
+            previous = got
+            continue
+        if close(got, k * wanted):
+            return (
+                f"the step used {k}× the gradient of one big batch: divide each micro-batch's "
+                "loss by accumulation_steps before backward(), so the summed gradients average"
+            )
+        if close(got, last / k) or close(got, last):
+            return (
+                "only the last micro-batch's gradient reached optimizer.step(): the gradients "
+                "were zeroed at every micro-batch. Call optimizer.zero_grad() only after "
+                "optimizer.step(), so backward() can add the micro-batches up"
+            )
+        first = _gradient_at(record["weights"], group[:1])
+        if index == 0 and (close(got, first / k) or close(got, first)):
+            return (
+                "the first step came right after the first micro-batch: enumerate(loader) counts "
+                "from 0, and 0 % accumulation_steps == 0. Count from 1 with "
+                "enumerate(loader, start=1)"
+            )
+        if previous is not None and close(got, wanted + previous):
+            return (
+                f"step {index + 1} still held the gradient of the step before it: call "
+                "optimizer.zero_grad() right after each optimizer.step()"
+            )
+        difference = float((got - wanted).abs().max())
+        return (
+            f"step {index + 1} used a gradient that differs from the gradient of its {k} "
+            f"micro-batches taken as one batch (largest difference {difference:.3g}): "
+            "backward() on loss / accumulation_steps for each batch, step every k batches"
+        )
+    return None
+
+
+@exercise()
+def check_accumulation(train_accumulated: Callable, device: torch.device | str) -> None:
+    """`train_accumulated(model, loader, optimizer, loss_fn, device, accumulation_steps)`: one
+    optimizer step every accumulation_steps batches, with the gradient one batch of all of
+    them together would give."""
+    expect(callable(train_accumulated), "`train_accumulated` is not a function: define it with def")
+    k, batches = 4, 8
+    model, loader = _tiny_problem(batches)
+    model.to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    records = _record_steps(optimizer, model)
+    train_accumulated(model, loader, optimizer, nn.CrossEntropyLoss(), device, k)
+    problem = _accumulation_problem(records, list(loader), k)
+    expect(problem is None, problem or "")
+    passed(
+        f"{batches} micro-batches of {loader.batch_size} → {len(records)} steps, each with the "
+        f"gradient of one batch of {k * loader.batch_size}"
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Exercise 5 · AdamW that decays weights, not biases and norms
+# ----------------------------------------------------------------------------------------------
+
+
+def _reference_decay_groups() -> Callable[[nn.Module, float, float], torch.optim.Optimizer]:
+    def adamw_decay_groups(model, lr, weight_decay):
+        decay = [p for p in model.parameters() if p.ndim >= 2]
+        no_decay = [p for p in model.parameters() if p.ndim < 2]
+        groups = [
+            {"params": decay, "weight_decay": weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ]
+        return torch.optim.AdamW(groups, lr=lr)
+
+    return adamw_decay_groups
+
+
+@exercise(reference=_reference_decay_groups)
+def check_decay_groups(adamw_decay_groups: Callable) -> None:
+    """`adamw_decay_groups(model, lr, weight_decay)` returns an AdamW in which every weight
+    matrix decays by weight_decay and every bias and norm parameter (1 dimension) does not."""
+    expect(
+        callable(adamw_decay_groups), "`adamw_decay_groups` is not a function: define it with def"
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(5)
+        model = nn.Sequential(nn.Linear(6, 8), nn.LayerNorm(8), nn.ReLU(), nn.Linear(8, 3))
+    lr, weight_decay = 3e-3, 0.05
+    try:
+        optimizer = adamw_decay_groups(model, lr, weight_decay)
+    except ValueError as error:
+        expect(
+            "more than one parameter group" not in str(error),
+            "a parameter is in both groups: split model.parameters() in two, by p.ndim",
+        )
+        raise
+    expect(
+        optimizer is not None,
+        "adamw_decay_groups returned None: return the torch.optim.AdamW you built",
+    )
+    expect(
+        not isinstance(optimizer, torch.optim.Adam) or isinstance(optimizer, torch.optim.AdamW),
+        "this is torch.optim.Adam, whose weight_decay is coupled to the gradient (section 4): "
+        "use torch.optim.AdamW",
+    )
+    expect(
+        isinstance(optimizer, torch.optim.AdamW),
+        f"adamw_decay_groups returned a {type(optimizer).__name__}, not a torch.optim.AdamW",
+    )
+    decay_of = {
+        id(p): group["weight_decay"] for group in optimizer.param_groups for p in group["params"]
+    }
+    named = list(model.named_parameters())
+    missing = [name for name, p in named if id(p) not in decay_of]
+    expect(
+        not missing,
+        f"{', '.join(missing)} in no group: the optimizer would never train them. Put every "
+        "parameter in one of the two groups",
+    )
+    small = [(name, decay_of[id(p)]) for name, p in named if p.ndim < 2]
+    matrices = [(name, decay_of[id(p)]) for name, p in named if p.ndim >= 2]
+    expect(
+        not all(decay > 0 for _, decay in small + matrices),
+        "every parameter decays, the biases and LayerNorm's weight too: put the parameters "
+        "with p.ndim < 2 in a second group with weight_decay=0.0",
+    )
+    decayed_small = [name for name, decay in small if decay != 0]
+    expect(
+        not decayed_small,
+        f"{', '.join(decayed_small)} (1-dimensional: biases, norm weights) decay: give the "
+        "group with p.ndim < 2 weight_decay=0.0",
+    )
+    wrong_matrices = [f"{name} ({decay:g})" for name, decay in matrices if decay != weight_decay]
+    expect(
+        not wrong_matrices,
+        f"the weight matrices {', '.join(wrong_matrices)} should decay with "
+        f"weight_decay={weight_decay:g}: give the group with p.ndim >= 2 that weight_decay",
+    )
+    lrs = {group["lr"] for group in optimizer.param_groups}
+    expect(lrs == {lr}, f"the groups use lr {sorted(lrs)}, not the lr={lr:g} given: pass lr=lr")
+    passed(
+        f"{len(matrices)} weight matrices decay with {weight_decay:g}; {len(small)} biases and "
+        "norm parameters do not"
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Exercise 7 · fit, assembled from the lab's pieces
+# ----------------------------------------------------------------------------------------------
+
+
+def _reference_fit(device: torch.device | str, use_amp: bool) -> Callable[..., dict]:
+    from workshop_labs import runtime
+
+    device = torch.device(device)
+    loss_fn = nn.CrossEntropyLoss()
+    early_stopping = _reference_early_stopping()
+
+    def evaluate(model, loader):
+        model.eval()
+        total_loss = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device)
+        with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+            for xb, yb in loader:
+                xb, yb = xb.to(device), yb.to(device)
+                logits = model(xb)
+                total_loss += nn.functional.cross_entropy(logits.float(), yb, reduction="sum")
+                correct += (logits.argmax(dim=1) == yb).sum()
+        return total_loss.item() / len(loader.dataset), correct.item() / len(loader.dataset)
+
+    def fit(
+        model,
+        optimizer,
+        train_loader,
+        val_loader,
+        *,
+        epochs,
+        checkpoint_path,
+        scheduler=None,
+        max_norm=None,
+        patience=None,
+        accumulation_steps=1,
+        name="training",
+    ):
+        history = {"training loss": [], "validation loss": [], "validation accuracy": []}
+        best_loss = math.inf
+        stopper = early_stopping(patience) if patience is not None else None
+        for epoch in runtime.progress(range(epochs), desc=name):
+            model.train()
+            running_loss = torch.zeros((), device=device)
+            optimizer.zero_grad()
+            for batch, (xb, yb) in enumerate(train_loader, start=1):
+                xb, yb = xb.to(device), yb.to(device)
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                    loss = loss_fn(model(xb), yb)
+                (loss / accumulation_steps).backward()
+                if batch % accumulation_steps == 0:
+                    if max_norm is not None:
+                        nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+                    optimizer.step()
+                    optimizer.zero_grad()
+                    if scheduler is not None:
+                        scheduler.step()
+                running_loss += loss.detach() * len(xb)
+            val_loss, val_accuracy = evaluate(model, val_loader)
+            history["training loss"].append(running_loss.item() / len(train_loader.dataset))
+            history["validation loss"].append(val_loss)
+            history["validation accuracy"].append(val_accuracy)
+            if val_loss < best_loss:
+                best_loss = val_loss
+                checkpoint = {"epoch": epoch + 1, "val_loss": val_loss, "model": model.state_dict()}
+                torch.save(checkpoint, checkpoint_path)
+            if stopper is not None and stopper.step(val_loss):
+                break
+        return history
+
+    return fit
+
+
+@exercise(reference=_reference_fit)
+def check_fit(fit: Callable, device: torch.device | str, use_amp: bool) -> None:
+    """`fit(model, optimizer, train_loader, val_loader, *, epochs, checkpoint_path, scheduler,
+    max_norm, patience, accumulation_steps, name)` trains with accumulation, clipping, the
+    scheduler and early stopping, saves the best epoch and returns the history."""
+    import tempfile
+    from pathlib import Path
+
+    expect(callable(fit), "`fit` is not a function: define it with def")
+    batches, k = 4, 2
+    with tempfile.TemporaryDirectory() as folder, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        checkpoint_path = Path(folder) / "check_fit.pt"
+
+        def run(lr: float, epochs: int, **options) -> tuple[dict, list[dict], list, list[str]]:
+            model, loader = _tiny_problem(batches)
+            model.to(device)
+            optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+            scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+            records = _record_steps(optimizer, model)
+            calls: list[str] = []
+            _record_calls(optimizer, "step", calls)
+            _record_calls(scheduler, "step", calls)
+            history = fit(
+                model,
+                optimizer,
+                loader,
+                loader,
+                epochs=epochs,
+                checkpoint_path=checkpoint_path,
+                scheduler=scheduler,
+                name="check",
+                **options,
+            )
+            return history, records, list(loader), calls
+
+        history, records, micro_batches, calls = run(0.1, 1, accumulation_steps=k)
+        expect(
+            isinstance(history, dict) and len(history.get("validation loss", [])) == 1,
+            "fit should return the history dictionary, with one validation loss per epoch",
+        )
+        problem = _accumulation_problem(records, micro_batches, k, rtol=0.03 if use_amp else 1e-4)
+        expect(problem is None, f"fit(..., accumulation_steps={k}): {problem}")
+        expect(
+            checkpoint_path.exists(),
+            "no checkpoint was saved: torch.save the best epoch to checkpoint_path",
+        )
+        saved = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+        expect(
+            isinstance(saved, dict) and "model" in saved,
+            "the checkpoint should be a dictionary with the model's state_dict under 'model'",
+        )
+        optimizer_steps, scheduler_steps = calls.count("SGD.step"), calls.count("LambdaLR.step")
+        expect(
+            scheduler_steps == optimizer_steps,
+            f"scheduler.step() ran {scheduler_steps} times for {optimizer_steps} optimizer "
+            "steps: call it right after each optimizer.step() (a schedule counts optimizer "
+            "steps, so with accumulation it steps every accumulation_steps batches too)",
+        )
+        expect(
+            calls[:1] == ["SGD.step"],
+            "scheduler.step() came before optimizer.step(): call optimizer.step() first",
+        )
+
+        max_norm = 0.01
+        _, records, _, _ = run(0.1, 1, max_norm=max_norm)
+        norms = [float(torch.cat([g.flatten() for g in r["grads"]]).norm()) for r in records]
+        expect(
+            max(norms) <= max_norm * 1.01,
+            f"a step used a gradient of norm {max(norms):.3g} > max_norm={max_norm:g}: when "
+            "max_norm is given, clip_grad_norm_(model.parameters(), max_norm) after the last "
+            "backward() and before optimizer.step()",
+        )
+
+        epochs, patience = 6, 2
+        history, _, _, _ = run(0.0, epochs, patience=patience)
+        ran = len(history["validation loss"])
+        expect(
+            ran == 1 + patience,
+            f"with lr=0 the validation loss never improves after epoch 1, so with patience="
+            f"{patience} fit should stop after epoch {1 + patience}; it ran {ran} epochs. "
+            "Give each epoch's validation loss to EarlyStopping(patience).step() and break "
+            "when it returns True",
+        )
+    passed(
+        "accumulation, clipping, scheduler after each optimizer step, early stopping and the "
+        "best checkpoint all work"
+    )
+
+
+def accumulation_bars(norms: Mapping[str, float]) -> Figure:
+    """The gradient norm of each way to build a batch's gradient; the first is the reference
+    (one big batch). The title names the ways that match it within 0.1 %."""
+    reference_name, reference = next(iter(norms.items()))
+    matching = [
+        name
+        for name, norm in list(norms.items())[1:]
+        if math.isclose(norm, reference, rel_tol=1e-3)
+    ]
+    verdict = ", ".join(matching) if matching else "none"
+    return plots.bars(
+        norms,
+        title=f"Gradient norm; same as {reference_name}: {verdict}",
+        ylabel="gradient norm",
+    )

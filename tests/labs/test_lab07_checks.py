@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from torch import nn
 from torch.optim.lr_scheduler import (
     CosineAnnealingLR,
     LambdaLR,
@@ -16,8 +17,8 @@ from torch.optim.lr_scheduler import (
     StepLR,
 )
 
-from tests.labs.solutions import solution
-from workshop_labs import lab07
+from tests.labs.solutions import solution, starter
+from workshop_labs import checks, lab07
 from workshop_labs.checks import ExerciseNotSolved
 
 CPU = torch.device("cpu")
@@ -346,3 +347,301 @@ def test_early_stopping_picture_says_whether_it_stopped():
     assert "stopped after epoch 5: 2 epochs in a row" in stopped.axes[0].get_title()
     ongoing = lab07.early_stopping_picture(history, patience=3, title="run")
     assert "ran all 5 epochs" in ongoing.axes[0].get_title()
+
+
+# ----------------------------------------------------------------------------------------------
+# Exercise 4: gradient accumulation
+# ----------------------------------------------------------------------------------------------
+
+DIVIDED = "loss = loss_fn(model(xb), yb) / accumulation_steps"
+
+
+def train_accumulated_with(*edits):
+    """The lab's solution, with one typical mistake."""
+    return solution(7, "train_accumulated", edits=edits)
+
+
+# The exercise cell as shipped: a plain loop that steps at every batch.
+train_accumulated_starter = starter(7, "train_accumulated")
+
+
+def test_accumulation_accepts_the_solution(capsys):
+    lab07.check_accumulation(train_accumulated_with(), CPU)
+    assert "✅" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("wrong", "message"),
+    [
+        (train_accumulated_starter, r"ran 8 times for 8 micro-batches: .*once every 4 batches"),
+        (
+            train_accumulated_with((DIVIDED, "loss = loss_fn(model(xb), yb)")),
+            r"4× the gradient of one big batch: divide each micro-batch's loss",
+        ),
+        (
+            train_accumulated_with((DIVIDED, f"optimizer.zero_grad(); {DIVIDED}")),
+            r"only the last micro-batch's gradient .* zeroed at every micro-batch",
+        ),
+        (
+            train_accumulated_with(
+                (DIVIDED, "optimizer.zero_grad(); loss = loss_fn(model(xb), yb)")
+            ),
+            r"only the last micro-batch's gradient",
+        ),
+        (
+            train_accumulated_with(("            optimizer.zero_grad()\n", "")),
+            r"step 2 still held the gradient of the step before it",
+        ),
+        (
+            train_accumulated_with(("enumerate(loader, start=1)", "enumerate(loader)")),
+            r"first step came right after the first micro-batch: .*enumerate\(loader, start=1\)",
+        ),
+        (
+            train_accumulated_with(("            optimizer.step()\n", "")),
+            r"optimizer\.step\(\) never ran",
+        ),
+        ("not a function", r"`train_accumulated` is not a function"),
+    ],
+    ids=[
+        "starter",
+        "not-divided",
+        "zeroed-every-micro-batch",
+        "zeroed-and-not-divided",
+        "never-zeroed",
+        "counts-from-0",
+        "no-step",
+        "not-callable",
+    ],
+)
+def test_accumulation_rejects_wrong_answers(wrong, message):
+    with pytest.raises(ExerciseNotSolved, match=message):
+        lab07.check_accumulation(wrong, CPU)
+
+
+# ----------------------------------------------------------------------------------------------
+# Exercise 5: AdamW with decay on the weight matrices only
+# ----------------------------------------------------------------------------------------------
+
+
+def decay_groups_with(*edits):
+    """The lab's solution, with one typical mistake."""
+    return solution(7, "adamw_decay_groups", edits=edits)
+
+
+# The exercise cell as shipped: one group, everything decays.
+decay_groups_starter = starter(7, "adamw_decay_groups")
+
+
+def test_decay_groups_accepts_the_solution(capsys):
+    lab07.check_decay_groups(decay_groups_with())
+    assert "✅" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("wrong", "message"),
+    [
+        (decay_groups_starter, r"every parameter decays, the biases and LayerNorm's weight too"),
+        (
+            decay_groups_with(("torch.optim.AdamW(groups", "torch.optim.Adam(groups")),
+            r"this is torch\.optim\.Adam, .*use torch\.optim\.AdamW",
+        ),
+        (
+            decay_groups_with(('        {"params": no_decay, "weight_decay": 0.0},\n', "")),
+            r"0\.bias, 1\.weight, 1\.bias, 3\.bias in no group: .*never train them",
+        ),
+        (
+            decay_groups_with(
+                ('{"params": decay, "weight_decay": weight_decay}', '{"params": decay}')
+            ),
+            r"the weight matrices 0\.weight \(0\.01\), 3\.weight \(0\.01\) should decay with "
+            r"weight_decay=0\.05",
+        ),
+        (
+            decay_groups_with(
+                (
+                    '"params": decay, "weight_decay": weight_decay',
+                    '"params": decay, "weight_decay": 0.0',
+                ),
+                (
+                    '"params": no_decay, "weight_decay": 0.0',
+                    '"params": no_decay, "weight_decay": weight_decay',
+                ),
+            ),
+            r"0\.bias, 1\.weight, 1\.bias, 3\.bias \(1-dimensional: biases, norm weights\) decay",
+        ),
+        (
+            decay_groups_with(
+                (
+                    "no_decay = [p for p in model.parameters() if p.ndim < 2]",
+                    "no_decay = list(model.parameters())",
+                )
+            ),
+            r"a parameter is in both groups",
+        ),
+        (
+            decay_groups_with(
+                ("return torch.optim.AdamW(groups, lr=lr)", "torch.optim.AdamW(groups, lr=lr)")
+            ),
+            r"returned None: return the torch\.optim\.AdamW",
+        ),
+        (
+            decay_groups_with(("AdamW(groups, lr=lr)", "AdamW(groups)")),
+            r"the groups use lr \[0\.001\]",
+        ),
+        ("not a function", r"`adamw_decay_groups` is not a function"),
+    ],
+    ids=[
+        "starter",
+        "adam",
+        "missing-group",
+        "default-decay",
+        "swapped",
+        "in-both-groups",
+        "returns-none",
+        "default-lr",
+        "not-callable",
+    ],
+)
+def test_decay_groups_rejects_wrong_answers(wrong, message):
+    with pytest.raises(ExerciseNotSolved, match=message):
+        lab07.check_decay_groups(wrong)
+
+
+# ----------------------------------------------------------------------------------------------
+# Exercise 7: fit, assembled from the lab's pieces
+# ----------------------------------------------------------------------------------------------
+
+
+def fit_with(*edits):
+    """The lab's solution (run with the published EarlyStopping), with one typical mistake."""
+    return solution(
+        7,
+        "fit",
+        edits=edits,
+        needs=["evaluate"],
+        device=CPU,
+        use_amp=False,
+        loss_fn=nn.CrossEntropyLoss(),
+        EarlyStopping=solution(7, "EarlyStopping"),
+    )
+
+
+def test_fit_accepts_the_solution(capsys):
+    lab07.check_fit(fit_with(), CPU, False)
+    assert "✅" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("wrong", "message"),
+    [
+        (
+            # the starter steps at every batch
+            fit_with(("if batch % accumulation_steps == 0:", "if True:")),
+            r"accumulation_steps=2\): optimizer\.step\(\) ran 4 times for 4 micro-batches",
+        ),
+        (
+            fit_with(("(loss / accumulation_steps).backward()", "loss.backward()")),
+            r"2× the gradient of one big batch",
+        ),
+        (
+            fit_with(
+                (
+                    "(loss / accumulation_steps).backward()",
+                    "optimizer.zero_grad(); (loss / accumulation_steps).backward()",
+                )
+            ),
+            r"only the last micro-batch's gradient",
+        ),
+        (
+            fit_with(("nn.utils.clip_grad_norm_(model.parameters(), max_norm)", "pass")),
+            r"a step used a gradient of norm .* > max_norm=0\.01",
+        ),
+        (
+            fit_with(("                    scheduler.step()", "                    pass")),
+            r"scheduler\.step\(\) ran 0 times for 2 optimizer steps",
+        ),
+        (
+            fit_with(("if stopper is not None and stopper.step(val_loss):", "if False:")),
+            r"patience=2 fit should stop after epoch 3; it ran 6 epochs",
+        ),
+        (
+            fit_with(("            torch.save(checkpoint, checkpoint_path)", "            pass")),
+            r"no checkpoint was saved",
+        ),
+        ("not a function", r"`fit` is not a function"),
+    ],
+    ids=[
+        "starter",
+        "not-divided",
+        "zeroed-every-micro-batch",
+        "no-clipping",
+        "no-scheduler",
+        "no-early-stopping",
+        "no-checkpoint",
+        "not-callable",
+    ],
+)
+def test_fit_rejects_wrong_answers(wrong, message):
+    with pytest.raises(ExerciseNotSolved, match=message):
+        lab07.check_fit(wrong, CPU, False)
+
+
+# ----------------------------------------------------------------------------------------------
+# Running past an unsolved exercise: each check, given the exercise cell as shipped, returns
+# what the cells below it can use
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def not_strict(monkeypatch):
+    monkeypatch.setenv(checks.STRICT_ENV, "0")
+
+
+def test_unsolved_warmup_cosine_gives_a_working_schedule(not_strict, capsys):
+    reference = lab07.check_warmup_cosine(lambda optimizer, warmup_steps, total_steps: None)
+    assert "Not solved yet" in capsys.readouterr().out
+    lab07.check_warmup_cosine.unchecked(reference)
+
+
+def test_unsolved_checks_without_reference_return_the_answer(not_strict):
+    """Nothing after Exercises 2, 3 and 4 uses their functions: they come back unchanged."""
+    one_cycle = train_one_epoch_with(("        scheduler.step()", "    scheduler.step()"))
+    assert lab07.check_one_cycle_epoch(one_cycle, CPU) is one_cycle
+    clipped = clipped_step_with((CLIP, ""), ("norm.item()", "None"))
+    assert lab07.check_clipped_step(clipped) is clipped
+    assert lab07.check_accumulation(train_accumulated_starter, CPU) is train_accumulated_starter
+
+
+def test_unsolved_decay_groups_gives_a_working_optimizer_builder(not_strict):
+    reference = lab07.check_decay_groups(decay_groups_starter)
+    assert reference is not decay_groups_starter
+    lab07.check_decay_groups.unchecked(reference)
+
+
+def test_unsolved_early_stopping_gives_a_working_class(not_strict):
+    reference = lab07.check_early_stopping(early_stopping_with((STOP_TEST, "return False")))
+    lab07.check_early_stopping.unchecked(reference)
+
+
+def test_unsolved_fit_gives_a_working_fit(not_strict):
+    reference = lab07.check_fit(
+        fit_with(("if batch % accumulation_steps == 0:", "if True:")), CPU, False
+    )
+    lab07.check_fit.unchecked(reference, CPU, False)
+
+
+# ----------------------------------------------------------------------------------------------
+# More helpers the lab draws with
+# ----------------------------------------------------------------------------------------------
+
+
+def test_plateau_picture_names_the_epochs_after_which_the_lr_fell():
+    fig = lab07.plateau_picture(
+        [1.0, 0.9, 0.9, 0.9, 0.8], [0.1, 0.1, 0.1, 0.1, 0.05], factor=0.5, patience=2
+    )
+    assert fig.get_suptitle().endswith("lr cut after epoch(s) 4")
+
+
+def test_accumulation_bars_title_names_only_the_matching_bars():
+    fig = lab07.accumulation_bars({"one batch": 1.0, "right": 1.0000001, "wrong": 4.0})
+    assert fig.axes[0].get_title() == "Gradient norm; same as one batch: right"
