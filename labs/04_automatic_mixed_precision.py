@@ -619,9 +619,9 @@ for mode, dtype in modes.items():
         memory.setdefault(PEAK, {})[mode] = torch.cuda.max_memory_allocated() / 2**20
 
 print(f"layer width {width}, batch {batch_size}")
-for what, by_mode in memory.items():
+for what, by_mode in memory.items():  # every mode measured (on a GPU: bfloat16 too)
     label = " ".join(what.split())
-    print(f"{label}: float32 {by_mode['float32']:.2f} MB, {amp} {by_mode[amp]:.2f} MB")
+    print(f"{label}: " + ", ".join(f"{mode} {mb:.2f} MB" for mode, mb in by_mode.items()))
 saved_total = {mode: sum(memory[w][mode] for w in memory if w != PEAK) for mode in modes}
 memory_measure = "peak GPU memory" if device.type == "cuda" else "memory saved for backward"
 memory_ratio = (
