@@ -600,6 +600,7 @@ COMPOSE_SETTINGS: dict[str, tuple[str, str]] = {
 OTHER_NAMES: dict[str, str] = {
     "WORKSHOP_WORK_DIR": "the labs' output folder (lab image; the lab tests set it too)",
     "WORKSHOP_QUICK": "the labs' quick mode, for tests",
+    "WORKSHOP_STRICT_CHECKS": "an unsolved exercise fails the run (the labs' tests and smoke test)",
     "WORKSHOP_LABS_DIR": "where the lab tools find the notebooks, for tests",
     "WORKSHOP_KEEP_TEST_STACKS": "keeps the end-to-end tests' stacks for debugging",
     "WORKSHOP_FAKE_GPU_BROKEN": "makes CI's stand-in NVIDIA hook fail",
@@ -610,6 +611,7 @@ ATTENDEE_NAMES: dict[str, str] = {
     "WORKSHOP_GPU_MEMORY_FRACTION": "set WORKSHOP_ATTENDEES_PER_GPU instead",
     "WORKSHOP_IMAGE_FLAVOR": "set WORKSHOP_CPU_IMAGE or WORKSHOP_CUDA_IMAGE instead",
     "WORKSHOP_NOTEBOOKS_DIR": "the lab image sets it",
+    "WORKSHOP_PROGRESS_URL": "the hub tells each attendee's kernels where the console is",
 }
 
 WorkshopSettings = make_dataclass(
