@@ -42,6 +42,10 @@ class LeftTheLine(Exception):
     """The attendee's place was given up before their turn; the message says why."""
 
 
+# Arrivals the clock could not tell apart (or a clock stepped back) stay in pressing order.
+ARRIVAL_STEP_SECONDS = 1e-6
+
+
 class ArrivalBook:
     """When each attendee in line arrived, in a JSON file that outlives the hub process.
 
@@ -94,10 +98,19 @@ class ArrivalBook:
             pass  # the line itself lives in memory; only the order after a restart is lost
 
     def arrive(self, name: str) -> float:
-        """The attendee's arrival: the one kept from a spawn cut short, or now."""
+        """The attendee's arrival: the one kept from a spawn cut short, or now.
+
+        A new arrival is never earlier than one already in the book: wall-clock time (kept
+        because it outlives the hub process) can step back, and whoever pressed start later
+        must not overtake.
+        """
         entry = self._entries.get(name)
         if entry is None or not self._still_valid(entry):
-            entry = {"arrived": self.clock()}
+            now = self.clock()
+            latest = max((e["arrived"] for e in self._entries.values()), default=None)
+            if latest is not None and now <= latest:
+                now = latest + ARRIVAL_STEP_SECONDS
+            entry = {"arrived": now}
         self._entries[name] = {"arrived": entry["arrived"], "interrupted": None}
         self._save()
         return entry["arrived"]
