@@ -11,7 +11,7 @@ from pathlib import Path
 
 import docker
 
-from workshop_hub import console, credentials, firewall
+from workshop_hub import announcement, console, credentials, firewall
 from workshop_hub.disks import DiskError
 from workshop_hub.exposure import log_exposure
 from workshop_hub.passwords import MIN_PASSWORD_LENGTH
@@ -69,6 +69,8 @@ c.JupyterHub.hub_port = firewall.HUB_API_PORT
 c.JupyterHub.hub_connect_ip = firewall.HUB_SERVICE
 c.JupyterHub.template_paths = ["/srv/jupyterhub/templates"]
 c.JupyterHub.template_vars = {
+    # The instructor's announcement from the console, read at each page (announcement.py).
+    "announcement": announcement.for_page,
     "max_attendees": workshop.max_attendees,
     "username_rule": USERNAME_RULE,
     "min_password_length": MIN_PASSWORD_LENGTH,
@@ -153,5 +155,18 @@ c.JupyterHub.services.append(
         "name": console.SERVICE_NAME,
         "url": f"http://127.0.0.1:{firewall.CONSOLE_PORT}",
         "command": console.service_command(),
+        "environment": {console.INSTANCE_ENV: settings.instance},
+        # Admins open it from the hub's menu; JupyterHub's admin role may access services.
+        "display": True,
+        "oauth_no_confirm": True,
+    }
+)
+# What the console reads from the hub (every user's servers and activity), and the servers
+# an instructor stops from it.
+c.JupyterHub.load_roles.append(
+    {
+        "name": "console",
+        "scopes": ["list:users", "read:users", "read:servers", "read:users:activity", "servers"],
+        "services": [console.SERVICE_NAME],
     }
 )

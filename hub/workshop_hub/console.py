@@ -10,27 +10,41 @@ authenticates every caller: the service asks the hub whose token a request carri
   reach this port of the hub, as it lets them reach the hub's API).
 - ``GET /services/console/api/progress``: the whole room, for admins only.
 - ``GET /services/console/api/progress/NAME``: one attendee, for that attendee or an admin.
+- ``GET /services/console/``: the console page, and ``GET /services/console/api/room``, the
+  data it shows (room_view.py). Both need the `access:services!service=console` scope,
+  which JupyterHub's admin role holds and attendees' roles do not: the browser logs in with
+  the hub's OAuth, an API client sends an admin's token.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
+import re
 import sys
+import time
 from http import HTTPStatus
+from importlib import resources
 
-from jupyterhub.services.auth import HubAuth
+from jupyterhub.services.auth import HubAuth, HubOAuth, HubOAuthCallbackHandler, HubOAuthenticated
 from jupyterhub.utils import url_path_join
 from tornado import ioloop, web
 
+from . import announcement, instructor_actions
 from .firewall import CONSOLE_PORT, HUB_SERVICE
 from .progress import BadReport, ProgressBook, attempt_from_report
+from .room_sources import Containers, HubUsers
+from .room_view import room_view
+from .settings import USERNAME_PATTERN
 
 SERVICE_NAME = "console"
 # The attendee container's variable that tells its kernels where to report (the labs'
 # workshop_labs/progress.py reads it; a test keeps the two names the same).
 PROGRESS_URL_ENV = "WORKSHOP_PROGRESS_URL"
+# The deployment whose containers the console lists (given by jupyterhub_config.py).
+INSTANCE_ENV = "WORKSHOP_INSTANCE"
 # Admins hold this scope on every user; an attendee's tokens never do.
 ADMIN_SCOPE = "admin:users"
 MAX_REPORT_BYTES = 4096
@@ -47,7 +61,21 @@ def progress_url() -> str:
     return f"http://{HUB_SERVICE}:{CONSOLE_PORT}/services/{SERVICE_NAME}/api/progress"
 
 
-class ConsoleHandler(web.RequestHandler):
+class ConsoleBase(web.RequestHandler):
+    def write_error(self, status_code: int, **kwargs) -> None:
+        # One JSON line that says what went wrong; never a traceback.
+        error = kwargs.get("exc_info", (None, None, None))[1]
+        message = getattr(error, "log_message", None) or self._reason
+        self.finish({"status": status_code, "message": message})
+
+    def check_xsrf_cookie(self) -> None:
+        # Another site can make a browser send the console's cookie, never an Authorization
+        # header: only cookie logins need the XSRF token that the page sends back.
+        if not self.request.headers.get("Authorization"):
+            super().check_xsrf_cookie()
+
+
+class ConsoleHandler(ConsoleBase):
     """Who is calling, from the token the request carries, as the hub says."""
 
     def initialize(self, hub_auth: HubAuth, book: ProgressBook) -> None:
@@ -67,12 +95,6 @@ class ConsoleHandler(web.RequestHandler):
     @staticmethod
     def is_admin(model: dict) -> bool:
         return bool(model.get("admin")) or ADMIN_SCOPE in model.get("scopes", ())
-
-    def write_error(self, status_code: int, **kwargs) -> None:
-        # One JSON line that says what went wrong; never a traceback.
-        error = kwargs.get("exc_info", (None, None, None))[1]
-        message = getattr(error, "log_message", None) or self._reason
-        self.finish({"status": status_code, "message": message})
 
 
 class ProgressHandler(ConsoleHandler):
@@ -105,25 +127,178 @@ class ProgressHandler(ConsoleHandler):
         )
 
 
-def make_app(hub_auth: HubAuth, book: ProgressBook, prefix: str) -> web.Application:
+class InstructorHandler(HubOAuthenticated, ConsoleBase):
+    """Pages, data and actions for admins only: JupyterHub's OAuth and scopes decide who gets
+    in (the browser logs in through the hub; a script sends an admin's API token)."""
+
+    def initialize(self, hub_auth: HubOAuth, room: Room) -> None:
+        self.hub_auth = hub_auth
+        self.room = room
+
+    def attendee_name(self, name: str) -> str:
+        if not re.fullmatch(USERNAME_PATTERN, name):
+            raise web.HTTPError(HTTPStatus.NOT_FOUND, f"{name!r} is not an attendee's name")
+        return name
+
+
+class RoomHandler(InstructorHandler):
+    @web.authenticated
+    async def get(self) -> None:
+        self.finish(await self.room.view())
+
+
+class PageHandler(InstructorHandler):
+    @web.authenticated
+    def get(self) -> None:
+        # The page's own inline style and script, and fetches back to this service only.
+        self.set_header("Content-Security-Policy", CONSOLE_PAGE_POLICY)
+        self.xsrf_token  # sets the cookie the page's actions send back  # noqa: B018
+        self.finish(PAGE)
+
+
+class ActionHandler(InstructorHandler):
+    """POST .../api/attendees/NAME/ACTION: stop, reset-lab ({"lab": N}) or new-password."""
+
+    @web.authenticated
+    async def post(self, name: str, action: str) -> None:
+        attendee, by = self.attendee_name(name), self.current_user["name"]
+        try:
+            body = json.loads(self.request.body or b"{}")
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise web.HTTPError(HTTPStatus.BAD_REQUEST, "send one JSON object") from None
+        loop, answer = asyncio.get_running_loop(), {}
+        try:
+            if action == "stop":
+                outcome = await instructor_actions.stop_server(
+                    self.room.users.api_url, self.room.users.token, attendee
+                )
+            elif action == "reset-lab":
+                listed = await loop.run_in_executor(None, self.room.containers.listed)
+                lab = body.get("lab") if isinstance(body, dict) else None
+                outcome = await loop.run_in_executor(
+                    None,
+                    instructor_actions.reset_lab,
+                    self.room.containers.api,
+                    listed,
+                    attendee,
+                    lab,
+                )
+                action = f"reset lab {lab}"
+            elif action == "new-password":
+                admins = {u["name"] for u in await self.room.users.users() if u.get("admin")}
+                answer["password"] = await loop.run_in_executor(
+                    None, instructor_actions.new_password, attendee, admins
+                )
+                outcome = "new password shown to the instructor"
+            else:
+                raise web.HTTPError(HTTPStatus.NOT_FOUND, f"no action {action!r}")
+        except instructor_actions.ActionRefused as refused:
+            instructor_actions.audit(by, action, attendee, f"refused: {refused}")
+            raise web.HTTPError(HTTPStatus.CONFLICT, str(refused)) from None
+        instructor_actions.audit(by, action, attendee, outcome)
+        self.finish({"outcome": outcome, **answer})
+
+
+class OpenLabHandler(InstructorHandler):
+    """GET .../open/NAME: the attendee's JupyterLab, opened by an admin, and written down."""
+
+    @web.authenticated
+    def get(self, name: str) -> None:
+        attendee = self.attendee_name(name)
+        instructor_actions.audit(self.current_user["name"], "open JupyterLab", attendee, "opened")
+        self.redirect(
+            url_path_join(os.environ.get("JUPYTERHUB_BASE_URL", "/"), "user", attendee, "lab")
+        )
+
+
+class AnnouncementHandler(InstructorHandler):
+    """GET/POST .../api/announcement: what every hub page shows on top ("" takes it down)."""
+
+    @web.authenticated
+    def get(self) -> None:
+        self.finish(announcement.read())
+
+    @web.authenticated
+    def post(self) -> None:
+        try:
+            text = json.loads(self.request.body or b"{}").get("text", "")
+            entry = announcement.write(str(text), by=self.current_user["name"])
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+            raise web.HTTPError(HTTPStatus.BAD_REQUEST, 'send {"text": "..."}') from None
+        except announcement.BadAnnouncement as error:
+            raise web.HTTPError(HTTPStatus.BAD_REQUEST, str(error)) from None
+        instructor_actions.audit(
+            entry["by"], "announce", "everyone", entry["text"] or "(taken down)"
+        )
+        self.finish(entry)
+
+
+CONSOLE_PAGE_POLICY = "default-src 'self'; style-src 'unsafe-inline'; script-src 'unsafe-inline'"
+PAGE = resources.files(__package__).joinpath("console.html").read_text(encoding="utf-8")
+
+
+class Room:
+    """The console's view of the room, from the hub, Docker and the progress book."""
+
+    def __init__(self, book: ProgressBook, users: HubUsers, containers: Containers):
+        self.book, self.users, self.containers = book, users, containers
+
+    async def view(self) -> dict:
+        loop = asyncio.get_running_loop()
+        users = await self.users.users()
+        listed = await loop.run_in_executor(None, self.containers.listed)
+        standings = await loop.run_in_executor(None, self.book.standings)
+        view = room_view(
+            users,
+            listed,
+            standings,
+            self.containers.memory,
+            now=time.time(),
+            admins=[user["name"] for user in users if user.get("admin")],
+        )
+        view["memory_sampled_at"] = self.containers.memory_sampled_at
+        return view
+
+
+def make_app(
+    hub_auth: HubAuth, book: ProgressBook, prefix: str, room: Room | None = None
+) -> web.Application:
     arguments = {"hub_auth": hub_auth, "book": book}
     api = url_path_join(prefix, "api/progress")
-    return web.Application(
-        [
-            (api, ProgressHandler, arguments),
-            (url_path_join(api, "([^/]+)"), ProgressHandler, arguments),
+    handlers = [
+        (api, ProgressHandler, arguments),
+        (url_path_join(api, "([^/]+)"), ProgressHandler, arguments),
+    ]
+    if room is not None:
+        # The one HubOAuth of this process: the OAuth callback finds the login it began
+        # (its PKCE verifier is kept in this object) through HubOAuth.instance() too.
+        oauth = HubOAuth.instance(cache_max_age=60)
+        instructor = {"hub_auth": oauth, "room": room}
+        handlers += [
+            (prefix, PageHandler, instructor),
+            (url_path_join(prefix, "api/room"), RoomHandler, instructor),
+            (url_path_join(prefix, "api/attendees/([^/]+)/([a-z-]+)"), ActionHandler, instructor),
+            (url_path_join(prefix, "open/([^/]+)"), OpenLabHandler, instructor),
+            (url_path_join(prefix, "api/announcement"), AnnouncementHandler, instructor),
+            (url_path_join(prefix, "oauth_callback"), HubOAuthCallbackHandler),
         ]
-    )
+    # The OAuth cookie's key: new at each start, so a console restart only means logging in
+    # again through the hub, silently.
+    return web.Application(handlers, cookie_secret=os.urandom(32), xsrf_cookies=True)
 
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="[console %(levelname)s] %(message)s")
     prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", f"/services/{SERVICE_NAME}/")
-    app = make_app(HubAuth(), ProgressBook(), prefix)
+    book = ProgressBook()
+    containers = Containers(os.environ[INSTANCE_ENV])
+    app = make_app(HubAuth(), book, prefix, Room(book, HubUsers(), containers))
     # All interfaces: the proxy reaches it on loopback, attendee kernels on the attendee network.
     app.listen(CONSOLE_PORT, address="0.0.0.0")
     log.info("console service on port %d under %s", CONSOLE_PORT, prefix)
-    ioloop.IOLoop.current().start()
+    loop = ioloop.IOLoop.current()
+    loop.add_callback(containers.sample_memory_forever)
+    loop.start()
 
 
 if __name__ == "__main__":
