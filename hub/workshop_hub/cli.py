@@ -14,17 +14,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from . import credentials
-from .passwords import PasswordStore, hash_password
+from .passwords import RESET_PASSWORD_ADVICE, PasswordStore, ResetRefused, reset_attendee_password
 from .settings import (
-    USERNAME_PATTERN,
-    USERNAME_RULE,
     SettingsError,
     load_settings,
     render_env_example,
@@ -58,26 +55,18 @@ def _admin_password(settings, args) -> None:
 
 def _reset_password(settings, args) -> None:
     name = args.name.strip().lower()
-    if not re.fullmatch(USERNAME_PATTERN, name):
-        raise CommandError(f"{args.name!r} is not a valid name ({USERNAME_RULE}).")
-    if name in settings.admin_users:
-        raise CommandError(
-            f"{name!r} is an admin: admins log in with the admin password "
-            "(WORKSHOP_ADMIN_PASSWORD), see `workshop-hub admin-password`."
-        )
-    store = PasswordStore(credentials.ATTENDEE_PASSWORDS_FILE)
-    if store.get(name) is None:
-        raise CommandError(
-            f"Nobody has claimed {name!r} yet: they can log in with the room code and choose "
-            "their own password."
-        )
     new_password = credentials.generate_access_code()
-    store.set(name, hash_password(new_password))
+    try:
+        reset_attendee_password(
+            PasswordStore(credentials.ATTENDEE_PASSWORDS_FILE),
+            name,
+            settings.admin_users,
+            new_password,
+        )
+    except ResetRefused as refused:
+        raise CommandError(str(refused)) from None
     print(f"New password for {name}: {new_password}")
-    print(
-        "Their work is untouched. They log in with this password and can choose their own at "
-        "/hub/auth/change-password."
-    )
+    print(RESET_PASSWORD_ADVICE)
 
 
 def _stop_attendee_servers(instance: str) -> int:

@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import dbm
 import fcntl
+import re
 import time
+from collections.abc import Iterable
 from contextlib import contextmanager
 from pathlib import Path
 
 import bcrypt
+
+from .settings import USERNAME_PATTERN, USERNAME_RULE
 
 # bcrypt reads at most 72 bytes (bcrypt 5 refuses longer input instead of truncating it).
 MAX_PASSWORD_BYTES = 72
@@ -99,3 +103,32 @@ class PasswordStore:
                 return False
             del database[key]
             return True
+
+
+RESET_PASSWORD_ADVICE = (
+    "Their work is untouched. They log in with this password and can choose their own at "
+    "/hub/auth/change-password."
+)
+
+
+class ResetRefused(ValueError):
+    """A password that cannot be reset; the message says why and what to do instead."""
+
+
+def reset_attendee_password(
+    store: PasswordStore, name: str, admin_users: Iterable[str], new_password: str
+) -> None:
+    """Give the attendee `name` the password `new_password` (their work is untouched)."""
+    if not re.fullmatch(USERNAME_PATTERN, name):
+        raise ResetRefused(f"{name!r} is not a valid name ({USERNAME_RULE}).")
+    if name in admin_users:
+        raise ResetRefused(
+            f"{name!r} is an admin: admins log in with the admin password "
+            "(WORKSHOP_ADMIN_PASSWORD), see `workshop-hub admin-password`."
+        )
+    if store.get(name) is None:
+        raise ResetRefused(
+            f"Nobody has claimed {name!r} yet: they can log in with the room code and choose "
+            "their own password."
+        )
+    store.set(name, hash_password(new_password))

@@ -13,6 +13,7 @@ through a symlink, and a full or read-only folder is reported and skipped. Only 
 library is imported, so this step adds well under a second to a server start.
 
 Usage: python -m workshop_labs.workfolder --labs /opt/workshop/labs --work ~/work
+       ... --reset-lab 3   (the instructor's console: lab 3 afresh, the old copy kept)
 """
 
 from __future__ import annotations
@@ -121,11 +122,18 @@ class _Folder:
                 return name, os.open(name, _CREATE_FLAGS, 0o644, dir_fd=self.fd)
         raise FileExistsError("no free name for a temporary file in the labs folder")
 
-    def set_aside(self, name: str) -> str:
-        """Rename `name` (whatever it is) to an unused timestamped name; nothing is deleted."""
+    def set_aside(self, name: str, tag: str = "broken") -> str:
+        """Rename `name` (whatever it is) to an unused timestamped name; nothing is deleted.
+
+        A notebook keeps its `.ipynb` ending (`03_x.backup-….ipynb`), so it still opens in
+        JupyterLab; anything else gets the tag at the end (`.workshop-labs.json.broken-…`).
+        """
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        stem, ending = (
+            (name.removesuffix(".ipynb"), ".ipynb") if name.endswith(".ipynb") else (name, "")
+        )
         for attempt in itertools.count():
-            aside = f"{name}.broken-{stamp}" + (f"-{attempt}" if attempt else "")
+            aside = f"{stem}.{tag}-{stamp}" + (f"-{attempt}" if attempt else "") + ending
             if self.lstat(aside) is None:
                 os.rename(name, aside, src_dir_fd=self.fd, dst_dir_fd=self.fd)
                 return aside
@@ -282,12 +290,46 @@ def sync_labs(shipped_dir: Path, work_dir: Path) -> list[str]:
         os.close(folder.fd)
 
 
+def reset_lab(shipped_dir: Path, work_dir: Path, lab: int) -> list[str]:
+    """Start lab `lab` afresh for the attendee: their copy is set aside as a dated backup beside
+    it (never deleted), and the image's version is delivered in its place."""
+    shipped = sorted(shipped_dir.glob(f"{lab:02d}_*.ipynb"))
+    if len(shipped) != 1:
+        raise LabNotFound(f"the image has no lab {lab} in {shipped_dir}")
+    name = shipped[0].name
+    folder = _open_labs_folder(work_dir)
+    if folder is None:
+        raise LabNotFound(f"{work_dir / 'labs'} is not a folder")
+    try:
+        kept = [f"kept your {name} as {folder.set_aside(name, tag='backup')}"]
+    except FileNotFoundError:
+        kept = []  # nothing to keep: they had deleted it
+    finally:
+        os.close(folder.fd)
+    return kept + sync_labs(shipped_dir, work_dir)
+
+
+class LabNotFound(Exception):
+    """The lab to reset is not in the image, or the work folder has no labs folder."""
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--labs", type=Path, required=True, help="the image's built notebooks")
     parser.add_argument("--work", type=Path, required=True, help="the attendee's work folder")
+    parser.add_argument(
+        "--reset-lab", type=int, metavar="N", help="set lab N aside as a backup, get a fresh copy"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(format="labs: %(message)s", level=logging.INFO)
+    if args.reset_lab is not None:
+        try:
+            for action in reset_lab(args.labs, args.work, args.reset_lab):
+                print(action)
+        except (LabNotFound, OSError) as error:
+            print(f"lab {args.reset_lab} was not reset: {error}", file=sys.stderr)
+            return 1
+        return 0
     try:
         for action in sync_labs(args.labs, args.work):
             log.info("%s", action)

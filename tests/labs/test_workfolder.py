@@ -434,3 +434,43 @@ def test_start_script_starts_the_server_when_seeding_fails(tmp_path, seeding, no
     assert result.returncode == 0
     assert result.stdout == "server started: --port=8888\n"
     assert f"labs: copying the labs into ~/work/labs {note}" in result.stderr
+
+
+# ---- the instructor resets one lab ----------------------------------------------------------
+
+
+def test_resetting_a_lab_keeps_the_attendees_copy_as_a_backup_and_delivers_a_fresh_one(
+    shipped, labs
+):
+    workfolder.sync_labs(shipped, labs.parent)
+    (labs / "02_modules.ipynb").write_text('{"v": "my edits"}')
+    actions = workfolder.reset_lab(shipped, labs.parent, 2)
+    (backup,) = labs.glob("02_modules.backup-*.ipynb")
+    assert backup.read_text() == '{"v": "my edits"}'
+    assert (labs / "02_modules.ipynb").read_text() == '{"v": 1}'
+    assert actions == [f"kept your 02_modules.ipynb as {backup.name}", "added 02_modules.ipynb"]
+    # Twice in the same second: a second backup, the first one untouched.
+    (labs / "02_modules.ipynb").write_text('{"v": "again"}')
+    workfolder.reset_lab(shipped, labs.parent, 2)
+    assert sorted(p.read_text() for p in labs.glob("02_modules.backup-*.ipynb")) == [
+        '{"v": "again"}',
+        '{"v": "my edits"}',
+    ]
+    assert (labs / "01_intro.ipynb").read_text() == '{"v": 1}'  # other labs left alone
+
+
+def test_resetting_a_lab_never_follows_a_link_at_its_name(shipped, labs, outside):
+    (labs / "01_intro.ipynb").symlink_to(outside)
+    workfolder.reset_lab(shipped, labs.parent, 1)
+    (aside,) = labs.glob("01_intro.backup-*.ipynb")
+    assert aside.is_symlink() and outside.read_bytes() == b"not yours to overwrite\n"
+    assert (labs / "01_intro.ipynb").read_text() == '{"v": 1}'
+
+
+def test_resetting_a_lab_the_image_lacks_says_so_and_changes_nothing(shipped, labs, capsys):
+    workfolder.sync_labs(shipped, labs.parent)
+    before = sorted(p.name for p in labs.iterdir())
+    code = workfolder.main(["--labs", str(shipped), "--work", str(labs.parent), "--reset-lab", "9"])
+    assert code == 1
+    assert "lab 9 was not reset: the image has no lab 9" in capsys.readouterr().err
+    assert sorted(p.name for p in labs.iterdir()) == before

@@ -1,0 +1,48 @@
+"""The instructor's announcement ("Break until 10:45"), shown on every hub page.
+
+The console writes it on the hub-data volume; the hub reads it at each page it renders
+(JupyterHub's `announcement` template variable, a callable), so a new one shows at the next
+page load without a restart. It is the instructor's plain text, escaped for the page.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import time
+from pathlib import Path
+
+from .credentials import HUB_DATA_DIR
+
+ANNOUNCEMENT_FILE = HUB_DATA_DIR / "announcement.json"
+MAX_LENGTH = 300
+
+
+class BadAnnouncement(ValueError):
+    """Text that cannot be announced; the message says why."""
+
+
+def write(text: str, by: str, path: Path = ANNOUNCEMENT_FILE) -> dict:
+    """Announce `text` (empty: take the announcement down); atomically, for readers."""
+    text = " ".join(text.split())
+    if len(text) > MAX_LENGTH:
+        raise BadAnnouncement(f"an announcement is one line of at most {MAX_LENGTH} characters")
+    entry = {"text": text, "by": by, "at": time.time()}
+    temporary = path.with_name(f".{path.name}.{os.getpid()}")
+    temporary.write_text(json.dumps(entry))
+    os.replace(temporary, path)
+    return entry
+
+
+def read(path: Path = ANNOUNCEMENT_FILE) -> dict:
+    try:
+        entry = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {"text": "", "by": "", "at": None}
+    return entry if isinstance(entry, dict) and isinstance(entry.get("text"), str) else {"text": ""}
+
+
+def for_page(_user=None, path: Path = ANNOUNCEMENT_FILE) -> str:
+    """JupyterHub's `announcement` template variable: the text, HTML-escaped, or nothing."""
+    return html.escape(read(path)["text"])

@@ -1,0 +1,101 @@
+"""What an instructor can do to one attendee from the console, each written to an audit log.
+
+- stop their server (the hub's REST API, as the admin page does; their files stay);
+- start one lab afresh for them: inside their running container, their copy is set aside as
+  a dated backup beside the new one (workshop_labs.workfolder --reset-lab), never deleted;
+- give them a new password (passwords.reset_attendee_password, as `workshop-hub
+  reset-password` does), shown once to the instructor.
+
+Every action, done or refused, is one JSON line in the hub-data volume's
+console-actions.jsonl: who, what, for whom, when, and how it ended.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import docker
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+
+from . import credentials
+from .passwords import PasswordStore, ResetRefused, reset_attendee_password
+from .profiles import LABEL_USER
+
+ACTIONS_LOG = credentials.HUB_DATA_DIR / "console-actions.jsonl"
+LABS = range(1, 8)
+RESET_LAB_TIMEOUT_SECONDS = 60
+# Run inside the attendee's container as the attendee: the image's own seeding step.
+RESET_LAB_COMMAND = (
+    'exec timeout {timeout} python -m workshop_labs.workfolder --labs "$WORKSHOP_NOTEBOOKS_DIR" '
+    '--work "$HOME/work" --reset-lab {lab}'
+)
+
+log = logging.getLogger("workshop.console")
+
+
+class ActionRefused(Exception):
+    """The action cannot be done; the message says why and what to do instead."""
+
+
+def audit(by: str, action: str, attendee: str, outcome: str, path: Path = ACTIONS_LOG) -> None:
+    entry = {"at": time.time(), "by": by, "action": action, "attendee": attendee}
+    entry["outcome"] = outcome
+    log.info("%s: %s for %s: %s", by, action, attendee, outcome)
+    with path.open("a", encoding="utf-8") as lines:
+        lines.write(json.dumps(entry) + "\n")
+
+
+async def stop_server(api_url: str, token: str, attendee: str) -> str:
+    request = HTTPRequest(
+        f"{api_url.rstrip('/')}/users/{attendee}/server",
+        method="DELETE",
+        headers={"Authorization": f"token {token}"},
+    )
+    try:
+        response = await AsyncHTTPClient().fetch(request)
+    except HTTPClientError as error:
+        if error.code == 404:
+            raise ActionRefused(f"{attendee} has no account on this hub") from None
+        if error.code == 400:
+            raise ActionRefused(f"{attendee}'s server is not running") from None
+        raise
+    return "stopped" if response.code == 204 else "stopping (the hub finishes it in the background)"
+
+
+def reset_lab(
+    api: docker.APIClient, instance_containers: list[dict], attendee: str, lab: object
+) -> str:
+    if not isinstance(lab, int) or isinstance(lab, bool) or lab not in LABS:
+        raise ActionRefused(f"choose a lab from 1 to 7, not {lab!r}")
+    running = [
+        c
+        for c in instance_containers
+        if (c.get("Labels") or {}).get(LABEL_USER) == attendee and c.get("State") == "running"
+    ]
+    if not running:
+        raise ActionRefused(
+            f"{attendee}'s server is not running: the lab is reset inside it, so ask them to "
+            "start it (or delete the lab from their labs folder: the next start brings a fresh one)"
+        )
+    command = RESET_LAB_COMMAND.format(timeout=RESET_LAB_TIMEOUT_SECONDS, lab=lab)
+    execution = api.exec_create(running[0]["Id"], ["sh", "-c", command])
+    output = api.exec_start(execution["Id"]).decode(errors="replace").strip()
+    if api.exec_inspect(execution["Id"])["ExitCode"] != 0:
+        raise ActionRefused(
+            f"lab {lab} was not reset: {output.splitlines()[-1] if output else 'no output'}"
+        )
+    return "; ".join(line for line in output.splitlines() if line.startswith(("kept", "added")))
+
+
+def new_password(attendee: str, admins: set[str], store: PasswordStore | None = None) -> str:
+    """A new password for `attendee`, to give them; their work is untouched."""
+    password = credentials.generate_access_code()
+    store = store or PasswordStore(credentials.ATTENDEE_PASSWORDS_FILE)
+    try:
+        reset_attendee_password(store, attendee, admins, password)
+    except ResetRefused as refused:
+        raise ActionRefused(str(refused)) from None
+    return password
