@@ -19,6 +19,7 @@ from playwright.sync_api import sync_playwright
 
 from workshop_hub.spawner import RUNNING_CPU_SHARES
 
+from .browser import launch
 from .hub_client import Attendee
 from .stack import ACCESS_CODE_OF_TESTS, HubStack
 
@@ -31,17 +32,6 @@ LOG_TIME = r"\[I (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}) JupyterHub [^\]]+\] "
 # A hub restart, then six servers two at a time on a busy 2-core machine; far below the
 # 120 s JupyterHub would wait for a server whose start it never saw finish.
 RECOVERY_SECONDS = 90
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +122,7 @@ def test_a_burst_waits_in_line_in_order_and_everyone_gets_a_server(rush):
 def test_the_page_of_someone_waiting_asks_again_after_a_hub_restart(rush):
     names = [f"wait{number}" for number in range(6)]
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        browser = launch(playwright)
         try:
             pages = {}
             for name in names:
