@@ -143,3 +143,25 @@ def starter(number: int, name: str, **given: Any) -> Any:
     namespace = lab_namespace(number, **given)
     _run(ast.parse(cells[0]).body, namespace, f"{source.name} (starter defining {name})")
     return namespace[name]
+
+
+def assert_runs_past_with_a_working_reference(
+    check: Any, unsolved: Any, context: tuple, monkeypatch: Any, capsys: Any
+) -> Any:
+    """The starter answer fails ``check`` in strict mode; in a notebook it comes back as a
+    reference answer that passes the bare check, so the cells below run. Returns it."""
+    from workshop_labs.checks import STRICT_ENV, ExerciseNotSolved
+
+    try:
+        check(unsolved, *context)
+    except ExerciseNotSolved:
+        pass
+    else:
+        raise AssertionError("the starter code passed its check: it is not an exercise")
+    monkeypatch.setenv(STRICT_ENV, "0")
+    reference = check(unsolved, *context)
+    assert reference is not unsolved
+    assert "the cells below use the reference answer" in capsys.readouterr().out
+    check.unchecked(reference, *context)
+    assert "✅" in capsys.readouterr().out
+    return reference

@@ -7,8 +7,13 @@ import pytest
 import torch
 from torch import nn
 
-from tests.labs.solutions import lab_namespace, solution, starter
-from workshop_labs import checks, data, diagrams, lab02
+from tests.labs.solutions import (
+    assert_runs_past_with_a_working_reference,
+    lab_namespace,
+    solution,
+    starter,
+)
+from workshop_labs import data, diagrams, lab02
 from workshop_labs.checks import ExerciseNotSolved
 
 
@@ -243,14 +248,7 @@ UNSOLVED = {
 def test_an_unsolved_exercise_goes_on_with_a_reference_that_passes(name, monkeypatch, capsys):
     check, context = UNSOLVED[name]
     unsolved = lab_starter(name)
-    with pytest.raises(ExerciseNotSolved):  # the starter code is not a solution
-        check(unsolved, *context)
-    monkeypatch.setenv(checks.STRICT_ENV, "0")
-    reference = check(unsolved, *context)
-    assert reference is not unsolved
-    assert "the cells below use the reference answer" in capsys.readouterr().out
-    check.unchecked(reference, *context)
-    assert "✅" in capsys.readouterr().out
+    assert_runs_past_with_a_working_reference(check, unsolved, context, monkeypatch, capsys)
 
 
 # ---- The network diagram draws skip connections ---------------------------------------------

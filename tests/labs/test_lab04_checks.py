@@ -8,7 +8,12 @@ import pytest
 import torch
 from torch import nn
 
-from tests.labs.solutions import lab_namespace, solution, starter
+from tests.labs.solutions import (
+    assert_runs_past_with_a_working_reference,
+    lab_namespace,
+    solution,
+    starter,
+)
 from workshop_labs import checks, lab04
 from workshop_labs.checks import ExerciseNotSolved
 
@@ -320,14 +325,7 @@ def test_an_unsolved_training_step_goes_on_with_a_reference_that_passes(
 ):
     """Later cells train with these steps: unsolved, they train with a reference that works."""
     unsolved = starter(4, name, low_precision=LOW)
-    with pytest.raises(ExerciseNotSolved):  # the starter code is not a solution
-        check(unsolved, *context)
-    monkeypatch.setenv(checks.STRICT_ENV, "0")
-    reference = check(unsolved, *context)
-    assert reference is not unsolved
-    assert "the cells below use the reference answer" in capsys.readouterr().out
-    check.unchecked(reference, *context)
-    assert "✅" in capsys.readouterr().out
+    assert_runs_past_with_a_working_reference(check, unsolved, context, monkeypatch, capsys)
 
 
 @pytest.mark.parametrize(

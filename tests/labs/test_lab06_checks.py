@@ -6,8 +6,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.labs.solutions import lab_namespace, solution, starter
-from workshop_labs import checks, lab06
+from tests.labs.solutions import (
+    assert_runs_past_with_a_working_reference,
+    lab_namespace,
+    solution,
+    starter,
+)
+from workshop_labs import lab06
 from workshop_labs.checks import ExerciseNotSolved
 
 # The lab's own definitions that its solutions and checks use.
@@ -259,11 +264,4 @@ UNSOLVED = {
 def test_an_unsolved_exercise_goes_on_with_a_reference_that_passes(name, monkeypatch, capsys):
     check, context = UNSOLVED[name]
     unsolved = lab_starter(name)
-    with pytest.raises(ExerciseNotSolved):  # the starter code is not a solution
-        check(unsolved, *context)
-    monkeypatch.setenv(checks.STRICT_ENV, "0")
-    reference = check(unsolved, *context)
-    assert reference is not unsolved
-    assert "the cells below use the reference answer" in capsys.readouterr().out
-    check.unchecked(reference, *context)
-    assert "✅" in capsys.readouterr().out
+    assert_runs_past_with_a_working_reference(check, unsolved, context, monkeypatch, capsys)
