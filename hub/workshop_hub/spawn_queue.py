@@ -138,6 +138,9 @@ class Place:
     )
     # Seconds spent in line, known once the turn comes.
     waited: float | None = None
+    # The turn's number, in the order turns were given: a task given its turn while it waits
+    # may resume after one that arrived later and found a free place at once.
+    turn_number: int | None = None
 
     def sort_key(self) -> tuple[float, int]:
         return (self.arrived, self.order)
@@ -161,6 +164,7 @@ class SpawnQueue:
         self._starting: set[Place] = set()
         self._recent: deque[float] = deque(maxlen=RECENT_SPAWNS)
         self._counter = itertools.count()
+        self._turn_numbers = itertools.count()
         self._changed = asyncio.Event()
         self._watchers: dict[str, int] = {}
         self._abandon_timers: dict[str, asyncio.TimerHandle] = {}
@@ -251,6 +255,7 @@ class SpawnQueue:
                 # Cancelled or withdrawn; its task has yet to run and leave the line itself.
                 continue
             place.waited = self.clock() - place.entered
+            place.turn_number = next(self._turn_numbers)
             self._starting.add(place)
             place.granted.set_result(place)
         self.notify()

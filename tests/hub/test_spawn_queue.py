@@ -32,7 +32,7 @@ class Room:
 
     def __init__(self, queue: SpawnQueue):
         self.queue = queue
-        self.turns: list[str] = []
+        self.given: list[tuple[int, str]] = []  # (turn number, name) as the bodies run
         self.holding = 0
         self.most_holding = 0
         self.release: dict[str, asyncio.Event] = {}
@@ -43,8 +43,8 @@ class Room:
         self.release[name] = asyncio.Event()
 
         async def spawn():
-            async with self.queue.turn(name):
-                self.turns.append(name)
+            async with self.queue.turn(name) as place:
+                self.given.append((place.turn_number, name))
                 self.holding += 1
                 self.most_holding = max(self.most_holding, self.holding)
                 try:
@@ -60,6 +60,11 @@ class Room:
 
     def finish(self, name: str) -> None:
         self.release[name].set()
+
+    @property
+    def turns(self) -> list[str]:
+        """Whose turn came, in the order the line gave the turns."""
+        return [name for _, name in sorted(self.given)]
 
 
 async def test_turns_come_in_arrival_order():
