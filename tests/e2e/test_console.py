@@ -50,8 +50,10 @@ def read_progress(hub, token: str, attendee: str = "") -> requests.Response:
 
 
 @pytest.fixture(scope="module")
-def bob(hub, access_code) -> Attendee:
-    attendee = Attendee(hub.url, "bob")
+def kim(hub, access_code) -> Attendee:
+    """An attendee of this module's own: the console changes her labs, password and server,
+    which the session's shared attendees must keep."""
+    attendee = Attendee(hub.url, "kim")
     assert attendee.login(access_code).status_code == 200
     attendee.wait_until_ready()
     assert attendee.open_lab().status_code == 200
@@ -72,30 +74,30 @@ def admin_token(instructor) -> str:
     return token_of(instructor)
 
 
-def test_checks_in_kernels_show_up_for_the_admin_within_seconds(hub, ada, bob, admin_token):
+def test_checks_in_kernels_show_up_for_the_admin_within_seconds(hub, ada, kim, admin_token):
     passing = ada.run_code(RIGHT_BATCH)
     assert passing.error is None and "✅" in passing.stdout, passing
-    failing = bob.run_code(WRONG_BATCH)
+    failing = kim.run_code(WRONG_BATCH)
     assert "Not solved yet" in failing.stdout, failing
     deadline = time.monotonic() + 10
     while True:
         room = read_progress(hub, admin_token)
         assert room.status_code == 200, room.text
         attendees = room.json()["attendees"]
-        if {"ada", "bob"} <= set(attendees) or time.monotonic() > deadline:
+        if {"ada", "kim"} <= set(attendees) or time.monotonic() > deadline:
             break
         time.sleep(0.5)
     (ada_batch,) = [s for s in attendees["ada"] if s["exercise"] == "batch"]
-    (bob_batch,) = [s for s in attendees["bob"] if s["exercise"] == "batch"]
+    (bob_batch,) = [s for s in attendees["kim"] if s["exercise"] == "batch"]
     assert ada_batch["lab"] == 1 and ada_batch["passed"] is True
     assert bob_batch["passed"] is False and "`batch` is None" in bob_batch["reason"]
 
 
-def test_an_attendee_reads_their_own_progress_and_nobody_elses(hub, ada, bob):
+def test_an_attendee_reads_their_own_progress_and_nobody_elses(hub, ada, kim):
     ada_token = token_of(ada)
     own = read_progress(hub, ada_token, "ada")
     assert own.status_code == 200 and list(own.json()["attendees"]) in ([], ["ada"])
-    assert read_progress(hub, ada_token, "bob").status_code == 403
+    assert read_progress(hub, ada_token, "kim").status_code == 403
     assert read_progress(hub, ada_token).status_code == 403
     assert read_progress(hub, "not-a-token").status_code == 403
     assert requests.get(f"{hub.url}/{PROGRESS}", timeout=30).status_code == 401
@@ -104,14 +106,14 @@ def test_an_attendee_reads_their_own_progress_and_nobody_elses(hub, ada, bob):
 def test_an_attendee_cannot_record_progress_for_someone_else(hub, ada, admin_token):
     forged = requests.post(
         f"{hub.url}/{PROGRESS}",
-        json={"lab": 1, "exercise": "batch", "passed": True, "reason": "", "attendee": "bob"},
+        json={"lab": 1, "exercise": "batch", "passed": True, "reason": "", "attendee": "kim"},
         headers={"Authorization": f"token {token_of(ada)}"},
         timeout=30,
     )
     assert forged.status_code == 201  # recorded, but as ada's: the token decides, not the body
     bob_batch = [
         s
-        for s in read_progress(hub, admin_token, "bob").json()["attendees"]["bob"]
+        for s in read_progress(hub, admin_token, "kim").json()["attendees"]["kim"]
         if s["exercise"] == "batch"
     ]
     assert bob_batch and bob_batch[0]["passed"] is False
@@ -141,16 +143,16 @@ def test_an_attendee_gets_403_on_the_console_page_and_its_data(hub, ada):
     assert room.status_code == 403
 
 
-def test_the_room_shows_each_attendees_server_and_checks(hub, ada, bob, instructor, admin_token):
-    bob.run_code(WRONG_BATCH)
+def test_the_room_shows_each_attendees_server_and_checks(hub, ada, kim, instructor, admin_token):
+    kim.run_code(WRONG_BATCH)
     room = instructor.http.get(f"{hub.url}/{CONSOLE}api/room", timeout=30)
     assert room.status_code == 200, room.text[:500]
     rows = {row["name"]: row for row in room.json()["rows"]}
     assert "instructor" not in rows  # admins are not attendees
-    assert rows["ada"]["server"] == rows["bob"]["server"] == "running"
+    assert rows["ada"]["server"] == rows["kim"]["server"] == "running"
     assert rows["ada"]["profile"] == "cpu" and rows["ada"]["gpu"] == ""
-    assert rows["bob"]["stuck_on"] == "lab 1 · batch"
-    assert "`batch` is None" in rows["bob"]["stuck_reason"]
+    assert rows["kim"]["stuck_on"] == "lab 1 · batch"
+    assert "`batch` is None" in rows["kim"]["stuck_reason"]
     summary = room.json()["summary"]
     assert summary["servers"]["running"] >= 2
     assert {"lab": 1, "exercise": "batch", "attendees": 1} in summary["failing_most"]
@@ -179,29 +181,29 @@ def console_post(admin: Attendee, hub, path: str, body: dict) -> requests.Respon
     )
 
 
-def test_resetting_lab_2_keeps_the_attendees_copy_and_gives_a_fresh_one(hub, ada, instructor):
+def test_resetting_lab_2_keeps_the_attendees_copy_and_gives_a_fresh_one(hub, kim, instructor):
     lab2 = next(
         item["path"]
-        for item in ada.api("GET", "contents/labs").json()["content"]
+        for item in kim.api("GET", "contents/labs").json()["content"]
         if item["name"].startswith("02_") and ".backup-" not in item["name"]
     )
-    original = ada.api("GET", f"contents/{lab2}").json()["content"]
+    original = kim.api("GET", f"contents/{lab2}").json()["content"]
     edited = {**original, "cells": original["cells"][:3]}
-    assert ada.api("PUT", f"contents/{lab2}", json={"type": "notebook", "content": edited}).ok
-    answer = console_post(instructor, hub, "api/attendees/ada/reset-lab", {"lab": 2})
+    assert kim.api("PUT", f"contents/{lab2}", json={"type": "notebook", "content": edited}).ok
+    answer = console_post(instructor, hub, "api/attendees/kim/reset-lab", {"lab": 2})
     assert answer.status_code == 200, answer.text
     assert "kept your 02_" in answer.json()["outcome"]
-    names = [item["name"] for item in ada.api("GET", "contents/labs").json()["content"]]
+    names = [item["name"] for item in kim.api("GET", "contents/labs").json()["content"]]
     (backup,) = [n for n in names if n.startswith("02_") and ".backup-" in n]
-    assert len(ada.api("GET", f"contents/labs/{backup}").json()["content"]["cells"]) == 3
-    fresh = ada.api("GET", f"contents/{lab2}").json()["content"]
+    assert len(kim.api("GET", f"contents/labs/{backup}").json()["content"]["cells"]) == 3
+    fresh = kim.api("GET", f"contents/{lab2}").json()["content"]
     assert len(fresh["cells"]) == len(original["cells"])
-    refused = console_post(instructor, hub, "api/attendees/ada/reset-lab", {"lab": 9})
+    refused = console_post(instructor, hub, "api/attendees/kim/reset-lab", {"lab": 9})
     assert refused.status_code == 409 and "choose a lab from 1 to 7" in refused.json()["message"]
 
 
 def test_an_action_without_the_pages_xsrf_token_is_refused(hub, instructor):
-    forged = instructor.http.post(f"{hub.url}/{CONSOLE}api/attendees/bob/stop", json={}, timeout=30)
+    forged = instructor.http.post(f"{hub.url}/{CONSOLE}api/attendees/kim/stop", json={}, timeout=30)
     assert forged.status_code == 403
 
 
@@ -214,31 +216,31 @@ def test_an_announcement_shows_on_the_hub_pages_escaped_and_comes_down(hub, inst
     assert "Break until 10:45" not in requests.get(f"{hub.url}/hub/login", timeout=30).text
 
 
-def test_the_instructor_opens_an_attendees_lab_and_a_new_password_works(hub, bob, instructor):
+def test_the_instructor_opens_an_attendees_lab_and_a_new_password_works(hub, kim, instructor):
     instructor.http.get(f"{hub.url}/{CONSOLE}", timeout=30)  # logged in to the console
-    opened = instructor.http.get(f"{hub.url}/{CONSOLE}open/bob", timeout=60, allow_redirects=False)
-    assert opened.status_code == 302 and opened.headers["Location"] == "/user/bob/lab"
+    opened = instructor.http.get(f"{hub.url}/{CONSOLE}open/kim", timeout=60, allow_redirects=False)
+    assert opened.status_code == 302 and opened.headers["Location"] == "/user/kim/lab"
     # The hub then asks the admin to confirm access to someone else's server (JupyterHub's
     # own page), as it does from its admin page.
-    asked = instructor.http.get(f"{hub.url}/user/bob/lab", timeout=60)
-    assert asked.status_code == 200 and "client_id=jupyterhub-user-bob" in asked.url
+    asked = instructor.http.get(f"{hub.url}/user/kim/lab", timeout=60)
+    assert asked.status_code == 200 and "client_id=jupyterhub-user-kim" in asked.url
     assert "Authorize" in asked.text
-    answer = console_post(instructor, hub, "api/attendees/bob/new-password", {})
+    answer = console_post(instructor, hub, "api/attendees/kim/new-password", {})
     assert answer.status_code == 200, answer.text
-    again = Attendee(hub.url, "bob", password=answer.json()["password"])
+    again = Attendee(hub.url, "kim", password=answer.json()["password"])
     assert again.login().status_code == 200
     assert again.http.get(f"{hub.url}/hub/home", timeout=30).status_code == 200
 
 
 def test_stopping_a_server_from_the_console_and_every_action_is_in_the_audit_log(
-    hub, bob, instructor
+    hub, kim, instructor
 ):
-    answer = console_post(instructor, hub, "api/attendees/bob/stop", {})
+    answer = console_post(instructor, hub, "api/attendees/kim/stop", {})
     assert answer.status_code == 200, answer.text
     deadline = time.monotonic() + 60
-    while has_container(hub, "bob") and time.monotonic() < deadline:
+    while has_container(hub, "kim") and time.monotonic() < deadline:
         time.sleep(1)
-    assert not has_container(hub, "bob")
+    assert not has_container(hub, "kim")
     log = hub.hub_exec("cat", "/srv/jupyterhub/data/console-actions.jsonl").stdout
     actions = [json.loads(line)["action"] for line in log.splitlines()]
     for done in ("reset lab 2", "announce", "open JupyterLab", "new-password", "stop"):
@@ -267,7 +269,7 @@ def test_the_console_benchmark_runs_against_the_real_stack(hub, admin_token):
     assert not [u for u in users if u["name"].startswith("bench-")]  # it cleaned up
 
 
-def test_the_console_in_a_real_browser(hub, ada, bob, instructor):
+def test_the_console_in_a_real_browser(hub, ada, kim, instructor):
     """An admin logs in with the hub's form, opens the console and sees the room; the
     screenshot is kept in reports/screenshots/console.png."""
     password = instructor.password
