@@ -254,7 +254,6 @@ class Room:
             standings,
             self.containers.memory,
             now=time.time(),
-            admins=[user["name"] for user in users if user.get("admin")],
         )
         view["memory_sampled_at"] = self.containers.memory_sampled_at
         return view

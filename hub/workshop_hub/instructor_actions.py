@@ -23,9 +23,9 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from . import credentials
 from .passwords import PasswordStore, ResetRefused, reset_attendee_password
 from .profiles import LABEL_USER
+from .progress import is_lab_number
 
 ACTIONS_LOG = credentials.HUB_DATA_DIR / "console-actions.jsonl"
-LABS = range(1, 8)
 RESET_LAB_TIMEOUT_SECONDS = 60
 # Run inside the attendee's container as the attendee: the image's own seeding step.
 RESET_LAB_COMMAND = (
@@ -41,8 +41,13 @@ class ActionRefused(Exception):
 
 
 def audit(by: str, action: str, attendee: str, outcome: str, path: Path = ACTIONS_LOG) -> None:
-    entry = {"at": time.time(), "by": by, "action": action, "attendee": attendee}
-    entry["outcome"] = outcome
+    entry = {
+        "at": time.time(),
+        "by": by,
+        "action": action,
+        "attendee": attendee,
+        "outcome": outcome,
+    }
     log.info("%s: %s for %s: %s", by, action, attendee, outcome)
     with path.open("a", encoding="utf-8") as lines:
         lines.write(json.dumps(entry) + "\n")
@@ -68,7 +73,7 @@ async def stop_server(api_url: str, token: str, attendee: str) -> str:
 def reset_lab(
     api: docker.APIClient, instance_containers: list[dict], attendee: str, lab: object
 ) -> str:
-    if not isinstance(lab, int) or isinstance(lab, bool) or lab not in LABS:
+    if not is_lab_number(lab):
         raise ActionRefused(f"choose a lab from 1 to 7, not {lab!r}")
     running = [
         c

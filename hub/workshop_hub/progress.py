@@ -37,6 +37,11 @@ CREATE INDEX IF NOT EXISTS attempts_by_attendee ON attempts (attendee, lab, exer
 """
 
 
+def is_lab_number(value: object) -> bool:
+    """1 to 7, as an int (JSON's true is not lab 1)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value in LABS
+
+
 class BadReport(ValueError):
     """A progress report that is not one this project's checks send; the message says why."""
 
@@ -74,7 +79,7 @@ def attempt_from_report(attendee: str, report: object, now: float | None = None)
         raise BadReport("a progress report is a JSON object")
     lab, exercise = report.get("lab"), report.get("exercise")
     passed, reason = report.get("passed"), report.get("reason", "")
-    if not isinstance(lab, int) or isinstance(lab, bool) or lab not in LABS:
+    if not is_lab_number(lab):
         raise BadReport(f"'lab' must be a lab number 1–7, not {lab!r}")
     if not isinstance(exercise, str) or not 0 < len(exercise) <= MAX_EXERCISE_LENGTH:
         raise BadReport(f"'exercise' must be a check's name of 1–{MAX_EXERCISE_LENGTH} characters")

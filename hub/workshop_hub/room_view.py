@@ -111,10 +111,9 @@ def room_view(
     standings: Mapping[str, list[ExerciseState]],
     memory: Mapping[str, int],
     now: float,
-    admins: Iterable[str] = (),
 ) -> dict:
-    """The console's whole page as JSON: the summary on top, then the rows."""
-    admins = set(admins)
+    """The console's whole page as JSON: the summary on top, then the rows. Admins (the hub's
+    user models say who) are instructors, not attendees: they get no row."""
     labels = container_labels(containers)
     rows = [
         attendee_row(
@@ -125,7 +124,7 @@ def room_view(
             now,
         )
         for user in users
-        if user.get("kind", "user") == "user" and user["name"] not in admins
+        if user.get("kind", "user") == "user" and not user.get("admin")
     ]
     rows.sort(key=lambda row: needs_help_first(row, now))
     failing_now = Counter(
