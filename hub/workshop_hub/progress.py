@@ -156,13 +156,12 @@ class ProgressBook:
                     if earlier.passed:
                         break
                     failing_since = earlier.at
-            last_failure = next((t.reason for t in reversed(tries) if not t.passed), "")
             standings.setdefault(who, []).append(
                 ExerciseState(
                     lab=lab,
                     exercise=exercise,
                     passed=last.passed,
-                    reason="" if last.passed else last_failure,
+                    reason=last.reason,  # "" for a pass (attempt_from_report)
                     attempts=len(tries),
                     first_tried=tries[0].at,
                     last_tried=last.at,
