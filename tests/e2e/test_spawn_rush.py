@@ -157,7 +157,13 @@ def test_the_page_of_someone_waiting_asks_again_after_a_hub_restart(rush):
             deadline = time.monotonic() + RECOVERY_SECONDS
             for name, page in pages.items():
                 left_ms = max(1, deadline - time.monotonic()) * 1000
-                page.wait_for_url(re.compile(rf"/user/{name}/lab"), timeout=left_ms)
+                try:
+                    page.wait_for_url(re.compile(rf"/user/{name}/lab"), timeout=left_ms)
+                except PlaywrightError as error:
+                    raise AssertionError(
+                        f"{name}'s page stayed at {page.url}: {page_body(page)[:800]}\n"
+                        f"--- hub log ---\n{rush.logs()[-6000:]}"
+                    ) from error
         finally:
             browser.close()
     since_restart = rush.logs().rsplit("JupyterHub is now running", 1)[1]
@@ -173,6 +179,14 @@ def place_in_line(page) -> int | None:
     if not found:
         return None
     return int(found.group(2) or 1)
+
+
+def page_body(page) -> str:
+    """All the text of the page, or why it could not be read."""
+    try:
+        return page.inner_text("body")
+    except PlaywrightError as error:
+        return f"(unreadable: {error})"
 
 
 def page_text(page) -> str:
