@@ -27,9 +27,10 @@
 # 6. write a **training loop** by hand and train a first tiny network on the digits.
 #
 # Every exercise is followed by a check cell: run it, and it tells you what is wrong or prints
-# a ✅. Ask your instructor if you are stuck; the solutions are hidden under *Solution*. An
-# exercise you have not solved yet does not stop the lab: its check says so in red, and the
-# cells below it go on (with a reference answer where they need one).
+# a ✅. Ask your instructor if you are stuck. Each exercise's solution cell shows the solution
+# once your instructor reveals it (run it again then). An exercise you have not solved yet
+# does not stop the lab: its check says so in red, and the cells below it go on (with a
+# reference answer where they need one).
 #
 # **After a kernel restart** (*Kernel › Restart*, or a crash when memory ran out) your edits
 # are still here but every variable is gone: click the cell you were working on and choose

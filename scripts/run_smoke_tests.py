@@ -61,6 +61,9 @@ except ImportError as missing:
 
 SMOKE_TEST_IN_IMAGE = "/opt/workshop/scripts/smoke_test.py"
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# The images hold no solutions (attendees must not read them): the smoke test runs the labs
+# solved from the repository's sources, mounted read-only.
+LAB_SOURCES_IN_CONTAINER = "/opt/workshop/lab-sources"
 # In the work volume: the container's other writable folders are tmpfs, gone once it stops.
 REPORT_IN_CONTAINER = f"{WORK_DIR}/smoke-report.json"
 SMOKE_LABEL = "org.pytorch-workshop.smoke-test"
@@ -167,6 +170,7 @@ def run_in_container(
     name = f"{settings.instance}-smoke-{run.flavor}"
     remove_container(client, name)  # left over by an interrupted run
     command = ["python", SMOKE_TEST_IN_IMAGE, "--json", REPORT_IN_CONTAINER, *smoke_args]
+    command += ["--labs-dir", LAB_SOURCES_IN_CONTAINER]
     environment = {}
     if run.gpus:
         command.append("--require-gpu")
@@ -186,7 +190,15 @@ def run_in_container(
             # Named devices only: test the GPUs the hub hands out, never 'all'.
             device_requests=[gpu_device_request(list(run.gpus))] if run.gpus else [],
             # A throwaway work volume where an attendee has theirs (removed with the container).
-            mounts=[docker.types.Mount(WORK_DIR, None, type="volume")],
+            mounts=[
+                docker.types.Mount(WORK_DIR, None, type="volume"),
+                docker.types.Mount(
+                    LAB_SOURCES_IN_CONTAINER,
+                    str(REPO_ROOT / "labs"),
+                    type="bind",
+                    read_only=True,
+                ),
+            ],
             **run.limits,
         )
     except docker.errors.APIError as error:

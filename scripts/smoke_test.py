@@ -43,8 +43,9 @@ SCRIPT_ROOT = Path(__file__).resolve().parent.parent
 # fallback for a copy of the script run from elsewhere inside the image.
 IMAGE_ROOT = Path("/opt/workshop")
 CONSTRAINTS_CANDIDATES = [SCRIPT_ROOT / "constraints.txt", IMAGE_ROOT / "constraints.txt"]
-# The image keeps built notebooks in labs/ and their jupytext sources in labs-src/.
-LABS_DIR_CANDIDATES = [SCRIPT_ROOT / "labs-src", IMAGE_ROOT / "labs-src", SCRIPT_ROOT / "labs"]
+# The lab sources, with their solutions: the repository's labs/. The image has none (its
+# notebooks are the attendee edition); run_smoke_tests.py mounts the repository's there.
+LABS_DIR_CANDIDATES = [SCRIPT_ROOT / "labs", IMAGE_ROOT / "lab-sources"]
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 SHM_DIR = Path("/dev/shm")
 DEFAULT_LAB_BUDGET_S = 120
@@ -691,7 +692,10 @@ def lab_checks(labs_dir: Path | None) -> list[Check]:
         )
     sources = notebooks.lab_sources(folder)
     if not sources:
-        return cannot_run(f"no lab sources (0*_*.py) in {folder}: pass --labs-dir DIR")
+        return cannot_run(
+            f"no lab sources (0*_*.py) in {folder}: pass --labs-dir with the repository's "
+            "labs/ (the image holds no solutions; run_smoke_tests.py mounts them)"
+        )
     return [
         Check(f"{LAB_PREFIX}{source.stem}", "labs", partial(check_lab, source))
         for source in sources

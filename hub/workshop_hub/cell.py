@@ -42,6 +42,10 @@ class CellReplies:
         kind, content = reply["msg_type"], reply["content"]
         if kind == "stream":
             self.stdout.append(content["text"])
+        elif kind in ("display_data", "execute_result"):
+            # What a notebook would render, as text (a Markdown display's source).
+            data = content.get("data", {})
+            self.stdout.append(data.get("text/markdown") or data.get("text/plain", ""))
         elif kind == "error":
             self.error = f"{content['ename']}: {content['evalue']}"
         return kind == "status" and content["execution_state"] == "idle"

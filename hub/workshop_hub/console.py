@@ -10,6 +10,8 @@ authenticates every caller: the service asks the hub whose token a request carri
   reach this port of the hub, as it lets them reach the hub's API).
 - ``GET /services/console/api/progress``: the whole room, for admins only.
 - ``GET /services/console/api/progress/NAME``: one attendee, for that attendee or an admin.
+- ``GET /services/console/api/solutions/LAB/EXERCISE``: an exercise's solution, for any
+  attendee's token, once the instructor revealed it (solutions.py); until then it says so.
 - ``GET /services/console/``: the console page, and ``GET /services/console/api/room``, the
   data it shows (room_view.py). Both need the `access:services!service=console` scope,
   which JupyterHub's admin role holds and attendees' roles do not: the browser logs in with
@@ -38,11 +40,12 @@ from .progress import BadReport, ProgressBook, attempt_from_report
 from .room_sources import Containers, HubUsers
 from .room_view import room_view
 from .settings import USERNAME_PATTERN
+from .solutions import SOLUTIONS_CATALOG, Solutions, UnknownExercise, load_catalog
 
 SERVICE_NAME = "console"
-# The attendee container's variable that tells its kernels where to report (the labs'
-# workshop_labs/progress.py reads it; a test keeps the two names the same).
-PROGRESS_URL_ENV = "WORKSHOP_PROGRESS_URL"
+# The attendee container's variable that tells its kernels where the console's API is (the
+# labs' workshop_labs/progress.py reads it; a test keeps the two names the same).
+CONSOLE_URL_ENV = "WORKSHOP_CONSOLE_URL"
 # The deployment whose containers the console lists (given by jupyterhub_config.py).
 INSTANCE_ENV = "WORKSHOP_INSTANCE"
 # Admins hold this scope on every user; an attendee's tokens never do.
@@ -56,9 +59,10 @@ def service_command() -> list[str]:
     return [sys.executable, "-m", "workshop_hub.console"]
 
 
-def progress_url() -> str:
-    """Where an attendee's kernel posts its checks: the hub by its name on the attendee network."""
-    return f"http://{HUB_SERVICE}:{CONSOLE_PORT}/services/{SERVICE_NAME}/api/progress"
+def console_api_url() -> str:
+    """Where an attendee's kernel posts its checks and asks for solutions: the hub by its
+    name on the attendee network."""
+    return f"http://{HUB_SERVICE}:{CONSOLE_PORT}/services/{SERVICE_NAME}/api/"
 
 
 class ConsoleBase(web.RequestHandler):
@@ -78,9 +82,10 @@ class ConsoleBase(web.RequestHandler):
 class ConsoleHandler(ConsoleBase):
     """Who is calling, from the token the request carries, as the hub says."""
 
-    def initialize(self, hub_auth: HubAuth, book: ProgressBook) -> None:
+    def initialize(self, hub_auth: HubAuth, book: ProgressBook, solutions: Solutions) -> None:
         self.hub_auth = hub_auth
         self.book = book
+        self.solutions = solutions
 
     async def caller(self) -> dict:
         header = self.request.headers.get("Authorization", "")
@@ -125,6 +130,15 @@ class ProgressHandler(ConsoleHandler):
                 }
             }
         )
+
+
+class SolutionHandler(ConsoleHandler):
+    async def get(self, lab: str, exercise: str) -> None:
+        await self.caller()
+        try:
+            self.finish(self.solutions.answer(int(lab), exercise))
+        except UnknownExercise as error:
+            raise web.HTTPError(HTTPStatus.NOT_FOUND, str(error)) from None
 
 
 class InstructorHandler(HubOAuthenticated, ConsoleBase):
@@ -233,6 +247,42 @@ class AnnouncementHandler(InstructorHandler):
         self.finish(entry)
 
 
+class RevealHandler(InstructorHandler):
+    """GET/POST .../api/solutions: which solutions attendees see; reveal or hide one
+    exercise's ({"lab": 1, "exercise": "batch", "revealed": true}) or a whole lab's (no
+    "exercise")."""
+
+    @web.authenticated
+    def get(self) -> None:
+        self.finish({"labs": self.room.solutions.overview()})
+
+    @web.authenticated
+    def post(self) -> None:
+        try:
+            body = json.loads(self.request.body or b"{}")
+            lab, exercise = body.get("lab"), body.get("exercise")
+            revealed = body.get("revealed", True)
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+            raise web.HTTPError(
+                HTTPStatus.BAD_REQUEST, 'send {"lab": N, "exercise": "name", "revealed": true}'
+            ) from None
+        if not isinstance(revealed, bool):
+            raise web.HTTPError(HTTPStatus.BAD_REQUEST, '"revealed" is true or false')
+        try:
+            changed = self.room.solutions.reveal(lab, exercise, revealed)
+        except UnknownExercise as error:
+            raise web.HTTPError(HTTPStatus.NOT_FOUND, str(error)) from None
+        what = f"lab {lab} · {exercise}" if exercise is not None else f"lab {lab}, every exercise"
+        outcome = f"{what}: {'revealed' if revealed else 'hidden'} ({len(changed)} changed)"
+        instructor_actions.audit(
+            self.current_user["name"],
+            "reveal solution" if revealed else "hide solution",
+            "everyone",
+            outcome,
+        )
+        self.finish({"outcome": outcome, "changed": changed})
+
+
 CONSOLE_PAGE_POLICY = "default-src 'self'; style-src 'unsafe-inline'; script-src 'unsafe-inline'"
 PAGE = resources.files(__package__).joinpath("console.html").read_text(encoding="utf-8")
 
@@ -240,8 +290,11 @@ PAGE = resources.files(__package__).joinpath("console.html").read_text(encoding=
 class Room:
     """The console's view of the room, from the hub, Docker and the progress book."""
 
-    def __init__(self, book: ProgressBook, users: HubUsers, containers: Containers):
+    def __init__(
+        self, book: ProgressBook, users: HubUsers, containers: Containers, solutions: Solutions
+    ):
         self.book, self.users, self.containers = book, users, containers
+        self.solutions = solutions
 
     async def view(self) -> dict:
         loop = asyncio.get_running_loop()
@@ -260,13 +313,18 @@ class Room:
 
 
 def make_app(
-    hub_auth: HubAuth, book: ProgressBook, prefix: str, room: Room | None = None
+    hub_auth: HubAuth,
+    book: ProgressBook,
+    solutions: Solutions,
+    prefix: str,
+    room: Room | None = None,
 ) -> web.Application:
-    arguments = {"hub_auth": hub_auth, "book": book}
+    arguments = {"hub_auth": hub_auth, "book": book, "solutions": solutions}
     api = url_path_join(prefix, "api/progress")
     handlers = [
         (api, ProgressHandler, arguments),
         (url_path_join(api, "([^/]+)"), ProgressHandler, arguments),
+        (url_path_join(prefix, r"api/solutions/(\d+)/(\w+)"), SolutionHandler, arguments),
     ]
     if room is not None:
         # The one HubOAuth of this process: the OAuth callback finds the login it began
@@ -279,6 +337,7 @@ def make_app(
             (url_path_join(prefix, "api/attendees/([^/]+)/([a-z-]+)"), ActionHandler, instructor),
             (url_path_join(prefix, "open/([^/]+)"), OpenLabHandler, instructor),
             (url_path_join(prefix, "api/announcement"), AnnouncementHandler, instructor),
+            (url_path_join(prefix, "api/solutions"), RevealHandler, instructor),
             (url_path_join(prefix, "oauth_callback"), HubOAuthCallbackHandler),
         ]
     # The OAuth cookie's key: new at each start, so a console restart only means logging in
@@ -290,8 +349,10 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="[console %(levelname)s] %(message)s")
     prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", f"/services/{SERVICE_NAME}/")
     book = ProgressBook()
+    solutions = Solutions(load_catalog(SOLUTIONS_CATALOG))
     containers = Containers(os.environ[INSTANCE_ENV])
-    app = make_app(HubAuth(), book, prefix, Room(book, HubUsers(), containers))
+    room = Room(book, HubUsers(), containers, solutions)
+    app = make_app(HubAuth(), book, solutions, prefix, room)
     # All interfaces: the proxy reaches it on loopback, attendee kernels on the attendee network.
     app.listen(CONSOLE_PORT, address="0.0.0.0")
     log.info("console service on port %d under %s", CONSOLE_PORT, prefix)

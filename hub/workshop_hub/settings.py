@@ -611,7 +611,7 @@ ATTENDEE_NAMES: dict[str, str] = {
     "WORKSHOP_GPU_MEMORY_FRACTION": "set WORKSHOP_ATTENDEES_PER_GPU instead",
     "WORKSHOP_IMAGE_FLAVOR": "set WORKSHOP_CPU_IMAGE or WORKSHOP_CUDA_IMAGE instead",
     "WORKSHOP_NOTEBOOKS_DIR": "the lab image sets it",
-    "WORKSHOP_PROGRESS_URL": "the hub tells each attendee's kernels where the console is",
+    "WORKSHOP_CONSOLE_URL": "the hub tells each attendee's kernels where the console is",
 }
 
 WorkshopSettings = make_dataclass(

@@ -13,7 +13,7 @@ from dockerspawner import DockerSpawner
 from tornado import web
 from traitlets import default
 
-from .console import PROGRESS_URL_ENV, progress_url
+from .console import CONSOLE_URL_ENV, console_api_url
 from .disks import DiskError
 from .docker_host import (
     explain_gpu_error,
@@ -180,8 +180,8 @@ class WorkshopSpawner(DockerSpawner):
             LABEL_USER: self.user.name,
             LABEL_PROFILE: profile.slug,
         }
-        # The kernel reports each exercise check there (labs/workshop_labs/progress.py).
-        self.environment = {"WORKSHOP_PROFILE": profile.slug, PROGRESS_URL_ENV: progress_url()}
+        # The kernel reports each exercise check there and asks for solutions (labs/workshop_labs).
+        self.environment = {"WORKSHOP_PROFILE": profile.slug, CONSOLE_URL_ENV: console_api_url()}
         if profile.slug == "gpu":
             try:
                 device = (await self._refresh_gpu_places()).acquire(self.user.name)

@@ -6,6 +6,13 @@ notebooks at image build time never shows up as a change. ``apply_solutions`` fi
 exercise with its solution, for the runs that prove the solutions pass (the tests and the
 image's smoke test). Running one solution on its own, for the checks' tests, is test-only
 and lives in ``tests/labs/solutions.py``.
+
+Attendees get the ``attendee_edition``: each solution is replaced by a cell that asks the
+hub for it (``workshop_labs.solutions.show_solution``), which shows it once the instructor
+reveals it. The hub gets the solutions themselves from ``solutions_catalog``.
+
+Only jupytext and nbformat are needed here (not torch): the hub's image builds its
+catalog of solutions with this module.
 """
 
 from __future__ import annotations
@@ -17,11 +24,14 @@ from pathlib import Path
 
 import nbformat
 
-from workshop_labs import checks
-
 LABS_DIR_ENV = "WORKSHOP_LABS_DIR"
 KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
 SOLUTION_BLOCK = re.compile(r"```python[ \t]*\n(.*?)```", re.DOTALL)
+# The check cell after a solution, `answer = lab01.check_batch(answer, ...)`: the exercise's
+# name is the check's, as its progress reports name it (checks.exercise).
+CHECK_NAME = re.compile(r"=\s*lab\d\d\.check_(\w+)\(")
+# What a solution shows: its markdown without the <details> that collapses it in the source.
+DETAILS_TAGS = re.compile(r"</?details>|<summary>.*?</summary>", re.DOTALL)
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
@@ -97,6 +107,69 @@ def apply_solutions(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     return solved
 
 
+def lab_number(nb: nbformat.NotebookNode) -> int:
+    """2 for the notebook built from ``02_building_neural_networks.py``."""
+    return int(lab_name(nb)[:2])
+
+
+def exercise_names(nb: nbformat.NotebookNode) -> list[tuple[int, str]]:
+    """(index of the solution cell, exercise name) for each solution, in the lab's order."""
+    found = []
+    for index, cell in enumerate(nb.cells):
+        if "solution" not in tags(cell):
+            continue
+        check = nb.cells[index + 1] if index + 1 < len(nb.cells) else None
+        named = CHECK_NAME.search(check.source) if check is not None else None
+        if named is None:
+            raise ValueError(
+                f"{lab_name(nb)}: solution cell {index} ({cell.get('id')}) is not followed by "
+                "its check, `answer = labNN.check_<exercise>(answer, ...)`"
+            )
+        found.append((index, named.group(1)))
+    return found
+
+
+def solution_markdown(cell: nbformat.NotebookNode) -> str:
+    """A solution as the attendee sees it once revealed: open, not collapsed."""
+    return DETAILS_TAGS.sub("", cell.source).strip() + "\n"
+
+
+def solutions_catalog(sources: list[Path]) -> dict[str, list[dict[str, str]]]:
+    """{"1": [{"exercise": "batch", "markdown": ...}, ...], ...}: every lab's solutions, in
+    order, for the hub (which shows each to attendees once the instructor reveals it)."""
+    catalog = {}
+    for source in sources:
+        nb = build_notebook(source)
+        catalog[str(lab_number(nb))] = [
+            {"exercise": name, "markdown": solution_markdown(nb.cells[index])}
+            for index, name in exercise_names(nb)
+        ]
+    return catalog
+
+
+def reveal_call(lab: int, exercise: str) -> str:
+    return (
+        "# The solution appears here once your instructor reveals it: run this cell then.\n"
+        "from workshop_labs.solutions import show_solution\n\n"
+        f"show_solution({lab}, {exercise!r})"
+    )
+
+
+def attendee_edition(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """A copy of ``nb`` without its solutions: each becomes a code cell, tagged ``solution``,
+    that shows the solution once the instructor reveals it (same cell id, so a rebuilt
+    notebook stays stable)."""
+    edition = copy.deepcopy(nb)
+    lab = lab_number(nb)
+    for index, name in exercise_names(nb):
+        hidden = edition.cells[index]
+        call = nbformat.v4.new_code_cell(reveal_call(lab, name), metadata={"tags": ["solution"]})
+        call["id"] = hidden["id"]
+        edition.cells[index] = call
+    nbformat.validate(edition)
+    return edition
+
+
 def _error_text(cell: nbformat.NotebookNode) -> str:
     for output in cell.get("outputs", []):
         if output.get("output_type") == "error":
@@ -125,6 +198,8 @@ def execute(
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
+    from workshop_labs.checks import STRICT_ENV
+
     executed = copy.deepcopy(nb)
     started: list[int] = []
     client = NotebookClient(
@@ -135,7 +210,7 @@ def execute(
         on_cell_execute=lambda cell, cell_index: started.append(cell_index),
     )
     env = dict(os.environ, WORKSHOP_QUICK="1" if quick else "0")
-    env[checks.STRICT_ENV] = "1" if strict else "0"
+    env[STRICT_ENV] = "1" if strict else "0"
     try:
         client.execute(env=env)
     except (CellExecutionError, CellTimeoutError, DeadKernelError) as error:

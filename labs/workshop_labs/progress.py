@@ -1,6 +1,6 @@
 """Report each exercise check to the instructor's console, in the background.
 
-In an attendee's server the hub sets WORKSHOP_PROGRESS_URL (the console service) and
+In an attendee's server the hub sets WORKSHOP_CONSOLE_URL (the console service's API) and
 JUPYTERHUB_API_TOKEN (the server's own token, which tells the hub whose check it was). A
 check hands its result to a background thread and returns at once: the attendee never waits
 for the network, and when the hub cannot be reached (a laptop run, the tests, a hub restart)
@@ -16,7 +16,7 @@ import threading
 import urllib.error
 import urllib.request
 
-PROGRESS_URL_ENV = "WORKSHOP_PROGRESS_URL"
+CONSOLE_URL_ENV = "WORKSHOP_CONSOLE_URL"
 TOKEN_ENV = "JUPYTERHUB_API_TOKEN"
 SEND_TIMEOUT_SECONDS = 5
 # Reports waiting to be sent; more than this means the console is away: drop, never block.
@@ -27,14 +27,24 @@ _sender: threading.Thread | None = None
 _sender_lock = threading.Lock()
 
 
+def console_request(path: str, **request: object) -> urllib.request.Request | None:
+    """A request to the console's API at ``path`` with the server's token; None when this
+    kernel runs on no hub (a laptop, the tests)."""
+    base, token = os.environ.get(CONSOLE_URL_ENV), os.environ.get(TOKEN_ENV)
+    if not base or not token:
+        return None
+    headers = {"Authorization": f"token {token}", "Content-Type": "application/json"}
+    return urllib.request.Request(base.rstrip("/") + "/" + path, headers=headers, **request)
+
+
 def report(lab: int, exercise: str, passed: bool, reason: str = "") -> bool:
     """Queue one check's result for the console; False when there is no console to tell."""
-    url, token = os.environ.get(PROGRESS_URL_ENV), os.environ.get(TOKEN_ENV)
-    if not url or not token:
-        return False
     body = json.dumps({"lab": lab, "exercise": exercise, "passed": passed, "reason": reason})
+    request = console_request("progress", data=body.encode(), method="POST")
+    if request is None:
+        return False
     try:
-        _waiting.put_nowait((url, token, body.encode()))
+        _waiting.put_nowait(request)
     except queue.Full:
         return False
     _ensure_sender()
@@ -58,13 +68,7 @@ def _ensure_sender() -> None:
 
 def _send_forever() -> None:
     while True:
-        url, token, body = _waiting.get()
-        request = urllib.request.Request(
-            url,
-            data=body,
-            method="POST",
-            headers={"Authorization": f"token {token}", "Content-Type": "application/json"},
-        )
+        request = _waiting.get()
         try:
             with urllib.request.urlopen(request, timeout=SEND_TIMEOUT_SECONDS):
                 pass

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
 import re
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import requests
@@ -160,11 +162,17 @@ class Attendee:
 
     def run_code(self, code: str, timeout: float = 120) -> CodeResult:
         """Execute `code` in a new kernel over the Jupyter websocket, as JupyterLab does."""
+        with self.kernel(timeout) as run:
+            return run(code)
+
+    @contextlib.contextmanager
+    def kernel(self, timeout: float = 120) -> Iterator[Callable[[str], CodeResult]]:
+        """A new kernel for the block: ``run(code)`` executes cells in it, one after another."""
         response = self.api("POST", "kernels", json={"name": "python3"})
         response.raise_for_status()
         kernel_id = response.json()["id"]
         try:
-            return self._execute(kernel_id, code, timeout)
+            yield lambda code: self._execute(kernel_id, code, timeout)
         finally:
             self.api("DELETE", f"kernels/{kernel_id}")
 

@@ -14,6 +14,8 @@ import requests
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import sync_playwright
 
+from workshop_labs.notebooks import lab_sources, solutions_catalog
+
 from .browser import launch, screenshot
 from .hub_client import Attendee
 from .stack import ROOT
@@ -202,6 +204,50 @@ def test_resetting_lab_2_keeps_the_attendees_copy_and_gives_a_fresh_one(hub, kim
     assert refused.status_code == 409 and "choose a lab from 1 to 7" in refused.json()["message"]
 
 
+# What an attendee's solution cell of lab 1's first exercise runs.
+ASK_FOR_BATCH = "from workshop_labs.solutions import show_solution\nshow_solution(1, 'batch')\n"
+
+
+def test_a_solution_appears_in_the_same_kernel_once_the_instructor_reveals_it(
+    hub, ada, kim, instructor
+):
+    (lab1,) = [source for source in lab_sources(ROOT / "labs") if source.name.startswith("01_")]
+    batch = solutions_catalog([lab1])["1"][0]
+    assert batch["exercise"] == "batch"
+    code = batch["markdown"].split("```python\n")[1].split("```")[0].strip()
+    notebook = next(
+        item
+        for item in kim.api("GET", "contents/labs").json()["content"]
+        if item["name"] == lab1.stem + ".ipynb"
+    )
+    text = json.dumps(kim.api("GET", f"contents/{notebook['path']}").json()["content"])
+    assert code not in text and "show_solution(1, 'batch')" in text
+    # Nor can the attendee read it anywhere in their container.
+    found = hub.attendee_container("kim").exec_run(["grep", "-rlF", code, "/opt", "/home/jovyan"])
+    assert found.exit_code == 1, found.output.decode()[-500:]
+
+    refused = console_post(ada, hub, "api/solutions", {"lab": 1, "exercise": "batch"})
+    assert refused.status_code == 403
+    with kim.kernel() as run:
+        before = run(ASK_FOR_BATCH)
+        assert "lab 1 · batch is not revealed yet" in before.stdout and code not in before.stdout
+        revealed = console_post(instructor, hub, "api/solutions", {"lab": 1, "exercise": "batch"})
+        assert revealed.status_code == 200 and revealed.json()["changed"] == ["batch"]
+        after = run(ASK_FOR_BATCH)
+        assert after.error is None and code in after.stdout, after
+        still_hidden = run("show_solution(1, 'row_normalised')")
+        assert "not revealed yet" in still_hidden.stdout
+    hidden = console_post(instructor, hub, "api/solutions", {"lab": 1, "revealed": False})
+    assert hidden.json()["changed"] == ["batch"]
+    listed = instructor.http.get(
+        f"{hub.url}/{CONSOLE}api/solutions",
+        headers={"X-XSRFToken": instructor.http.cookies.get("_xsrf", path=f"/{CONSOLE}")},
+        timeout=30,
+    ).json()["labs"]
+    assert [lab["lab"] for lab in listed] == list(range(1, 8))
+    assert not any(e["revealed"] for lab in listed for e in lab["exercises"])
+
+
 def test_an_action_without_the_pages_xsrf_token_is_refused(hub, instructor):
     forged = instructor.http.post(f"{hub.url}/{CONSOLE}api/attendees/kim/stop", json={}, timeout=30)
     assert forged.status_code == 403
@@ -243,7 +289,16 @@ def test_stopping_a_server_from_the_console_and_every_action_is_in_the_audit_log
     assert not has_container(hub, "kim")
     log = hub.hub_exec("cat", "/srv/jupyterhub/data/console-actions.jsonl").stdout
     actions = [json.loads(line)["action"] for line in log.splitlines()]
-    for done in ("reset lab 2", "announce", "open JupyterLab", "new-password", "stop"):
+    done_by_the_module = (
+        "reset lab 2",
+        "announce",
+        "open JupyterLab",
+        "new-password",
+        "stop",
+        "reveal solution",
+        "hide solution",
+    )
+    for done in done_by_the_module:
         assert done in actions, (done, actions)
 
 
@@ -293,6 +348,11 @@ def test_the_console_in_a_real_browser(hub, ada, kim, instructor):
             ada_row = page.inner_text('tr[data-attendee="ada"]')
             assert "running" in ada_row and "CPU" in ada_row, ada_row
             assert page.locator('tr[data-attendee="ada"] .cell.passed').count() >= 1
+            # Every exercise of the course has its place in the grid and its reveal button.
+            solutions = len(solutions_catalog(lab_sources(ROOT / "labs"))["1"])
+            lab1_cells = page.locator('tr[data-attendee="ada"] .cell[data-exercise^="1/"]')
+            assert lab1_cells.count() >= solutions
+            assert page.locator('#solutions button[data-exercise="1/batch"]').count() == 1
             assert "attendees" in page.inner_text("#summary")
         finally:
             shot = screenshot(page, "console")

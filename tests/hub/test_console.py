@@ -12,6 +12,7 @@ from tornado.netutil import bind_sockets
 from workshop_hub.console import Room, make_app
 from workshop_hub.progress import ProgressBook
 from workshop_hub.room_sources import Containers, HubUsers
+from workshop_hub.solutions import Solutions
 
 PREFIX = "/services/console/"
 
@@ -24,8 +25,9 @@ async def console(tmp_path, monkeypatch):
     monkeypatch.setenv("JUPYTERHUB_CLIENT_ID", "service-console")
     monkeypatch.setenv("JUPYTERHUB_SERVICE_PREFIX", PREFIX)
     book = ProgressBook(tmp_path / "progress.sqlite")
-    room = Room(book, HubUsers(), Containers("test-instance"))
-    app = make_app(HubAuth(), book, PREFIX, room)
+    solutions = Solutions({1: {"batch": "the solution"}}, tmp_path / "revealed.json")
+    room = Room(book, HubUsers(), Containers("test-instance"), solutions)
+    app = make_app(HubAuth(), book, solutions, PREFIX, room)
     sockets = bind_sockets(0, "127.0.0.1")
     server = HTTPServer(app)
     server.add_sockets(sockets)
@@ -43,6 +45,17 @@ async def fetch(url: str, **options):
 async def test_progress_without_a_token_is_401_with_a_json_reason(console):
     response = await fetch(f"{console}api/progress")
     assert response.code == 401 and b"send the server's API token" in response.body
+
+
+async def test_a_solution_without_a_token_is_401_and_never_shown(console):
+    response = await fetch(f"{console}api/solutions/1/batch")
+    assert response.code == 401 and b"the solution" not in response.body
+
+
+async def test_revealing_a_solution_without_token_or_xsrf_is_refused(console):
+    body = '{"lab": 1, "exercise": "batch"}'
+    response = await fetch(f"{console}api/solutions", method="POST", body=body)
+    assert response.code == 403
 
 
 async def test_the_page_sends_a_browser_to_the_hubs_login(console):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from workshop_hub.console import PROGRESS_URL_ENV
+from workshop_hub.console import CONSOLE_URL_ENV
 from workshop_hub.progress import BadReport, ProgressBook, attempt_from_report
 from workshop_labs import progress as lab_progress
 
@@ -19,7 +19,7 @@ def book(tmp_path):
 
 
 def test_the_hub_and_the_kernels_name_the_same_variable():
-    assert PROGRESS_URL_ENV == lab_progress.PROGRESS_URL_ENV
+    assert CONSOLE_URL_ENV == lab_progress.CONSOLE_URL_ENV
 
 
 @pytest.mark.parametrize(

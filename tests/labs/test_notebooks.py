@@ -16,10 +16,12 @@ from tests.labs.solutions import solution
 from workshop_labs.notebooks import (
     LabFailed,
     apply_solutions,
+    attendee_edition,
     build_notebook,
     execute,
     lab_sources,
     solution_code,
+    solutions_catalog,
     tags,
 )
 
@@ -78,9 +80,10 @@ def test_lab_runs_with_solutions_in_quick_mode(source: Path, work_dir: Path, tmp
 @labs
 @pytest.mark.timeout(900)
 def test_run_all_goes_past_every_unsolved_exercise(source: Path, work_dir: Path, tmp_path: Path):
-    """An attendee's "Run All" before solving anything: every check says it is not solved
-    yet, the lab goes on with the reference answers, and every figure still appears."""
-    nb = built(source)
+    """An attendee's "Run All" before solving anything, in the notebook attendees get: every
+    check says it is not solved yet, the lab goes on with the reference answers, every figure
+    still appears, and each solution cell says where solutions come from."""
+    nb = attendee_edition(built(source))
     try:
         executed = execute(nb, quick=True, cwd=tmp_path, strict=False)
     except LabFailed as error:
@@ -89,6 +92,8 @@ def test_run_all_goes_past_every_unsolved_exercise(source: Path, work_dir: Path,
     for index, cell in enumerate(cells):
         if "exercise" not in tags(cell):
             continue
+        asked = "".join(output.get("text", "") for output in cells[index + 1].outputs)
+        assert "does not run on the workshop hub" in asked, (source.name, index, asked)
         shown = "".join(output.get("text", "") for output in cells[index + 2].outputs)
         assert "Not solved yet" in shown, (
             f"{source.name}: the check after exercise cell {index} did not report the starter "
@@ -110,6 +115,30 @@ def test_built_notebook_has_no_outputs_and_does_not_drift(source: Path):
     assert nbformat.writes(first) == nbformat.writes(build_notebook(source)), (
         f"building {source.name} twice gave different notebooks"
     )
+
+
+@labs
+def test_the_attendee_edition_holds_no_solution_and_asks_for_each(source: Path):
+    full = built(source)
+    edition = attendee_edition(full)
+    assert nbformat.writes(edition) == nbformat.writes(attendee_edition(build_notebook(source)))
+    text = nbformat.writes(edition)
+    catalog = solutions_catalog([source])[source.name[:2].lstrip("0")]
+    assert len(catalog) == sum("exercise" in tags(cell) for cell in full.cells)
+    for cell, asking, entry in zip(
+        [c for c in full.cells if "solution" in tags(c)],
+        [c for c in edition.cells if "solution" in tags(c)],
+        catalog,
+        strict=True,
+    ):
+        code = solution_code(cell).strip()
+        assert code not in text, f"{source.name}: the attendee edition holds\n{code}"
+        assert code in entry["markdown"] and "<details>" not in entry["markdown"]
+        assert asking.cell_type == "code"
+        call = f"show_solution({int(source.name[:2])}, {entry['exercise']!r})"
+        assert call in asking.source, asking.source
+        check = edition.cells[edition.cells.index(asking) + 1]
+        assert f".check_{entry['exercise']}(" in check.source, check.source
 
 
 def without_header(text: str) -> str:

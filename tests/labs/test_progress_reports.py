@@ -25,10 +25,13 @@ def check_speedup(value):
 
 
 class Console(ThreadingHTTPServer):
-    """A console on loopback that keeps what it is sent, answering after ``delay`` seconds."""
+    """A console on loopback: it keeps the reports it is sent (answering after ``delay``
+    seconds) and answers for solutions with what ``solutions`` holds ("LAB/EXERCISE" ->
+    the JSON answer; 404 for any other)."""
 
     def __init__(self, delay: float = 0.0):
         self.received: list[tuple[str, dict]] = []
+        self.solutions: dict[str, dict] = {}
         self.delay = delay
         console = self
 
@@ -36,9 +39,17 @@ class Console(ThreadingHTTPServer):
             def do_POST(self):
                 time.sleep(console.delay)
                 body = self.rfile.read(int(self.headers["Content-Length"]))
+                assert self.path.endswith("/api/progress"), self.path
                 console.received.append((self.headers["Authorization"], json.loads(body)))
                 self.send_response(201)
                 self.end_headers()
+
+            def do_GET(self):
+                answer = console.solutions.get(self.path.partition("/api/solutions/")[2])
+                self.send_response(200 if answer else 404)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(json.dumps(answer or {"message": "no such exercise"}).encode())
 
             def log_message(self, *args):
                 pass
@@ -48,13 +59,13 @@ class Console(ThreadingHTTPServer):
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/services/console/api/progress"
+        return f"http://127.0.0.1:{self.server_address[1]}/services/console/api/"
 
 
 @pytest.fixture
 def console(monkeypatch):
     server = Console()
-    monkeypatch.setenv(progress.PROGRESS_URL_ENV, server.url)
+    monkeypatch.setenv(progress.CONSOLE_URL_ENV, server.url)
     monkeypatch.setenv(progress.TOKEN_ENV, "the-servers-token")
     yield server
     server.shutdown()
@@ -91,7 +102,7 @@ def test_strict_mode_reports_the_failure_too(console):
 
 def test_a_slow_console_never_slows_the_check(monkeypatch):
     slow = Console(delay=2.0)
-    monkeypatch.setenv(progress.PROGRESS_URL_ENV, slow.url)
+    monkeypatch.setenv(progress.CONSOLE_URL_ENV, slow.url)
     monkeypatch.setenv(progress.TOKEN_ENV, "t")
     started = time.perf_counter()
     check_speedup(3.0)
@@ -102,7 +113,7 @@ def test_a_slow_console_never_slows_the_check(monkeypatch):
 
 
 def test_without_a_console_a_check_works_as_before(monkeypatch, capsys):
-    monkeypatch.delenv(progress.PROGRESS_URL_ENV, raising=False)
+    monkeypatch.delenv(progress.CONSOLE_URL_ENV, raising=False)
     assert progress.report(3, "speedup", passed=True) is False
     assert check_speedup(2.0) == 2.0
     assert "✅ faster" in capsys.readouterr().out
@@ -113,7 +124,7 @@ def test_a_console_that_is_away_is_not_noticed(monkeypatch, capsys):
     url = closed.url
     closed.shutdown()
     closed.server_close()  # nothing listens on that port any more
-    monkeypatch.setenv(progress.PROGRESS_URL_ENV, url)
+    monkeypatch.setenv(progress.CONSOLE_URL_ENV, url)
     monkeypatch.setenv(progress.TOKEN_ENV, "t")
     assert check_speedup(2.0) == 2.0
     assert progress.wait_until_sent()
