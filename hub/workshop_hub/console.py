@@ -12,6 +12,7 @@ authenticates every caller: the service asks the hub whose token a request carri
 - ``GET /services/console/api/progress/NAME``: one attendee, for that attendee or an admin.
 - ``GET /services/console/api/solutions/LAB/EXERCISE``: an exercise's solution, for any
   attendee's token, once the instructor revealed it (solutions.py); until then it says so.
+- ``GET /services/console/api/announcement.atom``: the announcement, for JupyterLab's news.
 - ``GET /services/console/``: the console page, and ``GET /services/console/api/room``, the
   data it shows (room_view.py). Both need the `access:services!service=console` scope,
   which JupyterHub's admin role holds and attendees' roles do not: the browser logs in with
@@ -63,6 +64,11 @@ def console_api_url() -> str:
     """Where an attendee's kernel posts its checks and asks for solutions: the hub by its
     name on the attendee network."""
     return f"http://{HUB_SERVICE}:{CONSOLE_PORT}/services/{SERVICE_NAME}/api/"
+
+
+def announcement_feed_url() -> str:
+    """Where an attendee's server fetches the announcement for JupyterLab's news."""
+    return console_api_url() + "announcement.atom"
 
 
 class ConsoleBase(web.RequestHandler):
@@ -283,6 +289,15 @@ class RevealHandler(InstructorHandler):
         self.finish({"outcome": outcome, "changed": changed})
 
 
+class AnnouncementFeedHandler(ConsoleBase):
+    """GET .../api/announcement.atom: the announcement for JupyterLab's news (fetched by the
+    attendees' servers, without a token: it is what every hub page shows anyway)."""
+
+    def get(self) -> None:
+        self.set_header("Content-Type", "application/atom+xml; charset=utf-8")
+        self.finish(announcement.atom_feed())
+
+
 CONSOLE_PAGE_POLICY = "default-src 'self'; style-src 'unsafe-inline'; script-src 'unsafe-inline'"
 PAGE = resources.files(__package__).joinpath("console.html").read_text(encoding="utf-8")
 
@@ -325,6 +340,7 @@ def make_app(
         (api, ProgressHandler, arguments),
         (url_path_join(api, "([^/]+)"), ProgressHandler, arguments),
         (url_path_join(prefix, r"api/solutions/(\d+)/(\w+)"), SolutionHandler, arguments),
+        (url_path_join(prefix, "api/announcement.atom"), AnnouncementFeedHandler),
     ]
     if room is not None:
         # The one HubOAuth of this process: the OAuth callback finds the login it began

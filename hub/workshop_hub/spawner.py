@@ -13,7 +13,7 @@ from dockerspawner import DockerSpawner
 from tornado import web
 from traitlets import default
 
-from .console import CONSOLE_URL_ENV, console_api_url
+from .console import CONSOLE_URL_ENV, announcement_feed_url, console_api_url
 from .disks import DiskError
 from .docker_host import (
     explain_gpu_error,
@@ -182,6 +182,8 @@ class WorkshopSpawner(DockerSpawner):
         }
         # The kernel reports each exercise check there and asks for solutions (labs/workshop_labs).
         self.environment = {"WORKSHOP_PROFILE": profile.slug, CONSOLE_URL_ENV: console_api_url()}
+        # JupyterLab shows the instructor's announcement among its news notifications.
+        self.args = [f"--LabApp.news_url={announcement_feed_url()}"]
         if profile.slug == "gpu":
             try:
                 device = (await self._refresh_gpu_places()).acquire(self.user.name)

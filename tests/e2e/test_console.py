@@ -253,13 +253,28 @@ def test_an_action_without_the_pages_xsrf_token_is_refused(hub, instructor):
     assert forged.status_code == 403
 
 
-def test_an_announcement_shows_on_the_hub_pages_escaped_and_comes_down(hub, instructor):
+def jupyterlab_news(attendee: Attendee) -> list[str]:
+    """What JupyterLab's news notifications show the attendee when JupyterLab opens."""
+    response = attendee.http.get(
+        attendee.user_url("lab/api/news"),
+        headers={"X-XSRFToken": attendee._server_xsrf()},
+        timeout=60,
+    )
+    response.raise_for_status()
+    return [item["message"] for item in response.json()["news"]]
+
+
+def test_an_announcement_shows_on_the_hub_pages_and_in_jupyterlab_and_comes_down(
+    hub, kim, instructor
+):
     text = "Break until 10:45 <b>sharp</b>"
     assert console_post(instructor, hub, "api/announcement", {"text": text}).status_code == 200
     login_page = requests.get(f"{hub.url}/hub/login", timeout=30).text
     assert "Break until 10:45 &lt;b&gt;sharp&lt;/b&gt;" in login_page
+    assert jupyterlab_news(kim) == [text]  # JupyterLab writes notifications as text
     assert console_post(instructor, hub, "api/announcement", {"text": ""}).status_code == 200
     assert "Break until 10:45" not in requests.get(f"{hub.url}/hub/login", timeout=30).text
+    assert jupyterlab_news(kim) == []
 
 
 def test_the_instructor_opens_an_attendees_lab_and_a_new_password_works(hub, kim, instructor):
