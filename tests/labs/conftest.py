@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.labs.loopback_console import Console
+from workshop_labs import progress
 from workshop_labs.checks import STRICT_ENV
 
 
@@ -34,3 +36,13 @@ def work_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         os.environ.pop("WORKSHOP_WORK_DIR", None)
     else:
         os.environ["WORKSHOP_WORK_DIR"] = previous
+
+
+@pytest.fixture
+def console(monkeypatch: pytest.MonkeyPatch):
+    """A console on loopback that this kernel reports to and asks for solutions."""
+    server = Console()
+    monkeypatch.setenv(progress.CONSOLE_URL_ENV, server.url)
+    monkeypatch.setenv(progress.TOKEN_ENV, "the-servers-token")
+    yield server
+    server.shutdown()

@@ -5,17 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.labs.test_progress_reports import Console
+from tests.labs.loopback_console import Console
 from workshop_labs import progress, solutions
-
-
-@pytest.fixture
-def console(monkeypatch):
-    server = Console()
-    monkeypatch.setenv(progress.CONSOLE_URL_ENV, server.url)
-    monkeypatch.setenv(progress.TOKEN_ENV, "the-servers-token")
-    yield server
-    server.shutdown()
 
 
 @pytest.fixture
