@@ -368,6 +368,7 @@ def test_the_console_in_a_real_browser(hub, ada, kim, instructor):
             lab1_cells = page.locator('tr[data-attendee="ada"] .cell[data-exercise^="1/"]')
             assert lab1_cells.count() >= solutions
             assert page.locator('#solutions button[data-exercise="1/batch"]').count() == 1
+            page.click("#solutions-panel summary")  # open in the screenshot
             assert "attendees" in page.inner_text("#summary")
         finally:
             shot = screenshot(page, "console")
