@@ -72,7 +72,7 @@ class Solutions:
             raise UnknownExercise(f"no lab {lab!r} has solutions: labs {sorted(self.catalog)}")
         if exercise is None:
             return list(self.catalog[lab])
-        if exercise not in self.catalog[lab]:
+        if not isinstance(exercise, str) or exercise not in self.catalog[lab]:
             raise UnknownExercise(
                 f"lab {lab} has no exercise {exercise!r}: it has {', '.join(self.catalog[lab])}"
             )

@@ -49,6 +49,7 @@ def test_reveals_outlive_a_console_restart(tmp_path):
         (True, None, "no lab True"),
         ("1", "batch", "no lab '1'"),
         (1, "nope", "lab 1 has no exercise 'nope': it has batch, train_step"),
+        (1, ["batch"], r"lab 1 has no exercise \['batch'\]"),
     ],
 )
 def test_a_name_the_catalog_lacks_is_refused_with_what_exists(solutions, lab, exercise, says):
