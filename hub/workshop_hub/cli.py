@@ -144,6 +144,14 @@ def _rehearse(settings, args) -> None:
         sys.exit(status)
 
 
+def _preflight(settings, args) -> None:
+    from . import preflight
+
+    status = preflight.run(settings, args.json)
+    if status:
+        sys.exit(status)
+
+
 COMMANDS = {
     "access-code": (_access_code, "print the room code attendees need for their first login"),
     "admin-password": (_admin_password, "print the admin users and their password"),
@@ -152,6 +160,7 @@ COMMANDS = {
     "gpus": (_gpus, "list who holds which GPU"),
     "check": (_check, "validate the settings"),
     "rehearse": (_rehearse, "simulate N attendees starting at once, measure, clean up"),
+    "preflight": (_preflight, "is this host ready for the day? one verdict per check"),
 }
 
 
@@ -165,6 +174,8 @@ def _parser() -> argparse.ArgumentParser:
             command.add_argument("name", help="the attendee's name")
         if name == "new-event":
             command.add_argument("--yes", action="store_true", help="really do it")
+        if name == "preflight":
+            command.add_argument("--json", action="store_true", help="print JSON")
         if name == "rehearse":
             _rehearse_arguments(command)
     return parser
