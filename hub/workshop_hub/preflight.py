@@ -16,18 +16,23 @@ rule is tested without a host; `collect` is the one place that asks Docker.
 from __future__ import annotations
 
 import json
+import logging
+import os
+import socket
 import sys
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 
 import docker
-from docker.errors import DockerException, ImageNotFound
+from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 
 from . import credentials
 from .disks import DISKS_ROOT, DiskError, own_image
 from .docker_host import NO_NVIDIA_RUNTIME_HINT, detect_gpu_ids, probe_gpus
+from .exposure import exposure_messages
 from .profiles import Profile, cpu_profile, gpu_profile
 from .room import HOST_RESERVE, max_attendees
-from .settings import WorkshopSettings
+from .settings import COMPOSE_SETTINGS, WorkshopSettings
 
 PASS, WARN, FAIL = "pass", "warn", "fail"
 GiB = 1024**3
@@ -35,6 +40,10 @@ GiB = 1024**3
 CORES_OVERSUBSCRIBED = 4
 # What Docker needs free beside the attendees' folders: containers' layers, logs, a rebuild.
 DOCKER_ROOT_MIN_FREE = 10 * GiB
+COMPOSE_PROJECT_LABEL = "com.docker.compose.project"
+COMPOSE_SERVICE_LABEL = "com.docker.compose.service"
+# Who holds the hub's port: this deployment's hub, or nobody.
+OURS, FREE = "this deployment's hub", ""
 
 
 @dataclass
@@ -54,6 +63,10 @@ class HostFacts:
     cores: int
     images: set[str]  # the images named by the settings that exist here
     access_code_set: bool
+    # The hub's host port, who holds it (OURS, FREE, or who else) and what reaches it.
+    port: str = COMPOSE_SETTINGS["WORKSHOP_PORT"][0]
+    port_holder: str = FREE
+    own_certificate: bool = False
     # Free bytes where the attendees' work folders live, and in Docker's own folder.
     disks_free: int | None = None
     docker_root_free: int | None = None
@@ -199,6 +212,32 @@ def check_gpus(settings: WorkshopSettings, facts: HostFacts) -> Verdict | None:
     return Verdict("GPUs", PASS, f"a container on GPUs {wanted} started: {found}")
 
 
+def check_port(settings: WorkshopSettings, facts: HostFacts) -> Verdict:
+    where = f"{settings.listen_address}:{facts.port}"
+    if facts.port_holder == FREE:
+        return Verdict("port", PASS, f"{where} is free for the hub")
+    if facts.port_holder == OURS:
+        return Verdict("port", PASS, f"{where}: the hub already serves it")
+    return Verdict(
+        "port",
+        FAIL,
+        f"{where} is taken by {facts.port_holder}",
+        "stop it, or give the hub another port (WORKSHOP_PORT in .env)",
+    )
+
+
+def check_exposure(settings: WorkshopSettings, facts: HostFacts) -> Verdict:
+    """Who reaches the hub, and whether in clear text (the hub logs the same at start)."""
+    messages = exposure_messages(
+        settings.domain, settings.listen_address, facts.port, facts.own_certificate
+    )
+    warnings = [text for level, text in messages if level >= logging.WARNING]
+    summary = messages[0][1]
+    if warnings:
+        return Verdict("exposure", WARN, summary, warnings[0])
+    return Verdict("exposure", PASS, summary)
+
+
 def check_access_code(facts: HostFacts) -> Verdict:
     if facts.access_code_set:
         return Verdict("access code", PASS, "set (`workshop-hub access-code` prints it)")
@@ -222,6 +261,8 @@ def verdicts(settings: WorkshopSettings, facts: HostFacts) -> list[Verdict]:
         check_cores(settings, facts),
         *check_disk(settings, facts),
         check_gpus(settings, facts),
+        check_port(settings, facts),
+        check_exposure(settings, facts),
         check_access_code(facts),
     ]
     return [verdict for verdict in found if verdict is not None]
@@ -240,7 +281,47 @@ def _free_bytes(client: docker.DockerClient, image: str, host_path: str) -> int:
     return int(output.decode().splitlines()[-1].split()[3])
 
 
-def collect(settings: WorkshopSettings, client: docker.DockerClient) -> HostFacts:
+def _publishes(container, address: str, port: str) -> bool:
+    ports = container.attrs.get("NetworkSettings", {}).get("Ports") or {}
+    return any(
+        binding.get("HostPort") == port and binding.get("HostIp") in (address, "0.0.0.0", "::")
+        for bindings in ports.values()
+        for binding in bindings or []
+    )
+
+
+def port_holder(client: docker.DockerClient, image: str, address: str, port: str) -> str:
+    """OURS when this deployment's hub publishes the port, FREE when Docker can publish it,
+    else who holds it: another container, or a program outside Docker."""
+    try:
+        project = client.containers.get(socket.gethostname()).labels.get(COMPOSE_PROJECT_LABEL)
+    except NotFound:
+        project = None
+    for container in client.containers.list():
+        if _publishes(container, address, port):
+            labels = container.labels
+            ours = (
+                labels.get(COMPOSE_PROJECT_LABEL) == project
+                and labels.get(COMPOSE_SERVICE_LABEL) == "hub"
+            )
+            return OURS if ours else f"the container {container.name}"
+    # Nobody in Docker has it: publishing it is the only sure test for other programs.
+    probe = client.containers.create(
+        image, ["true"], entrypoint=[], ports={"8000/tcp": (address, int(port))}
+    )
+    try:
+        probe.start()
+    except APIError as error:
+        reason = str(error.explanation or error).strip()
+        return f"a program outside Docker ({reason[-160:]})"
+    finally:
+        probe.remove(force=True)
+    return FREE
+
+
+def collect(
+    settings: WorkshopSettings, client: docker.DockerClient, environ: Mapping[str, str]
+) -> HostFacts:
     info = client.info()
     named = {settings.cpu_image, settings.cuda_image}
     present = set()
@@ -256,8 +337,11 @@ def collect(settings: WorkshopSettings, client: docker.DockerClient) -> HostFact
         cores=info["NCPU"],
         images=present,
         access_code_set=bool(settings.access_code) or credentials.ACCESS_CODE_FILE.exists(),
+        port=environ.get("WORKSHOP_PORT") or COMPOSE_SETTINGS["WORKSHOP_PORT"][0],
+        own_certificate=bool(environ.get("WORKSHOP_TLS_CERT")),
     )
     helper = own_image(client)
+    facts.port_holder = port_holder(client, helper, settings.listen_address, facts.port)
     facts.disks_free = _free_bytes(client, helper, str(DISKS_ROOT))
     facts.docker_root_free = _free_bytes(client, helper, info["DockerRootDir"])
     if settings.gpus and settings.cuda_image in present:
@@ -285,7 +369,7 @@ def run(settings: WorkshopSettings, as_json: bool, out=sys.stdout) -> int:
     """Print the verdicts; 1 when any check failed."""
     try:
         client = docker.from_env()
-        facts = collect(settings, client)
+        facts = collect(settings, client, os.environ)
     except (DockerException, DiskError) as error:
         found = [
             Verdict(

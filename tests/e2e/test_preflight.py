@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from .stack import BROKEN_HOOK_FLAG
+from .stack import BROKEN_HOOK_FLAG, free_port
 
 
 def preflight(hub, **settings: str) -> tuple[int, dict]:
@@ -32,7 +32,8 @@ def test_the_test_stack_is_ready(hub):
     assert status == 0 and report["ready"], report
     checks = {item["check"]: item["status"] for item in report["checks"]}
     assert checks["docker"] == checks["memory"] == checks["disk for work folders"] == "pass"
-    assert checks["access code"] == "pass"
+    assert checks["access code"] == checks["port"] == "pass"
+    assert "the hub already serves it" in verdict(report, "port")["detail"]
     assert any(name.startswith("image ") and value == "pass" for name, value in checks.items())
 
 
@@ -64,3 +65,23 @@ def test_gpus_set_without_a_working_runtime_is_a_blocker(hub, broken_gpu_runtime
     assert status == 1
     gpus = verdict(report, "GPUs")
     assert gpus["status"] == "fail" and "NVIDIA Container Toolkit" in gpus["advice"], gpus
+
+
+def test_the_hubs_port_taken_by_another_container_is_a_blocker(hub, docker_client, lab_images):
+    port = str(free_port())
+    squatter = docker_client.containers.run(
+        lab_images["cpu"],
+        ["sleep", "120"],
+        entrypoint=[],
+        ports={"9000/tcp": ("127.0.0.1", int(port))},
+        name=f"{hub.project}-port-squatter",
+        detach=True,
+    )
+    try:
+        status, report = preflight(hub, WORKSHOP_MAX_ATTENDEES="3", WORKSHOP_PORT=port)
+    finally:
+        squatter.remove(force=True)
+    assert status == 1
+    taken = verdict(report, "port")
+    assert taken["status"] == "fail" and squatter.name in taken["detail"], taken
+    assert "WORKSHOP_PORT" in taken["advice"]

@@ -81,9 +81,9 @@ def test_too_little_disk_for_the_work_folders_fails():
 
 def test_gpus_set_without_a_runtime_fail_with_the_toolkits_name():
     refused = "Docker on this host has no NVIDIA runtime"
-    verdict = by_check(
-        preflight.verdicts(settings(WORKSHOP_GPUS="0"), host(gpu_refused=refused))
-    )["GPUs"]
+    verdict = by_check(preflight.verdicts(settings(WORKSHOP_GPUS="0"), host(gpu_refused=refused)))[
+        "GPUs"
+    ]
     assert verdict.status == FAIL and verdict.detail == refused
     assert "NVIDIA Container Toolkit" in verdict.advice
 
@@ -118,9 +118,30 @@ def test_without_docker_it_fails_with_how_to_run_it(monkeypatch):
 @pytest.mark.parametrize("failed", [True, False])
 def test_the_table_ends_with_the_verdict_of_the_whole(failed, monkeypatch):
     facts = host(images=set()) if failed else host()
-    monkeypatch.setattr(preflight, "collect", lambda s, c: facts)
+    monkeypatch.setattr(preflight, "collect", lambda s, c, e: facts)
     monkeypatch.setattr(preflight.docker, "from_env", lambda: None)
     out = io.StringIO()
     assert preflight.run(settings(), as_json=False, out=out) == int(failed)
     last = out.getvalue().strip().splitlines()[-1]
     assert last == ("NOT READY: fix each FAIL above, then run this again." if failed else "ready")
+
+
+def test_a_port_held_by_another_program_fails_and_the_hubs_own_passes():
+    held = by_check(preflight.verdicts(settings(), host(port_holder="the container web")))
+    assert held["port"].status == FAIL and "WORKSHOP_PORT" in held["port"].advice
+    ours = by_check(preflight.verdicts(settings(), host(port_holder=preflight.OURS)))
+    assert ours["port"].status == PASS
+
+
+def test_plain_http_open_to_the_network_is_a_warning_with_the_fix():
+    found = by_check(preflight.verdicts(settings(WORKSHOP_LISTEN_ADDRESS="0.0.0.0"), host()))
+    assert found["exposure"].status == WARN and "WORKSHOP_DOMAIN" in found["exposure"].advice
+    https = by_check(
+        preflight.verdicts(
+            settings(WORKSHOP_LISTEN_ADDRESS="127.0.0.1", WORKSHOP_DOMAIN="hub.example.org"),
+            host(),
+        )
+    )
+    assert (
+        https["exposure"].status == PASS and "HTTPS for hub.example.org" in https["exposure"].detail
+    )
