@@ -344,9 +344,16 @@ def read_bridge(client: docker.DockerClient, name: str) -> Bridge | None:
     interface = network.attrs["Options"].get("com.docker.network.bridge.name")
     endpoints = network.attrs["Containers"] or {}
     # All hub containers, not only running ones: the network's connect event, which wakes the
-    # firewall, comes before the new hub counts as running.
+    # firewall, comes before the new hub counts as running. Never a one-off `compose run hub`
+    # (preflight, wipe-event): it joins the network with the same service label.
     hubs = client.containers.list(
-        all=True, filters={"label": f"com.docker.compose.service={HUB_SERVICE}"}
+        all=True,
+        filters={
+            "label": [
+                f"com.docker.compose.service={HUB_SERVICE}",
+                "com.docker.compose.oneoff=False",
+            ]
+        },
     )
     addresses = [
         endpoints[hub.id]["IPv4Address"].split("/")[0] for hub in hubs if hub.id in endpoints

@@ -248,6 +248,30 @@ def test_an_attendee_reaches_only_the_hub(hub, eve_and_victim):
     assert_still_working(hub, eve, victim)
 
 
+def test_a_one_off_hub_container_never_takes_the_hubs_place_in_the_firewall(hub, eve_and_victim):
+    """`compose run hub ...` (preflight, wipe-event) joins the attendee network with the
+    hub's service label; the firewall must keep opening the hub's API to the real hub only."""
+    attendees = firewall.attendee_network(hub.project)
+    hub_id = hub.compose("ps", "-q", "hub").stdout.strip()
+    hub_ip = hub.docker.containers.get(hub_id).attrs["NetworkSettings"]["Networks"][attendees][
+        "IPAddress"
+    ]
+    one_off = hub.compose("run", "-d", "hub", "sleep", "120").stdout.strip().splitlines()[-1]
+    try:
+        one_off_ip = hub.docker.containers.get(one_off).attrs["NetworkSettings"]["Networks"][
+            attendees
+        ]["IPAddress"]
+        # The firewall wakes on the network's connect event: give it time to (wrongly) move.
+        deadline = time.monotonic() + 8
+        while time.monotonic() < deadline:
+            rules = host_rules(hub.project)
+            assert f"-d {hub_ip}/32" in rules and f"-d {one_off_ip}/32" not in rules, rules
+            time.sleep(1)
+        assert_still_working(hub, *eve_and_victim)
+    finally:
+        hub.docker.containers.get(one_off).remove(force=True)
+
+
 def test_the_metadata_address_is_out_of_reach(hub, eve_and_victim):
     """Without sending a packet: where the kernel would route it, and what the host drops."""
     eve, _ = eve_and_victim
