@@ -7,6 +7,8 @@ docker compose exec hub workshop-hub new-event --yes      # new room code, every
 docker compose exec hub workshop-hub gpus                 # who holds which GPU
 docker compose exec hub workshop-hub check                # validate the settings
 docker compose exec hub workshop-hub rehearse --attendees 30  # the room at 09:00, rehearsed
+docker compose exec hub workshop-hub export-work "$PWD/workshop-export"  # everyone's work
+docker compose run --rm hub workshop-hub wipe-event       # after the event: work, users, secrets
 workshop-hub env-example                                  # print .env.example
 """
 
@@ -152,6 +154,24 @@ def _preflight(settings, args) -> None:
         sys.exit(status)
 
 
+def _export_work(settings, args) -> None:
+    from . import event
+
+    try:
+        event.export_work_command(settings, args.folder)
+    except event.EventError as error:
+        raise CommandError(str(error)) from None
+
+
+def _wipe_event(settings, args) -> None:
+    from . import event
+
+    try:
+        event.wipe_event_command(settings, args.yes, sys.stdin, sys.stdout)
+    except event.EventError as error:
+        raise CommandError(str(error)) from None
+
+
 COMMANDS = {
     "access-code": (_access_code, "print the room code attendees need for their first login"),
     "admin-password": (_admin_password, "print the admin users and their password"),
@@ -161,6 +181,8 @@ COMMANDS = {
     "check": (_check, "validate the settings"),
     "rehearse": (_rehearse, "simulate N attendees starting at once, measure, clean up"),
     "preflight": (_preflight, "is this host ready for the day? one verdict per check"),
+    "export-work": (_export_work, "pack each attendee's work folder into a host folder"),
+    "wipe-event": (_wipe_event, "delete attendees' work, users and secrets, after asking"),
 }
 
 
@@ -172,8 +194,12 @@ def _parser() -> argparse.ArgumentParser:
         command = commands.add_parser(name, help=help_text)
         if name == "reset-password":
             command.add_argument("name", help="the attendee's name")
-        if name == "new-event":
+        if name in ("new-event", "wipe-event"):
             command.add_argument("--yes", action="store_true", help="really do it")
+        if name == "export-work":
+            command.add_argument(
+                "folder", help="absolute path of a folder on the Docker host (made if missing)"
+            )
         if name == "preflight":
             command.add_argument("--json", action="store_true", help="print JSON")
         if name == "rehearse":

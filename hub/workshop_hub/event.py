@@ -1,0 +1,496 @@
+"""The end of the day: every attendee's work folder exported, then the event wiped.
+
+docker compose exec hub workshop-hub export-work "$PWD/workshop-export"
+docker compose run --rm hub workshop-hub wipe-event
+
+An attendee's work folder is the Docker volume `<instance>-user-<name>` (jupyterhub_config.py),
+a bind of a loop-mounted disk (disks.py) or, from an older deployment, a plain volume. The
+hub reaches the host's Docker through its socket, so both commands work through short helper
+containers of the hub's own image, and the folders they name are folders of the Docker host.
+
+`export-work` packs each work folder into `<name>.tar.gz` in a host folder, while the hub
+runs. `wipe-event` lists what it will delete, asks, and deletes exactly that: the attendee
+servers, work volumes and disks, and the hub's state (users, passwords, progress, secrets).
+It stops the hub while it deletes, so it runs in a container of its own (`compose run`), and
+starts it again with a new room code.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import socket
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import TextIO
+
+import docker
+from docker.errors import APIError, ContainerError, DockerException, NotFound
+from docker.types import Mount
+from escapism import unescape
+
+from . import announcement, credentials, instructor_actions, progress, rehearsal, solutions
+from .disks import DiskError, WorkDisks, disk_paths, instance_folder, is_capped, own_image
+from .profiles import LABEL_INSTANCE
+from .settings import USERNAME_PATTERN, WorkshopSettings
+
+log = logging.getLogger("workshop-hub.event")
+# Marks the short containers that pack or list work folders, for a person reading `docker ps`.
+LABEL_EVENT_HELPER = "org.pytorch-workshop.event-helper"
+# Inside an export helper: the attendee's work folder, and the organizer's host folder.
+PACKED_FROM = PurePosixPath("/work-folders")
+EXPORT_MOUNT = PurePosixPath("/export")
+# $1 the attendee. Written under a temporary name and renamed once complete, so a file named
+# <attendee>.tar.gz is always a whole archive; owned like the folder it lands in, not by root.
+PACK_SCRIPT = f"""
+set -eu
+part="{EXPORT_MOUNT}/$1.tar.gz.part"
+trap 'rm -f "$part"' EXIT
+# tar's exit 1: a file changed while it was read (its owner is still at work); it is packed.
+tar -czf "$part" -C {PACKED_FROM} "$1" || [ $? -eq 1 ]
+chown --reference={EXPORT_MOUNT} "$part"
+mv "$part" "{EXPORT_MOUNT}/$1.tar.gz"
+stat -c %s "{EXPORT_MOUNT}/$1.tar.gz"
+"""
+# Compose's labels on every container it makes; a one-off is a `compose run` container.
+COMPOSE_PROJECT = "com.docker.compose.project"
+COMPOSE_SERVICE = "com.docker.compose.service"
+COMPOSE_ONE_OFF = "com.docker.compose.oneoff"
+WIPE_COMMAND = "docker compose run --rm hub workshop-hub wipe-event"
+EXPORT_COMMAND = 'docker compose exec hub workshop-hub export-work "$PWD/workshop-export"'
+# What each file of the hub-data volume holds, for the list wipe-event shows.
+HUB_STATE_MEANINGS = {
+    credentials.ACCESS_CODE_FILE.name: "the room code",
+    credentials.ADMIN_PASSWORD_FILE.name: "the admin password",
+    credentials.COOKIE_SECRET_FILE.name: "the secret that signs every login",
+    credentials.ATTENDEE_PASSWORDS_FILE.name: "every attendee's name and password",
+    credentials.REHEARSAL_TOKEN_FILE.name: "the rehearsal's API token",
+    progress.PROGRESS_FILE.name: "every exercise check attendees ran",
+    announcement.ANNOUNCEMENT_FILE.name: "the announcement",
+    instructor_actions.ACTIONS_LOG.name: "the console's log of instructor actions",
+    solutions.REVEALED_FILE.name: "which solutions were revealed",
+    rehearsal.OUTPUT_ROOT.name: "rehearsal reports",
+}
+# A volume in use by a container that is going away: how often, how long apart to try again.
+VOLUME_REMOVE_TRIES = 20
+VOLUME_REMOVE_PAUSE_S = 0.5
+
+
+class EventError(Exception):
+    """The command cannot do what was asked; the message names the cause and the fix."""
+
+
+@dataclass(frozen=True)
+class WorkVolume:
+    attendee: str
+    volume: str
+    # A loop-mounted disk of WORKSHOP_DISK_LIMIT (disks.py); else a plain Docker volume.
+    capped: bool
+
+
+def attendee_of_volume(instance: str, volume: str) -> str | None:
+    """The attendee whose work volume this is in `instance`, or None when it is not one.
+
+    Volume names carry the name escaped as DockerSpawner escapes it; a name that does not
+    escape back to the same volume is not ours: `ws-user-bob-user-ada` is ada's volume of the
+    instance `ws-user-bob`, not a volume of `ws`.
+    """
+    prefix = rehearsal.docker_names(instance, "")[1]
+    if not volume.startswith(prefix):
+        return None
+    try:
+        name = unescape(volume[len(prefix) :], escape_char="-")
+    except ValueError:
+        return None
+    if not re.fullmatch(USERNAME_PATTERN, name):
+        return None
+    return name if rehearsal.docker_names(instance, name)[1] == volume else None
+
+
+def work_volumes(client: docker.DockerClient, instance: str) -> list[WorkVolume]:
+    """Every attendee work volume of `instance`, by attendee name."""
+    found = []
+    for volume in client.volumes.list():
+        attendee = attendee_of_volume(instance, volume.name)
+        if attendee is not None:
+            capped = is_capped(volume.attrs, disk_paths(instance, volume.name))
+            found.append(WorkVolume(attendee, volume.name, capped))
+    return sorted(found, key=lambda work: work.attendee)
+
+
+def _docker() -> docker.DockerClient:
+    try:
+        client = docker.from_env()
+        client.ping()
+    except DockerException as error:
+        raise EventError(
+            f"Docker does not answer ({error}): run this in the hub's container, which has "
+            "the Docker socket (docker compose exec hub workshop-hub ...)"
+        ) from None
+    return client
+
+
+def _helper(image: str, command: list[str], **options) -> dict:
+    """containers.run arguments of a short helper: root (the work files are the attendee's),
+    no network, removed when done."""
+    return {
+        "image": image,
+        "command": command,
+        "entrypoint": [],
+        "user": "0:0",
+        "network_mode": "none",
+        "labels": {LABEL_EVENT_HELPER: "1"},
+        "remove": True,
+        **options,
+    }
+
+
+def _helper_failure(error: ContainerError) -> str:
+    stderr = error.stderr.decode(errors="replace").strip() if error.stderr else ""
+    return stderr.splitlines()[-1] if stderr else f"exit {error.exit_status}"
+
+
+# --- export ----------------------------------------------------------------------------------
+
+
+def _size(size_bytes: int) -> str:
+    return f"{size_bytes / 1024**2:.1f} MB"
+
+
+def check_host_folder(host_folder: str) -> None:
+    if not PurePosixPath(host_folder).is_absolute():
+        raise EventError(
+            f"{host_folder!r} is not an absolute path: name a folder of the Docker host, "
+            'e.g. "$PWD/workshop-export"'
+        )
+
+
+def export_work(
+    client: docker.DockerClient,
+    instance: str,
+    helper_image: str,
+    host_folder: str,
+    disks: WorkDisks | None,
+    report: Callable[[str], None] = print,
+) -> list[str]:
+    """Pack every work folder of `instance` into `<attendee>.tar.gz` in `host_folder` (a
+    folder of the Docker host, made if missing); returns the attendees exported.
+
+    `disks` mounts each capped disk first: after a host restart nothing is mounted, and the
+    volume would show an empty folder. Servers may keep running: a file saved during its
+    attendee's export may be missing or older in the archive.
+    """
+    check_host_folder(host_folder)
+    volumes = work_volumes(client, instance)
+    if not volumes:
+        report(f"No attendee has a work folder in {instance}: nothing to export.")
+        return []
+    report(f"Exporting {len(volumes)} work folders to {host_folder} on the Docker host")
+    for number, work in enumerate(volumes, start=1):
+        started = time.monotonic()
+        if work.capped and disks is not None:
+            try:
+                disks.prepare(work.volume)
+            except DiskError as error:
+                raise EventError(f"{work.attendee}'s work folder cannot be read: {error}") from None
+        mounts = {
+            work.volume: {"bind": str(PACKED_FROM / work.attendee), "mode": "ro"},
+            host_folder: {"bind": str(EXPORT_MOUNT), "mode": "rw"},
+        }
+        command = ["sh", "-c", PACK_SCRIPT, "pack", work.attendee]
+        try:
+            output = client.containers.run(**_helper(helper_image, command, volumes=mounts))
+        except ContainerError as error:
+            raise EventError(
+                f"{work.attendee}'s work folder could not be packed into {host_folder} "
+                f"({_helper_failure(error)}): check that the folder is writable and its disk "
+                "has room; the archives already written are complete"
+            ) from None
+        except APIError as error:
+            raise EventError(
+                f"Docker refused the export's helper container ({error.explanation}): "
+                f"{host_folder} must be a folder of the Docker host"
+            ) from None
+        size = int(output.decode().split()[-1])
+        report(
+            f"[{number}/{len(volumes)}] {work.attendee}.tar.gz  {_size(size)}  "
+            f"({time.monotonic() - started:.1f} s)"
+        )
+    return [work.attendee for work in volumes]
+
+
+# --- wipe ------------------------------------------------------------------------------------
+
+
+def disk_images(client: docker.DockerClient, helper_image: str, instance: str) -> list[str]:
+    """The disk image files of `instance` on the Docker host (disks.py), by volume name."""
+    folder = str(disk_paths(instance, "").image.parent)
+    # A mount rather than a bind of `volumes`: Docker would make a missing folder.
+    command = ["find", folder, "-maxdepth", "1", "-name", "*.img"]
+    mount = Mount(folder, folder, type="bind", read_only=True)
+    try:
+        output = client.containers.run(**_helper(helper_image, command, mounts=[mount]))
+    except APIError as error:
+        if "does not exist" in str(error.explanation):
+            return []  # no attendee of this instance ever had a disk
+        raise
+    return sorted(PurePosixPath(line).stem for line in output.decode().split())
+
+
+def hub_state(data_dir: Path) -> list[Path]:
+    """Every entry of the hub-data folder: the event's users, passwords, progress, secrets."""
+    return sorted(data_dir.iterdir()) if data_dir.is_dir() else []
+
+
+def _meaning(entry: Path) -> str:
+    # Side files (SQLite's -wal and -journal, a store's .lock) belong to their file.
+    for known, meaning in HUB_STATE_MEANINGS.items():
+        if entry.name == known or entry.name.startswith((f"{known}-", f"{known}.")):
+            return meaning
+    return ""
+
+
+@dataclass(frozen=True)
+class WipePlan:
+    instance: str
+    servers: list[str]
+    volumes: list[WorkVolume]
+    disks: list[str]
+    data_dir: Path
+    state: list[Path]
+    # The hub's own containers: stopped while it deletes, started again after.
+    hub_containers: list[str] = field(default_factory=list)
+    # False when .env sets WORKSHOP_ACCESS_CODE: the organizer changes it there.
+    new_room_code: bool = True
+
+    def is_empty(self) -> bool:
+        return not (self.servers or self.volumes or self.disks or self.state)
+
+    def describe(self) -> str:
+        lines = [f"wipe-event deletes, for the event {self.instance!r}, and this cannot be undone:"]
+
+        def section(title: str, items: list[str]) -> None:
+            lines.append(f"  {title}: {len(items)}")
+            lines.extend(f"    {item}" for item in items)
+
+        section("attendee servers (their containers)", self.servers)
+        section(
+            "attendee work folders (Docker volumes)",
+            [f"{work.volume}  ({work.attendee})" for work in self.volumes],
+        )
+        section(
+            f"work disks in {instance_folder(self.instance)} on the Docker host",
+            [str(disk_paths(self.instance, volume).image.name) for volume in self.disks],
+        )
+        section(
+            f"hub state in {self.data_dir}",
+            [
+                f"{entry.name}{'/' if entry.is_dir() else ''}"
+                + (f"  ({_meaning(entry)})" if _meaning(entry) else "")
+                for entry in self.state
+            ],
+        )
+        if self.hub_containers:
+            lines.append(
+                f"The hub ({', '.join(self.hub_containers)}) stops while this runs and starts "
+                "again with a new room code, a new admin password (unless .env sets one) and "
+                "no users."
+            )
+        if not self.new_room_code:
+            lines.append(
+                "WORKSHOP_ACCESS_CODE is set in .env, so the room code stays: change it there "
+                "and run `docker compose up -d` for a new one."
+            )
+        lines.append("Kept: the images, .env and the HTTPS certificates.")
+        return "\n".join(lines)
+
+
+def plan_wipe(
+    client: docker.DockerClient,
+    settings: WorkshopSettings,
+    disk_listing: list[str],
+    data_dir: Path = credentials.HUB_DATA_DIR,
+    hub_containers: list[str] | None = None,
+) -> WipePlan:
+    """What wipe-event would delete for `settings.instance`, and nothing of another instance:
+    containers by their instance label, volumes by their escaped name, disks and hub state
+    by the instance's own folders."""
+    servers = client.containers.list(
+        all=True, filters={"label": f"{LABEL_INSTANCE}={settings.instance}"}
+    )
+    return WipePlan(
+        instance=settings.instance,
+        servers=sorted(container.name for container in servers),
+        volumes=work_volumes(client, settings.instance),
+        disks=disk_listing,
+        data_dir=data_dir,
+        state=hub_state(data_dir),
+        hub_containers=hub_containers or [],
+        new_room_code=not settings.access_code,
+    )
+
+
+def confirm(plan: WipePlan, answers: TextIO | None, out: TextIO) -> None:
+    """Ask for the event's name or `yes`; raise EventError unless that is the answer."""
+    print(
+        f"Type the event's name ({plan.instance}) or yes to delete all of this: ",
+        end="",
+        file=out,
+        flush=True,
+    )
+    answer = answers.readline() if answers is not None and not answers.closed else ""
+    if not answer:
+        print(file=out)
+        raise EventError(
+            "Nothing was deleted: wipe-event asks before it deletes, and nothing answered "
+            f"on standard input. Run it in a terminal ({WIPE_COMMAND}), or add --yes."
+        )
+    if not answers.isatty():
+        print(file=out)  # a terminal shows the typed answer's newline; a pipe does not
+    if answer.strip() not in (plan.instance, "yes"):
+        raise EventError(
+            f"Nothing was deleted: the answer was {answer.strip()!r}, not {plan.instance!r} "
+            "or 'yes'."
+        )
+
+
+def _remove_volume(client: docker.DockerClient, volume: str) -> None:
+    for _ in range(VOLUME_REMOVE_TRIES):
+        try:
+            client.volumes.get(volume).remove()
+            return
+        except NotFound:
+            return
+        except APIError:
+            time.sleep(VOLUME_REMOVE_PAUSE_S)  # a server going away still holds it a moment
+    client.volumes.get(volume).remove()
+
+
+def carry_out(
+    client: docker.DockerClient,
+    plan: WipePlan,
+    disks: WorkDisks | None,
+    report: Callable[[str], None] = print,
+) -> str | None:
+    """Delete exactly what `plan` lists; return the new room code (None when .env sets it).
+
+    The hub is stopped first, so nobody starts a server, claims a name or writes the hub's
+    state while it goes, and started again last, when it makes its new secrets.
+    """
+    hubs = [client.containers.get(name) for name in plan.hub_containers]
+    for hub in hubs:
+        report(f"stopping the hub ({hub.name})")
+        hub.stop(timeout=30)
+    try:
+        return _delete(client, plan, disks, report)
+    except DockerException as error:
+        reason = str(getattr(error, "explanation", None) or error).strip()
+        raise EventError(
+            f"wipe-event stopped part way ({reason}): run it again, it lists what is left"
+        ) from None
+    finally:
+        # Also after a failure: the room keeps its hub, and the error says what is left.
+        for hub in hubs:
+            report(f"starting the hub ({hub.name})")
+            hub.start()
+
+
+def _delete(client, plan: WipePlan, disks: WorkDisks | None, report) -> str | None:
+    for name in plan.servers:
+        try:
+            client.containers.get(name).remove(force=True)
+        except NotFound:
+            pass  # it ended by itself meanwhile
+    report(f"attendee servers: {len(plan.servers)} removed")
+    for number, work in enumerate(plan.volumes, start=1):
+        _remove_volume(client, work.volume)
+        report(f"work folders: {number}/{len(plan.volumes)} removed ({work.attendee})")
+    if plan.disks:
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            for number, _ in enumerate(pool.map(disks.remove, plan.disks), start=1):
+                report(f"work disks: {number}/{len(plan.disks)} removed")
+    for entry in plan.state:
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink(missing_ok=True)
+    report(f"hub state: {len(plan.state)} entries removed from {plan.data_dir}")
+    if not plan.new_room_code:
+        return None
+    code = credentials.generate_access_code()
+    credentials.store(plan.data_dir / credentials.ACCESS_CODE_FILE.name, code)
+    return code
+
+
+def _hub_containers(client: docker.DockerClient) -> list[str]:
+    """The running hub containers of this command's compose project.
+
+    Refuses when this command is not a `compose run` container of the hub service: inside
+    the hub itself it would stop itself, and outside compose it cannot tell its project.
+    """
+    try:
+        own = client.containers.get(socket.gethostname())
+    except NotFound:
+        own = None
+    labels = own.labels if own is not None else {}
+    if labels.get(COMPOSE_SERVICE) != "hub" or labels.get(COMPOSE_ONE_OFF) != "True":
+        raise EventError(
+            "wipe-event stops the hub while it deletes, so it runs in a container of its "
+            f"own: {WIPE_COMMAND}"
+        )
+    hubs = client.containers.list(
+        filters={
+            "label": [
+                f"{COMPOSE_PROJECT}={labels[COMPOSE_PROJECT]}",
+                f"{COMPOSE_SERVICE}=hub",
+                f"{COMPOSE_ONE_OFF}=False",
+            ]
+        }
+    )
+    return sorted(hub.name for hub in hubs)
+
+
+# --- the commands --------------------------------------------------------------------------
+
+
+def _work_disks(client: docker.DockerClient, settings: WorkshopSettings, usage: str) -> WorkDisks:
+    """The hub's work disks, with the hub's image for the helpers: this runs in the hub's."""
+    try:
+        helper_image = own_image(client)
+    except DiskError:
+        raise EventError(f"This command runs in the hub's container: {usage}") from None
+    return WorkDisks(client, helper_image, settings.instance, settings.disk_limit, log)
+
+
+def export_work_command(settings: WorkshopSettings, host_folder: str) -> None:
+    check_host_folder(host_folder)
+    client = _docker()
+    disks = _work_disks(client, settings, EXPORT_COMMAND)
+    exported = export_work(client, settings.instance, disks.helper_image, host_folder, disks)
+    if exported:
+        print(f"Done: {len(exported)} archives in {host_folder}, one per attendee.")
+
+
+def wipe_event_command(
+    settings: WorkshopSettings, yes: bool, answers: TextIO | None, out: TextIO
+) -> None:
+    client = _docker()
+    hubs = _hub_containers(client)
+    disks = _work_disks(client, settings, WIPE_COMMAND)
+    listing = disk_images(client, disks.helper_image, settings.instance)
+    plan = plan_wipe(client, settings, listing, hub_containers=hubs)
+    print(plan.describe(), file=out)
+    if plan.is_empty():
+        print("Nothing to delete.", file=out)
+        return
+    if not yes:
+        confirm(plan, answers, out)
+    code = carry_out(client, plan, disks, report=lambda line: print(line, file=out, flush=True))
+    if code is not None:
+        print(f"New room code: {code}", file=out)
+    if not hubs:
+        print("The hub was not running: start it with `docker compose up -d`.", file=out)

@@ -1,0 +1,161 @@
+"""The end of the day on a stack of its own: an attendee downloads their work from JupyterLab,
+the organizer exports every work folder and wipes the event, and the room opens again with a
+new room code and nothing of the day left."""
+
+from __future__ import annotations
+
+import io
+import os
+import tarfile
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from workshop_hub.disks import DISKS_ROOT, disk_paths
+
+from .conftest import MAIN_STACK_LIMITS
+from .hub_client import Attendee, page_message
+from .stack import HubStack, progress
+
+# A name that DockerSpawner escapes ('-' is '-2d' in Docker's names), as many are.
+ATTENDEE = "eve-lyn"
+NOTE = "What I learnt today: tensors, autograd, nn.Module.\n"
+
+
+@pytest.fixture(scope="module")
+def event_hub(lab_images):
+    """A stack of this module's own: the wipe deletes the users and secrets that the session's
+    shared stack keeps for every other test."""
+    stack = HubStack(WORKSHOP_ACCESS_CODE="", WORKSHOP_ADMIN_PASSWORD="", **MAIN_STACK_LIMITS)
+    try:
+        stack.up()
+        yield stack
+    finally:
+        if os.environ.get("WORKSHOP_KEEP_TEST_STACKS") != "1":
+            stack.down()
+
+
+def room_code(stack: HubStack) -> str:
+    result = stack.hub_exec("workshop-hub", "access-code")
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def eve(event_hub) -> Attendee:
+    """An attendee with the labs and a file of her own in her work folder."""
+    attendee = Attendee(event_hub.url, ATTENDEE)
+    assert attendee.login(room_code(event_hub)).status_code == 200
+    attendee.wait_until_ready()
+    assert attendee.open_lab().status_code == 200
+    saved = attendee.api(
+        "PUT", "contents/my-notes.txt", json={"type": "file", "format": "text", "content": NOTE}
+    )
+    assert saved.status_code in (200, 201), saved.text
+    return attendee
+
+
+def lab_notebooks(attendee: Attendee) -> list[str]:
+    listing = attendee.api("GET", "contents/labs").json()["content"]
+    notebooks = [item["name"] for item in listing if item["name"].endswith(".ipynb")]
+    assert len(notebooks) == 7, notebooks
+    return notebooks
+
+
+def work_volume(stack: HubStack) -> str:
+    (volume,) = [
+        volume.name
+        for volume in stack.docker.volumes.list()
+        if volume.name.startswith(f"{stack.project}-user-")
+    ]
+    return volume
+
+
+def test_an_attendee_downloads_all_their_work_as_one_archive(eve):
+    # What "Download as an archive" on the file browser's root folder asks for.
+    response = eve.http.get(
+        eve.user_url("directories/"),
+        params={
+            "archiveToken": "end-of-day",
+            "archiveFormat": "zip",
+            "followSymlinks": "true",
+            "downloadHidden": "false",
+            "_xsrf": eve._server_xsrf(),
+        },
+        timeout=120,
+    )
+    assert response.status_code == 200, response.text[:500]
+    assert response.headers["Content-Disposition"] == "attachment; filename=work.zip"
+    with zipfile.ZipFile(io.BytesIO(response.content)) as archive:
+        names = set(archive.namelist())
+        assert archive.read("work/my-notes.txt").decode() == NOTE
+    for notebook in lab_notebooks(eve):
+        assert f"work/labs/{notebook}" in names
+
+
+def test_the_organizer_exports_one_archive_per_attendee(event_hub, eve, tmp_path):
+    folder = tmp_path / "export"
+    result = event_hub.hub_exec("workshop-hub", "export-work", str(folder))
+    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
+    progress(f"export-work:\n{result.stdout}")
+    assert f"[1/1] {ATTENDEE}.tar.gz" in result.stdout
+    assert [path.name for path in folder.iterdir()] == [f"{ATTENDEE}.tar.gz"]
+    with tarfile.open(folder / f"{ATTENDEE}.tar.gz") as archive:
+        names = set(archive.getnames())
+        assert archive.extractfile(f"{ATTENDEE}/my-notes.txt").read().decode() == NOTE
+    for notebook in lab_notebooks(eve):
+        assert f"{ATTENDEE}/labs/{notebook}" in names
+
+
+def wipe_event(stack: HubStack, shell_command: str):
+    """`docker compose run --rm hub ...` as the README tells organizers, with stdin as the
+    shell command gives it."""
+    return stack.compose("run", "--rm", "-T", "hub", "sh", "-c", shell_command, check=False)
+
+
+def test_the_wipe_deletes_nothing_without_a_confirmation(event_hub, eve):
+    volume = work_volume(event_hub)
+    no_stdin = wipe_event(event_hub, "workshop-hub wipe-event < /dev/null")
+    assert no_stdin.returncode == 1, no_stdin.stdout + no_stdin.stderr
+    assert "nothing answered on standard input" in no_stdin.stderr
+    assert "--yes" in no_stdin.stderr and "Traceback" not in no_stdin.stderr
+    # What it would delete, listed all the same.
+    assert f"{volume}  ({ATTENDEE})" in no_stdin.stdout
+    assert "jupyterhub.sqlite" in no_stdin.stdout and "attendee-passwords" in no_stdin.stdout
+    wrong = wipe_event(event_hub, "echo no | workshop-hub wipe-event")
+    assert wrong.returncode == 1 and "Nothing was deleted" in wrong.stderr
+    inside_the_hub = event_hub.hub_exec("workshop-hub", "wipe-event", "--yes")
+    assert inside_the_hub.returncode == 1 and "docker compose run --rm hub" in (
+        inside_the_hub.stderr
+    )
+    assert volume in [volume.name for volume in event_hub.docker.volumes.list()]
+    assert NOTE in eve.run_code("print(open('my-notes.txt').read())").stdout
+
+
+def test_after_the_wipe_the_work_is_gone_and_a_new_room_code_is_in_force(event_hub, eve):
+    volume = work_volume(event_hub)
+    disk = disk_paths(event_hub.project, volume)
+    assert Path(disk.image).exists()
+    old_code = room_code(event_hub)
+    wiped = wipe_event(event_hub, f"echo {event_hub.project} | workshop-hub wipe-event")
+    assert wiped.returncode == 0, f"{wiped.stdout}\n{wiped.stderr}"
+    progress(f"wipe-event:\n{wiped.stdout}")
+    new_code = wiped.stdout.split("New room code: ")[1].split()[0]
+    event_hub.wait_healthy()
+
+    assert not [v.name for v in event_hub.docker.volumes.list() if v.name == volume]
+    assert not Path(disk.image).exists() and not os.path.ismount(disk.mountpoint)
+    assert not list((Path(DISKS_ROOT) / event_hub.project / "disks").glob("*.img"))
+    assert room_code(event_hub) == new_code != old_code
+
+    stranger = Attendee(event_hub.url, "newcomer")
+    refused = stranger.login(old_code)
+    assert refused.status_code == 403
+    assert "room code is not right" in page_message(refused.text)
+    # Eve's name and password are gone with the hub's users.
+    assert Attendee(event_hub.url, ATTENDEE).login().status_code == 403
+    assert stranger.login(new_code).status_code == 200
+    stranger.wait_until_ready()
+    assert stranger.open_lab().status_code == 200
+    assert "my-notes.txt" not in str(stranger.api("GET", "contents").json())
