@@ -7,7 +7,6 @@ everything else.
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import pytest
 
 from . import stack
 from .hub_client import Attendee
-from .stack import ROOT, TEST_IMAGES, HubStack, build_images, remove_test_leftovers
+from .stack import ROOT, TEST_IMAGES, HubStack, build_images, remove_test_leftovers, running
 
 # Limits the main stack configures, smaller than the defaults so the tests prove they apply.
 MAIN_STACK_LIMITS = {
@@ -62,13 +61,10 @@ def lab_images(docker_client) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def hub(lab_images):
     """The main stack: default settings but smaller limits, and a generated access code."""
-    main = HubStack(WORKSHOP_ACCESS_CODE="", WORKSHOP_ADMIN_PASSWORD="", **MAIN_STACK_LIMITS)
-    try:
-        main.up()
+    with running(
+        HubStack(WORKSHOP_ACCESS_CODE="", WORKSHOP_ADMIN_PASSWORD="", **MAIN_STACK_LIMITS)
+    ) as main:
         yield main
-    finally:
-        if os.environ.get("WORKSHOP_KEEP_TEST_STACKS") != "1":
-            main.down()
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,7 @@ touch a deployment running on the same machine.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import re
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import docker
@@ -123,6 +125,18 @@ def _remove_replaced(client, before: dict[str, str], after: dict[str, str]) -> N
 def owner_tag() -> str:
     """Part of every test project name: which pytest process owns the objects it creates."""
     return f"{TEST_PREFIX}{os.getpid()}x"
+
+
+@contextlib.contextmanager
+def running(stack: HubStack) -> Iterator[HubStack]:
+    """The stack up for the block, then down, unless WORKSHOP_KEEP_TEST_STACKS=1 keeps it
+    for debugging."""
+    try:
+        stack.up()
+        yield stack
+    finally:
+        if os.environ.get("WORKSHOP_KEEP_TEST_STACKS") != "1":
+            stack.down()
 
 
 class HubStack:

@@ -16,7 +16,7 @@ from workshop_hub.disks import DISKS_ROOT, disk_paths
 
 from .conftest import MAIN_STACK_LIMITS
 from .hub_client import Attendee, page_message
-from .stack import HubStack, progress
+from .stack import HubStack, progress, running
 
 # A name that DockerSpawner escapes ('-' is '-2d' in Docker's names), as many are.
 ATTENDEE = "eve-lyn"
@@ -27,13 +27,10 @@ NOTE = "What I learnt today: tensors, autograd, nn.Module.\n"
 def event_hub(lab_images):
     """A stack of this module's own: the wipe deletes the users and secrets that the session's
     shared stack keeps for every other test."""
-    stack = HubStack(WORKSHOP_ACCESS_CODE="", WORKSHOP_ADMIN_PASSWORD="", **MAIN_STACK_LIMITS)
-    try:
-        stack.up()
+    with running(
+        HubStack(WORKSHOP_ACCESS_CODE="", WORKSHOP_ADMIN_PASSWORD="", **MAIN_STACK_LIMITS)
+    ) as stack:
         yield stack
-    finally:
-        if os.environ.get("WORKSHOP_KEEP_TEST_STACKS") != "1":
-            stack.down()
 
 
 def room_code(stack: HubStack) -> str:
