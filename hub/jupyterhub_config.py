@@ -98,7 +98,9 @@ c.DockerSpawner.name_template = "{prefix}-{username}"
 # The work volume is a capped disk of WORKSHOP_DISK_LIMIT (workshop_hub/disks.py).
 c.DockerSpawner.volumes = {f"{settings.instance}-user-{{username}}": WORK_DIR}
 c.DockerSpawner.notebook_dir = WORK_DIR
-c.DockerSpawner.default_url = "/lab/tree/labs"
+# Attendees land on the start page (labs/START_HERE.md, seeded with the labs), which links
+# the seven labs and says how the day works, rather than on JupyterLab's Launcher.
+c.DockerSpawner.default_url = "/lab/tree/labs/START_HERE.md"
 # Containers go on stop; the work volume stays, so a restart picks up the newest image.
 c.DockerSpawner.remove = True
 # Images are built locally; pulling happens at hub start (ensure_image), never per spawn.

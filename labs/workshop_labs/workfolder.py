@@ -1,10 +1,12 @@
 """Give each attendee their own copy of the labs, and never overwrite it.
 
-Runs at every container start, before the Jupyter server. A lab the attendee does not have is
-copied into `~/work/labs/`. A lab they have is left alone, even when the image ships a newer
-version: that version is put beside it as `NAME.updated-HASH.ipynb`. Deleting a lab and
-restarting the server brings back a fresh copy. A manifest remembers which version of each
-lab was delivered, so an image upgrade can be told apart from the attendee's own edits.
+Runs at every container start, before the Jupyter server. Every file of the image's labs
+folder (the seven notebooks and the start page, START_HERE.md, that JupyterLab opens first)
+that the attendee does not have is copied into `~/work/labs/`. A file they have is left
+alone, even when the image ships a newer version: that version is put beside it as
+`NAME.updated-HASH.ipynb` (or `.md`). Deleting a lab and restarting the server brings back a
+fresh copy. A manifest remembers which version of each file was delivered, so an image
+upgrade can be told apart from the attendee's own edits.
 
 The work folder belongs to the attendee, who may have put anything in it, so nothing in it
 may stop their server from starting: a manifest that is not ours is set aside and rebuilt,
@@ -200,7 +202,7 @@ def _load_manifest(folder: _Folder) -> dict[str, str] | None:
 def _seed_lab(
     folder: _Folder, name: str, shipped: bytes, digest: str, delivered: dict[str, str]
 ) -> str | None:
-    """Deliver one lab; what was done, if anything."""
+    """Deliver one lab (or the start page); what was done, if anything."""
     if folder.lstat(name) is None:
         folder.write(name, shipped)
         return f"added {name}"
@@ -209,7 +211,8 @@ def _seed_lab(
     mine = folder.digest(name)
     if delivered.get(name, mine) == digest:
         return None
-    beside = f"{name.removesuffix('.ipynb')}.updated-{digest[:8]}.ipynb"
+    stem, ending = os.path.splitext(name)
+    beside = f"{stem}.updated-{digest[:8]}{ending}"
     if folder.lstat(beside) is not None:
         return None
     folder.write(beside, shipped)
@@ -238,9 +241,9 @@ def _open_labs_folder(work_dir: Path) -> _Folder | None:
 
 
 def sync_labs(shipped_dir: Path, work_dir: Path) -> list[str]:
-    """Bring `work_dir/labs` up to date with `shipped_dir`; return what was done, per lab.
+    """Bring `work_dir/labs` up to date with `shipped_dir`; return what was done, per file.
 
-    Problems are logged, one line each, and never raised for a single lab: the other labs are
+    Problems are logged, one line each, and never raised for a single file: the others are
     still delivered.
     """
     folder = _open_labs_folder(work_dir)
@@ -251,7 +254,7 @@ def sync_labs(shipped_dir: Path, work_dir: Path) -> list[str]:
         delivered = _load_manifest(folder)
         manifest = dict(delivered or {})
         actions, not_written, write_error = [], [], None
-        for shipped in sorted(shipped_dir.glob("*.ipynb")):
+        for shipped in sorted(path for path in shipped_dir.iterdir() if path.is_file()):
             data = shipped.read_bytes()
             digest = hashlib.sha256(data).hexdigest()
             try:

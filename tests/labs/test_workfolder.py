@@ -122,6 +122,33 @@ def test_lost_manifest_does_not_overwrite_edits(shipped, tmp_path):
     assert set(manifest) == {"01_intro.ipynb", "02_modules.ipynb"}
 
 
+START_PAGE = "START_HERE.md"
+
+
+def test_the_start_page_is_delivered_with_the_labs(shipped, tmp_path):
+    (shipped / START_PAGE).write_text("# Welcome\n")
+    work = tmp_path / "work"
+    actions = workfolder.sync_labs(shipped, work)
+    assert f"added {START_PAGE}" in actions
+    assert (work / "labs" / START_PAGE).read_text() == "# Welcome\n"
+    assert START_PAGE in json.loads((work / "labs" / workfolder.MANIFEST_NAME).read_text())
+
+
+def test_an_edited_start_page_is_kept_and_a_newer_one_appears_beside_it(shipped, tmp_path):
+    (shipped / START_PAGE).write_text("# Welcome\n")
+    work = tmp_path / "work"
+    workfolder.sync_labs(shipped, work)
+    mine = work / "labs" / START_PAGE
+    mine.write_text("# Welcome\nmy notes\n")
+    (shipped / START_PAGE).write_text("# Welcome, day two\n")
+    actions = workfolder.sync_labs(shipped, work)
+    assert mine.read_text() == "# Welcome\nmy notes\n"
+    # Still a Markdown file, so it opens rendered like the page itself.
+    (beside,) = (work / "labs").glob("START_HERE.updated-*.md")
+    assert beside.read_text() == "# Welcome, day two\n"
+    assert actions == [f"kept your {START_PAGE}; the new version is {beside.name}"]
+
+
 def test_seeding_imports_only_the_standard_library():
     # Every server start runs this step; torch alone takes seconds to import.
     probe = "import sys, workshop_labs.workfolder; print(sorted(sys.modules))"
