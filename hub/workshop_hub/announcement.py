@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import html
 import json
-import os
 import time
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .credentials import HUB_DATA_DIR
+from .credentials import HUB_DATA_DIR, write_atomically
 
 ANNOUNCEMENT_FILE = HUB_DATA_DIR / "announcement.json"
 MAX_LENGTH = 300
@@ -36,9 +35,7 @@ def write(text: str, by: str, path: Path = ANNOUNCEMENT_FILE) -> dict:
     if len(text) > MAX_LENGTH:
         raise BadAnnouncement(f"an announcement is one line of at most {MAX_LENGTH} characters")
     entry = {"text": text, "by": by, "at": time.time()}
-    temporary = path.with_name(f".{path.name}.{os.getpid()}")
-    temporary.write_text(json.dumps(entry))
-    os.replace(temporary, path)
+    write_atomically(path, json.dumps(entry))
     return entry
 
 

@@ -39,13 +39,19 @@ def generate_api_token() -> str:
     return secrets.token_hex(32)
 
 
+def write_atomically(path: Path, text: str, mode: int = 0o666) -> None:
+    """Replace `path` with `text` at once: a reader sees the old file or the new one, never
+    half of it. `mode` as for os.open (the umask applies); the temporary name is per process."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode), "w") as handle:
+        handle.write(text)
+    os.replace(temporary, path)
+
+
 def store(path: Path, value: str) -> None:
     """Write a secret readable by the hub only, atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    with open(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as handle:
-        handle.write(value + "\n")
-    os.replace(temporary, path)
+    write_atomically(path, value + "\n", mode=0o600)
 
 
 def load_or_create(path: Path, generate) -> str:

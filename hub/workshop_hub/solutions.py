@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 
-from .credentials import HUB_DATA_DIR
+from .credentials import HUB_DATA_DIR, write_atomically
 from .progress import is_lab_number
 
 SOLUTIONS_CATALOG = Path("/opt/workshop/solutions.json")
@@ -62,9 +61,7 @@ class Solutions:
         }
 
     def _save(self) -> None:
-        temporary = self.revealed_path.with_name(f".{self.revealed_path.name}.{os.getpid()}")
-        temporary.write_text(json.dumps(sorted(self._revealed)))
-        os.replace(temporary, self.revealed_path)
+        write_atomically(self.revealed_path, json.dumps(sorted(self._revealed)))
 
     def _exercises(self, lab: object, exercise: object = None) -> list[str]:
         """The exercises named: one, or all of the lab when `exercise` is None."""

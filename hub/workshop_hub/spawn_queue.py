@@ -17,13 +17,14 @@ import asyncio
 import contextlib
 import itertools
 import json
-import os
 import statistics
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from .credentials import write_atomically
 
 # Until real spawns were measured: one spawn on a 2-core machine takes about this long.
 FIRST_GUESS_SECONDS = 5.0
@@ -90,10 +91,8 @@ class ArrivalBook:
     def _save(self) -> None:
         if self.path is None:
             return
-        temporary = self.path.with_name(self.path.name + ".tmp")
         try:
-            temporary.write_text(json.dumps(self._entries))
-            os.replace(temporary, self.path)
+            write_atomically(self.path, json.dumps(self._entries))
         except OSError:
             pass  # the line itself lives in memory; only the order after a restart is lost
 
