@@ -17,7 +17,6 @@ volume `<instance>-user-<name>` keeps its name; it is a local-driver volume of
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -25,6 +24,8 @@ from pathlib import PurePosixPath
 
 import docker
 from docker.errors import APIError, ContainerError, DockerException, NotFound
+
+from .docker_host import own_container
 
 # On the Docker host: the image files and their mount points, one folder per instance.
 DISKS_ROOT = PurePosixPath("/var/lib/pytorch-workshop")
@@ -144,13 +145,13 @@ def is_capped(volume_attrs: dict, paths: DiskPaths) -> bool:
 
 def own_image(client: docker.DockerClient) -> str:
     """The image of the container this code runs in (the hub): it has the disk tools."""
-    try:
-        return client.containers.get(socket.gethostname()).image.id
-    except NotFound:
+    container = own_container(client)
+    if container is None:
         raise DiskError(
             "the hub must run in its container to prepare work folders: start it with "
             "`docker compose up -d`"
-        ) from None
+        )
+    return container.image.id
 
 
 def _helper_run(image: str, command: list[str], folder: PurePosixPath | None = None) -> dict:

@@ -3,18 +3,48 @@
 from __future__ import annotations
 
 import re
+import socket
 from collections.abc import Iterable, Mapping
 
 import docker
-from docker.errors import APIError, DockerException, ImageNotFound
+from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+from docker.models.containers import Container
 
 from .profiles import LABEL_GPU, LABEL_INSTANCE, LABEL_USER
 from .settings import SettingsError
+
+# Compose's labels on every container it makes; a one-off is a `compose run` container.
+COMPOSE_PROJECT_LABEL = "com.docker.compose.project"
+COMPOSE_SERVICE_LABEL = "com.docker.compose.service"
+COMPOSE_ONE_OFF_LABEL = "com.docker.compose.oneoff"
 
 NO_NVIDIA_RUNTIME_HINT = (
     "install the NVIDIA Container Toolkit on the host (and restart Docker), or leave "
     "WORKSHOP_GPUS empty to offer CPU only"
 )
+
+
+def own_container(client: docker.DockerClient) -> Container | None:
+    """The container this code runs in (its hostname is its id), or None outside one."""
+    try:
+        return client.containers.get(socket.gethostname())
+    except NotFound:
+        return None
+
+
+def own_labels(client: docker.DockerClient) -> dict[str, str]:
+    """The labels of the container this code runs in; none outside a container."""
+    container = own_container(client)
+    return container.labels if container is not None else {}
+
+
+def service_filter(service: str, project: str | None = None) -> dict:
+    """containers.list filters for a compose service's own containers, of `project` when
+    given: never a one-off `compose run` of it, which carries the same service label."""
+    labels = [f"{COMPOSE_SERVICE_LABEL}={service}", f"{COMPOSE_ONE_OFF_LABEL}=False"]
+    if project is not None:
+        labels.insert(0, f"{COMPOSE_PROJECT_LABEL}={project}")
+    return {"label": labels}
 
 
 def gpu_device_request(device_ids: list[str] | None = None) -> dict:

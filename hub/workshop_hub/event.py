@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 import re
 import shutil
-import socket
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -35,6 +34,14 @@ from escapism import unescape
 
 from . import announcement, credentials, instructor_actions, progress, rehearsal, solutions
 from .disks import DiskError, WorkDisks, disk_paths, instance_folder, is_capped, own_image
+from .docker_host import (
+    COMPOSE_ONE_OFF_LABEL,
+    COMPOSE_PROJECT_LABEL,
+    COMPOSE_SERVICE_LABEL,
+    own_labels,
+    service_filter,
+)
+from .firewall import HUB_SERVICE
 from .profiles import LABEL_INSTANCE
 from .settings import USERNAME_PATTERN, WorkshopSettings
 
@@ -56,10 +63,6 @@ chown --reference={EXPORT_MOUNT} "$part"
 mv "$part" "{EXPORT_MOUNT}/$1.tar.gz"
 stat -c %s "{EXPORT_MOUNT}/$1.tar.gz"
 """
-# Compose's labels on every container it makes; a one-off is a `compose run` container.
-COMPOSE_PROJECT = "com.docker.compose.project"
-COMPOSE_SERVICE = "com.docker.compose.service"
-COMPOSE_ONE_OFF = "com.docker.compose.oneoff"
 WIPE_COMMAND = "docker compose run --rm hub workshop-hub wipe-event"
 EXPORT_COMMAND = 'docker compose exec hub workshop-hub export-work "$PWD/workshop-export"'
 # What each file of the hub-data volume holds, for the list wipe-event shows.
@@ -432,24 +435,15 @@ def _hub_containers(client: docker.DockerClient) -> list[str]:
     Refuses when this command is not a `compose run` container of the hub service: inside
     the hub itself it would stop itself, and outside compose it cannot tell its project.
     """
-    try:
-        own = client.containers.get(socket.gethostname())
-    except NotFound:
-        own = None
-    labels = own.labels if own is not None else {}
-    if labels.get(COMPOSE_SERVICE) != "hub" or labels.get(COMPOSE_ONE_OFF) != "True":
+    labels = own_labels(client)
+    one_off = labels.get(COMPOSE_ONE_OFF_LABEL) == "True"
+    if labels.get(COMPOSE_SERVICE_LABEL) != HUB_SERVICE or not one_off:
         raise EventError(
             "wipe-event stops the hub while it deletes, so it runs in a container of its "
             f"own: {WIPE_COMMAND}"
         )
     hubs = client.containers.list(
-        filters={
-            "label": [
-                f"{COMPOSE_PROJECT}={labels[COMPOSE_PROJECT]}",
-                f"{COMPOSE_SERVICE}=hub",
-                f"{COMPOSE_ONE_OFF}=False",
-            ]
-        }
+        filters=service_filter(HUB_SERVICE, labels[COMPOSE_PROJECT_LABEL])
     )
     return sorted(hub.name for hub in hubs)
 

@@ -47,6 +47,7 @@ from pathlib import Path
 
 import docker
 
+from .docker_host import service_filter
 from .settings import SettingsError, WorkshopSettings, load_settings
 
 # The hub's API port (JupyterHub's hub_port), the console service's port (attendee kernels
@@ -346,15 +347,7 @@ def read_bridge(client: docker.DockerClient, name: str) -> Bridge | None:
     # All hub containers, not only running ones: the network's connect event, which wakes the
     # firewall, comes before the new hub counts as running. Never a one-off `compose run hub`
     # (preflight, wipe-event): it joins the network with the same service label.
-    hubs = client.containers.list(
-        all=True,
-        filters={
-            "label": [
-                f"com.docker.compose.service={HUB_SERVICE}",
-                "com.docker.compose.oneoff=False",
-            ]
-        },
-    )
+    hubs = client.containers.list(all=True, filters=service_filter(HUB_SERVICE))
     addresses = [
         endpoints[hub.id]["IPv4Address"].split("/")[0] for hub in hubs if hub.id in endpoints
     ]

@@ -18,18 +18,25 @@ from __future__ import annotations
 import json
 import logging
 import os
-import socket
 import sys
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 
 import docker
-from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+from docker.errors import APIError, DockerException, ImageNotFound
 
 from . import credentials
 from .disks import DISKS_ROOT, DiskError, own_image
-from .docker_host import NO_NVIDIA_RUNTIME_HINT, detect_gpu_ids, probe_gpus
+from .docker_host import (
+    COMPOSE_PROJECT_LABEL,
+    COMPOSE_SERVICE_LABEL,
+    NO_NVIDIA_RUNTIME_HINT,
+    detect_gpu_ids,
+    own_labels,
+    probe_gpus,
+)
 from .exposure import exposure_messages
+from .firewall import HUB_SERVICE
 from .profiles import Profile, cpu_profile, gpu_profile
 from .room import HOST_RESERVE, max_attendees
 from .settings import COMPOSE_SETTINGS, WorkshopSettings
@@ -40,8 +47,6 @@ GiB = 1024**3
 CORES_OVERSUBSCRIBED = 4
 # What Docker needs free beside the attendees' folders: containers' layers, logs, a rebuild.
 DOCKER_ROOT_MIN_FREE = 10 * GiB
-COMPOSE_PROJECT_LABEL = "com.docker.compose.project"
-COMPOSE_SERVICE_LABEL = "com.docker.compose.service"
 # Who holds the hub's port: this deployment's hub, or nobody.
 OURS, FREE = "this deployment's hub", ""
 
@@ -293,16 +298,13 @@ def _publishes(container, address: str, port: str) -> bool:
 def port_holder(client: docker.DockerClient, image: str, address: str, port: str) -> str:
     """OURS when this deployment's hub publishes the port, FREE when Docker can publish it,
     else who holds it: another container, or a program outside Docker."""
-    try:
-        project = client.containers.get(socket.gethostname()).labels.get(COMPOSE_PROJECT_LABEL)
-    except NotFound:
-        project = None
+    project = own_labels(client).get(COMPOSE_PROJECT_LABEL)
     for container in client.containers.list():
         if _publishes(container, address, port):
             labels = container.labels
             ours = (
                 labels.get(COMPOSE_PROJECT_LABEL) == project
-                and labels.get(COMPOSE_SERVICE_LABEL) == "hub"
+                and labels.get(COMPOSE_SERVICE_LABEL) == HUB_SERVICE
             )
             return OURS if ours else f"the container {container.name}"
     # Nobody in Docker has it: publishing it is the only sure test for other programs.

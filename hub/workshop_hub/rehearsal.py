@@ -26,7 +26,6 @@ import os
 import re
 import secrets
 import signal
-import socket
 import sys
 import threading
 import time
@@ -44,6 +43,7 @@ from dockerspawner import DockerSpawner
 from . import credentials, room
 from .cell import CellReplies, execute_request
 from .disks import WorkDisks, own_image
+from .docker_host import COMPOSE_PROJECT_LABEL, COMPOSE_SERVICE_LABEL, own_labels
 from .firewall import SERVER_PORT, attendee_network
 from .passwords import PasswordStore, hash_password
 from .profiles import HOME_DIR, container_limits, cpu_profile, gpu_profile
@@ -520,17 +520,10 @@ class HubSampler:
 def https_proxy_memory() -> int | None:
     """Memory of the compose `proxy` service (HTTPS) of this hub's project, when it runs."""
     client = _docker()
-    try:
-        project = client.containers.get(socket.gethostname()).labels.get(
-            "com.docker.compose.project"
-        )
-    except NotFound:
-        return None
+    project = own_labels(client).get(COMPOSE_PROJECT_LABEL)
     if not project:
         return None
-    filters = {
-        "label": [f"com.docker.compose.project={project}", "com.docker.compose.service=proxy"]
-    }
+    filters = {"label": [f"{COMPOSE_PROJECT_LABEL}={project}", f"{COMPOSE_SERVICE_LABEL}=proxy"]}
     for container in client.containers.list(filters=filters):
         return stats_memory(container_stats(container.id))
     return None
