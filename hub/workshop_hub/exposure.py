@@ -55,13 +55,21 @@ def exposure_messages(
     return [(logging.INFO, summary), (logging.WARNING, warning)]
 
 
+def hub_port(environ: Mapping[str, str]) -> str:
+    """The hub's port on the host, which compose passes (its default when unset)."""
+    return environ.get("WORKSHOP_PORT") or COMPOSE_SETTINGS["WORKSHOP_PORT"][0]
+
+
+def has_own_certificate(environ: Mapping[str, str]) -> bool:
+    """Whether the organizer gave a certificate of their own (compose passes its path)."""
+    return bool(environ.get("WORKSHOP_TLS_CERT"))
+
+
 def log_exposure(
     log: logging.Logger, settings: WorkshopSettings, environ: Mapping[str, str]
 ) -> None:
     """Log how the hub is reached; compose passes the host port and certificate path."""
-    port = environ.get("WORKSHOP_PORT") or COMPOSE_SETTINGS["WORKSHOP_PORT"][0]
-    own_certificate = bool(environ.get("WORKSHOP_TLS_CERT"))
     for level, message in exposure_messages(
-        settings.domain, settings.listen_address, port, own_certificate
+        settings.domain, settings.listen_address, hub_port(environ), has_own_certificate(environ)
     ):
         log.log(level, message)

@@ -35,11 +35,11 @@ from .docker_host import (
     own_labels,
     probe_gpus,
 )
-from .exposure import exposure_messages
+from .exposure import exposure_messages, has_own_certificate, hub_port
 from .firewall import HUB_SERVICE
 from .profiles import Profile, cpu_profile, gpu_profile
 from .room import HOST_RESERVE, max_attendees
-from .settings import COMPOSE_SETTINGS, WorkshopSettings
+from .settings import WorkshopSettings
 
 PASS, WARN, FAIL = "pass", "warn", "fail"
 GiB = 1024**3
@@ -69,7 +69,7 @@ class HostFacts:
     images: set[str]  # the images named by the settings that exist here
     access_code_set: bool
     # The hub's host port, who holds it (OURS, FREE, or who else) and what reaches it.
-    port: str = COMPOSE_SETTINGS["WORKSHOP_PORT"][0]
+    port: str = hub_port({})
     port_holder: str = FREE
     own_certificate: bool = False
     # Free bytes where the attendees' work folders live, and in Docker's own folder.
@@ -339,8 +339,8 @@ def collect(
         cores=info["NCPU"],
         images=present,
         access_code_set=bool(settings.access_code) or credentials.ACCESS_CODE_FILE.exists(),
-        port=environ.get("WORKSHOP_PORT") or COMPOSE_SETTINGS["WORKSHOP_PORT"][0],
-        own_certificate=bool(environ.get("WORKSHOP_TLS_CERT")),
+        port=hub_port(environ),
+        own_certificate=has_own_certificate(environ),
     )
     helper = own_image(client)
     facts.port_holder = port_holder(client, helper, settings.listen_address, facts.port)
