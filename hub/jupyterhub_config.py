@@ -15,7 +15,7 @@ from workshop_hub import announcement, console, credentials, firewall
 from workshop_hub.disks import DiskError
 from workshop_hub.exposure import log_exposure
 from workshop_hub.passwords import MIN_PASSWORD_LENGTH
-from workshop_hub.profiles import WORK_DIR
+from workshop_hub.profiles import START_PAGE_URL, WORK_DIR
 from workshop_hub.room import idle_culler_command
 from workshop_hub.settings import (
     USERNAME_PATTERN,
@@ -100,7 +100,7 @@ c.DockerSpawner.volumes = {f"{settings.instance}-user-{{username}}": WORK_DIR}
 c.DockerSpawner.notebook_dir = WORK_DIR
 # Attendees land on the start page (labs/START_HERE.md, seeded with the labs), which links
 # the seven labs and says how the day works, rather than on JupyterLab's Launcher.
-c.DockerSpawner.default_url = "/lab/tree/labs/START_HERE.md"
+c.DockerSpawner.default_url = START_PAGE_URL
 # Containers go on stop; the work volume stays, so a restart picks up the newest image.
 c.DockerSpawner.remove = True
 # Images are built locally; pulling happens at hub start (ensure_image), never per spawn.
@@ -163,12 +163,6 @@ c.JupyterHub.services.append(
         "oauth_no_confirm": True,
     }
 )
-# What the console reads from the hub (every user's servers and activity), and the servers
-# an instructor stops from it.
 c.JupyterHub.load_roles.append(
-    {
-        "name": "console",
-        "scopes": ["list:users", "read:users", "read:servers", "read:users:activity", "servers"],
-        "services": [console.SERVICE_NAME],
-    }
+    {"name": "console", "scopes": console.SCOPES, "services": [console.SERVICE_NAME]}
 )

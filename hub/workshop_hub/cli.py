@@ -9,6 +9,7 @@ docker compose exec hub workshop-hub check                # validate the setting
 docker compose exec hub workshop-hub rehearse --attendees 30  # the room at 09:00, rehearsed
 docker compose exec hub workshop-hub export-work "$PWD/workshop-export"  # everyone's work
 docker compose run --rm hub workshop-hub wipe-event       # after the event: work, users, secrets
+docker compose run --rm hub workshop-hub helm-values --registry REGISTRY > values.yaml  # Kubernetes
 workshop-hub env-example                                  # print .env.example
 """
 
@@ -172,6 +173,22 @@ def _wipe_event(settings, args) -> None:
         raise CommandError(str(error)) from None
 
 
+def _helm_values(settings, args) -> None:
+    from . import kubernetes
+
+    choices = kubernetes.ClusterChoices(
+        registry=args.registry,
+        gpu_sharing=args.gpu_sharing,
+        storage_class=args.storage_class,
+        attendees=args.attendees,
+    )
+    try:
+        print(kubernetes.render(os.environ, settings, choices), end="")
+    except kubernetes.NotForKubernetes as refused:
+        print(f"helm-values: {refused}", file=sys.stderr)
+        sys.exit(2)
+
+
 COMMANDS = {
     "access-code": (_access_code, "print the room code attendees need for their first login"),
     "admin-password": (_admin_password, "print the admin users and their password"),
@@ -183,6 +200,7 @@ COMMANDS = {
     "preflight": (_preflight, "is this host ready for the day? one verdict per check"),
     "export-work": (_export_work, "pack each attendee's work folder into a host folder"),
     "wipe-event": (_wipe_event, "delete attendees' work, users and secrets, after asking"),
+    "helm-values": (_helm_values, "Zero to JupyterHub's values for this workshop on Kubernetes"),
 }
 
 
@@ -204,7 +222,29 @@ def _parser() -> argparse.ArgumentParser:
             command.add_argument("--json", action="store_true", help="print JSON")
         if name == "rehearse":
             _rehearse_arguments(command)
+        if name == "helm-values":
+            _helm_values_arguments(command)
     return parser
+
+
+def _helm_values_arguments(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--registry",
+        default="",
+        help="where you push the images, e.g. registry.example.org/workshop",
+    )
+    command.add_argument(
+        "--gpu-sharing",
+        help="whole, time-slicing, or a MIG profile such as 1g.10gb (default: whole when "
+        "WORKSHOP_ATTENDEES_PER_GPU is 1, else time-slicing)",
+    )
+    command.add_argument("--storage-class", help="storage class of the work volumes")
+    command.add_argument(
+        "--attendees",
+        type=int,
+        help="attendees at 09:00, for the placeholders that keep room for them (default: "
+        "WORKSHOP_MAX_ATTENDEES, or 30 when it is auto)",
+    )
 
 
 def _rehearse_arguments(command: argparse.ArgumentParser) -> None:

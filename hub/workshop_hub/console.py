@@ -51,6 +51,9 @@ CONSOLE_URL_ENV = "WORKSHOP_CONSOLE_URL"
 INSTANCE_ENV = "WORKSHOP_INSTANCE"
 # Admins hold this scope on every user; an attendee's tokens never do.
 ADMIN_SCOPE = "admin:users"
+# What the console reads from the hub (every user's servers and activity), and the servers an
+# instructor stops from it: its role, on one machine and on Kubernetes.
+SCOPES = ["list:users", "read:users", "read:servers", "read:users:activity", "servers"]
 MAX_REPORT_BYTES = 4096
 
 log = logging.getLogger("workshop.console")
@@ -366,7 +369,14 @@ def main() -> None:
     prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", f"/services/{SERVICE_NAME}/")
     book = ProgressBook()
     solutions = Solutions(load_catalog(SOLUTIONS_CATALOG))
-    containers = Containers(os.environ[INSTANCE_ENV])
+    instance = os.environ[INSTANCE_ENV]
+    if os.environ.get("KUBERNETES_SERVICE_HOST"):
+        # In the hub's pod on Kubernetes: attendees are pods, and there is no Docker socket.
+        from .kubernetes import AttendeePods
+
+        containers = AttendeePods(instance)
+    else:
+        containers = Containers(instance)
     room = Room(book, HubUsers(), containers, solutions)
     app = make_app(HubAuth(), book, solutions, prefix, room)
     # All interfaces: the proxy reaches it on loopback, attendee kernels on the attendee network.

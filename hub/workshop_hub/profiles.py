@@ -9,6 +9,8 @@ from .settings import WorkshopSettings
 # Home of the attendee inside the lab image (uid 1000); their volume is mounted at WORK_DIR.
 HOME_DIR = "/home/jovyan"
 WORK_DIR = f"{HOME_DIR}/work"
+# Where attendees land: the start page (labs/START_HERE.md, seeded with the labs), rendered.
+START_PAGE_URL = "/lab/tree/labs/START_HERE.md"
 # The home's own files (runtime, kernel and font caches) take a few MB.
 HOME_TMPFS_SIZE = 64 * 1024**2
 # Docker keeps at most LOG_FILES files of LOG_FILE_SIZE per container: 20 MB.
