@@ -150,7 +150,7 @@ def _rehearse(settings, args) -> None:
 def _preflight(settings, args) -> None:
     from . import preflight
 
-    status = preflight.run(settings, args.json)
+    status = preflight.run(settings, args.json, image_checks=not args.no_image_checks)
     if status:
         sys.exit(status)
 
@@ -220,6 +220,11 @@ def _parser() -> argparse.ArgumentParser:
             )
         if name == "preflight":
             command.add_argument("--json", action="store_true", help="print JSON")
+            command.add_argument(
+                "--no-image-checks",
+                action="store_true",
+                help="leave out the lab images' own checks (minutes) for a quick re-check",
+            )
         if name == "rehearse":
             _rehearse_arguments(command)
         if name == "helm-values":

@@ -293,7 +293,7 @@ FILE = Kind(str, "path of a file on this host, or empty", str.strip)
 
 # Who reads a setting. The hub parses its own settings into WorkshopSettings; compose reads
 # the others (images, ports, the proxy). COMPOSE_AND_HUB: compose's, also passed to the hub as
-# text for its start-up message (hub/workshop_hub/exposure.py).
+# text for its start-up message (hub/workshop_hub/exposure.py) and the preflight's checks.
 HUB, COMPOSE, COMPOSE_AND_HUB = "hub", "compose", "compose, hub"
 
 
@@ -541,14 +541,14 @@ TABLE: list[Setting] = [
         PORT,
         "80",
         "HTTP port of the HTTPS proxy (redirects; ACME challenges).",
-        read_by=COMPOSE,
+        read_by=COMPOSE_AND_HUB,
     ),
     Setting(
         "WORKSHOP_HTTPS_PORT",
         PORT,
         "443",
         "HTTPS port of the proxy (profile https).",
-        read_by=COMPOSE,
+        read_by=COMPOSE_AND_HUB,
     ),
     Setting(
         "WORKSHOP_TLS_CERT",
@@ -562,7 +562,7 @@ TABLE: list[Setting] = [
         FILE,
         "",
         "The key (PEM file) of WORKSHOP_TLS_CERT.",
-        read_by=COMPOSE,
+        read_by=COMPOSE_AND_HUB,
     ),
     Setting(
         "WORKSHOP_ACME_EMAIL",

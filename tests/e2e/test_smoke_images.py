@@ -1,4 +1,7 @@
-"""scripts/run_smoke_tests.py against the built lab images, as an organizer runs it.
+"""Each lab image's own check (`python -m workshop_labs.smoke`) in a container started as the
+preflight starts it, as the hub starts an attendee's: the hub's limits and hardening, no
+network. Here the labs run solved from the repository's sources, mounted read-only, in
+strict mode; the preflight itself runs the attendee notebooks (tests/e2e/test_preflight.py).
 
 Needs Docker; conftest's `lab_images` builds the test images. On the CI host (no GPU) the
 fake nvidia-container-runtime-hook from .ci/prepare-machine.sh lets a container with a GPU
@@ -9,114 +12,106 @@ request start, with NVIDIA_VISIBLE_DEVICES set but no CUDA behind it;
 from __future__ import annotations
 
 import io
-import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from docker.types import Mount
 
-from workshop_hub.profiles import container_limits, cpu_profile, gpu_profile
+from workshop_hub.preflight import ImageCheck, run_image_check
+from workshop_hub.profiles import cpu_profile, gpu_profile
 from workshop_hub.settings import load_settings
 from workshop_labs.notebooks import lab_sources
 
-from .stack import BROKEN_HOOK_FLAG, TEST_PREFIX, owner_tag
+from .stack import BROKEN_HOOK_FLAG, TEST_PREFIX, owner_tag, progress
 
 REPO = Path(__file__).resolve().parents[2]
-RUNNER = REPO / "scripts" / "run_smoke_tests.py"
 STATIC_CHECKS = ["system", "versions", "pins", "gpu", "amp_cpu", "amp_cuda", "dataloader", "kernel"]
 LAB_UID = 1000
+# The repository's lab sources, which hold the solutions the images leave out.
+LAB_SOURCES = "/opt/workshop/lab-sources"
+SOURCES_MOUNT = Mount(LAB_SOURCES, str(REPO / "labs"), type="bind", read_only=True)
 
 
-@pytest.fixture(scope="session")
-def runner_env(lab_images) -> dict[str, str]:
-    """Settings that point the runner at the test images (built by conftest's `lab_images`)
-    and name its containers with the test prefix, so leftovers get cleaned up."""
-    return {
-        "WORKSHOP_CPU_IMAGE": lab_images["cpu"],
-        "WORKSHOP_CUDA_IMAGE": lab_images["cuda"],
-        "WORKSHOP_INSTANCE": owner_tag(),
-    }
-
-
-@pytest.fixture(scope="session")
-def settings(runner_env):
-    return load_settings({**os.environ, **runner_env})
+def settings_for(lab_images: dict[str, str], **values: str):
+    """The hub's settings pointed at the test images; containers named with the test prefix,
+    so leftovers get cleaned up."""
+    return load_settings(
+        {
+            **os.environ,
+            "WORKSHOP_CPU_IMAGE": lab_images["cpu"],
+            "WORKSHOP_CUDA_IMAGE": lab_images["cuda"],
+            "WORKSHOP_INSTANCE": owner_tag(),
+            **values,
+        }
+    )
 
 
 @pytest.fixture
-def run_runner(tmp_path, runner_env):
-    """Run the runner; returns (completed process, {flavor: its JSON report file's content})."""
+def check_image(docker_client, lab_images):
+    """Run the image check of one profile ("cpu" or "gpu") under these settings."""
 
-    def run(*args: str, env: dict | None = None):
-        reports = tmp_path / "reports"
-        completed = subprocess.run(
-            [sys.executable, str(RUNNER), "--json-dir", str(reports), *args],
-            capture_output=True,
-            text=True,
-            env={**os.environ, **runner_env, **(env or {})},
-            timeout=3000,
+    def run(slug: str, *arguments: str, gpus=(), **values: str) -> ImageCheck:
+        settings = settings_for(lab_images, **values)
+        profile = cpu_profile(settings) if slug == "cpu" else gpu_profile(settings)
+        setting = "WORKSHOP_CPU_IMAGE" if slug == "cpu" else "WORKSHOP_CUDA_IMAGE"
+        return run_image_check(
+            docker_client,
+            settings,
+            setting,
+            profile,
+            list(gpus),
+            lambda line: progress(f"[{slug}] {line}"),
+            arguments=arguments,
+            mounts=(SOURCES_MOUNT,),
         )
-        assert "Traceback" not in completed.stderr, completed.stderr
-        runs = {
-            path.stem.removeprefix("smoke-"): json.loads(path.read_text())
-            for path in reports.glob("smoke-*.json")
-        }
-        return completed, runs
 
     return run
 
 
-def checks_of(run: dict) -> dict[str, dict]:
-    return {check["name"]: check for check in run["report"]["checks"]}
+def checks_of(run: ImageCheck) -> dict[str, dict]:
+    assert run.problem is None, f"{run.problem}: {run.advice}"
+    return {check["name"]: check for check in run.report["checks"]}
 
 
-def test_every_image_passes_under_attendee_limits(run_runner, settings, lab_images):
-    completed, runs = run_runner("--images", "cpu,cuda")
-    assert completed.returncode == 0, completed.stdout + completed.stderr[-5000:]
-    assert "OK: every image passed" in completed.stdout
-    assert set(runs) == {"cpu", "cuda"}
-    for flavor, profile in (("cpu", cpu_profile(settings)), ("cuda", gpu_profile(settings))):
-        run = runs[flavor]
-        assert run["image"] == lab_images[flavor]
-        assert run["problem"] is None and run["exit_code"] == 0
-        checks = checks_of(run)
-        names = list(checks)
-        assert names[: len(STATIC_CHECKS)] == STATIC_CHECKS
-        labs = [name for name in names if name.startswith("lab:")]
-        assert len(labs) == len(lab_sources(REPO / "labs")), names
-        gpu_checks = {"gpu", "amp_cuda"}
-        for name, check in checks.items():
-            if name in gpu_checks and not run["gpus"]:
-                assert check["verdict"] == "skip" and "no CUDA" in check["note"], check
-            else:
-                assert check["verdict"] == "pass", check
-        # The container ran under exactly the limits an attendee's container gets.
-        limits = container_limits(settings, profile)
-        assert run["limits"] == limits
-        system = checks["system"]["figures"]
-        assert system["uid"] == LAB_UID
-        assert system["memory_limit_bytes"] == profile.mem_limit
-        assert system["pids_max"] == settings.pids_limit
-        assert system["shm_bytes"] == settings.shm_size
-        assert system["cpu_quota_cores"] == profile.cpu_limit
-    assert "no GPU" in runs["cuda"]["gpu_note"]
+@pytest.mark.parametrize("slug", ["cpu", "gpu"])
+def test_every_check_passes_under_attendee_limits(check_image, lab_images, slug):
+    run = check_image(slug, "--labs-dir", LAB_SOURCES)
+    settings = settings_for(lab_images)
+    profile = cpu_profile(settings) if slug == "cpu" else gpu_profile(settings)
+    checks = checks_of(run)
+    names = list(checks)
+    assert names[: len(STATIC_CHECKS)] == STATIC_CHECKS
+    labs = [name for name in names if name.startswith("lab:")]
+    assert len(labs) == len(lab_sources(REPO / "labs")), names
+    for name, check in checks.items():
+        if name in {"gpu", "amp_cuda"}:
+            assert check["verdict"] == "skip" and "no CUDA" in check["note"], check
+        else:
+            assert check["verdict"] == "pass", check
+        if name in labs:
+            assert check["figures"]["edition"] == "solved source, strict", check
+    assert run.report["ok"] is True
+    # The container ran under exactly the limits an attendee's container gets.
+    system = checks["system"]["figures"]
+    assert system["uid"] == LAB_UID
+    assert system["memory_limit_bytes"] == profile.mem_limit
+    assert system["pids_max"] == settings.pids_limit
+    assert system["shm_bytes"] == settings.shm_size
+    assert system["cpu_quota_cores"] == profile.cpu_limit
+    assert system["image_flavor"] == ("cpu" if slug == "cpu" else "cuda")
 
 
-def test_gpu_request_reaches_the_cuda_container(run_runner):
-    completed, runs = run_runner("--images", "cuda", "--gpus", "1", "--only", "system,gpu")
-    run = runs["cuda"]
-    assert run["problem"] is None, f"the fake NVIDIA hook is not on dockerd's PATH? {run}"
-    assert run["gpus"] == ["1"]
+def test_gpu_request_reaches_the_cuda_container(check_image):
+    run = check_image("gpu", "--only", "system,gpu", gpus=["1"])
+    assert run.problem is None, f"the fake NVIDIA hook is not on dockerd's PATH? {run}"
     gpu = checks_of(run)["gpu"]
     assert gpu["figures"]["NVIDIA_VISIBLE_DEVICES"] == "1"
     # A container given a GPU must be able to use it; the fake hook gives it none.
     assert gpu["verdict"] == "fail"
     assert "GPU required (--require-gpu)" in gpu["note"]
     assert "NVIDIA_VISIBLE_DEVICES=1" in gpu["note"]
-    assert completed.returncode == 1
-    assert "FAILED: cuda" in completed.stdout
+    assert run.report["ok"] is False
 
 
 @pytest.fixture
@@ -126,29 +121,20 @@ def broken_nvidia_runtime():
     BROKEN_HOOK_FLAG.unlink(missing_ok=True)
 
 
-def test_broken_nvidia_runtime_is_explained(run_runner, broken_nvidia_runtime):
-    completed, runs = run_runner("--images", "cuda", "--gpus", "1", "--only", "system")
-    assert completed.returncode == 1
-    problem = runs["cuda"]["problem"]
-    assert problem.startswith("GPU 1 requested: ") and "NVIDIA Container Toolkit" in problem
-    assert "NVIDIA Container Toolkit" in completed.stdout
+def test_broken_nvidia_runtime_is_explained(check_image, broken_nvidia_runtime):
+    run = check_image("gpu", "--only", "system", gpus=["1"])
+    assert run.report is None
+    assert run.problem == "a container on GPU 1 was refused"
+    assert "NVIDIA Container Toolkit" in run.advice
 
 
-def test_tiny_shm_fails_the_dataloader_check(run_runner):
-    completed, runs = run_runner(
-        "--images",
-        "cpu",
-        "--only",
-        "system,dataloader",
-        env={"WORKSHOP_SHM_SIZE": "1M"},
-    )
-    assert completed.returncode == 1
-    checks = checks_of(runs["cpu"])
+def test_tiny_shm_fails_the_dataloader_check(check_image):
+    run = check_image("cpu", "--only", "system,dataloader", WORKSHOP_SHM_SIZE="1M")
+    checks = checks_of(run)
     assert checks["system"]["figures"]["shm_bytes"] == 1024**2
     dataloader = checks["dataloader"]
     assert dataloader["verdict"] == "fail"
     assert "/dev/shm is 1.0 MiB" in dataloader["note"]
-    assert "dataloader FAIL" in completed.stdout
 
 
 @pytest.fixture
@@ -172,32 +158,9 @@ USER {user}
     client.images.remove(tag, force=True)
 
 
-def test_broken_torchvision_fails_the_versions_check(run_runner, image_with_broken_torchvision):
-    completed, runs = run_runner(
-        "--images",
-        "cpu",
-        "--image-override",
-        f"cpu={image_with_broken_torchvision}",
-        "--only",
-        "versions",
-    )
-    assert completed.returncode == 1
-    versions = checks_of(runs["cpu"])["versions"]
-    assert versions["verdict"] == "fail"
-    assert "torchvision does not work with torch" in versions["note"]
-    assert checks_of(runs["cpu"])["pins"]["verdict"] == "pass"
-
-
-def test_missing_image_names_the_build_command(run_runner):
-    completed, runs = run_runner(
-        "--images", "cpu", "--image-override", f"cpu={TEST_PREFIX}/lab:not-built"
-    )
-    assert completed.returncode == 1
-    assert f"{TEST_PREFIX}/lab:not-built" in runs["cpu"]["problem"]
-    assert "docker compose build" in completed.stdout
-
-
-def test_invalid_setting_is_one_clear_line(run_runner):
-    completed, _ = run_runner(env={"WORKSHOP_MEM_LIMIT": "lots"})
-    assert completed.returncode == 2
-    assert "WORKSHOP_MEM_LIMIT='lots'" in completed.stderr
+def test_broken_torchvision_fails_the_versions_check(check_image, image_with_broken_torchvision):
+    run = check_image("cpu", "--only", "versions", WORKSHOP_CPU_IMAGE=image_with_broken_torchvision)
+    checks = checks_of(run)
+    assert checks["versions"]["verdict"] == "fail"
+    assert "torchvision does not work with torch" in checks["versions"]["note"]
+    assert checks["pins"]["verdict"] == "pass"

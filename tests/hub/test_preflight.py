@@ -3,13 +3,17 @@
 
 from __future__ import annotations
 
+import datetime
 import io
 import json
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from workshop_hub import preflight
-from workshop_hub.preflight import FAIL, PASS, WARN, HostFacts
+from workshop_hub.preflight import FAIL, PASS, WARN, HostFacts, ImageCheck, TlsFiles
 from workshop_hub.settings import load_settings
 
 GiB = 1024**3
@@ -121,7 +125,7 @@ def test_the_table_ends_with_the_verdict_of_the_whole(failed, monkeypatch):
     monkeypatch.setattr(preflight, "collect", lambda s, c, e: facts)
     monkeypatch.setattr(preflight.docker, "from_env", lambda: None)
     out = io.StringIO()
-    assert preflight.run(settings(), as_json=False, out=out) == int(failed)
+    assert preflight.run(settings(), as_json=False, image_checks=False, out=out) == int(failed)
     last = out.getvalue().strip().splitlines()[-1]
     assert last == ("NOT READY: fix each FAIL above, then run this again." if failed else "ready")
 
@@ -145,3 +149,221 @@ def test_plain_http_open_to_the_network_is_a_warning_with_the_fix():
     assert (
         https["exposure"].status == PASS and "HTTPS for hub.example.org" in https["exposure"].detail
     )
+
+
+def test_the_images_needed_follow_the_profiles_offered():
+    assert list(preflight.lab_images(settings())) == ["WORKSHOP_CPU_IMAGE"]
+    both = preflight.lab_images(settings(WORKSHOP_GPUS="0"))
+    assert {setting: profile.slug for setting, profile in both.items()} == {
+        "WORKSHOP_CPU_IMAGE": "cpu",
+        "WORKSHOP_CUDA_IMAGE": "gpu",
+    }
+
+
+# --- HTTPS: the domain ----------------------------------------------------------------------
+
+HTTPS = {"WORKSHOP_DOMAIN": "hub.example.org"}
+
+
+def test_a_domain_that_resolves_to_this_host_passes():
+    facts = host(domain_addresses=["203.0.113.7"], host_addresses={"203.0.113.7", "10.0.0.2"})
+    verdict = by_check(preflight.verdicts(settings(**HTTPS), facts))["domain"]
+    assert verdict.status == PASS and "203.0.113.7 is here" in verdict.detail
+
+
+def test_a_domain_elsewhere_warns_and_says_nat_cannot_be_seen():
+    facts = host(domain_addresses=["198.51.100.1"], host_addresses={"10.0.0.2"})
+    verdict = by_check(preflight.verdicts(settings(**HTTPS), facts))["domain"]
+    assert verdict.status == WARN and "10.0.0.2" in verdict.detail
+    assert "NAT" in verdict.advice and "cannot see a public address" in verdict.advice
+
+
+def test_a_domain_that_does_not_resolve_fails_with_the_record_to_make():
+    facts = host(domain_addresses=[], domain_error="[Errno -2] Name or service not known")
+    verdict = by_check(preflight.verdicts(settings(**HTTPS), facts))["domain"]
+    assert verdict.status == FAIL and "Name or service not known" in verdict.detail
+    assert "DNS record" in verdict.advice and "getent hosts hub.example.org" in verdict.advice
+
+
+def test_without_a_domain_nothing_is_looked_up():
+    found = by_check(preflight.verdicts(settings(), host()))
+    assert "domain" not in found and "ports for ACME" not in found
+
+
+# --- HTTPS: the organizer's own certificate -------------------------------------------------
+
+NOW = datetime.datetime(2026, 11, 27, 9, 0, tzinfo=datetime.UTC)
+DAY = datetime.timedelta(days=1)
+
+
+def pem_pair(names=("hub.example.org",), starts=NOW - DAY, ends=NOW + 90 * DAY, key=None):
+    """A self-signed certificate for `names` and its key, both PEM."""
+    key = key or ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, names[0])])
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(starts)
+        .not_valid_after(ends)
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), False)
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return certificate.public_bytes(serialization.Encoding.PEM), key_pem
+
+
+def tls(cert: bytes | None, key: bytes | None, **errors) -> TlsFiles:
+    return TlsFiles("/etc/ssl/hub.pem", "/etc/ssl/hub.key", cert, key, **errors)
+
+
+def certificate_checks(files: TlsFiles, **values: str) -> dict[str, preflight.Verdict]:
+    found = preflight.verdicts(
+        settings(**{**HTTPS, **values}), host(own_certificate=True, tls=files), now=NOW
+    )
+    return {v.check: v for v in found if v.check.startswith("certificate")}
+
+
+def test_a_good_certificate_passes_every_rule_and_says_how_long_it_lasts():
+    found = certificate_checks(tls(*pem_pair()))
+    assert {name: v.status for name, v in found.items()} == {
+        "certificate files": PASS,
+        "certificate and key": PASS,
+        "certificate dates": PASS,
+        "certificate names": PASS,
+    }
+    assert "90 days left" in found["certificate dates"].detail
+
+
+def test_a_file_missing_on_the_host_fails_naming_it():
+    found = certificate_checks(tls(None, b"", cert_error="no such file on this host"))
+    assert list(found) == ["certificate files"]
+    assert found["certificate files"].status == FAIL
+    assert "WORKSHOP_TLS_CERT=/etc/ssl/hub.pem: no such file" in found["certificate files"].detail
+    assert "WORKSHOP_TLS_CERT" in found["certificate files"].advice
+
+
+def test_files_that_are_not_pem_fail():
+    cert, key = pem_pair()
+    assert certificate_checks(tls(b"junk", key))["certificate files"].status == FAIL
+    bad_key = certificate_checks(tls(cert, b"junk"))["certificate files"]
+    assert bad_key.status == FAIL and "private key" in bad_key.detail
+
+
+def test_a_key_of_another_certificate_fails():
+    cert, _ = pem_pair()
+    _, other_key = pem_pair()
+    verdict = certificate_checks(tls(cert, other_key))["certificate and key"]
+    assert verdict.status == FAIL and "is not the key of /etc/ssl/hub.pem" in verdict.detail
+
+
+@pytest.mark.parametrize(
+    ("starts", "ends", "status", "says"),
+    [
+        (NOW - 100 * DAY, NOW - DAY, FAIL, "expired"),
+        (NOW - 80 * DAY, NOW + 10 * DAY, WARN, "10 days left"),
+        (NOW + DAY, NOW + 90 * DAY, FAIL, "not valid before"),
+    ],
+)
+def test_certificate_dates(starts, ends, status, says):
+    verdict = certificate_checks(tls(*pem_pair(starts=starts, ends=ends)))["certificate dates"]
+    assert verdict.status == status and says in verdict.detail, verdict
+
+
+def test_the_domain_must_be_among_the_certificates_names():
+    other = certificate_checks(tls(*pem_pair(names=("www.example.org",))))["certificate names"]
+    assert other.status == FAIL and "not WORKSHOP_DOMAIN=hub.example.org" in other.detail
+    wildcard = certificate_checks(tls(*pem_pair(names=("*.example.org",))))["certificate names"]
+    assert wildcard.status == PASS
+
+
+def test_a_wildcard_stands_for_one_label_only():
+    assert preflight.certificate_covers(["*.example.org"], "hub.example.org")
+    assert not preflight.certificate_covers(["*.example.org"], "a.hub.example.org")
+    assert not preflight.certificate_covers(["*.example.org"], "example.org")
+    assert preflight.certificate_covers(["Hub.Example.org"], "hub.example.org.")
+
+
+# --- HTTPS: ACME's ports --------------------------------------------------------------------
+
+
+def test_acme_ports_free_or_the_proxys_pass_and_taken_ones_fail():
+    free = host(acme_port_holders={"80": preflight.FREE, "443": preflight.OURS})
+    verdict = by_check(preflight.verdicts(settings(**HTTPS), free))["ports for ACME"]
+    assert verdict.status == PASS
+    taken = host(acme_port_holders={"80": "the container nginx", "443": preflight.FREE})
+    verdict = by_check(preflight.verdicts(settings(**HTTPS), taken))["ports for ACME"]
+    assert verdict.status == FAIL and "port 80 is taken by the container nginx" in verdict.detail
+    assert "WORKSHOP_TLS_CERT" in verdict.advice
+
+
+# --- the lab images' own checks -------------------------------------------------------------
+
+
+def image_check(*checks: tuple[str, str, str], **changes) -> ImageCheck:
+    report = {
+        "ok": all(verdict != FAIL for _, verdict, _ in checks),
+        "seconds": 184.2,
+        "checks": [{"name": n, "verdict": v, "note": note} for n, v, note in checks],
+    }
+    return ImageCheck("lab:cpu", report=report, **changes)
+
+
+def image_verdict(run: ImageCheck) -> preflight.Verdict:
+    return by_check(preflight.verdicts(settings(), host(image_checks=[run])))["image check lab:cpu"]
+
+
+def test_an_image_whose_checks_pass_passes_with_the_counts():
+    verdict = image_verdict(image_check(("system", "pass", "ok"), ("gpu", "skip", "no CUDA")))
+    assert verdict.status == PASS
+    assert verdict.detail.startswith("1 pass, 1 skip in 184 s") and "no network" in verdict.detail
+
+
+def test_an_image_whose_checks_fail_names_them_and_what_to_do():
+    run = image_check(
+        ("system", "pass", "ok"),
+        ("dataloader", "fail", "DataLoader failed: bus error. Give more (WORKSHOP_SHM_SIZE)"),
+        ("lab:02_nets", "fail", "02_nets failed at cell 4\n--- cell source ---\nx = 1"),
+    )
+    verdict = image_verdict(run)
+    assert verdict.status == FAIL and "2 fail" in verdict.detail
+    assert "dataloader: DataLoader failed: bus error. Give more (WORKSHOP_SHM_SIZE)" in (
+        verdict.advice
+    )
+    assert "lab:02_nets: 02_nets failed at cell 4" in verdict.advice
+    assert "--- cell source ---" not in verdict.advice
+    assert "python -m workshop_labs.smoke --only dataloader" in verdict.advice
+
+
+def test_pins_that_differ_only_warn():
+    verdict = image_verdict(image_check(("pins", "warn", "differs: torch 2.12 (pinned 2.13)")))
+    assert verdict.status == WARN and "torch 2.12" in verdict.advice
+
+
+def test_an_image_that_gave_no_report_fails_with_the_reason():
+    run = ImageCheck(
+        "lab:cpu",
+        gpus=["0"],
+        problem="a container on GPU 0 was refused",
+        advice="install the NVIDIA Container Toolkit",
+    )
+    verdict = image_verdict(run)
+    assert verdict.status == FAIL and verdict.detail == "a container on GPU 0 was refused"
+    assert verdict.advice == "install the NVIDIA Container Toolkit"
+
+
+def test_image_checks_left_out_give_no_verdict():
+    found = preflight.verdicts(settings(), host())
+    assert not any(v.check.startswith("image check") for v in found)
+
+
+def test_a_name_resolves_to_its_addresses_and_a_bad_one_says_why():
+    addresses, error = preflight.resolve("localhost")  # from /etc/hosts: no query leaves
+    assert error is None and {"127.0.0.1", "::1"} & set(addresses)
+    assert preflight.resolve("bad..name")[1]  # refused before any lookup

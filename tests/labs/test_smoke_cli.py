@@ -1,8 +1,8 @@
-"""scripts/smoke_test.py run natively, as an organizer runs it in the project's virtualenv.
+"""`python -m workshop_labs.smoke` run natively, as on a GPU machine in a virtualenv.
 
-The script runs in a subprocess, as it does in an image, so its exit status, its table and its
-JSON report are what is tested. The tiny-/dev/shm case uses a private mount namespace here
-and the real Docker limit in tests/e2e/test_smoke_images.py.
+It runs in a subprocess, as it does in an image, so its exit status, its table and its JSON
+report are what is tested; the tiny-/dev/shm case and the attendees' limits are
+tests/e2e/test_smoke_images.py's, with real Docker limits.
 """
 
 from __future__ import annotations
@@ -17,15 +17,14 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-SCRIPT = REPO / "scripts" / "smoke_test.py"
 STATIC_CHECKS = ["system", "versions", "pins", "gpu", "amp_cpu", "amp_cuda", "dataloader", "kernel"]
 
 
-def run_smoke(tmp_path: Path, *args: str, env: dict | None = None, prefix: tuple = ()):
-    """Run the script; returns (completed process, parsed JSON report)."""
+def run_smoke(tmp_path: Path, *args: str, env: dict | None = None):
+    """Run the smoke test; returns (completed process, parsed JSON report)."""
     report_path = tmp_path / "report.json"
     completed = subprocess.run(
-        [*prefix, sys.executable, str(SCRIPT), "--json", str(report_path), *args],
+        [sys.executable, "-m", "workshop_labs.smoke", "--json", str(report_path), *args],
         capture_output=True,
         text=True,
         env={**os.environ, **(env or {})},
@@ -191,43 +190,20 @@ def test_only_and_skip_select_by_name_group_and_lab_prefix(tmp_path):
     assert [check["name"] for check in report["checks"]] == ["versions", "pins", "amp_cpu"]
 
 
-@pytest.mark.parametrize(
-    ("value", "expected"),
-    [(None, None), ("all", None), ("", 0), ("void", 0), ("none", 0), ("1", 1), ("0,1", 2)],
-)
-def test_expected_gpu_count(smoke, value, expected):
-    assert smoke.expected_gpu_count(value) == expected
+def test_the_attendee_notebooks_run_past_their_unsolved_exercises(tmp_path):
+    """The image's default: the notebooks attendees get, not strict, as their Run All."""
+    import nbformat
 
+    from workshop_labs.notebooks import attendee_edition, build_notebook, lab_sources
 
-def test_cgroup_v2_limits(smoke, tmp_path):
-    (tmp_path / "cgroup.controllers").write_text("cpu memory pids\n")
-    (tmp_path / "memory.max").write_text("2147483648\n")
-    (tmp_path / "pids.max").write_text("512\n")
-    (tmp_path / "cpu.max").write_text("200000 100000\n")
-    assert smoke.cgroup_limits(tmp_path) == {
-        "cgroup_version": 2,
-        "memory_limit_bytes": 2 * 1024**3,
-        "pids_max": 512,
-        "cpu_quota_cores": 2.0,
-    }
-    (tmp_path / "memory.max").write_text("max\n")
-    (tmp_path / "cpu.max").write_text("max 100000\n")
-    limits = smoke.cgroup_limits(tmp_path)
-    assert limits["memory_limit_bytes"] is None and limits["cpu_quota_cores"] is None
-
-
-def test_cgroup_v1_limits(smoke, tmp_path):
-    for folder, name, value in [
-        ("memory", "memory.limit_in_bytes", "9223372036854771712"),  # v1's "unlimited"
-        ("pids", "pids.max", "max"),
-        ("cpu", "cpu.cfs_quota_us", "400000"),
-        ("cpu", "cpu.cfs_period_us", "100000"),
-    ]:
-        (tmp_path / folder).mkdir(exist_ok=True)
-        (tmp_path / folder / name).write_text(value + "\n")
-    assert smoke.cgroup_limits(tmp_path) == {
-        "cgroup_version": 1,
-        "memory_limit_bytes": None,
-        "pids_max": None,
-        "cpu_quota_cores": 4.0,
-    }
+    first_lab = lab_sources(REPO / "labs")[0]
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    nbformat.write(
+        attendee_edition(build_notebook(first_lab)), notebooks / f"{first_lab.stem}.ipynb"
+    )
+    completed, report = run_smoke(tmp_path, "--only", "labs", "--labs-dir", str(notebooks))
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    (check,) = report["checks"]
+    assert check["name"] == f"lab:{first_lab.stem}" and check["verdict"] == "pass", check
+    assert check["figures"]["edition"] == "attendee notebook"
