@@ -47,11 +47,37 @@ compose_images() {
 
 image_exists() { docker image inspect "$1" >/dev/null 2>&1; }
 
+# wait_showing_progress PID COMMAND...: waits for the background job PID, saying every 10 s
+# how far it got (COMMAND's output), since saving or loading one image takes minutes;
+# returns the job's status.
+wait_showing_progress() {
+    local pid=$1
+    shift
+    local seconds=0
+    while kill -0 "$pid" 2>/dev/null; do
+        sleep 1
+        seconds=$((seconds + 1))
+        ((seconds % 10 == 0)) && kill -0 "$pid" 2>/dev/null && say "      … $("$@" 2>/dev/null)"
+    done
+    wait "$pid"
+}
+
+# How much of FILE the process PID has read so far, as a percentage.
+percent_read() {
+    local read_bytes
+    read_bytes=$(awk '/^rchar/ {print $2}' "/proc/$1/io")
+    echo "$((read_bytes * 100 / $(stat -c %s "$2")))% read"
+}
+
 # The project's files as they are here (tracked files with any local edits, in a checkout),
 # never .env (this event's secrets), virtualenvs or reports.
 pack_project() {
     if git -C "$PROJECT" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
-        (cd "$PROJECT" && git ls-files -z | tar --null -T - -czf "$1")
+        # New files too; files deleted here stay out; never .env, even if it were tracked.
+        (cd "$PROJECT" && git ls-files -z --cached --others --exclude-standard \
+            | while IFS= read -r -d '' file; do
+                if [[ -e $file && $file != .env ]]; then printf '%s\0' "$file"; fi
+            done | tar --null -T - -czf "$1")
     else
         tar -C "$PROJECT" -czf "$1" --exclude=./.env --exclude=./.venv --exclude=./reports \
             --exclude='*/__pycache__' --exclude='*.egg-info' .
@@ -88,7 +114,9 @@ save() {
         number=$((number + 1))
         local file="images/$(echo "$image" | tr '/:' '__').tar.gz"
         say "[$number/${#images[@]}] saving $image ($(docker image inspect -f '{{.Size}}' "$image" | numfmt --to=iec --suffix=B))…"
-        docker save "$image" | gzip -1 > "$work/$file"
+        docker save "$image" | gzip -1 > "$work/$file" &
+        wait_showing_progress $! human_size "$work/$file" \
+            || fail "saving $image failed (is the disk beside $target full?)"
         say "      $file: $(human_size "$work/$file") after $(seconds_since "$started") s"
     done
     say "packing the project's files (without .env, which holds this event's secrets)…"
@@ -127,7 +155,9 @@ load() {
     for file in "${files[@]}"; do
         number=$((number + 1))
         say "[$number/${#files[@]}] loading $(basename "$file") ($(human_size "$file"))…"
-        docker load -q -i "$file" >&2
+        docker load -q -i "$file" >&2 &
+        wait_showing_progress $! percent_read $! "$file" \
+            || fail "loading $(basename "$file") failed: see Docker's message above"
     done
     mkdir -p "$into"
     tar -xzf "$work/$PROJECT_ARCHIVE" -C "$into"
