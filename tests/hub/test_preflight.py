@@ -13,7 +13,20 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from workshop_hub import preflight
-from workshop_hub.preflight import FAIL, PASS, WARN, HostFacts, ImageCheck, TlsFiles
+from workshop_hub.preflight.facts import (
+    FAIL,
+    FREE,
+    OURS,
+    PASS,
+    WARN,
+    HostFacts,
+    ImageCheck,
+    TlsFiles,
+    Verdict,
+    lab_images,
+)
+from workshop_hub.preflight.host import resolve
+from workshop_hub.preflight.tls import certificate_covers
 from workshop_hub.settings import load_settings
 
 GiB = 1024**3
@@ -38,7 +51,7 @@ def host(**changes) -> HostFacts:
     return facts
 
 
-def by_check(found) -> dict[str, preflight.Verdict]:
+def by_check(found) -> dict[str, Verdict]:
     return {verdict.check: verdict for verdict in found}
 
 
@@ -133,7 +146,7 @@ def test_the_table_ends_with_the_verdict_of_the_whole(failed, monkeypatch):
 def test_a_port_held_by_another_program_fails_and_the_hubs_own_passes():
     held = by_check(preflight.verdicts(settings(), host(port_holder="the container web")))
     assert held["port"].status == FAIL and "WORKSHOP_PORT" in held["port"].advice
-    ours = by_check(preflight.verdicts(settings(), host(port_holder=preflight.OURS)))
+    ours = by_check(preflight.verdicts(settings(), host(port_holder=OURS)))
     assert ours["port"].status == PASS
 
 
@@ -152,8 +165,8 @@ def test_plain_http_open_to_the_network_is_a_warning_with_the_fix():
 
 
 def test_the_images_needed_follow_the_profiles_offered():
-    assert list(preflight.lab_images(settings())) == ["WORKSHOP_CPU_IMAGE"]
-    both = preflight.lab_images(settings(WORKSHOP_GPUS="0"))
+    assert list(lab_images(settings())) == ["WORKSHOP_CPU_IMAGE"]
+    both = lab_images(settings(WORKSHOP_GPUS="0"))
     assert {setting: profile.slug for setting, profile in both.items()} == {
         "WORKSHOP_CPU_IMAGE": "cpu",
         "WORKSHOP_CUDA_IMAGE": "gpu",
@@ -223,7 +236,7 @@ def tls(cert: bytes | None, key: bytes | None, **errors) -> TlsFiles:
     return TlsFiles("/etc/ssl/hub.pem", "/etc/ssl/hub.key", cert, key, **errors)
 
 
-def certificate_checks(files: TlsFiles, **values: str) -> dict[str, preflight.Verdict]:
+def certificate_checks(files: TlsFiles, **values: str) -> dict[str, Verdict]:
     found = preflight.verdicts(
         settings(**{**HTTPS, **values}), host(own_certificate=True, tls=files), now=NOW
     )
@@ -284,20 +297,20 @@ def test_the_domain_must_be_among_the_certificates_names():
 
 
 def test_a_wildcard_stands_for_one_label_only():
-    assert preflight.certificate_covers(["*.example.org"], "hub.example.org")
-    assert not preflight.certificate_covers(["*.example.org"], "a.hub.example.org")
-    assert not preflight.certificate_covers(["*.example.org"], "example.org")
-    assert preflight.certificate_covers(["Hub.Example.org"], "hub.example.org.")
+    assert certificate_covers(["*.example.org"], "hub.example.org")
+    assert not certificate_covers(["*.example.org"], "a.hub.example.org")
+    assert not certificate_covers(["*.example.org"], "example.org")
+    assert certificate_covers(["Hub.Example.org"], "hub.example.org.")
 
 
 # --- HTTPS: ACME's ports --------------------------------------------------------------------
 
 
 def test_acme_ports_free_or_the_proxys_pass_and_taken_ones_fail():
-    free = host(acme_port_holders={"80": preflight.FREE, "443": preflight.OURS})
+    free = host(acme_port_holders={"80": FREE, "443": OURS})
     verdict = by_check(preflight.verdicts(settings(**HTTPS), free))["ports for ACME"]
     assert verdict.status == PASS
-    taken = host(acme_port_holders={"80": "the container nginx", "443": preflight.FREE})
+    taken = host(acme_port_holders={"80": "the container nginx", "443": FREE})
     verdict = by_check(preflight.verdicts(settings(**HTTPS), taken))["ports for ACME"]
     assert verdict.status == FAIL and "port 80 is taken by the container nginx" in verdict.detail
     assert "WORKSHOP_TLS_CERT" in verdict.advice
@@ -315,7 +328,7 @@ def image_check(*checks: tuple[str, str, str], **changes) -> ImageCheck:
     return ImageCheck("lab:cpu", report=report, **changes)
 
 
-def image_verdict(run: ImageCheck) -> preflight.Verdict:
+def image_verdict(run: ImageCheck) -> Verdict:
     return by_check(preflight.verdicts(settings(), host(image_checks=[run])))["image check lab:cpu"]
 
 
@@ -364,6 +377,6 @@ def test_image_checks_left_out_give_no_verdict():
 
 
 def test_a_name_resolves_to_its_addresses_and_a_bad_one_says_why():
-    addresses, error = preflight.resolve("localhost")  # from /etc/hosts: no query leaves
+    addresses, error = resolve("localhost")  # from /etc/hosts: no query leaves
     assert error is None and {"127.0.0.1", "::1"} & set(addresses)
-    assert preflight.resolve("bad..name")[1]  # refused before any lookup
+    assert resolve("bad..name")[1]  # refused before any lookup

@@ -1,0 +1,194 @@
+"""The host's verdicts: images, memory, cores, disk, GPUs, the hub's port, exposure, the
+access code. Pure functions of the settings and the facts, each tested without a host."""
+
+from __future__ import annotations
+
+import logging
+
+from ..disks import DISKS_ROOT
+from ..docker_host import (
+    NO_NVIDIA_RUNTIME_HINT,
+    detect_gpu_ids,
+)
+from ..exposure import exposure_messages
+from ..room import HOST_RESERVE, max_attendees
+from ..settings import WorkshopSettings
+from .facts import (
+    FAIL,
+    FREE,
+    OURS,
+    PASS,
+    WARN,
+    GiB,
+    HostFacts,
+    Verdict,
+    lab_images,
+    profiles_of,
+    size_text,
+)
+
+# More cores promised than this many times the host's is slow as soon as many train at once.
+CORES_OVERSUBSCRIBED = 4
+
+
+# What Docker needs free beside the attendees' folders: containers' layers, logs, a rebuild.
+DOCKER_ROOT_MIN_FREE = 10 * GiB
+
+
+def check_images(settings: WorkshopSettings, facts: HostFacts) -> list[Verdict]:
+    verdicts = []
+    for setting, profile in lab_images(settings).items():
+        image = profile.image
+        if image in facts.images:
+            verdicts.append(Verdict(f"image {image}", PASS, "present"))
+        else:
+            gpu = " --profile gpu" if "CUDA" in setting else ""
+            verdicts.append(
+                Verdict(
+                    f"image {image}",
+                    FAIL,
+                    f"{setting}={image} is not on this host",
+                    f"build it (`docker compose{gpu} build`), load a venue bundle "
+                    f"(scripts/venue-bundle.sh load), or fix {setting}",
+                )
+            )
+    return verdicts
+
+
+def check_memory(settings: WorkshopSettings, facts: HostFacts) -> Verdict:
+    profiles = profiles_of(settings)
+    largest = max(profile.mem_limit for profile in profiles)
+    room = max_attendees(settings, profiles, facts.mem_total)
+    needed = room * largest + HOST_RESERVE
+    detail = (
+        f"room of {room} × {size_text(largest)} + {size_text(HOST_RESERVE)} for the host = "
+        f"{size_text(needed)}; the host has {size_text(facts.mem_total)}"
+    )
+    if settings.max_attendees is None:
+        return Verdict("memory", PASS, detail + " (room size auto, from memory)")
+    if needed <= facts.mem_total:
+        return Verdict("memory", PASS, detail)
+    fits = max(0, (facts.mem_total - HOST_RESERVE) // largest)
+    return Verdict(
+        "memory",
+        FAIL,
+        detail,
+        f"this host holds {fits} attendees at {size_text(largest)} each: set "
+        f"WORKSHOP_MAX_ATTENDEES={fits} (or auto), lower the memory limit "
+        "(WORKSHOP_MEM_LIMIT / WORKSHOP_GPU_MEM_LIMIT), or use a machine with more memory",
+    )
+
+
+def check_cores(settings: WorkshopSettings, facts: HostFacts) -> Verdict:
+    profiles = profiles_of(settings)
+    room = max_attendees(settings, profiles, facts.mem_total)
+    promised = room * max(profile.cpu_limit for profile in profiles)
+    ratio = promised / max(facts.cores, 1)
+    detail = (
+        f"room of {room} with up to {promised:g} cores in all, on {facts.cores} cores "
+        f"({ratio:.1f}×)"
+    )
+    if ratio <= CORES_OVERSUBSCRIBED:
+        return Verdict("cores", PASS, detail)
+    return Verdict(
+        "cores",
+        WARN,
+        detail,
+        "fine while most attendees read or run small cells; when all train at once each "
+        "gets a small share: lower WORKSHOP_CPU_LIMIT or the room size, or add cores",
+    )
+
+
+def check_disk(settings: WorkshopSettings, facts: HostFacts) -> list[Verdict]:
+    verdicts = []
+    if facts.disks_free is not None:
+        room = max_attendees(settings, profiles_of(settings), facts.mem_total)
+        needed = room * settings.disk_limit
+        detail = (
+            f"work folders: {room} × {size_text(settings.disk_limit)} = {size_text(needed)}; "
+            f"{size_text(facts.disks_free)} free in {DISKS_ROOT}"
+        )
+        if needed <= facts.disks_free:
+            verdicts.append(Verdict("disk for work folders", PASS, detail))
+        else:
+            verdicts.append(
+                Verdict(
+                    "disk for work folders",
+                    FAIL,
+                    detail,
+                    f"free {size_text(needed - facts.disks_free)} on the disk of {DISKS_ROOT}, "
+                    "or lower WORKSHOP_DISK_LIMIT or the room size",
+                )
+            )
+    if facts.docker_root_free is not None:
+        detail = f"{size_text(facts.docker_root_free)} free in Docker's folder"
+        if facts.docker_root_free >= DOCKER_ROOT_MIN_FREE:
+            verdicts.append(Verdict("disk for Docker", PASS, detail))
+        else:
+            verdicts.append(
+                Verdict(
+                    "disk for Docker",
+                    WARN,
+                    detail,
+                    f"keep at least {size_text(DOCKER_ROOT_MIN_FREE)} free there for containers "
+                    "and logs (`docker system df` shows what to prune)",
+                )
+            )
+    return verdicts
+
+
+def check_gpus(settings: WorkshopSettings, facts: HostFacts) -> Verdict | None:
+    if not settings.gpus:
+        return None
+    if facts.gpu_refused:
+        return Verdict(
+            "GPUs", FAIL, facts.gpu_refused, f"WORKSHOP_GPUS is set: {NO_NVIDIA_RUNTIME_HINT}"
+        )
+    listed = detect_gpu_ids(facts.gpu_listing or "")
+    wanted = "all" if settings.gpus == "auto" else ",".join(settings.gpus)
+    if settings.gpus == "auto" and not listed:
+        return Verdict(
+            "GPUs",
+            FAIL,
+            "WORKSHOP_GPUS=auto, and nvidia-smi listed no GPU in a GPU container",
+            "list the device ids (WORKSHOP_GPUS=0,1) or leave WORKSHOP_GPUS empty",
+        )
+    found = ", ".join(listed) if listed else "started (nvidia-smi listed none)"
+    return Verdict("GPUs", PASS, f"a container on GPUs {wanted} started: {found}")
+
+
+def check_port(settings: WorkshopSettings, facts: HostFacts) -> Verdict:
+    where = f"{settings.listen_address}:{facts.port}"
+    if facts.port_holder == FREE:
+        return Verdict("port", PASS, f"{where} is free for the hub")
+    if facts.port_holder == OURS:
+        return Verdict("port", PASS, f"{where}: the hub already serves it")
+    return Verdict(
+        "port",
+        FAIL,
+        f"{where} is taken by {facts.port_holder}",
+        "stop it, or give the hub another port (WORKSHOP_PORT in .env)",
+    )
+
+
+def check_exposure(settings: WorkshopSettings, facts: HostFacts) -> Verdict:
+    """Who reaches the hub, and whether in clear text (the hub logs the same at start)."""
+    messages = exposure_messages(
+        settings.domain, settings.listen_address, facts.port, facts.own_certificate
+    )
+    warnings = [text for level, text in messages if level >= logging.WARNING]
+    summary = messages[0][1]
+    if warnings:
+        return Verdict("exposure", WARN, summary, warnings[0])
+    return Verdict("exposure", PASS, summary)
+
+
+def check_access_code(facts: HostFacts) -> Verdict:
+    if facts.access_code_set:
+        return Verdict("access code", PASS, "set (`workshop-hub access-code` prints it)")
+    return Verdict(
+        "access code",
+        WARN,
+        "not set yet: the hub makes one at its first start",
+        "start the hub (`docker compose up -d`), then `workshop-hub access-code` prints it",
+    )
