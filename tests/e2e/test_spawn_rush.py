@@ -160,16 +160,17 @@ def test_the_page_of_someone_waiting_asks_again_after_a_hub_restart(rush):
                 try:
                     page.wait_for_url(in_lab, timeout=ms_left(deadline))
                 except PlaywrightError as error:
-                    if not cut_on_the_way_in(page, name):
+                    if name in places or not on_browser_error_page(page):
                         raise AssertionError(
                             f"{name}'s page stayed at {page.url}: {page_body(page)[:800]}\n"
                             f"--- hub log ---\n{rush.logs()[-6000:]}"
                         ) from error
-                    # Its server was ready and the page was on its way into JupyterLab (the
-                    # hub's OAuth redirects) when the hub's container stopped: the browser
-                    # shows its own error page, which no page script survives. A person
-                    # reloads it, once.
-                    progress(f"{name}: on its way into JupyterLab at the restart; reloaded once")
+                    # Not waiting at the restart: its page was on its way somewhere (into
+                    # JupyterLab, through the hub's redirects) when the hub's container stopped,
+                    # and shows the browser's own error page, which no page script survives. A
+                    # person reloads it once the hub is back. Waiting pages must come back alone.
+                    progress(f"{name}: navigating at the restart, not waiting; reloaded once")
+                    rush.wait_healthy()
                     page.reload(timeout=ms_left(deadline))
                     page.wait_for_url(in_lab, timeout=ms_left(deadline))
         finally:
@@ -193,14 +194,12 @@ def ms_left(deadline: float) -> float:
     return max(1, deadline - time.monotonic()) * 1000
 
 
-def cut_on_the_way_in(page, name: str) -> bool:
-    """Whether the page is the browser's own error page for a request into the attendee's
-    server (/user/NAME/), not one the spawn page made while waiting."""
+def on_browser_error_page(page) -> bool:
+    """Whether the page is the browser's own error page (a navigation that failed)."""
     try:
-        error_page = page.evaluate("document.documentURI").startswith("chrome-error://")
+        return page.evaluate("document.documentURI").startswith("chrome-error://")
     except PlaywrightError:
         return False
-    return error_page and f"/user/{name}/" in page_body(page)
 
 
 def page_body(page) -> str:
