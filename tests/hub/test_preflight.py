@@ -179,15 +179,15 @@ HTTPS = {"WORKSHOP_DOMAIN": "hub.example.org"}
 
 
 def test_a_domain_that_resolves_to_this_host_passes():
-    facts = host(domain_addresses=["203.0.113.7"], host_addresses={"203.0.113.7", "10.0.0.2"})
+    facts = host(domain_addresses=["127.0.0.7"], host_addresses={"127.0.0.7", "127.0.0.2"})
     verdict = by_check(preflight.verdicts(settings(**HTTPS), facts))["domain"]
-    assert verdict.status == PASS and "203.0.113.7 is here" in verdict.detail
+    assert verdict.status == PASS and "127.0.0.7 is here" in verdict.detail
 
 
 def test_a_domain_elsewhere_warns_and_says_nat_cannot_be_seen():
-    facts = host(domain_addresses=["198.51.100.1"], host_addresses={"10.0.0.2"})
+    facts = host(domain_addresses=["127.0.0.9"], host_addresses={"127.0.0.2"})
     verdict = by_check(preflight.verdicts(settings(**HTTPS), facts))["domain"]
-    assert verdict.status == WARN and "10.0.0.2" in verdict.detail
+    assert verdict.status == WARN and "127.0.0.2" in verdict.detail
     assert "NAT" in verdict.advice and "cannot see a public address" in verdict.advice
 
 
