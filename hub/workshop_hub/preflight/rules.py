@@ -99,6 +99,11 @@ def check_cores(settings: WorkshopSettings, facts: HostFacts) -> Verdict:
     )
 
 
+def _enough_disk(check: str, enough: bool, detail: str, short: str, advice: str) -> Verdict:
+    """PASS when there is enough; else `short` (FAIL or WARN) with what to do."""
+    return Verdict(check, PASS, detail) if enough else Verdict(check, short, detail, advice)
+
+
 def check_disk(settings: WorkshopSettings, facts: HostFacts) -> list[Verdict]:
     verdicts = []
     if facts.disks_free is not None:
@@ -108,32 +113,28 @@ def check_disk(settings: WorkshopSettings, facts: HostFacts) -> list[Verdict]:
             f"work folders: {room} × {size_text(settings.disk_limit)} = {size_text(needed)}; "
             f"{size_text(facts.disks_free)} free in {DISKS_ROOT}"
         )
-        if needed <= facts.disks_free:
-            verdicts.append(Verdict("disk for work folders", PASS, detail))
-        else:
-            verdicts.append(
-                Verdict(
-                    "disk for work folders",
-                    FAIL,
-                    detail,
-                    f"free {size_text(needed - facts.disks_free)} on the disk of {DISKS_ROOT}, "
-                    "or lower WORKSHOP_DISK_LIMIT or the room size",
-                )
+        verdicts.append(
+            _enough_disk(
+                "disk for work folders",
+                needed <= facts.disks_free,
+                detail,
+                FAIL,
+                f"free {size_text(needed - facts.disks_free)} on the disk of {DISKS_ROOT}, "
+                "or lower WORKSHOP_DISK_LIMIT or the room size",
             )
+        )
     if facts.docker_root_free is not None:
         detail = f"{size_text(facts.docker_root_free)} free in Docker's folder"
-        if facts.docker_root_free >= DOCKER_ROOT_MIN_FREE:
-            verdicts.append(Verdict("disk for Docker", PASS, detail))
-        else:
-            verdicts.append(
-                Verdict(
-                    "disk for Docker",
-                    WARN,
-                    detail,
-                    f"keep at least {size_text(DOCKER_ROOT_MIN_FREE)} free there for containers "
-                    "and logs (`docker system df` shows what to prune)",
-                )
+        verdicts.append(
+            _enough_disk(
+                "disk for Docker",
+                facts.docker_root_free >= DOCKER_ROOT_MIN_FREE,
+                detail,
+                WARN,
+                f"keep at least {size_text(DOCKER_ROOT_MIN_FREE)} free there for containers "
+                "and logs (`docker system df` shows what to prune)",
             )
+        )
     return verdicts
 
 
