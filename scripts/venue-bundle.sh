@@ -7,7 +7,7 @@
 #                                              # the project into DIR (default ./pytorch-workshop)
 #
 # Then, in DIR, the README's main command (`docker compose up -d`) starts the hub from the
-# loaded images, with no build and no download. Needs only Docker, Compose, tar, gzip and
+# loaded images, with no build and no download. Needs only Docker, Compose, GNU tar, gzip and
 # sha256sum, which the README's set-up already has.
 #
 # The images are the ones docker-compose.yml names, with the settings of the environment and
@@ -20,9 +20,10 @@ PROJECT=$(cd "$(dirname "$0")/.." && pwd)
 SUMS=SHA256SUMS
 PROJECT_ARCHIVE=project.tar.gz
 
-# The scratch folder of this run, removed on any exit.
+# The scratch folder of this run and a bundle still being written, removed on any exit.
 WORK=""
-trap '[[ -n $WORK ]] && rm -rf "$WORK"' EXIT
+PARTIAL=""
+trap 'rm -rf ${WORK:+"$WORK"} ${PARTIAL:+"$PARTIAL"}' EXIT
 
 say() { printf '%s\n' "$*" >&2; }
 fail() { say "error: $*"; exit 1; }
@@ -104,9 +105,12 @@ save() {
     done
 
     local work started
-    # Beside the target: the images are large, and /tmp may be small.
+    # Beside the target, one image at a time (about half its size) before it joins the
+    # bundle: the disk holds the bundle and one image, never the bundle twice.
     work=$(mktemp -d "$(dirname "$(realpath -m "$target")")/.bundle.XXXXXX")
     WORK=$work
+    PARTIAL=$target.partial
+    rm -f "$PARTIAL"
     mkdir "$work/images"
     started=$(date +%s)
     local number=0
@@ -118,18 +122,46 @@ save() {
         wait_showing_progress $! human_size "$work/$file" \
             || fail "saving $image failed (is the disk beside $target full?)"
         say "      $file: $(human_size "$work/$file") after $(seconds_since "$started") s"
+        add_to_bundle "$work" "$file"
     done
     say "packing the project's files (without .env, which holds this event's secrets)…"
     pack_project "$work/$PROJECT_ARCHIVE"
+    add_to_bundle "$work" "$PROJECT_ARCHIVE"
     printf '%s\n' "${images[@]}" > "$work/IMAGES"
-    say "checksums…"
-    (cd "$work" && find . -type f ! -name "$SUMS" -printf '%P\n' | sort | xargs sha256sum > "$SUMS")
-    tar -C "$work" -cf "$target.partial" .
-    mv "$target.partial" "$target"
+    add_to_bundle "$work" IMAGES
+    tar -C "$work" -rf "$PARTIAL" "./$SUMS"
+    mv "$PARTIAL" "$target"
+    PARTIAL=""
     say "wrote $target ($(human_size "$target"), ${#images[@]} images) in $(seconds_since "$started") s"
     say "at the venue: scripts/venue-bundle.sh load $(basename "$target")"
     say "  (or, without this checkout there: tar -xOf $(basename "$target") ./$PROJECT_ARCHIVE | tar -xz scripts/venue-bundle.sh)"
 }
+
+# add_to_bundle FOLDER FILE: FILE (a path inside FOLDER) into the bundle being written, its
+# checksum into the bundle's list, and out of FOLDER.
+add_to_bundle() {
+    (cd "$1" && sha256sum "$2" >> "$SUMS")
+    tar -C "$1" -rf "$PARTIAL" "./$2" || fail "writing $PARTIAL failed (is its disk full?)"
+    rm "$1/$2"
+}
+
+# What tar runs for each file of a bundle while checking it (GNU tar's --to-command, under
+# /bin/sh, the file on standard input): the checksum list is kept in $BUNDLE_SCRATCH, the list
+# of images kept and summed, every other file only summed, in sha256sum's own format.
+CHECK_MEMBER='name=${TAR_FILENAME#./}
+case $name in
+    '"$SUMS"') cat > "$BUNDLE_SCRATCH/$name" ;;
+    IMAGES) tee "$BUNDLE_SCRATCH/$name" | sha256sum | sed "s|-\$|$name|" ;;
+    *) sha256sum | sed "s|-\$|$name|" ;;
+esac'
+# ... and while loading it: each image straight into Docker, the project into $BUNDLE_PROJECT.
+LOAD_MEMBER='case $TAR_FILENAME in
+    ./images/*)
+        echo "loading ${TAR_FILENAME#./images/} ($(numfmt --to=iec --suffix=B "$TAR_SIZE"))…" >&2
+        docker load -q >&2 ;;
+    ./'"$PROJECT_ARCHIVE"') tar -xz -C "$BUNDLE_PROJECT" ;;
+    *) cat > /dev/null ;;
+esac'
 
 load() {
     local bundle=${1:-} into=${2:-pytorch-workshop}
@@ -140,27 +172,34 @@ load() {
     fi
     docker info >/dev/null 2>&1 || fail "Docker is not running (start it, then run this again)"
     local work started
-    work=$(mktemp -d "$(dirname "$(realpath "$bundle")")/.bundle.XXXXXX")
+    # Only the bundle's two lists are written here: the images go from the bundle straight into
+    # Docker, so the venue's disk needs no copy of it and the bundle may stay on a read-only stick.
+    work=$(mktemp -d)
     WORK=$work
     started=$(date +%s)
-    say "unpacking $bundle ($(human_size "$bundle"))…"
-    tar -xf "$bundle" -C "$work" 2>"$work/.tar-errors" \
+    say "checking $bundle ($(human_size "$bundle")) against its checksums…"
+    BUNDLE_SCRATCH=$work tar -xf "$bundle" --to-command="$CHECK_MEMBER" \
+        >"$work/found" 2>"$work/.tar-errors" &
+    wait_showing_progress $! percent_read $! "$bundle" \
         || fail "$bundle is damaged or cut short ($(tail -n 1 "$work/.tar-errors")): copy it again; nothing was loaded"
     [[ -f $work/$SUMS && -f $work/IMAGES ]] \
         || fail "$bundle is not a workshop bundle (no $SUMS or IMAGES in it); nothing was loaded"
-    say "verifying checksums…"
-    (cd "$work" && sha256sum --quiet -c "$SUMS") >"$work/.sum-errors" 2>&1 \
-        || fail "$bundle does not match its checksums ($(head -n 1 "$work/.sum-errors")): copy it again; nothing was loaded"
-    local files=("$work"/images/*.tar.gz) number=0 file
-    for file in "${files[@]}"; do
-        number=$((number + 1))
-        say "[$number/${#files[@]}] loading $(basename "$file") ($(human_size "$file"))…"
-        docker load -q -i "$file" >&2 &
-        wait_showing_progress $! percent_read $! "$file" \
-            || fail "loading $(basename "$file") failed: see Docker's message above"
-    done
+    local difference
+    # The first file whose checksum differs, is missing, or is not listed.
+    difference=$({ diff <(sort "$work/$SUMS") <(sort "$work/found") || true; } \
+        | sed -n 's/^[<>] [0-9a-f]*  //p' | head -n 1)
+    [[ -z $difference ]] \
+        || fail "$bundle does not match its checksums ($difference differs): copy it again; nothing was loaded"
+
+    say "loading $(wc -l < "$work/IMAGES") images and the project…"
+    local made_into=""
+    [[ -e $into ]] || made_into=$into
     mkdir -p "$into"
-    tar -xzf "$work/$PROJECT_ARCHIVE" -C "$into"
+    BUNDLE_PROJECT=$into tar -xf "$bundle" --to-command="$LOAD_MEMBER" &
+    if ! wait_showing_progress $! percent_read $! "$bundle"; then
+        [[ -n $made_into ]] && rm -rf "$made_into"
+        fail "loading $bundle failed: see Docker's message above"
+    fi
     say "loaded $(wc -l < "$work/IMAGES") images and the project into $into in $(seconds_since "$started") s"
     say "next: cd $into && docker compose up -d   (no build, no download; settings: .env.example)"
 }

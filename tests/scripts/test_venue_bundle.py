@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import subprocess
 import tarfile
 from pathlib import Path
@@ -147,6 +148,7 @@ def test_a_bundle_altered_in_one_image_fails_its_checksum_and_nothing_is_loaded(
     done = bundle(images, "load", str(altered), str(tmp_path / "venue"), cwd=tmp_path)
     assert done.returncode == 1
     assert "does not match its checksums" in done.stderr, done.stderr
+    assert f"(images/{image_file.name} differs)" in done.stderr, done.stderr
     assert present(docker_client, images) == set()
 
 
@@ -166,3 +168,52 @@ def test_loading_into_a_folder_in_use_is_refused(images, saved, tmp_path):
     done = bundle(images, "load", str(saved), str(used), cwd=tmp_path)
     assert done.returncode == 1 and "is not empty" in done.stderr
     assert [p.name for p in used.iterdir()] == ["notes.txt"]
+
+
+@pytest.fixture
+def small_mount(tmp_path):
+    """mount(size, name): a tmpfs of that size under tmp_path (the test runs as root, as CI
+    does), unmounted after the test; remount it read-only with `remount_read_only`."""
+    mounted = []
+
+    def mount(size: str, name: str) -> Path:
+        point = tmp_path / name
+        point.mkdir()
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", name, point], check=True)
+        mounted.append(point)
+        return point
+
+    yield mount
+    for point in mounted:
+        subprocess.run(["umount", point], check=True)
+
+
+def remount_read_only(point: Path) -> None:
+    subprocess.run(["mount", "-o", "remount,ro", point], check=True)
+
+
+def test_a_bundle_on_a_read_only_stick_loads_with_no_copy_of_it_written(
+    docker_client, images, saved, tmp_path, small_mount
+):
+    """Read where it lies: nothing beside the bundle (the stick is read-only) and a scratch
+    folder smaller than the bundle, so the venue's disk never holds the bundle twice."""
+    stick = small_mount("64m", "stick")
+    shutil.copy(saved, stick / "bundle.tar")
+    remount_read_only(stick)
+    scratch = small_mount(f"{saved.stat().st_size // 4}", "scratch")
+    remove_images(docker_client, images)
+
+    done = bundle(
+        {**images, "TMPDIR": str(scratch)},
+        "load", str(stick / "bundle.tar"), str(tmp_path / "venue"),
+        cwd=tmp_path,
+    )  # fmt: skip
+
+    assert done.returncode == 0, done.stderr
+    assert present(docker_client, images) == {
+        images["WORKSHOP_HUB_IMAGE"],
+        images["WORKSHOP_CPU_IMAGE"],
+    }
+    assert (tmp_path / "venue" / "docker-compose.yml").exists()
+    assert sorted(p.name for p in stick.iterdir()) == ["bundle.tar"]
+    assert list(scratch.iterdir()) == [], "the scratch folder was not cleaned up"
