@@ -187,7 +187,10 @@ def carried(docker_client, lab_images, tmp_path_factory):
     result, seconds = run_script("save", "workshop.tar", cwd=folder)
     assert result.returncode == 0, result.stderr
     progress(next(line for line in result.stderr.splitlines() if line.startswith("wrote ")))
-    return folder, "workshop.tar", seconds
+    yield folder, "workshop.tar", seconds
+    # 3.4 GiB that pytest would keep for three runs.
+    if os.environ.get("WORKSHOP_KEEP_TEST_STACKS") != "1":
+        (folder / "workshop.tar").unlink()
 
 
 @pytest.fixture(scope="module")
