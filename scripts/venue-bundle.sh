@@ -146,12 +146,11 @@ add_to_bundle() {
 }
 
 # What tar runs for each file of a bundle while checking it (GNU tar's --to-command, under
-# /bin/sh, the file on standard input): the checksum list is kept in $BUNDLE_SCRATCH, the list
-# of images kept and summed, every other file only summed, in sha256sum's own format.
+# /bin/sh, the file on standard input): the checksum list is kept in $BUNDLE_SCRATCH, every
+# other file summed, in sha256sum's own format.
 CHECK_MEMBER='name=${TAR_FILENAME#./}
 case $name in
     '"$SUMS"') cat > "$BUNDLE_SCRATCH/$name" ;;
-    IMAGES) tee "$BUNDLE_SCRATCH/$name" | sha256sum | sed "s|-\$|$name|" ;;
     *) sha256sum | sed "s|-\$|$name|" ;;
 esac'
 # ... and while loading it: each image straight into Docker, the project into $BUNDLE_PROJECT.
@@ -182,7 +181,8 @@ load() {
         >"$work/found" 2>"$work/.tar-errors" &
     wait_showing_progress $! percent_read $! "$bundle" \
         || fail "$bundle is damaged or cut short ($(tail -n 1 "$work/.tar-errors")): copy it again; nothing was loaded"
-    [[ -f $work/$SUMS && -f $work/IMAGES ]] \
+    # IMAGES must be listed; the checksums then prove it (and every listed file) is there.
+    grep -qs '  IMAGES$' "$work/$SUMS" \
         || fail "$bundle is not a workshop bundle (no $SUMS or IMAGES in it); nothing was loaded"
     local difference
     # The first file whose checksum differs, is missing, or is not listed.
@@ -191,7 +191,9 @@ load() {
     [[ -z $difference ]] \
         || fail "$bundle does not match its checksums ($difference differs): copy it again; nothing was loaded"
 
-    say "loading $(wc -l < "$work/IMAGES") images and the project…"
+    local image_count
+    image_count=$(grep -c '  images/' "$work/$SUMS")
+    say "loading $image_count images and the project…"
     local made_into=""
     [[ -e $into ]] || made_into=$into
     mkdir -p "$into"
@@ -200,7 +202,7 @@ load() {
         [[ -n $made_into ]] && rm -rf "$made_into"
         fail "loading $bundle failed: see Docker's message above"
     fi
-    say "loaded $(wc -l < "$work/IMAGES") images and the project into $into in $(seconds_since "$started") s"
+    say "loaded $image_count images and the project into $into in $(seconds_since "$started") s"
     say "next: cd $into && docker compose up -d   (no build, no download; settings: .env.example)"
 }
 

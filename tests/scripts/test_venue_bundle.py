@@ -152,6 +152,16 @@ def test_a_bundle_altered_in_one_image_fails_its_checksum_and_nothing_is_loaded(
     assert present(docker_client, images) == set()
 
 
+def test_an_archive_that_is_not_a_bundle_is_refused_and_nothing_is_loaded(images, tmp_path):
+    other = tmp_path / "photos.tar"
+    with tarfile.open(other, "w") as archive:
+        archive.addfile(tarfile.TarInfo("IMAGES"), io.BytesIO(b""))
+    done = bundle(images, "load", str(other), str(tmp_path / "venue"), cwd=tmp_path)
+    assert done.returncode == 1
+    assert "is not a workshop bundle (no SHA256SUMS or IMAGES in it)" in done.stderr, done.stderr
+    assert not (tmp_path / "venue").exists()
+
+
 def test_saving_without_the_hub_image_says_to_build_first(docker_client, images, tmp_path):
     docker_client.images.remove(images["WORKSHOP_HUB_IMAGE"], force=True)
     done = bundle(images, "save", str(tmp_path / "bundle.tar"), cwd=tmp_path)
