@@ -38,13 +38,12 @@ from .profiles import (
     START_PAGE_URL,
     WORK_DIR,
     Profile,
-    cpu_profile,
     gpu_memory_fraction,
-    gpu_profile,
+    offered_profiles,
 )
 from .room import cull_every
 from .room_sources import REFRESH_SECONDS
-from .settings import USERNAME_PATTERN, USERNAME_RULE, GiB, MiB, WorkshopSettings, format_size
+from .settings import USERNAME_PATTERN, USERNAME_RULE, WorkshopSettings, format_size
 
 # The chart release these values were checked against (its values.schema.yaml and its hub's
 # jupyterhub_config.py, kept under tests/hub/z2jh/), and the Kubernetes release whose schemas
@@ -191,11 +190,9 @@ def refuse_one_machine_settings(environ: Mapping[str, str], settings: WorkshopSe
 
 
 def _quantity(size: int) -> str:
-    """Bytes as a Kubernetes quantity: 2Gi, 512Mi, or plain bytes."""
-    for unit, factor in (("Gi", GiB), ("Mi", MiB)):
-        if size % factor == 0:
-            return f"{size // factor}{unit}"
-    return str(size)
+    """Bytes as a Kubernetes quantity: 2Gi, 512Mi, or plain bytes (Docker's 2G, binary too)."""
+    size_text = format_size(size)
+    return size_text if size_text.isdigit() else f"{size_text}i"
 
 
 def _has_registry(image: str) -> bool:
@@ -269,16 +266,6 @@ def check_choices(choices: ClusterChoices, settings: WorkshopSettings) -> None:
         )
     if choices.attendees is not None and not 1 <= choices.attendees <= 100_000:
         raise NotForKubernetes("--attendees: use a whole number from 1 to 100000")
-
-
-def offered_profiles(settings: WorkshopSettings, sharing: str | None) -> list[Profile]:
-    """The profiles of the spawn form, GPU first, as the hub offers them on one machine."""
-    profiles = []
-    if sharing is not None:
-        profiles.append(gpu_profile(settings, mig_slices=_is_mig(sharing)))
-    if settings.offer_cpu or sharing is None:
-        profiles.append(cpu_profile(settings))
-    return profiles
 
 
 def _cpu_guarantee(profile: Profile) -> float:
@@ -364,7 +351,7 @@ def helm_values(settings: WorkshopSettings, choices: ClusterChoices) -> dict:
     """The chart's values for this deployment, ready for `helm upgrade --install -f`."""
     check_choices(choices, settings)
     sharing = _gpu_sharing(settings, choices.gpu_sharing) if settings.gpus else None
-    profiles = offered_profiles(settings, sharing)
+    profiles = offered_profiles(settings, sharing is not None, mig_slices=_is_mig(sharing))
     registry = choices.registry
     hub_name, hub_tag = _name_and_tag(pushed_image(KUBERNETES_HUB_IMAGE, registry))
     default_name, default_tag = _name_and_tag(pushed_image(profiles[0].image, registry))

@@ -81,11 +81,22 @@ def gpu_profile(settings: WorkshopSettings, mig_slices: bool = False) -> Profile
     )
 
 
+def offered_profiles(
+    settings: WorkshopSettings, gpus_offered: bool, mig_slices: bool = False
+) -> list[Profile]:
+    """The spawn form's profiles, GPU first: the GPU profile when GPUs are handed out, the CPU
+    profile beside it when WORKSHOP_OFFER_CPU is on, and always when there is no GPU."""
+    profiles = [gpu_profile(settings, mig_slices=mig_slices)] if gpus_offered else []
+    if settings.offer_cpu or not gpus_offered:
+        profiles.append(cpu_profile(settings))
+    return profiles
+
+
 def container_limits(settings: WorkshopSettings, profile: Profile) -> dict:
     """Limits and hardening of an attendee container, as docker-py keyword arguments.
 
     The keys are valid both for `APIClient.create_host_config` (the spawner) and for
-    `containers.run` (the smoke-test runner), so both run labs under the same limits.
+    `containers.run` (the preflight's image checks), so both run labs under the same limits.
     """
     return {
         "mem_limit": profile.mem_limit,

@@ -11,7 +11,7 @@ import docker
 from .disks import DISKS_ROOT, WorkDisks, own_image
 from .docker_host import detect_gpu_ids, ensure_image, probe_gpus, running_gpu_holders
 from .gpu import GpuSlots, is_mig_device
-from .profiles import Profile, cpu_profile, gpu_profile
+from .profiles import Profile, offered_profiles
 from .room import max_attendees, spawn_concurrency
 from .settings import WorkshopSettings
 from .spawn_queue import ArrivalBook, SpawnQueue
@@ -92,14 +92,13 @@ def prepare_workshop(
         else:
             log.warning("GPU profile NOT offered, CPU only. %s", gpu_unavailable)
 
-    profiles = (
-        [gpu_profile(settings, mig_slices=all(map(is_mig_device, gpu_slots.device_ids)))]
-        if gpu_slots
-        else []
+    profiles = offered_profiles(
+        settings,
+        gpus_offered=bool(gpu_slots),
+        mig_slices=bool(gpu_slots) and all(map(is_mig_device, gpu_slots.device_ids)),
     )
-    if settings.offer_cpu or not gpu_slots:
+    if any(profile.slug == "cpu" for profile in profiles):
         ensure_image(client, "WORKSHOP_CPU_IMAGE", settings.cpu_image)
-        profiles.append(cpu_profile(settings))
     host = client.info()
     room = max_attendees(settings, profiles, host["MemTotal"])
     concurrency = spawn_concurrency(settings, host["NCPU"])

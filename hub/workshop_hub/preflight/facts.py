@@ -6,11 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..exposure import hub_port
-from ..profiles import Profile, cpu_profile, gpu_profile
-from ..settings import WorkshopSettings
+from ..profiles import Profile, cpu_profile, gpu_profile, offered_profiles
+from ..settings import GiB, WorkshopSettings
 
 PASS, WARN, FAIL = "pass", "warn", "fail"
-GiB = 1024**3
 # Who holds a port: this deployment's own service, or nobody.
 OURS, FREE = "this deployment's own service", ""
 
@@ -80,10 +79,7 @@ class HostFacts:
 
 def profiles_of(settings: WorkshopSettings) -> list[Profile]:
     """The profiles the hub would offer if every GPU works."""
-    profiles = [gpu_profile(settings)] if settings.gpus else []
-    if settings.offer_cpu or not settings.gpus:
-        profiles.append(cpu_profile(settings))
-    return profiles
+    return offered_profiles(settings, gpus_offered=bool(settings.gpus))
 
 
 def size_text(count: int) -> str:

@@ -8,6 +8,7 @@ import json
 import sys
 import tarfile
 import threading
+from collections import Counter
 from collections.abc import Callable
 from pathlib import PurePosixPath
 
@@ -18,20 +19,14 @@ from docker.types import Mount
 from ..docker_host import detect_gpu_ids, explain_gpu_error, gpu_device_request
 from ..gpu import is_mig_device
 from ..profiles import WORK_DIR, Profile, container_limits, gpu_memory_fraction
-from ..settings import WorkshopSettings
-from .facts import FAIL, PASS, WARN, GiB, HostFacts, ImageCheck, Verdict, lab_images
+from ..settings import GiB, WorkshopSettings
+from .facts import FAIL, PASS, WARN, HostFacts, ImageCheck, Verdict, lab_images
 
 # The image's own check, and where it leaves its report: in the work volume, as the
 # container's other writable folders are tmpfs, gone once it stops.
 IMAGE_CHECK_MODULE = "workshop_labs.smoke"
-
-
 IMAGE_CHECK_REPORT = PurePosixPath(WORK_DIR) / "smoke-report.json"
-
-
 IMAGE_CHECK_LABEL = "org.pytorch-workshop.preflight"
-
-
 # All seven labs in quick mode take a few minutes; far more means a check hung.
 IMAGE_CHECK_TIMEOUT_S = 1800
 
@@ -45,9 +40,7 @@ def check_image_runs(facts: HostFacts) -> list[Verdict]:
             verdicts.append(Verdict(name, FAIL, run.problem, run.advice))
             continue
         checks = run.report["checks"]
-        counts = {}
-        for check in checks:
-            counts[check["verdict"]] = counts.get(check["verdict"], 0) + 1
+        counts = Counter(check["verdict"] for check in checks)
         summary = ", ".join(f"{count} {verdict}" for verdict, count in counts.items())
         on = f" on GPU {','.join(run.gpus)}" if run.gpus else ""
         detail = f"{summary} in {run.report['seconds']:.0f} s{on}, attendee limits, no network"

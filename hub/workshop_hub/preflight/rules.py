@@ -12,14 +12,13 @@ from ..docker_host import (
 )
 from ..exposure import exposure_messages
 from ..room import HOST_RESERVE, max_attendees
-from ..settings import WorkshopSettings
+from ..settings import GiB, WorkshopSettings
 from .facts import (
     FAIL,
     FREE,
     OURS,
     PASS,
     WARN,
-    GiB,
     HostFacts,
     Verdict,
     lab_images,
