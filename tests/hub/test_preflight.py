@@ -171,6 +171,12 @@ def test_the_images_needed_follow_the_profiles_offered():
         "WORKSHOP_CPU_IMAGE": "cpu",
         "WORKSHOP_CUDA_IMAGE": "gpu",
     }
+    assert list(lab_images(settings(WORKSHOP_GPUS="0", WORKSHOP_OFFER_CPU="false"))) == [
+        "WORKSHOP_CUDA_IMAGE"
+    ]
+    # No GPU: the hub offers the CPU profile whatever WORKSHOP_OFFER_CPU says, so that image
+    # is the one needed (the CUDA image was checked instead).
+    assert list(lab_images(settings(WORKSHOP_OFFER_CPU="false"))) == ["WORKSHOP_CPU_IMAGE"]
 
 
 # --- HTTPS: the domain ----------------------------------------------------------------------

@@ -6,10 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..exposure import hub_port
-from ..profiles import Profile, cpu_profile, gpu_profile, offered_profiles
+from ..profiles import Profile, offered_profiles
 from ..settings import GiB, WorkshopSettings
 
 PASS, WARN, FAIL = "pass", "warn", "fail"
+# The setting that names each profile's image.
+IMAGE_SETTINGS = {"cpu": "WORKSHOP_CPU_IMAGE", "gpu": "WORKSHOP_CUDA_IMAGE"}
 # Who holds a port: this deployment's own service, or nobody.
 OURS, FREE = "this deployment's own service", ""
 
@@ -88,8 +90,5 @@ def size_text(count: int) -> str:
 
 def lab_images(settings: WorkshopSettings) -> dict[str, Profile]:
     """The lab images the settings need, by the setting that names each, with the profile
-    an attendee's container of that image gets."""
-    needed = {"WORKSHOP_CPU_IMAGE": cpu_profile(settings)} if settings.offer_cpu else {}
-    if settings.gpus or not settings.offer_cpu:
-        needed["WORKSHOP_CUDA_IMAGE"] = gpu_profile(settings)
-    return needed
+    an attendee's container of that image gets: the images of the profiles offered."""
+    return {IMAGE_SETTINGS[profile.slug]: profile for profile in profiles_of(settings)}
