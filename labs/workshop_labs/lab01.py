@@ -326,12 +326,17 @@ def check_row_normalised(probabilities: object, counts: torch.Tensor) -> None:
 # ----------------------------------------------------------------------------------------------
 
 
-def reference_digit_batch(pictures: list[torch.Tensor]) -> torch.Tensor:
-    """The (N, 1, H, W) batch the cells below Exercise 3 use while it is not solved."""
-    return torch.stack(pictures).unsqueeze(1)
+def filled_digit_batch(pictures: list[torch.Tensor]) -> torch.Tensor:
+    """The (N, 1, H, W) batch the cells below Exercise 3 use while it is not solved: filled in
+    picture by picture (the exercise's way, in one line, is its hidden solution)."""
+    height, width = pictures[0].shape
+    batch = pictures[0].new_zeros((len(pictures), 1, height, width))
+    for index, picture in enumerate(pictures):
+        batch[index, 0] = picture
+    return batch
 
 
-@exercise(reference=reference_digit_batch)
+@exercise(reference=filled_digit_batch)
 def check_digit_batch(digit_batch: object, pictures: list[torch.Tensor]) -> None:
     """`digit_batch`: the pictures stacked into one (N, 1, H, W) tensor, each picture whole."""
     count = len(pictures)
@@ -372,9 +377,11 @@ def check_digit_batch(digit_batch: object, pictures: list[torch.Tensor]) -> None
         f"`digit_batch` has shape {shape} but the exercise needs {wanted}: stack the pictures "
         "along dim=0 (the default), then .unsqueeze(1) inserts the channel at position 1",
     )
-    reference = reference_digit_batch(pictures).to(digit_batch.device)
     expect(
-        torch.allclose(digit_batch.float(), reference.float()),
+        all(
+            torch.allclose(digit_batch[index, 0].float(), picture.to(digit_batch.device).float())
+            for index, picture in enumerate(pictures)
+        ),
         "the shape is right but the pixels are scrambled: digit_batch[i, 0] is not pictures[i]. "
         "Stack along dim=0 (the default) so every picture stays whole; reshape and view only "
         "regroup the numbers in the order they lie in memory, they cannot undo a stack along "
@@ -469,16 +476,18 @@ def _fresh_gradients(model: nn.Module, loss_fn, xb, yb) -> list[torch.Tensor]:
     return list(torch.autograd.grad(loss_fn(model(xb), yb), params))
 
 
-def reference_train_step(model, optimizer, loss_fn, xb, yb) -> float:
-    """The training step the loop uses while Exercise 6 is not solved."""
+def walkthrough_train_step(model, optimizer, loss_fn, xb, yb) -> float:
+    """The training step the loop uses while Exercise 6 is not solved: the five lines exactly
+    as the walk-through above the exercise shows them."""
     optimizer.zero_grad()
-    loss = loss_fn(model(xb), yb)
+    logits = model(xb)
+    loss = loss_fn(logits, yb)
     loss.backward()
     optimizer.step()
-    return loss.item()
+    return float(loss.detach())
 
 
-@exercise(reference=lambda: reference_train_step)
+@exercise(reference=lambda: walkthrough_train_step)
 def check_train_step(train_step: Callable) -> None:
     """`train_step(model, optimizer, loss_fn, xb, yb)`: zero_grad, forward, loss, backward, step."""
     expect(callable(train_step), "`train_step` is not a function: define it with def")
@@ -525,12 +534,12 @@ def check_train_step(train_step: Callable) -> None:
     expect(
         isinstance(returned, int | float) and not isinstance(returned, bool),
         f"train_step returned {type(returned).__name__}, not a Python number: "
-        "return loss.item() (a plain float you can store and plot)",
+        "return the loss as a plain Python float (.item()), which you can store and plot",
     )
     expect(
         math.isclose(float(returned), expected_loss, rel_tol=1e-4),
         f"train_step returned {returned:g} but this batch's loss was {expected_loss:g}: "
-        "return loss.item() of the loss you called backward() on",
+        "return the .item() of the very loss you called backward() on",
     )
 
     second_grads = _fresh_gradients(model, loss_fn, xb, yb)

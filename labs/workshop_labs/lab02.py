@@ -11,7 +11,7 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import DataLoader, TensorDataset
 
 from workshop_labs import plots
 from workshop_labs.checks import ExerciseNotSolved, exercise, expect, expect_tensor, passed
@@ -168,9 +168,9 @@ def _linear_input_guard(model: nn.Module):
         return check
 
     return [
-        module.register_forward_pre_hook(guard(name))
-        for name, module in model.named_modules()
-        if isinstance(module, nn.Linear)
+        layer.register_forward_pre_hook(guard(name))
+        for name, layer in model.named_modules()
+        if isinstance(layer, nn.Linear)
     ]
 
 
@@ -188,76 +188,21 @@ def _run(model: nn.Module, x: torch.Tensor, name: str) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------------------------------------
-# Reference answers: what the cells after an unsolved exercise use instead
+# What the cells after an unsolved exercise use instead (never the solution: it is hidden until
+# the instructor reveals it, and the attendee image ships no solution code)
 # ----------------------------------------------------------------------------------------------
 
 
-class DeepNet(nn.Module):
-    def __init__(self, depth):
-        super().__init__()
-        self.input = nn.Linear(64, 32)
-        self.hidden = nn.ModuleList([nn.Linear(32, 32) for _ in range(depth)])
-        self.output = nn.Linear(32, 10)
+class PlainBlock(nn.Module):
+    """ResidualNet's stand-in block while Exercise 4 is unsolved: a Linear and a ReLU, with no
+    skip connection, so the network still builds, draws and trains."""
 
-    def forward(self, x):
-        x = torch.relu(self.input(x))
-        for layer in self.hidden:
-            x = torch.relu(layer(x))
-        return self.output(x)
-
-
-class ImageClassifier(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.flatten = nn.Flatten()
-        self.fc1 = nn.Linear(64, 32)
-        self.act = nn.ReLU()
-        self.fc2 = nn.Linear(32, 10)
-
-    def forward(self, x):
-        x = self.flatten(x)
-        return self.fc2(self.act(self.fc1(x)))
-
-
-class ResidualBlock(nn.Module):
     def __init__(self, width):
         super().__init__()
-        self.layer = nn.Sequential(nn.Linear(width, width), nn.ReLU())
+        self.linear = nn.Linear(width, width)
 
     def forward(self, x):
-        return x + self.layer(x)
-
-
-class DigitImages(Dataset):
-    def __init__(self, features, labels):
-        self.features = features
-        self.labels = labels
-
-    def __len__(self):
-        return len(self.labels)
-
-    def __getitem__(self, index):
-        return self.features[index].view(8, 8), self.labels[index]
-
-
-def train_epoch(model, loader, optimizer, loss_fn):
-    total = 0.0
-    for xb, yb in loader:
-        optimizer.zero_grad()
-        loss = loss_fn(model(xb), yb)
-        loss.backward()
-        optimizer.step()
-        total += loss.item()
-    return total / len(loader)
-
-
-def reference_loss_fns() -> dict[str, nn.Module]:
-    return {"binary": nn.BCEWithLogitsLoss(), "10 classes": nn.CrossEntropyLoss()}
-
-
-# ----------------------------------------------------------------------------------------------
-# Checks
-# ----------------------------------------------------------------------------------------------
+        return torch.relu(self.linear(x))
 
 
 def unregistered_modules(model: nn.Module) -> dict[str, int]:
@@ -274,7 +219,7 @@ def unregistered_modules(model: nn.Module) -> dict[str, int]:
     return found
 
 
-@exercise(reference=lambda depth=3: DeepNet)
+@exercise()
 def check_deep_net(cls: object, depth: int = 3) -> None:
     """Exercise 1: DeepNet calls super().__init__() and registers its hidden layers
     (nn.ModuleList, not a list)."""
@@ -298,7 +243,7 @@ def check_deep_net(cls: object, depth: int = 3) -> None:
     passed(f"all {depth + 2} layers of DeepNet({depth}) are registered: {tensors} tensors")
 
 
-@exercise(reference=lambda: ImageClassifier)
+@exercise()
 def check_image_classifier(cls: object) -> None:
     """Exercise 2: forward takes images (batch, 8, 8) and returns logits (batch, 10)."""
     model = _instantiate(cls, "ImageClassifier")
@@ -392,7 +337,7 @@ def _loss_value(loss_fn: Callable, logits: torch.Tensor, targets: torch.Tensor) 
     return float(value)
 
 
-@exercise(reference=reference_loss_fns)
+@exercise()
 def check_loss_choice(loss_fns: object) -> None:
     """Exercise 3: BCEWithLogitsLoss for one logit and a 0/1 target, CrossEntropyLoss for
     10 logits and a class index (LogSoftmax + NLLLoss is the same, and accepted)."""
@@ -447,7 +392,7 @@ def check_loss_choice(loss_fns: object) -> None:
     )
 
 
-@exercise(reference=lambda: ResidualBlock)
+@exercise(reference=lambda: PlainBlock)
 def check_residual_block(cls: object, width: int = 8) -> None:
     """Exercise 4: ResidualBlock(width) returns x + ReLU(Linear(x)), its layers registered."""
     model = _instantiate(cls, "ResidualBlock", width)
@@ -459,8 +404,8 @@ def check_residual_block(cls: object, width: int = 8) -> None:
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
     expect(
         linears,
-        f"ResidualBlock({width}) has no nn.Linear: in __init__ assign "
-        "self.layer = nn.Sequential(nn.Linear(width, width), nn.ReLU())",
+        f"ResidualBlock({width}) has no nn.Linear: in __init__ assign self.layer an "
+        f"nn.Sequential of nn.Linear({width}, {width}) then nn.ReLU()",
     )
     expect(
         len(linears) == 1 and linears[0].in_features == linears[0].out_features == width,
@@ -470,29 +415,28 @@ def check_residual_block(cls: object, width: int = 8) -> None:
     x = torch.randn(5, width, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         out = _run(model, x, f"ResidualBlock({width})")
-        expect(out is not None, "forward returned None: end it with `return x + self.layer(x)`")
+        expect(out is not None, "forward returned None: it must return the block's output")
         expect_tensor(out, name=f"ResidualBlock({width})(x)", shape=(5, width))
         linear = linears[0](x)
         mistakes = {
-            "forward returns x unchanged: the block must add its layers' output to its input, "
-            "return x + self.layer(x)": x,
-            "forward returns only self.layer(x): the skip connection is missing, "
-            "return x + self.layer(x)": torch.relu(linear),
-            "there is no ReLU after the Linear: "
-            "self.layer = nn.Sequential(nn.Linear(width, width), nn.ReLU())": x + linear,
-            "the ReLU comes after the addition: this block adds x to ReLU(Linear(x)), "
-            "return x + self.layer(x)": torch.relu(x + linear),
+            "forward returns x unchanged: the block must add its layers' output to its input": x,
+            "forward returns only self.layer(x): the skip connection is missing, add the "
+            "input x to it": torch.relu(linear),
+            "there is no ReLU after the Linear: self.layer must be an nn.Sequential of the "
+            "Linear then an nn.ReLU()": x + linear,
+            "the ReLU comes after the addition: this block must add x to ReLU(Linear(x)), "
+            "which self.layer computes": torch.relu(x + linear),
         }
         for message, value in mistakes.items():
             expect(not torch.allclose(out, value, atol=1e-5), message)
         expect(
             torch.allclose(out, x + torch.relu(linear), atol=1e-5),
-            "ResidualBlock(x) is not x + ReLU(Linear(x)): return x + self.layer(x)",
+            "ResidualBlock(x) is not x + ReLU(Linear(x)): add the input to self.layer's output",
         )
-    passed(f"ResidualBlock({width}) returns x + self.layer(x): the input skips around the layer")
+    passed(f"ResidualBlock({width}) adds its input to self.layer's output: the skip connection")
 
 
-@exercise(reference=lambda features, labels: DigitImages)
+@exercise()
 def check_digit_images(cls: object, features: torch.Tensor, labels: torch.Tensor) -> None:
     """Exercise 5: a Dataset whose items are (8×8 float image, int64 label)."""
     expect(cls is not None, "`DigitImages` is None: define the class")
@@ -532,7 +476,7 @@ def check_digit_images(cls: object, features: torch.Tensor, labels: torch.Tensor
     passed("DigitImages has the right length and items; a DataLoader batches it to (10, 8, 8)")
 
 
-@exercise(reference=lambda: train_epoch)
+@exercise()
 def check_train_epoch(train_epoch: Callable) -> None:
     """Exercise 6: one pass over a loader, one step per batch, gradients reset each step."""
     expect(callable(train_epoch), "`train_epoch` is not a function: define it with def")
@@ -547,9 +491,9 @@ def check_train_epoch(train_epoch: Callable) -> None:
     fresh = []
     batch_losses = []
     for xb, yb in loader:
-        loss = loss_fn(model(xb), yb)
-        fresh.append(torch.autograd.grad(loss, model.weight)[0])
-        batch_losses.append(loss.item())
+        batch_loss = loss_fn(model(xb), yb)
+        fresh.append(torch.autograd.grad(batch_loss, model.weight)[0])
+        batch_losses.append(batch_loss.item())
     seen: list[torch.Tensor | None] = []
     optimizer.register_step_pre_hook(
         lambda opt, args, kwargs: seen.append(

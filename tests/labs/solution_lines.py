@@ -18,7 +18,7 @@ then `#`, as ruff formats it). Trivial lines say nothing about the answer:
 
 Both the unit test (tests/labs/test_solution_secrecy.py) and the image's end-to-end test
 (tests/e2e/test_solution_secrecy.py) look for these lines, as substrings, in what the attendee
-image ships: a line as written, and as JSON writes it inside a notebook (`"` becomes `\\"`).
+image ships, as whole words: a line as written, and as JSON writes it inside a notebook (`"` becomes `\\"`).
 """
 
 from __future__ import annotations
@@ -107,7 +107,13 @@ def search_patterns(line: str) -> list[str]:
 
 
 def found_in(text: str, secrets: dict[str, list[str]]) -> list[str]:
-    """The secret lines that ``text`` holds."""
+    """The secret lines that ``text`` holds as whole words (`grep -w`: `batch_loss = ...` does
+    not hold `loss = ...`)."""
     return sorted(
-        line for line in secrets if any(pattern in text for pattern in search_patterns(line))
+        line
+        for line in secrets
+        if any(
+            re.search(rf"(?<!\w){re.escape(pattern)}(?!\w)", text)
+            for pattern in search_patterns(line)
+        )
     )

@@ -20,7 +20,11 @@ REPO = Path(__file__).resolve().parents[2]
 LAB_SOURCES = lab_sources(REPO / "labs")
 # What docker/lab/Dockerfile copies from the repository into the attendee image, besides the
 # notebooks it builds; .dockerignore keeps caches and egg-info out of the build context.
-SHIPPED = [REPO / "labs" / "workshop_labs", REPO / "labs" / "START_HERE.md", REPO / "docker" / "lab"]
+SHIPPED = [
+    REPO / "labs" / "workshop_labs",
+    REPO / "labs" / "START_HERE.md",
+    REPO / "docker" / "lab",
+]
 LEFT_OUT_OF_CONTEXT = {"__pycache__", "workshop_labs.egg-info", ".ipynb_checkpoints"}
 
 
