@@ -16,6 +16,7 @@ workshop-hub env-example                                  # print .env.example
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import subprocess
 import sys
@@ -23,7 +24,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from . import credentials
-from .passwords import RESET_PASSWORD_ADVICE, PasswordStore, ResetRefused, reset_attendee_password
+from .access import sessions
+from .passwords import RESET_PASSWORD_ADVICE, PasswordStore, ResetRefused, check_resettable
 from .settings import (
     SettingsError,
     load_settings,
@@ -58,15 +60,20 @@ def _admin_password(settings, args) -> None:
 
 def _reset_password(settings, args) -> None:
     name = args.name.strip().lower()
+    store = PasswordStore(credentials.ATTENDEE_PASSWORDS_FILE)
     new_password = credentials.generate_access_code()
     try:
-        reset_attendee_password(
-            PasswordStore(credentials.ATTENDEE_PASSWORDS_FILE),
-            name,
-            settings.admin_users,
-            new_password,
+        # Refusals first: they need no hub.
+        check_resettable(store, name, settings.admin_users)
+        api = sessions.organizer_api()
+    except (ResetRefused, sessions.ResetFailed) as refused:
+        raise CommandError(str(refused)) from None
+    print(f"Ending {name}'s sessions, tokens and server (their work is kept)...", flush=True)
+    try:
+        asyncio.run(
+            sessions.give_new_password(api, store, name, settings.admin_users, new_password)
         )
-    except ResetRefused as refused:
+    except (ResetRefused, sessions.ResetFailed) as refused:
         raise CommandError(str(refused)) from None
     print(f"New password for {name}: {new_password}")
     print(RESET_PASSWORD_ADVICE)
@@ -104,6 +111,15 @@ def _new_event(settings, args) -> None:
         )
     stopped = _stop_attendee_servers(settings.instance)
     print(f"Stopped {stopped} attendee servers; their files are kept.")
+    try:
+        revoked = asyncio.run(
+            sessions.revoke_attendee_tokens(sessions.organizer_api(), settings.admin_users)
+        )
+    except sessions.ResetFailed as failed:
+        raise CommandError(
+            f"attendees' tokens were not revoked ({failed}): run new-event again"
+        ) from None
+    print(f"Revoked {revoked} attendee tokens.")
     code = credentials.start_new_event(settings.access_code)
     if code is None:
         print(

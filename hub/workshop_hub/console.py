@@ -36,6 +36,8 @@ from jupyterhub.utils import url_path_join
 from tornado import ioloop, web
 
 from . import announcement, instructor_actions
+from .access.names import INSTRUCTOR_ROLE
+from .access.sessions import HubApi
 from .firewall import CONSOLE_PORT, HUB_SERVICE
 from .progress import BadReport, ProgressBook, attempt_from_report
 from .room_sources import Containers, HubUsers
@@ -49,11 +51,36 @@ SERVICE_NAME = "console"
 CONSOLE_URL_ENV = "WORKSHOP_CONSOLE_URL"
 # The deployment whose containers the console lists (given by jupyterhub_config.py).
 INSTANCE_ENV = "WORKSHOP_INSTANCE"
-# Admins hold this scope on every user; an attendee's tokens never do.
+# Instructors hold this scope on every user; an attendee's tokens never do.
 ADMIN_SCOPE = "admin:users"
-# What the console reads from the hub (every user's servers and activity), and the servers an
-# instructor stops from it: its role, on one machine and on Kubernetes.
-SCOPES = ["list:users", "read:users", "read:servers", "read:users:activity", "servers"]
+# What the console reads from the hub (every user's servers and activity), the servers an
+# instructor stops from it, and the users it deletes and creates again to end an attendee's
+# sessions with a new password (access/sessions.py): its role, on one machine and on
+# Kubernetes.
+SCOPES = [
+    "list:users",
+    "read:users",
+    "read:servers",
+    "read:users:activity",
+    "admin:users",
+    "servers",
+]
+# The instructor's role (jupyterhub_config.py): JupyterHub's admin role without
+# `access:servers` and `admin-ui`. Opening an attendee's server, or the hub's admin page that
+# links to every server, would run what the attendee serves on the hub's origin in the
+# instructor's browser; the console shows their work safely instead (work_view.py).
+INSTRUCTOR_SCOPES = [
+    "admin:users",
+    "admin:servers",
+    "tokens",
+    "admin:groups",
+    "list:services",
+    "read:services",
+    "read:hub",
+    f"access:services!service={SERVICE_NAME}",
+    "read:roles",
+    "read:metrics",
+]
 MAX_REPORT_BYTES = 4096
 
 log = logging.getLogger("workshop.console")
@@ -81,15 +108,14 @@ class ConsoleBase(web.RequestHandler):
         message = getattr(error, "log_message", None) or self._reason
         self.finish({"status": status_code, "message": message})
 
-    def check_xsrf_cookie(self) -> None:
-        # Another site can make a browser send the console's cookie, never an Authorization
-        # header: only cookie logins need the XSRF token that the page sends back.
-        if not self.request.headers.get("Authorization"):
-            super().check_xsrf_cookie()
-
 
 class ConsoleHandler(ConsoleBase):
     """Who is calling, from the token the request carries, as the hub says."""
+
+    def check_xsrf_cookie(self) -> None:
+        # These calls are authenticated by the Authorization header alone (caller()), never
+        # by a cookie, so no other page can make a browser send them with its credentials.
+        return
 
     def initialize(self, hub_auth: HubAuth, book: ProgressBook, solutions: Solutions) -> None:
         self.hub_auth = hub_auth
@@ -158,6 +184,17 @@ class InstructorHandler(HubOAuthenticated, ConsoleBase):
         self.hub_auth = hub_auth
         self.room = room
 
+    def check_xsrf_cookie(self) -> None:
+        # Tornado checks before the handler finds its caller; find it first, so a valid token
+        # is what skips the check (JupyterHub's rule), never a header that merely exists.
+        self.current_user  # noqa: B018
+        super().check_xsrf_cookie()
+
+    def set_default_headers(self) -> None:
+        # No other page frames the console, whose buttons act on the whole room.
+        self.set_header("Content-Security-Policy", "frame-ancestors 'self'")
+        self.set_header("X-Frame-Options", "SAMEORIGIN")
+
     def attendee_name(self, name: str) -> str:
         if not re.fullmatch(USERNAME_PATTERN, name):
             raise web.HTTPError(HTTPStatus.NOT_FOUND, f"{name!r} is not an attendee's name")
@@ -208,9 +245,11 @@ class ActionHandler(InstructorHandler):
                 )
                 action = f"reset lab {lab}"
             elif action == "new-password":
-                admins = {u["name"] for u in await self.room.users.users() if u.get("admin")}
-                answer["password"] = await loop.run_in_executor(
-                    None, instructor_actions.new_password, attendee, admins
+                users = await self.room.users.users()
+                instructors = {u["name"] for u in users if INSTRUCTOR_ROLE in u.get("roles", ())}
+                api = HubApi(self.room.users.api_url, self.room.users.token)
+                answer["password"] = await instructor_actions.new_password(
+                    api, attendee, instructors
                 )
                 outcome = "new password shown to the instructor"
             else:
@@ -220,18 +259,6 @@ class ActionHandler(InstructorHandler):
             raise web.HTTPError(HTTPStatus.CONFLICT, str(refused)) from None
         instructor_actions.audit(by, action, attendee, outcome)
         self.finish({"outcome": outcome, **answer})
-
-
-class OpenLabHandler(InstructorHandler):
-    """GET .../open/NAME: the attendee's JupyterLab, opened by an admin, and written down."""
-
-    @web.authenticated
-    def get(self, name: str) -> None:
-        attendee = self.attendee_name(name)
-        instructor_actions.audit(self.current_user["name"], "open JupyterLab", attendee, "opened")
-        self.redirect(
-            url_path_join(os.environ.get("JUPYTERHUB_BASE_URL", "/"), "user", attendee, "lab")
-        )
 
 
 class AnnouncementHandler(InstructorHandler):
@@ -301,7 +328,10 @@ class AnnouncementFeedHandler(ConsoleBase):
         self.finish(announcement.atom_feed())
 
 
-CONSOLE_PAGE_POLICY = "default-src 'self'; style-src 'unsafe-inline'; script-src 'unsafe-inline'"
+CONSOLE_PAGE_POLICY = (
+    "default-src 'self'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; "
+    "frame-ancestors 'self'; base-uri 'none'; form-action 'self'"
+)
 PAGE = resources.files(__package__).joinpath("console.html").read_text(encoding="utf-8")
 
 
@@ -354,7 +384,6 @@ def make_app(
             (prefix, PageHandler, instructor),
             (url_path_join(prefix, "api/room"), RoomHandler, instructor),
             (url_path_join(prefix, "api/attendees/([^/]+)/([a-z-]+)"), ActionHandler, instructor),
-            (url_path_join(prefix, "open/([^/]+)"), OpenLabHandler, instructor),
             (url_path_join(prefix, "api/announcement"), AnnouncementHandler, instructor),
             (url_path_join(prefix, "api/solutions"), RevealHandler, instructor),
             (url_path_join(prefix, "oauth_callback"), HubOAuthCallbackHandler),

@@ -3,8 +3,8 @@
 - stop their server (the hub's REST API, as the admin page does; their files stay);
 - start one lab afresh for them: inside their running container, their copy is set aside as
   a dated backup beside the new one (workshop_labs.workfolder --reset-lab), never deleted;
-- give them a new password (passwords.reset_attendee_password, as `workshop-hub
-  reset-password` does), shown once to the instructor.
+- give them a new password, which also ends every session, token and server of theirs
+  (access/sessions.py, as `workshop-hub reset-password` does), shown once to the instructor.
 
 Every action, done or refused, is one JSON line in the hub-data volume's
 console-actions.jsonl: who, what, for whom, when, and how it ended.
@@ -21,17 +21,34 @@ import docker
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
 from . import credentials
-from .passwords import PasswordStore, ResetRefused, reset_attendee_password
-from .profiles import LABEL_USER
+from .access.sessions import HubApi, ResetFailed, give_new_password
+from .passwords import PasswordStore, ResetRefused
+from .profiles import LAB_IMAGE_NOTEBOOKS_DIR, LAB_IMAGE_PYTHON, LABEL_USER, WORK_DIR
 from .progress import is_lab_number
 
 ACTIONS_LOG = credentials.HUB_DATA_DIR / "console-actions.jsonl"
 RESET_LAB_TIMEOUT_SECONDS = 60
-# Run inside the attendee's container as the attendee: the image's own seeding step.
-RESET_LAB_COMMAND = (
-    'exec timeout {timeout} python -m workshop_labs.workfolder --labs "$WORKSHOP_NOTEBOOKS_DIR" '
-    '--work "$HOME/work" --reset-lab {lab}'
-)
+# Run inside the attendee's container as the attendee: the image's own seeding step. Python
+# isolated (-I: no current folder, no PYTHON* variables, no user site-packages) from a folder
+# the attendee cannot write, so no module of theirs stands in for the image's; the image's
+# own Python and timeout by full path, not whatever the attendee's PATH finds first.
+RESET_LAB_COMMAND = [
+    "/usr/bin/timeout",
+    "{timeout}",
+    LAB_IMAGE_PYTHON,
+    "-I",
+    "-m",
+    "workshop_labs.workfolder",
+    "--labs",
+    LAB_IMAGE_NOTEBOOKS_DIR,
+    "--work",
+    WORK_DIR,
+    "--reset-lab",
+    "{lab}",
+]
+RESET_LAB_WORKDIR = LAB_IMAGE_NOTEBOOKS_DIR
+# What the console shows of the command's output: its own two kinds of line, each cut short.
+SHOWN_LINE_CHARACTERS = 200
 
 log = logging.getLogger("workshop.console")
 
@@ -85,22 +102,26 @@ def reset_lab(
             f"{attendee}'s server is not running: the lab is reset inside it, so ask them to "
             "start it (or delete the lab from their labs folder: the next start brings a fresh one)"
         )
-    command = RESET_LAB_COMMAND.format(timeout=RESET_LAB_TIMEOUT_SECONDS, lab=lab)
-    execution = api.exec_create(running[0]["Id"], ["sh", "-c", command])
+    command = [
+        part.format(timeout=RESET_LAB_TIMEOUT_SECONDS, lab=lab) for part in RESET_LAB_COMMAND
+    ]
+    execution = api.exec_create(running[0]["Id"], command, workdir=RESET_LAB_WORKDIR)
     output = api.exec_start(execution["Id"]).decode(errors="replace").strip()
+    lines = [line[:SHOWN_LINE_CHARACTERS] for line in output.splitlines()]
     if api.exec_inspect(execution["Id"])["ExitCode"] != 0:
-        raise ActionRefused(
-            f"lab {lab} was not reset: {output.splitlines()[-1] if output else 'no output'}"
-        )
-    return "; ".join(line for line in output.splitlines() if line.startswith(("kept", "added")))
+        raise ActionRefused(f"lab {lab} was not reset: {lines[-1] if lines else 'no output'}")
+    return "; ".join(line for line in lines if line.startswith(("kept", "added")))
 
 
-def new_password(attendee: str, admins: set[str], store: PasswordStore | None = None) -> str:
-    """A new password for `attendee`, to give them; their work is untouched."""
+async def new_password(
+    api: HubApi, attendee: str, instructors: set[str], store: PasswordStore | None = None
+) -> str:
+    """A new password for `attendee`, to give them; every session of theirs ends, their work
+    is untouched."""
     password = credentials.generate_access_code()
     store = store or PasswordStore(credentials.ATTENDEE_PASSWORDS_FILE)
     try:
-        reset_attendee_password(store, attendee, admins, password)
-    except ResetRefused as refused:
+        await give_new_password(api, store, attendee, instructors, password)
+    except (ResetRefused, ResetFailed) as refused:
         raise ActionRefused(str(refused)) from None
     return password

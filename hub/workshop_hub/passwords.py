@@ -26,6 +26,9 @@ MIN_PASSWORD_LENGTH = 8
 # About 60 ms on one core: slow for a guesser, cheap for a room logging in at 09:00.
 BCRYPT_ROUNDS = 10
 _LOCK_WAIT_SECONDS = 5.0
+# Stored in place of a hash while the instructor resets an attendee (access/sessions.py): no
+# password opens the name and the room code cannot claim it, until the new hash replaces it.
+HELD = b"held: being reset"
 
 
 def password_problem(password: str, room_code: str) -> str | None:
@@ -45,7 +48,7 @@ def hash_password(password: str) -> bytes:
 
 def password_matches(password: str, stored_hash: bytes) -> bool:
     encoded = password.encode()
-    if len(encoded) > MAX_PASSWORD_BYTES:
+    if len(encoded) > MAX_PASSWORD_BYTES or stored_hash == HELD:
         return False
     return bcrypt.checkpw(encoded, stored_hash)
 
@@ -96,13 +99,19 @@ class PasswordStore:
             database[key] = password_hash
             return True
 
-    def delete(self, username: str) -> bool:
+    def delete(self, username: str, keep_held: bool = False) -> bool:
+        """Forget the name; with `keep_held`, a name held for a reset stays held."""
         with self._open("c") as database:
             key = username.encode()
-            if key not in database:
+            if key not in database or (keep_held and database[key] == HELD):
                 return False
             del database[key]
             return True
+
+    def names(self) -> set[str]:
+        """Every claimed name (held ones included)."""
+        with self._open("c") as database:
+            return {key.decode() for key in database.keys()}
 
 
 RESET_PASSWORD_ADVICE = (
@@ -115,10 +124,8 @@ class ResetRefused(ValueError):
     """A password that cannot be reset; the message says why and what to do instead."""
 
 
-def reset_attendee_password(
-    store: PasswordStore, name: str, admin_users: Iterable[str], new_password: str
-) -> None:
-    """Give the attendee `name` the password `new_password` (their work is untouched)."""
+def check_resettable(store: PasswordStore, name: str, admin_users: Iterable[str]) -> None:
+    """Refuse a reset of a name that is not an attendee's claimed name."""
     if not re.fullmatch(USERNAME_PATTERN, name):
         raise ResetRefused(f"{name!r} is not a valid name ({USERNAME_RULE}).")
     if name in admin_users:
@@ -131,4 +138,3 @@ def reset_attendee_password(
             f"Nobody has claimed {name!r} yet: they can log in with the room code and choose "
             "their own password."
         )
-    store.set(name, hash_password(new_password))

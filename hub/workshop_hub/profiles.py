@@ -9,6 +9,10 @@ from .settings import WorkshopSettings
 # Home of the attendee inside the lab image (uid 1000); their volume is mounted at WORK_DIR.
 HOME_DIR = "/home/jovyan"
 WORK_DIR = f"{HOME_DIR}/work"
+# What the lab image holds, read-only (docker/lab/Dockerfile): its Python, and the notebooks
+# a work folder is seeded from (its WORKSHOP_NOTEBOOKS_DIR).
+LAB_IMAGE_PYTHON = "/opt/venv/bin/python"
+LAB_IMAGE_NOTEBOOKS_DIR = "/opt/workshop/labs"
 # Where attendees land: the start page (labs/START_HERE.md, seeded with the labs), rendered.
 START_PAGE_URL = "/lab/tree/labs/START_HERE.md"
 # The home's own files (runtime, kernel and font caches) take a few MB.

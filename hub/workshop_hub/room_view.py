@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
+from .access.names import INSTRUCTOR_ROLE
 from .profiles import LABEL_GPU, LABEL_PROFILE, LABEL_USER
 from .progress import LABS, ExerciseState
 
@@ -124,7 +125,9 @@ def room_view(
             now,
         )
         for user in users
-        if user.get("kind", "user") == "user" and not user.get("admin")
+        if user.get("kind", "user") == "user"
+        and not user.get("admin")
+        and INSTRUCTOR_ROLE not in user.get("roles", ())
     ]
     rows.sort(key=lambda row: needs_help_first(row, now))
     failing_now = Counter(

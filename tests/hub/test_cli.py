@@ -5,6 +5,7 @@ import os
 import pytest
 
 from workshop_hub import cli, credentials
+from workshop_hub.access import sessions
 from workshop_hub.passwords import PasswordStore, hash_password, password_matches
 
 
@@ -31,13 +32,18 @@ def test_admin_password_has_its_own_command(hub_data, capsys):
     assert "a" * 40 in out and "instructor" in out
 
 
-def test_reset_password_gives_a_claimed_name_a_new_password(hub_data, capsys):
+def test_reset_password_without_a_running_hub_says_so_and_changes_nothing(
+    hub_data, monkeypatch, capsys
+):
+    """The reset ends sessions through the hub's API (tested end to end in
+    tests/e2e/test_login.py); before the hub ever started there is no token for it."""
+    monkeypatch.setattr(sessions, "ORGANIZER_TOKEN_FILE", hub_data / "no-token-yet")
     store = PasswordStore(credentials.ATTENDEE_PASSWORDS_FILE)
     store.claim("ada", hash_password("ada-own-pass"))
-    assert cli.main(["reset-password", "Ada"]) == 0
-    new_password = capsys.readouterr().out.split("New password for ada: ")[1].split()[0]
-    assert password_matches(new_password, store.get("ada"))
-    assert not password_matches("ada-own-pass", store.get("ada"))
+    assert cli.main(["reset-password", "Ada"]) == 1
+    error = capsys.readouterr().err
+    assert "Start the hub" in error and "Traceback" not in error
+    assert password_matches("ada-own-pass", store.get("ada"))
 
 
 @pytest.mark.parametrize(
