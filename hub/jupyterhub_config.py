@@ -36,7 +36,9 @@ SPAWN_LINE_FILE = credentials.HUB_DATA_DIR / "spawn-line.json"
 
 try:
     check_env_file(PROJECT_ENV_FILE)
-    settings = load_settings(os.environ)
+    # The room code and admin password come from .env itself, never from compose's
+    # environment, where `docker inspect` would show them (settings.PROJECT_ENV_FILE).
+    settings = load_settings(os.environ, PROJECT_ENV_FILE)
     workshop = prepare_workshop(settings, docker.from_env(), log, SPAWN_LINE_FILE)
     access_code = credentials.resolve(
         settings.access_code, credentials.ACCESS_CODE_FILE, credentials.generate_access_code

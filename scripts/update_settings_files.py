@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Rewrite what is generated from the settings table (hub/workshop_hub/settings.py):
-`.env.example`, the hub's `environment:` block in docker-compose.yml and the README's
-settings table. Run it after changing a setting; the tests fail while a file is stale.
+`.env.example`, the hub's `environment:` block in docker-compose.yml (every setting the hub
+reads but the secret ones, which it reads from .env itself) and the README's settings
+table. Run it after changing a setting; the tests fail while a file is stale.
 
     python3 scripts/update_settings_files.py           # rewrite the stale files
     python3 scripts/update_settings_files.py --check   # only say which are stale (exit 1)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from workshop_hub.settings import ATTENDEE_NAMES, OTHER_NAMES, SETTINGS, TABLE
+from workshop_hub.settings import ATTENDEE_NAMES, OTHER_NAMES, SECRETS, SETTINGS, TABLE
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_TEXT = (ROOT / "docker-compose.yml").read_text()
@@ -43,6 +43,15 @@ def test_the_hub_gets_only_names_it_knows():
     environment = yaml.safe_load(COMPOSE_TEXT)["services"]["hub"]["environment"]
     unknown = set(environment) - set(SETTINGS) - set(BY_NAME) - set(OTHER_NAMES)
     assert not unknown
+
+
+def test_compose_never_hands_a_secret_to_a_container():
+    """Whatever compose interpolates ends up in `docker inspect` (environment, labels, command):
+    the secret settings must appear nowhere in the compose file but its comments."""
+    services = yaml.safe_load(COMPOSE_TEXT)["services"]
+    for name in SECRETS:
+        assert name not in services["hub"]["environment"]
+        assert not re.search(rf"\$\{{?{name}\b", COMPOSE_TEXT), name
 
 
 def test_compose_defaults_agree_with_the_settings():

@@ -8,6 +8,7 @@ it says which command shows each one.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from pathlib import Path
 
@@ -27,8 +28,34 @@ _READABLE = "abcdefghjkmnpqrstuvwxyz23456789"
 
 
 def generate_access_code() -> str:
-    """Three groups of four readable characters, e.g. 'k7mq-2xfp-9hdn' (about 70 bits)."""
+    """Three groups of four readable characters, e.g. 'k7mq-2xfp-9hdn': 12 characters from 31,
+    31**12 ≈ 2**59.4, about 59 bits (the dashes are fixed and add none)."""
     return "-".join("".join(secrets.choice(_READABLE) for _ in range(4)) for _ in range(3))
+
+
+# The first words a room tries: the event's own vocabulary and the classics.
+GUESSED_WORDS = ("workshop", "pytorch", "jupyter", "password", "welcome", "letmein", "secret")
+GOOD_CODE_ADVICE = (
+    "unset WORKSHOP_ACCESS_CODE in .env and the hub generates one (12 random characters, "
+    "about 59 bits; `workshop-hub access-code` prints it), or choose 12+ random characters "
+    "mixing letters, digits and a separator, like k7mq-2xfp-9hdn"
+)
+
+
+def guessable(code: str) -> str | None:
+    """Why a room code chosen by hand is easy to guess, or None. Long enough is not enough:
+    a room tries plain words, numbers and its own event's name first."""
+    lowered = code.lower()
+    if len(set(lowered)) <= 3 or re.fullmatch(r"(.+?)\1+", lowered):
+        return "repeats a few characters"
+    if code.isalpha():
+        return "is a plain word (letters only, no digit or separator)"
+    if code.isdigit():
+        return "is only digits"
+    word = next((word for word in GUESSED_WORDS if word in lowered), None)
+    if word:
+        return f"contains {word!r}, among the first words anyone tries"
+    return None
 
 
 def generate_admin_password() -> str:

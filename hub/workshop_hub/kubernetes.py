@@ -8,6 +8,11 @@ image that docker/hub/Dockerfile's `kubernetes-hub` stage builds) keeps this pro
 and the instructor's console, which finds the attendees' servers among the pods
 (AttendeePods) instead of Docker's containers.
 
+The room code and the admin password never go into the values (helm keeps those in a Secret
+that anyone who can read the release sees, and values.yaml files get copied around): the hub
+pod takes them from a Secret of the organizer's own, SECRET_NAME, which the command says how
+to make (secret_command).
+
 What only the cluster can say is an option of the command, not a setting: the registry the
 images are pushed to, how GPUs are shared (whole, time-sliced by NVIDIA's device plugin, or
 MIG slices), the storage class. Settings that only make sense on one machine are refused
@@ -19,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -43,13 +49,26 @@ from .profiles import (
 )
 from .room import cull_every
 from .room_sources import REFRESH_SECONDS
-from .settings import USERNAME_PATTERN, USERNAME_RULE, WorkshopSettings, format_size
+from .settings import (
+    SECRETS,
+    USERNAME_PATTERN,
+    USERNAME_RULE,
+    SettingsError,
+    WorkshopSettings,
+    format_size,
+    read_secrets,
+)
 
 # The chart release these values were checked against (its values.schema.yaml and its hub's
 # jupyterhub_config.py, kept under tests/hub/z2jh/), and the Kubernetes release whose schemas
 # the pods and policies it makes were validated against (the chart needs 1.28 or newer).
 CHART_VERSION = "4.4.0"
 KUBERNETES_VERSION = "1.33.0"
+# Where the README installs the chart.
+NAMESPACE = "workshop"
+# The organizer's Secret with the secret settings, one key per setting name (WORKSHOP_...).
+# Optional: without it, or with a key empty, the hub generates the value on its volume.
+SECRET_NAME = "workshop-secrets"
 
 # Every key of the chart these values set. hub.config, hub.services, hub.loadRoles,
 # templateVars, extraEnv, profileList and the network policies' rule lists hold free-form
@@ -59,6 +78,7 @@ CHART_KEYS = (
     "hub.image.tag",
     "hub.config",
     "hub.extraConfig",
+    "hub.extraEnv",
     "hub.templatePaths",
     "hub.templateVars",
     "hub.activeServerLimit",
@@ -369,12 +389,6 @@ def helm_values(settings: WorkshopSettings, choices: ClusterChoices) -> dict:
         "dbm_path": str(credentials.ATTENDEE_PASSWORDS_FILE),
         "min_password_length": MIN_PASSWORD_LENGTH,
     }
-    # Set in .env: the chart keeps its values in a Kubernetes Secret. Unset: made on first
-    # start on the hub's volume (configure_hub), as on Docker.
-    if settings.access_code:
-        authenticator["room_code"] = settings.access_code
-    if settings.admin_password:
-        authenticator["admin_password"] = settings.admin_password
     flat: dict[str, Any] = {
         "hub.image.name": hub_name,
         "hub.image.tag": hub_tag,
@@ -406,6 +420,7 @@ def helm_values(settings: WorkshopSettings, choices: ClusterChoices) -> dict:
             },
         },
         "hub.extraConfig": {"workshop": EXTRA_CONFIG},
+        "hub.extraEnv": secret_environment(),
         "hub.templatePaths": [KUBERNETES_TEMPLATES_DIR],
         "hub.templateVars": {
             "username_rule": USERNAME_RULE,
@@ -487,13 +502,47 @@ def helm_values(settings: WorkshopSettings, choices: ClusterChoices) -> dict:
     return _nest(flat)
 
 
+def secret_environment() -> dict[str, dict]:
+    """hub.extraEnv: each secret setting from the organizer's Secret (the chart's implicit
+    notation: the key is the variable's name)."""
+    return {
+        name: {"valueFrom": {"secretKeyRef": {"name": SECRET_NAME, "key": name, "optional": True}}}
+        for name in SECRETS
+    }
+
+
+def secret_command() -> str:
+    """The command that makes SECRET_NAME, each value left for the organizer to type after
+    its `=` (left empty, the hub generates that one)."""
+    literals = " ".join(f"--from-literal={name}=" for name in SECRETS)
+    return f"kubectl --namespace {NAMESPACE} create secret generic {SECRET_NAME} {literals}"
+
+
+def secret_instructions(settings: WorkshopSettings) -> str:
+    """What the organizer reads on stderr: the secrets are not in values.yaml, and how the
+    hub gets them."""
+    configured = [name for name, s in SECRETS.items() if getattr(settings, s.field)]
+    what_to_do = (
+        f"Your settings set {' and '.join(configured)}: put the same values in that Secret"
+        if configured
+        else "To choose them yourself, make that Secret"
+    )
+    return (
+        "helm-values: values.yaml leaves out the room code and admin password; the hub reads "
+        f"them from the Kubernetes Secret {SECRET_NAME}. {what_to_do} before installing, each "
+        "value typed after its '=' (left empty, or with no Secret, the hub generates it on "
+        f"first start):\n  {secret_command()}\n"
+    )
+
+
 def cluster_notes(settings: WorkshopSettings, choices: ClusterChoices) -> list[str]:
     """What the cluster itself must be set up with, for the values file's header."""
     notes = [
         # The pre-puller's hook holds the install until every node has the lab images.
         f"Zero to JupyterHub chart {CHART_VERSION}: helm upgrade --install workshop "
         f"jupyterhub --repo https://hub.jupyter.org/helm-chart/ --version {CHART_VERSION} "
-        "--namespace workshop --create-namespace --timeout 30m --values values.yaml",
+        f"--namespace {NAMESPACE} --create-namespace --timeout 30m --values values.yaml",
+        f"The room code and admin password (optional; generated when left out): {secret_command()}",
         f"WORKSHOP_PIDS_LIMIT={settings.pids_limit}: Kubernetes limits processes per pod on "
         f"each node, not per pod spec: kubelet podPidsLimit: {settings.pids_limit}",
     ]
@@ -528,27 +577,39 @@ def _text(dumper: yaml.SafeDumper, text: str) -> yaml.ScalarNode:
 _ValuesDumper.add_representer(str, _text)
 
 
-def render(environ: Mapping[str, str], settings: WorkshopSettings, choices: ClusterChoices) -> str:
-    """The values file: what the cluster needs, as comments, then the chart's values."""
+def render(
+    environ: Mapping[str, str],
+    settings: WorkshopSettings,
+    choices: ClusterChoices,
+    instructions=None,
+) -> str:
+    """The values file: what the cluster needs, as comments, then the chart's values. How to
+    make the Secret goes to `instructions` (default stderr), which stays on the organizer's
+    screen while the values go to a file."""
     refuse_one_machine_settings(environ, settings)
     values = helm_values(settings, choices)
     header = "".join(f"# {note}\n" for note in cluster_notes(settings, choices))
+    (instructions or sys.stderr).write(secret_instructions(settings))
     return header + yaml.dump(values, Dumper=_ValuesDumper, sort_keys=False, width=100)
 
 
 def configure_hub(c) -> None:
     """What values cannot hold, run in the hub's pod (hub.extraConfig): the room code and the
-    admin password made once and kept on the hub's volume unless the values set them, the
-    console's way to the Kubernetes API, and the announcement on every page (a callable
-    template variable)."""
+    admin password from the organizer's Secret (in the pod's environment, hub.extraEnv),
+    checked as on Docker, else made once and kept on the hub's volume; the console's way to
+    the Kubernetes API, and the announcement on every page (a callable template variable)."""
+    try:
+        configured = read_secrets(os.environ)
+    except SettingsError as error:
+        raise SystemExit(f"workshop hub cannot start: Secret {SECRET_NAME}: {error}") from None
     authenticator = c.WorkshopAuthenticator
     authenticator.room_code = credentials.resolve(
-        authenticator.get("room_code"),
+        configured["access_code"],
         credentials.ACCESS_CODE_FILE,
         credentials.generate_access_code,
     )
     authenticator.admin_password = credentials.resolve(
-        authenticator.get("admin_password"),
+        configured["admin_password"],
         credentials.ADMIN_PASSWORD_FILE,
         credentials.generate_admin_password,
     )

@@ -6,7 +6,9 @@ one field per hub setting), `.env.example`, the hub's `environment:` block in
 docker-compose.yml and the README's settings table. The last three are rewritten by
 `scripts/update_settings_files.py`; a test fails when one is stale.
 
-Settings come from environment variables (docker compose passes them from `.env`). A value
+Settings come from environment variables (docker compose passes them from `.env`), except the
+secret ones (the room code, the admin password), which the hub reads from `.env` itself
+(PROJECT_ENV_FILE) so that `docker inspect` never shows them. A value
 is checked after conversion (finite, in range), so no setting can turn a limit off. An
 invalid value, or a `WORKSHOP_*` name that is not a setting, is refused with one line that
 names it and what is allowed, e.g. `WORKSHOP_MEM_LIMIT='lots': use a size such as 512M, 2G
@@ -22,9 +24,12 @@ import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, make_dataclass
+from pathlib import Path
 from typing import Any
 
-ACCESS_CODE_MIN_LENGTH = 8
+# A room code lets a stranger claim a name, and everyone in the room sees it typed: 12
+# characters at least, the length of the generated one (credentials.generate_access_code).
+ACCESS_CODE_MIN_LENGTH = 12
 # The admins' password is shared by every instructor and typed rarely: long and random.
 ADMIN_PASSWORD_MIN_LENGTH = 32
 USERNAME_PATTERN = r"[a-z0-9][a-z0-9_.-]{0,31}"
@@ -319,6 +324,11 @@ class Setting:
         """Its name on the settings object: WORKSHOP_MEM_LIMIT -> mem_limit."""
         return self.env.removeprefix("WORKSHOP_").lower()
 
+    @property
+    def secret(self) -> bool:
+        """Read from `.env` by the hub itself, never passed in compose's environment."""
+        return self.kind.secret
+
     def parse(self, text: str) -> Any:
         return self.kind.parse(text)
 
@@ -338,8 +348,9 @@ TABLE: list[Setting] = [
         secret_kind(ACCESS_CODE_MIN_LENGTH),
         "",
         "The room code: an attendee types it once, at the first login that claims their "
-        "name (at least 8 characters). Empty: one is generated on first start, kept, and "
-        "shown by `docker compose exec hub workshop-hub access-code`.",
+        f"name (at least {ACCESS_CODE_MIN_LENGTH} characters, not a plain word). Empty: one is "
+        "generated on first start, kept, and shown by `docker compose exec hub workshop-hub "
+        "access-code`.",
     ),
     Setting(
         "WORKSHOP_ADMIN_USERS",
@@ -351,8 +362,8 @@ TABLE: list[Setting] = [
         "WORKSHOP_ADMIN_PASSWORD",
         secret_kind(ADMIN_PASSWORD_MIN_LENGTH),
         "",
-        "Password of the admin users (at least 32 characters). Empty: generated on "
-        "first start and kept, shown by `docker compose exec hub workshop-hub "
+        f"Password of the admin users (at least {ADMIN_PASSWORD_MIN_LENGTH} characters). Empty: "
+        "generated on first start and kept, shown by `docker compose exec hub workshop-hub "
         "admin-password`.",
     ),
     Setting(
@@ -593,6 +604,16 @@ COMPOSE_SETTINGS_TABLE: list[Setting] = [s for s in TABLE if s.compose_only]
 COMPOSE_SETTINGS: dict[str, tuple[str, str]] = {
     s.env: (s.default, s.help) for s in COMPOSE_SETTINGS_TABLE
 }
+SECRETS: dict[str, Setting] = {s.env: s for s in TABLE if s.secret}
+
+# The organizer's `.env` as the hub's container sees it: docker-compose.yml mounts the project
+# folder there, read-only. The hub reads the secret settings from it instead of from compose's
+# `environment:`, which `docker inspect` shows to anyone who can reach Docker. Of the ways to
+# hand a container a file, this one works with Compose v2 and docker-compose 1.29 alike and
+# needs nothing written first: compose's `secrets:` (1.29 knows only `file:` ones) need the
+# file to exist, and a file on the hub's volume needs the hub running to write it. With no
+# `.env`, or the names empty there, the hub generates both secrets (credentials.resolve).
+PROJECT_ENV_FILE = Path("/srv/workshop-project/.env")
 
 # `WORKSHOP_*` names that are not settings yet legitimately present where settings are read.
 # The hub sees only its container's environment (what compose passes: settings only); the
@@ -658,7 +679,11 @@ def read_env_file(path) -> dict[str, str]:
         line = line.strip()
         if line and not line.startswith("#") and "=" in line:
             key, value = line.split("=", 1)
-            values[key.strip()] = value.strip().strip("'\"")
+            value = value.strip()
+            # Only enclosing quotes go, as in compose: a password may end with a quote.
+            if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+                value = value[1:-1]
+            values[key.strip()] = value
     return values
 
 
@@ -674,26 +699,55 @@ def check_env_file(path) -> None:
         raise SettingsError(f"{path.name}: {error}") from None
 
 
-def load_settings(environ: Mapping[str, str]) -> WorkshopSettings:
-    """Read every setting from `environ`; an empty or missing value means the default.
+def with_secrets_from(env_file: Path | None, environ: Mapping[str, str]) -> dict[str, str]:
+    """`environ`, with each secret setting that it leaves empty taken from `env_file`.
+
+    A value in the environment wins, as in compose: `compose run -e`, or a Kubernetes Secret
+    that the chart puts in the hub pod's environment (workshop_hub/kubernetes.py).
+    """
+    merged = dict(environ)
+    if env_file is None:
+        return merged
+    for name, value in read_env_file(env_file).items():
+        if name in SECRETS and not merged.get(name, "").strip():
+            merged[name] = value
+    return merged
+
+
+def read_secrets(environ: Mapping[str, str]) -> dict[str, str | None]:
+    """The secret settings in `environ`, by field name; None where unset (then generated)."""
+    values = {s.field: s.read(environ) for s in SECRETS.values()}
+    if values["access_code"] and values["access_code"] == values["admin_password"]:
+        raise SettingsError(
+            "WORKSHOP_ADMIN_PASSWORD must differ from WORKSHOP_ACCESS_CODE, "
+            "or attendees could log in as admins: choose another admin password, or leave it "
+            "empty to have one generated"
+        )
+    return values
+
+
+def load_settings(
+    environ: Mapping[str, str], env_file: Path | None = PROJECT_ENV_FILE
+) -> WorkshopSettings:
+    """Read every setting from `environ`, and the secret ones also from `env_file` (absent:
+    none there); an empty or missing value means the default.
 
     Compose-only settings are not checked here: the hub never sees them, compose reads them.
     """
     check_names(environ)
-    settings = WorkshopSettings(**{s.field: s.read(environ) for s in SETTINGS.values()})
-    if (
-        settings.access_code
-        and settings.admin_password
-        and settings.access_code == settings.admin_password
-    ):
-        raise SettingsError(
-            "WORKSHOP_ADMIN_PASSWORD must differ from WORKSHOP_ACCESS_CODE, "
-            "or attendees could log in as admins"
-        )
-    return settings
+    environ = with_secrets_from(env_file, environ)
+    plain = {s.field: s.read(environ) for s in SETTINGS.values() if not s.secret}
+    return WorkshopSettings(**plain, **read_secrets(environ))
 
 
 # --- Files generated from the table (see scripts/update_settings_files.py) ----------------
+
+
+# Said of each secret setting in .env.example.
+SECRET_NOTE = (
+    "Secret: the hub reads it from this file, not from compose's environment (docker inspect "
+    "would show it there). After changing it: docker compose restart hub."
+)
 
 
 def render_env_example() -> str:
@@ -702,6 +756,7 @@ def render_env_example() -> str:
         "# Settings of the PyTorch workshop. Copy this file to .env and change what you need;",
         "# an empty value means the default shown in the comment. Generated from",
         "# hub/workshop_hub/settings.py by scripts/update_settings_files.py.",
+        "# .env can hold the room code and the admin password: keep it yours, chmod 600 .env.",
     ]
     lines += ["", "# --- The hub ---"]
     for setting in SETTINGS.values():
@@ -711,8 +766,10 @@ def render_env_example() -> str:
             f"# {setting.help}",
             f"# Default: {default}",
             f"# Allowed: {setting.kind.allowed.replace('`', '')}",
-            f"{setting.env}=",
         ]
+        if setting.secret:
+            lines.append(f"# {SECRET_NOTE}")
+        lines.append(f"{setting.env}=")
     # Commented out: an empty BASE_IMAGE would override the Dockerfiles' default.
     lines += ["", "# --- docker compose (uncomment to change) ---"]
     for setting in COMPOSE_SETTINGS_TABLE:
@@ -721,11 +778,12 @@ def render_env_example() -> str:
 
 
 def render_compose_environment() -> list[str]:
-    """The hub service's `environment:` entries: every setting the hub reads.
+    """The hub service's `environment:` entries: every setting the hub reads, but the secret
+    ones (PROJECT_ENV_FILE says why).
 
     Empty when unset, so the default lives in one place (this table), not in compose too.
     """
-    return [f"{s.env}: ${{{s.env}:-}}" for s in TABLE if s.passed_to_hub]
+    return [f"{s.env}: ${{{s.env}:-}}" for s in TABLE if s.passed_to_hub and not s.secret]
 
 
 def render_readme_table() -> list[str]:
@@ -743,8 +801,9 @@ def render_readme_table() -> list[str]:
             default = f"`{setting.default}`"
         else:
             default = "generated" if setting.kind.secret else "empty"
+        read_by = f"{setting.read_by}, from `.env` only" if setting.secret else setting.read_by
         lines.append(
-            f"| `{setting.env}` | {default} | {cell(setting.kind.allowed)} | {setting.read_by} "
+            f"| `{setting.env}` | {default} | {cell(setting.kind.allowed)} | {read_by} "
             f"| {cell(setting.help)} |"
         )
     return lines

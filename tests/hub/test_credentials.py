@@ -1,13 +1,48 @@
+import math
 import re
 import stat
 
+import pytest
+
 from workshop_hub import credentials
+from workshop_hub.settings import load_settings
 
 
 def test_generated_access_code_is_readable_and_long_enough():
     code = credentials.generate_access_code()
     assert re.fullmatch(r"[a-z2-9]{4}-[a-z2-9]{4}-[a-z2-9]{4}", code)
     assert not set(code) & set("01ilo")
+    # What its docstring claims: 12 characters from 31, about 59 bits.
+    assert 59 < 12 * math.log2(len(credentials._READABLE)) < 60
+
+
+def test_a_generated_code_passes_the_hubs_checks_and_is_not_guessable():
+    for _ in range(200):
+        code = credentials.generate_access_code()
+        assert load_settings({"WORKSHOP_ACCESS_CODE": code}).access_code == code
+        assert credentials.guessable(code) is None
+
+
+@pytest.mark.parametrize(
+    ("code", "reason"),
+    [
+        ("introductions", "plain word"),
+        ("DeepLearningDay", "plain word"),
+        ("314159265358", "only digits"),
+        ("aaaaaaaaaaaa", "repeats"),
+        ("ab-ab-ab-ab-ab", "repeats"),
+        ("abc1abc1abc1", "repeats"),
+        ("pytorch-day-2026", "'pytorch'"),
+        ("Workshop#2026!", "'workshop'"),
+    ],
+)
+def test_guessable_room_codes_say_why(code, reason):
+    assert reason in credentials.guessable(code)
+
+
+@pytest.mark.parametrize("code", ["k7mq-2xfp-9hdn", "Tea & Biscuits #7!", "test-room-code-2026"])
+def test_codes_with_no_pattern_pass(code):
+    assert credentials.guessable(code) is None
 
 
 def test_generated_secret_is_kept_across_restarts(tmp_path):

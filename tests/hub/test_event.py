@@ -249,7 +249,7 @@ def test_the_wipe_plan_holds_this_instance_only(docker_client, helper_image, ins
     ]
     assert plan.new_room_code and not plan.is_empty()
     set_code = event.plan_wipe(
-        docker_client, _settings(instance, WORKSHOP_ACCESS_CODE="a-room-code"), [], hub_data
+        docker_client, _settings(instance, WORKSHOP_ACCESS_CODE="a-room-code-2026"), [], hub_data
     )
     assert not set_code.new_room_code
 

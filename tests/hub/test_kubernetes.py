@@ -12,6 +12,7 @@ schemas of KUBERNETES_VERSION.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -259,11 +260,88 @@ def test_the_hub_logs_attendees_in_as_on_one_machine(tmp_path, monkeypatch, hub_
     assert callable(config.JupyterHub.template_vars["announcement"])
 
 
-def test_a_room_code_set_in_the_settings_is_the_hubs(tmp_path, monkeypatch, hub_data):
-    values = values_for({"WORKSHOP_ACCESS_CODE": "code-of-the-room"})
+# The organizer's secrets, in .env for Docker and in their Kubernetes Secret for the chart.
+SECRETS_OF_THE_ROOM = {
+    "WORKSHOP_ACCESS_CODE": "code-of-the-room",
+    "WORKSHOP_ADMIN_PASSWORD": "admin-password-of-the-room-0123456789",
+}
+
+
+def test_the_values_hold_no_secret_but_name_the_organizers_secret():
+    values = values_for(SECRETS_OF_THE_ROOM)
+    text = yaml.safe_dump(values)
+    for value in SECRETS_OF_THE_ROOM.values():
+        assert value not in text
+    environment = values["hub"]["extraEnv"]
+    assert environment == {
+        name: {
+            "valueFrom": {
+                "secretKeyRef": {"name": kubernetes.SECRET_NAME, "key": name, "optional": True}
+            }
+        }
+        for name in SECRETS_OF_THE_ROOM
+    }
+    # The chart lists them in the hub's container with the key as the name (its implicit
+    # notation): each must be a valid EnvVar there.
+    validate(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "hub"},
+            "spec": {
+                "containers": [
+                    {
+                        "name": "hub",
+                        "image": "hub",
+                        "env": [{"name": name, **entry} for name, entry in environment.items()],
+                    }
+                ]
+            },
+        }
+    )
+
+
+def test_the_secrets_in_the_hub_pods_environment_are_the_hubs(tmp_path, monkeypatch, hub_data):
+    values = values_for(SECRETS_OF_THE_ROOM)
+    # What the kubelet sets from the organizer's Secret (hub.extraEnv).
+    for name, value in SECRETS_OF_THE_ROOM.items():
+        monkeypatch.setenv(name, value)
     config = chart_config(values, tmp_path / "chart", monkeypatch)
-    assert config.WorkshopAuthenticator.room_code == "code-of-the-room"
+    assert config.WorkshopAuthenticator.room_code == SECRETS_OF_THE_ROOM["WORKSHOP_ACCESS_CODE"]
+    assert (
+        config.WorkshopAuthenticator.admin_password
+        == SECRETS_OF_THE_ROOM["WORKSHOP_ADMIN_PASSWORD"]
+    )
     assert not credentials.ACCESS_CODE_FILE.exists()
+
+
+def test_a_secret_the_hub_cannot_use_stops_it_naming_the_secret(tmp_path, monkeypatch, hub_data):
+    monkeypatch.setenv("WORKSHOP_ACCESS_CODE", "workshop")
+    with pytest.raises(SystemExit) as stopped:
+        chart_config(values_for(), tmp_path / "chart", monkeypatch)
+    message = str(stopped.value)
+    assert f"Secret {kubernetes.SECRET_NAME}" in message and "at least 12" in message
+    assert "=workshop" not in message
+
+
+@pytest.mark.parametrize("dot_env_sets_them", [False, True])
+def test_the_command_says_how_to_make_the_secret(monkeypatch, capsys, dot_env_sets_them):
+    if dot_env_sets_them:
+        for name, value in SECRETS_OF_THE_ROOM.items():
+            monkeypatch.setenv(name, value)
+    assert cli.main(["helm-values", "--registry", REGISTRY]) == 0
+    captured = capsys.readouterr()
+    command = kubernetes.secret_command()
+    assert command in captured.err and "# The room code and admin password" in captured.out
+    assert command.startswith(
+        f"kubectl --namespace workshop create secret generic {kubernetes.SECRET_NAME} "
+    )
+    # One key per variable the hub pod takes from the Secret, each value left to type.
+    keys = re.findall(r"--from-literal=(\w+)=(\S*)", command)
+    assert keys == [(name, "") for name in values_for()["hub"]["extraEnv"]]
+    for value in SECRETS_OF_THE_ROOM.values():
+        assert value not in captured.out + captured.err
+    assert ("Your settings set WORKSHOP_ACCESS_CODE" in captured.err) == dot_env_sets_them
 
 
 def test_the_console_is_a_service_of_the_hub_that_attendees_reach(tmp_path, monkeypatch, hub_data):

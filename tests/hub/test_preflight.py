@@ -25,7 +25,7 @@ from workshop_hub.preflight.facts import (
     Verdict,
     lab_images,
 )
-from workshop_hub.preflight.host import resolve
+from workshop_hub.preflight.host import file_mode, resolve
 from workshop_hub.preflight.tls import certificate_covers
 from workshop_hub.settings import load_settings
 
@@ -114,6 +114,47 @@ def test_gpus_that_start_pass_and_name_the_devices():
 
 def test_without_gpus_set_there_is_no_gpu_verdict():
     assert "GPUs" not in by_check(preflight.verdicts(settings(), host()))
+
+
+@pytest.mark.parametrize("code", ["pytorchworkshop", "aaaaaaaaaaaa", "123456789012"])
+def test_a_guessable_room_code_is_a_warning_with_how_to_make_a_good_one(code):
+    verdict = by_check(preflight.verdicts(settings(WORKSHOP_ACCESS_CODE=code), host()))[
+        "access code"
+    ]
+    assert verdict.status == WARN
+    assert "WORKSHOP_ACCESS_CODE" in verdict.detail and "guess" in verdict.detail
+    assert "unset WORKSHOP_ACCESS_CODE" in verdict.advice and "generates one" in verdict.advice
+
+
+def test_a_room_code_with_no_pattern_passes():
+    found = preflight.verdicts(settings(WORKSHOP_ACCESS_CODE="k7mq-2xfp-9hdn"), host())
+    assert by_check(found)["access code"].status == PASS
+
+
+@pytest.mark.parametrize(
+    ("mode", "status", "says"),
+    [
+        (0o100644, WARN, "every user of this host may read it (mode 644)"),
+        (0o100604, WARN, "every user"),
+        (0o100640, PASS, "its group may read it (mode 640)"),
+        (0o100600, PASS, "only its owner may read it (mode 600)"),
+    ],
+)
+def test_who_may_read_dot_env(mode, status, says):
+    verdict = by_check(preflight.verdicts(settings(), host(env_file_mode=mode)))[".env"]
+    assert verdict.status == status and says in verdict.detail
+    if mode & 0o044:
+        assert "chmod 600 .env" in verdict.advice
+    else:
+        assert not verdict.advice
+
+
+def test_without_a_dot_env_there_is_nothing_to_protect(tmp_path):
+    assert ".env" not in by_check(preflight.verdicts(settings(), host(env_file_mode=None)))
+    assert file_mode(tmp_path / ".env") is None
+    (tmp_path / ".env").write_text("WORKSHOP_ACCESS_CODE=k7mq-2xfp-9hdn\n")
+    (tmp_path / ".env").chmod(0o640)
+    assert file_mode(tmp_path / ".env") & 0o777 == 0o640
 
 
 def test_an_access_code_not_made_yet_is_a_warning():

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from workshop_hub.profiles import container_limits, cpu_profile, gpu_memory_fraction, gpu_profile
 from workshop_hub.settings import (
     COMPOSE_SETTINGS,
+    SECRETS,
     SETTINGS,
     TABLE,
     SettingsError,
@@ -20,6 +21,8 @@ from workshop_hub.settings import (
     parse_gpus,
     parse_size,
     read_env_file,
+    render_compose_environment,
+    render_env_example,
 )
 
 MiB, GiB = 1024**2, 1024**3
@@ -145,7 +148,10 @@ def test_invalid_values_name_the_setting_and_what_is_allowed(env, value, expecte
         ("WORKSHOP_ACCESS_CODE", "café-crème-2024", "printable ASCII"),
         ("WORKSHOP_ADMIN_PASSWORD", "p" * 40 + "\u00e9", "printable ASCII"),
         ("WORKSHOP_ACCESS_CODE", "tab\tinside!", "printable ASCII"),
-        ("WORKSHOP_ACCESS_CODE", "short", "at least 8"),
+        ("WORKSHOP_ACCESS_CODE", "short", "at least 12"),
+        # A plain 8-letter word was a valid room code once.
+        ("WORKSHOP_ACCESS_CODE", "workshop", "at least 12, or leave it empty"),
+        ("WORKSHOP_ACCESS_CODE", "k7mq-2xfp-9", "at least 12"),
         ("WORKSHOP_ADMIN_PASSWORD", "x" * 31, "at least 32"),
     ],
 )
@@ -167,6 +173,90 @@ def test_admin_password_must_differ_from_access_code():
     secret = "s" * 40
     with pytest.raises(SettingsError, match="must differ"):
         load_settings({"WORKSHOP_ACCESS_CODE": secret, "WORKSHOP_ADMIN_PASSWORD": secret})
+
+
+def test_a_twelve_character_room_code_is_enough():
+    assert load_settings({"WORKSHOP_ACCESS_CODE": "k7mq-2xfp-9h"}).access_code
+
+
+# --- Secrets: from .env, never through compose's environment --------------------------------
+
+CODE_IN_FILE = "room-code-from-dot-env-7"
+PASSWORD_IN_FILE = "admin-password-from-dot-env-0123456789"
+
+
+def test_the_secret_settings_are_the_room_code_and_the_admin_password():
+    assert set(SECRETS) == {"WORKSHOP_ACCESS_CODE", "WORKSHOP_ADMIN_PASSWORD"}
+
+
+@pytest.fixture
+def dot_env(tmp_path):
+    env_file = tmp_path / ".env"
+    env_file.write_text(
+        f"WORKSHOP_ACCESS_CODE={CODE_IN_FILE}\n"
+        f"WORKSHOP_ADMIN_PASSWORD='{PASSWORD_IN_FILE}'\n"
+        "WORKSHOP_MEM_LIMIT=4G\n"
+    )
+    return env_file
+
+
+def test_the_hub_reads_its_secrets_from_dot_env(dot_env):
+    settings = load_settings({}, dot_env)
+    assert settings.access_code == CODE_IN_FILE
+    assert settings.admin_password == PASSWORD_IN_FILE
+
+
+def test_only_the_secrets_come_from_dot_env_the_rest_from_compose(dot_env):
+    """Compose passes the other settings (with its own rules for .env); reading them here too
+    would make two sources of one value."""
+    assert load_settings({}, dot_env).mem_limit == 2 * GiB
+    assert load_settings({"WORKSHOP_MEM_LIMIT": "1G"}, dot_env).mem_limit == 1 * GiB
+
+
+def test_a_secret_in_the_environment_wins_over_dot_env(dot_env):
+    """`compose run -e` (and a Kubernetes Secret in the pod's environment) override .env."""
+    settings = load_settings({"WORKSHOP_ACCESS_CODE": "from-the-environment"}, dot_env)
+    assert settings.access_code == "from-the-environment"
+    assert settings.admin_password == PASSWORD_IN_FILE
+    with pytest.raises(SettingsError, match="printable ASCII"):
+        load_settings({"WORKSHOP_ACCESS_CODE": "café-2026-room"}, dot_env)
+
+
+def test_an_empty_secret_in_the_environment_leaves_the_one_in_dot_env(dot_env):
+    assert load_settings({"WORKSHOP_ACCESS_CODE": ""}, dot_env).access_code == CODE_IN_FILE
+
+
+def test_secrets_from_dot_env_are_checked_like_any(tmp_path):
+    env_file = tmp_path / ".env"
+    env_file.write_text("WORKSHOP_ACCESS_CODE=workshop\n")
+    with pytest.raises(SettingsError) as raised:
+        load_settings({}, env_file)
+    assert str(raised.value).startswith("WORKSHOP_ACCESS_CODE=<8 characters, not shown>: ")
+    assert "workshop" not in str(raised.value).removeprefix("WORKSHOP_ACCESS_CODE")
+    secret = "s" * 40
+    env_file.write_text(f"WORKSHOP_ADMIN_PASSWORD={secret}\n")
+    with pytest.raises(SettingsError, match="must differ"):
+        load_settings({"WORKSHOP_ACCESS_CODE": secret}, env_file)
+
+
+def test_without_a_dot_env_the_secrets_are_generated(tmp_path):
+    settings = load_settings({}, tmp_path / "absent" / ".env")
+    assert settings.access_code is None and settings.admin_password is None
+
+
+def test_compose_never_passes_a_secret_to_the_hub():
+    passed = "\n".join(render_compose_environment())
+    assert "WORKSHOP_ADMIN_USERS" in passed
+    for name in SECRETS:
+        assert name not in passed
+
+
+def test_env_example_says_where_each_secret_is_read():
+    lines = render_env_example().splitlines()
+    assert any("chmod 600 .env" in line for line in lines[:5])
+    for name in SECRETS:
+        note = lines[lines.index(f"{name}=") - 1]
+        assert note.startswith("# Secret:") and "docker inspect" in note
 
 
 UUID = "b3c1f0de-5a2e-4c1b-9f3e-0a1b2c3d4e5F"
@@ -240,11 +330,17 @@ def test_names_that_are_not_ours_or_legitimately_set_pass():
 
 def test_env_file_is_read_like_compose_does(tmp_path):
     env_file = tmp_path / ".env"
-    env_file.write_text("# comment\n\nWORKSHOP_MEM_LIMIT=1G\nWORKSHOP_GPUS='0,1'\nEMPTY=\n")
+    env_file.write_text(
+        "# comment\n\nWORKSHOP_MEM_LIMIT=1G\nWORKSHOP_GPUS='0,1'\nEMPTY=\n"
+        'QUOTED="ends with a quote\'"\nTRAILING=it\'s"\n'
+    )
     assert read_env_file(env_file) == {
         "WORKSHOP_MEM_LIMIT": "1G",
         "WORKSHOP_GPUS": "0,1",
         "EMPTY": "",
+        # Only enclosing quotes go: a secret may end with one.
+        "QUOTED": "ends with a quote'",
+        "TRAILING": "it's\"",
     }
     assert read_env_file(tmp_path / "missing") == {}
 

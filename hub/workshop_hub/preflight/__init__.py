@@ -6,11 +6,12 @@ It reads the settings exactly as the hub does (it runs in the hub's image, with 
 environment and .env) and asks the host's Docker what it has: the lab images, memory and
 cores against the room size and the per-attendee limits, free disk for the attendees' work
 folders, the GPUs when WORKSHOP_GPUS is set (by starting a container on them, as the hub
-does), the access code; when HTTPS is on, the domain's DNS and the certificate (the
-organizer's own) or the ports ACME needs. Then each lab image runs its own check
-(`python -m workshop_labs.smoke`) in a container started as the hub starts an attendee's,
-with no network; `--no-image-checks` leaves that out for a quick re-check. One verdict per
-check, each failure with what to do; the exit status is 1 when anything would stop the day.
+does), the access code (set, and not guessable), who may read .env; when HTTPS is on, the
+domain's DNS and the certificate (the organizer's own) or the ports ACME needs. Then each
+lab image runs its own check (`python -m workshop_labs.smoke`) in a container started as the
+hub starts an attendee's, with no network; `--no-image-checks` leaves that out for a quick
+re-check. One verdict per check, each failure with what to do; the exit status is 1 when
+anything would stop the day.
 
 The verdicts (rules.py for the host, tls.py for HTTPS, images.py for the images' own
 checks) are pure functions of the settings and of what was found (facts.HostFacts), so each
@@ -37,6 +38,7 @@ from .rules import (
     check_access_code,
     check_cores,
     check_disk,
+    check_env_file_access,
     check_exposure,
     check_gpus,
     check_images,
@@ -66,7 +68,8 @@ def verdicts(
         check_domain(settings, facts),
         *check_certificate(settings, facts, now),
         check_acme_ports(settings, facts),
-        check_access_code(facts),
+        check_access_code(settings, facts),
+        check_env_file_access(facts),
         *check_image_runs(facts),
     ]
     return [verdict for verdict in found if verdict is not None]

@@ -57,6 +57,8 @@ class HostFacts:
     cores: int
     images: set[str]  # the images named by the settings that exist here
     access_code_set: bool
+    # The permission bits of the organizer's .env (st_mode), None when there is none.
+    env_file_mode: int | None = None
     # The hub's host port, who holds it (OURS, FREE, or who else) and what reaches it.
     port: str = hub_port({})
     port_holder: str = FREE

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Mapping
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
 import docker
 from docker.errors import APIError, ImageNotFound
@@ -20,7 +20,7 @@ from ..docker_host import (
 )
 from ..exposure import has_own_certificate, hub_port
 from ..firewall import HUB_SERVICE
-from ..settings import COMPOSE_SETTINGS, WorkshopSettings
+from ..settings import COMPOSE_SETTINGS, PROJECT_ENV_FILE, WorkshopSettings
 from .facts import FREE, OURS, HostFacts, TlsFiles
 
 # The compose service that publishes the HTTPS ports.
@@ -95,6 +95,7 @@ def collect(
         cores=info["NCPU"],
         images=present,
         access_code_set=bool(settings.access_code) or credentials.ACCESS_CODE_FILE.exists(),
+        env_file_mode=file_mode(PROJECT_ENV_FILE),
         port=hub_port(environ),
         own_certificate=has_own_certificate(environ),
     )
@@ -122,6 +123,14 @@ def collect(
                 client, helper, "0.0.0.0", port, PROXY_SERVICE
             )
     return facts
+
+
+def file_mode(path: Path) -> int | None:
+    """The st_mode of `path`, as the host has it (the mount keeps it); None when absent."""
+    try:
+        return path.stat().st_mode
+    except FileNotFoundError:
+        return None
 
 
 def resolve(name: str) -> tuple[list[str], str | None]:

@@ -1,10 +1,13 @@
 """The host's verdicts: images, memory, cores, disk, GPUs, the hub's port, exposure, the
-access code. Pure functions of the settings and the facts, each tested without a host."""
+access code and who can read .env. Pure functions of the settings and the facts, each tested
+without a host."""
 
 from __future__ import annotations
 
 import logging
+import stat
 
+from ..credentials import GOOD_CODE_ADVICE, guessable
 from ..disks import DISKS_ROOT
 from ..docker_host import (
     NO_NVIDIA_RUNTIME_HINT,
@@ -183,7 +186,15 @@ def check_exposure(settings: WorkshopSettings, facts: HostFacts) -> Verdict:
     return Verdict("exposure", PASS, summary)
 
 
-def check_access_code(facts: HostFacts) -> Verdict:
+def check_access_code(settings: WorkshopSettings, facts: HostFacts) -> Verdict:
+    weakness = guessable(settings.access_code) if settings.access_code else None
+    if weakness:
+        return Verdict(
+            "access code",
+            WARN,
+            f"WORKSHOP_ACCESS_CODE {weakness}: someone in the room may guess it",
+            GOOD_CODE_ADVICE,
+        )
     if facts.access_code_set:
         return Verdict("access code", PASS, "set (`workshop-hub access-code` prints it)")
     return Verdict(
@@ -192,3 +203,28 @@ def check_access_code(facts: HostFacts) -> Verdict:
         "not set yet: the hub makes one at its first start",
         "start the hub (`docker compose up -d`), then `workshop-hub access-code` prints it",
     )
+
+
+def check_env_file_access(facts: HostFacts) -> Verdict | None:
+    """Who may read .env, which can hold the room code and the admin password. None: there is
+    no .env, so nothing to protect."""
+    if facts.env_file_mode is None:
+        return None
+    mode = f"mode {stat.S_IMODE(facts.env_file_mode):03o}"
+    if facts.env_file_mode & stat.S_IROTH:
+        return Verdict(
+            ".env",
+            WARN,
+            f"every user of this host may read it ({mode}), and with it the room code and "
+            "admin password it can hold",
+            "chmod 600 .env",
+        )
+    if facts.env_file_mode & stat.S_IRGRP:
+        return Verdict(
+            ".env",
+            PASS,
+            f"its group may read it ({mode})",
+            "chmod 600 .env, unless everyone in its group may know the room code and admin "
+            "password",
+        )
+    return Verdict(".env", PASS, f"only its owner may read it ({mode})")
