@@ -35,7 +35,7 @@ from jupyterhub.services.auth import HubAuth, HubOAuth, HubOAuthCallbackHandler,
 from jupyterhub.utils import url_path_join
 from tornado import ioloop, web
 
-from . import announcement, instructor_actions
+from . import announcement, instructor_actions, work_view
 from .access.names import INSTRUCTOR_ROLE
 from .access.sessions import HubApi
 from .firewall import CONSOLE_PORT, HUB_SERVICE
@@ -261,6 +261,27 @@ class ActionHandler(InstructorHandler):
         self.finish({"outcome": outcome, **answer})
 
 
+class WorkHandler(InstructorHandler):
+    """GET .../work/NAME/ (their notebooks) and .../work/NAME/PATH (one notebook): the
+    attendee's work, read by the console and shown as inert HTML (work_view.py), never their
+    own server's pages; each look is written down."""
+
+    @web.authenticated
+    async def get(self, name: str, path: str) -> None:
+        attendee, loop = self.attendee_name(name), asyncio.get_running_loop()
+        listed = await loop.run_in_executor(None, self.room.containers.listed)
+        page = await loop.run_in_executor(
+            None, work_view.work_page, self.room.containers.api, listed, attendee, path or None
+        )
+        instructor_actions.audit(
+            self.current_user["name"], "view work", attendee, f"{path or 'their notebooks'}"
+        )
+        self.set_status(page.status)
+        for header, value in work_view.PAGE_HEADERS.items():
+            self.set_header(header, value)
+        self.finish(page.html)
+
+
 class AnnouncementHandler(InstructorHandler):
     """GET/POST .../api/announcement: what every hub page shows on top ("" takes it down)."""
 
@@ -384,6 +405,7 @@ def make_app(
             (prefix, PageHandler, instructor),
             (url_path_join(prefix, "api/room"), RoomHandler, instructor),
             (url_path_join(prefix, "api/attendees/([^/]+)/([a-z-]+)"), ActionHandler, instructor),
+            (url_path_join(prefix, "work/([^/]+)/(.*)"), WorkHandler, instructor),
             (url_path_join(prefix, "api/announcement"), AnnouncementHandler, instructor),
             (url_path_join(prefix, "api/solutions"), RevealHandler, instructor),
             (url_path_join(prefix, "oauth_callback"), HubOAuthCallbackHandler),

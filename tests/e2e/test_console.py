@@ -33,15 +33,7 @@ WRONG_BATCH = (
 
 
 def token_of(attendee: Attendee) -> str:
-    """An API token of the attendee's own, made as the hub's token page makes one."""
-    response = attendee.http.post(
-        f"{attendee.base_url}/hub/api/users/{attendee.name}/tokens",
-        json={"note": "progress test", "expires_in": 600},
-        headers={"X-XSRFToken": attendee._hub_xsrf()},
-        timeout=30,
-    )
-    response.raise_for_status()
-    return response.json()["token"]
+    return attendee.new_api_token("progress test")
 
 
 def read_progress(hub, token: str, attendee: str = "") -> requests.Response:
@@ -277,20 +269,46 @@ def test_an_announcement_shows_on_the_hub_pages_and_in_jupyterlab_and_comes_down
     assert jupyterlab_news(kim) == []
 
 
-def test_the_instructor_opens_an_attendees_lab_and_a_new_password_works(hub, kim, instructor):
-    instructor.http.get(f"{hub.url}/{CONSOLE}", timeout=30)  # logged in to the console
-    opened = instructor.http.get(f"{hub.url}/{CONSOLE}open/kim", timeout=60, allow_redirects=False)
-    assert opened.status_code == 302 and opened.headers["Location"] == "/user/kim/lab"
-    # The hub then asks the admin to confirm access to someone else's server (JupyterHub's
-    # own page), as it does from its admin page.
-    asked = instructor.http.get(f"{hub.url}/user/kim/lab", timeout=60)
-    assert asked.status_code == 200 and "client_id=jupyterhub-user-kim" in asked.url
-    assert "Authorize" in asked.text
-    answer = console_post(instructor, hub, "api/attendees/kim/new-password", {})
+def test_no_path_of_the_instructor_leads_into_an_attendees_server(hub, kim, instructor):
+    """What an attendee's server sends runs on the hub's origin: an instructor's browser that
+    opened it would run the attendee's script with the instructor's cookies. No link of the
+    console goes there, the hub's admin page (which links every server) is closed to
+    instructors, and the hub itself refuses them at the server."""
+    page = instructor.http.get(f"{hub.url}/{CONSOLE}", timeout=30).text
+    assert "/user/" not in page and "open/" not in page
+    assert instructor.http.get(f"{hub.url}/{CONSOLE}open/kim", timeout=30).status_code == 404
+    assert instructor.http.get(f"{hub.url}/hub/admin", timeout=30).status_code == 403
+    me = instructor.http.get(f"{hub.url}/hub/api/user", timeout=30).json()
+    assert me["admin"] is False and "admin" not in me["roles"] and "instructor" in me["roles"]
+    # Before, the hub asked the admin to authorize access to kim's server; now it refuses.
+    refused = instructor.http.get(f"{hub.url}/user/kim/lab", timeout=60)
+    assert refused.status_code == 403, refused.url
+    assert "Authorize" not in refused.text
+
+
+def test_a_new_password_from_the_console_ends_the_attendees_sessions(hub, instructor, access_code):
+    lee = Attendee(hub.url, "lee")
+    assert lee.login(access_code).status_code == 200
+    lee.wait_until_ready()
+    old_token = lee.new_api_token()
+    old_session = requests.Session()
+    old_session.cookies.update(lee.http.cookies)
+    # The control: before the reset, both open the hub as lee.
+    assert old_session.get(f"{hub.url}/hub/api/user", timeout=30).json()["name"] == "lee"
+    as_token = {"Authorization": f"token {old_token}"}
+    assert requests.get(f"{hub.url}/hub/api/user", headers=as_token, timeout=30).ok
+
+    answer = console_post(instructor, hub, "api/attendees/lee/new-password", {})
     assert answer.status_code == 200, answer.text
-    again = Attendee(hub.url, "kim", password=answer.json()["password"])
+
+    assert old_session.get(f"{hub.url}/hub/api/user", timeout=30).status_code == 403
+    assert "/hub/login" in old_session.get(f"{hub.url}/hub/home", timeout=30).url
+    assert requests.get(f"{hub.url}/hub/api/user", headers=as_token, timeout=30).status_code == 403
+    assert not has_container(hub, "lee"), "the old server still runs"
+    again = Attendee(hub.url, "lee", password=answer.json()["password"])
     assert again.login().status_code == 200
     assert again.http.get(f"{hub.url}/hub/home", timeout=30).status_code == 200
+    assert Attendee(hub.url, "lee").login().status_code == 403, "the old password still works"
 
 
 def test_stopping_a_server_from_the_console_and_every_action_is_in_the_audit_log(
@@ -307,7 +325,6 @@ def test_stopping_a_server_from_the_console_and_every_action_is_in_the_audit_log
     done_by_the_module = (
         "reset lab 2",
         "announce",
-        "open JupyterLab",
         "new-password",
         "stop",
         "reveal solution",

@@ -11,6 +11,8 @@ import time
 import pytest
 import requests
 
+from workshop_hub.throttle import ADDRESS_RULE
+
 from .hub_client import Attendee, page_message
 from .stack import ACCESS_CODE_OF_TESTS, ADMIN_PASSWORD_OF_TESTS, HubStack
 
@@ -48,23 +50,90 @@ def test_ada_logs_back_in_from_a_fresh_browser_and_finds_her_file(hub, ada_claim
     assert again.api("GET", "contents/secret.txt").json()["content"] == "ada's"
 
 
-def test_instructor_resets_a_password_and_the_work_stays(hub, access_code):
+def test_a_reset_ends_every_session_token_and_server_and_the_work_stays(hub, access_code):
+    """An intruder who got into Grace's account keeps nothing once the instructor resets it:
+    not the hub's cookie, not a token, not the server."""
     grace = Attendee(hub.url, "grace")
     assert grace.login(access_code).status_code == 200
     grace.wait_until_ready()
     grace.open_lab()
     grace.api("PUT", "contents/mine.txt", json={"type": "file", "format": "text", "content": "g"})
+    intruder = requests.Session()
+    intruder.cookies.update(grace.http.cookies)
+    token = {"Authorization": f"token {grace.new_api_token('the intruder kept this')}"}
+    old_server = hub.attendee_container("grace").id
+    # The control: before the reset, the intruder's cookie and token open the hub as Grace.
+    assert intruder.get(f"{hub.url}/hub/api/user", timeout=30).json()["name"] == "grace"
+    assert requests.get(f"{hub.url}/hub/api/user", headers=token, timeout=30).ok
 
     result = hub.hub_exec("workshop-hub", "reset-password", "Grace")
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 0, result.stdout + result.stderr
     new_password = result.stdout.split("New password for grace: ")[1].split()[0]
 
+    assert intruder.get(f"{hub.url}/hub/api/user", timeout=30).status_code == 403
+    assert "/hub/login" in intruder.get(f"{hub.url}/hub/home", timeout=30).url
+    assert requests.get(f"{hub.url}/hub/api/user", headers=token, timeout=30).status_code == 403
+    peek = intruder.get(grace.user_url("api/contents/mine.txt"), timeout=30)
+    assert peek.status_code != 200 or '"content": "g"' not in peek.text
     assert Attendee(hub.url, "grace").login().status_code == 403, "the old password still works"
     back = Attendee(hub.url, "grace", password=new_password)
     assert back.login().status_code == 200
+    back.wait_until_ready()
+    assert hub.attendee_container("grace").id != old_server, "the old server kept running"
     back.open_lab()
     assert back.api("GET", "contents/mine.txt").json()["content"] == "g"
     back.stop_server()
+
+
+@pytest.mark.parametrize("name", ["admin", "root", "console", "organizer", "proxy", "Admin"])
+def test_reserved_names_cannot_be_claimed_with_the_room_code(hub, access_code, name):
+    response = Attendee(hub.url, name, password="i-want-this-name").login(access_code)
+    assert response.status_code == 403
+    assert "reserved" in page_message(response.text)
+
+
+# Run in an attendee's kernel: failed logins straight at the hub's port, each claiming to come
+# from another address in X-Real-IP and X-Forwarded-For (each with the login form's XSRF
+# cookie fetched under the same claim, as JupyterHub ties it to the address it believes).
+SPOOFED_LOGINS = """
+import http.cookiejar, time, urllib.error, urllib.parse, urllib.request
+timings = []
+for attempt in range(ATTEMPTS):
+    claimed = {"X-Real-IP": f"192.0.2.{attempt + 1}", "X-Forwarded-For": f"192.0.2.{attempt + 1}"}
+    jar = http.cookiejar.CookieJar()
+    browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    browser.open(urllib.request.Request("http://hub:8081/hub/login", headers=claimed))
+    xsrf = next(cookie.value for cookie in jar if cookie.name == "_xsrf")
+    form = {"username": f"spoof{attempt}", "password": "not-the-password",
+            "room_code": "not-the-code", "_xsrf": xsrf}
+    started = time.monotonic()
+    try:
+        browser.open(urllib.request.Request("http://hub:8081/hub/login",
+                     data=urllib.parse.urlencode(form).encode(), headers=claimed))
+    except urllib.error.HTTPError as refused:
+        assert refused.code == 403, refused.code
+    timings.append(round(time.monotonic() - started, 2))
+print(timings)
+"""
+
+
+def test_a_kernel_cannot_choose_the_address_that_is_slowed_and_logged(hub, ada):
+    """X-Real-IP from a client that reaches the hub straight is its own word: believed, it
+    would dodge the per-address delay and write any address into "Login refused ... from",
+    the line a fail2ban reads."""
+    attempts = ADDRESS_RULE.free_failures + 2
+    result = ada.run_code(SPOOFED_LOGINS.replace("ATTEMPTS", str(attempts)), timeout=300)
+    assert result.error is None, result.error
+    timings = [float(t) for t in result.stdout.strip().strip("[]").split(",")]
+    # Counted against the kernel's one address: past the free failures, answers come late.
+    assert max(timings[: ADDRESS_RULE.free_failures - 1]) < 1.5, timings
+    assert timings[-1] >= ADDRESS_RULE.delay(attempts) * 0.8, timings
+    networks = hub.attendee_container("ada").attrs["NetworkSettings"]["Networks"]
+    kernel_address = next(iter(networks.values()))["IPAddress"]
+    refused = [line for line in hub.logs().splitlines() if "Login refused for 'spoof" in line]
+    assert len(refused) == attempts
+    assert all(f"from {kernel_address}:" in line for line in refused), refused[:3]
+    assert not any("192.0.2." in line for line in refused)
 
 
 def test_an_admin_name_cannot_be_claimed(hub, access_code):
@@ -133,5 +202,55 @@ def test_new_event_ends_every_old_session_and_keeps_the_work(lab_images):
         lin_again.wait_until_ready()
         lin_again.open_lab()
         assert lin_again.api("GET", "contents/day1.txt").json()["content"] == "1"
+    finally:
+        stack.down()
+
+
+def roles_of(stack: HubStack, admin: Attendee, name: str) -> list[str]:
+    response = admin.http.get(f"{stack.url}/hub/api/users/{name}", timeout=30)
+    response.raise_for_status()
+    return response.json()["roles"]
+
+
+def test_a_renamed_instructor_is_no_longer_one_and_nobody_can_claim_the_old_name(lab_images):
+    """The organizer renames the instructor (WORKSHOP_ADMIN_USERS) and restarts the hub: the
+    old name must neither keep the instructor's powers nor be claimable with the room code,
+    and a name an attendee holds cannot be made an instructor's."""
+    stack = HubStack(
+        WORKSHOP_ACCESS_CODE=ACCESS_CODE_OF_TESTS,
+        WORKSHOP_ADMIN_PASSWORD=ADMIN_PASSWORD_OF_TESTS,
+        WORKSHOP_ADMIN_USERS="instructor",
+    )
+    try:
+        stack.up()
+        before = Attendee(stack.url, "instructor", password=ADMIN_PASSWORD_OF_TESTS)
+        assert before.login().status_code == 200
+        me = before.http.get(f"{stack.url}/hub/api/user", timeout=30).json()
+        assert "instructor" in me["roles"] and me["admin"] is False  # the control
+        ada = Attendee(stack.url, "ada")
+        assert ada.login(ACCESS_CODE_OF_TESTS).status_code == 200
+
+        stack.env["WORKSHOP_ADMIN_USERS"] = "teacher"
+        stack.compose("up", "-d", "hub")
+        stack.wait_healthy()
+
+        mallory = Attendee(stack.url, "instructor", password="mallory-chooses-this")
+        claim = mallory.login(ACCESS_CODE_OF_TESTS)
+        assert claim.status_code == 403 and "reserved" in page_message(claim.text)
+        assert (
+            Attendee(stack.url, "instructor", password=ADMIN_PASSWORD_OF_TESTS).login().status_code
+            == 403
+        ), "the old name still opens with the admin password"
+        teacher = Attendee(stack.url, "teacher", password=ADMIN_PASSWORD_OF_TESTS)
+        assert teacher.login().status_code == 200
+        assert roles_of(stack, teacher, "instructor") == ["user"]
+        assert "instructor" in roles_of(stack, teacher, "teacher")
+
+        # An attendee's name made an instructor's: the hub refuses to start, in one line.
+        stack.env["WORKSHOP_ADMIN_USERS"] = "teacher,ada"
+        refused = stack.compose("run", "--rm", "--no-deps", "hub", check=False)
+        output = refused.stdout + refused.stderr
+        assert refused.returncode != 0
+        assert "WORKSHOP_ADMIN_USERS names 'ada'" in output and "Traceback" not in output
     finally:
         stack.down()
