@@ -30,7 +30,7 @@
 # a ✅. Ask your instructor if you are stuck. Each exercise's solution cell shows the solution
 # once your instructor reveals it (run it again then). An exercise you have not solved yet
 # does not stop the lab: its check says so in red, and the cells below it go on (with a
-# reference answer where they need one).
+# stand-in, not the solution, where they need one).
 #
 # **After a kernel restart** (*Kernel › Restart*, or a crash when memory ran out) your edits
 # are still here but every variable is gone: click the cell you were working on and choose

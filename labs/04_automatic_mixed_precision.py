@@ -384,10 +384,11 @@ def train_step_fp16(model, optimizer, scaler, loss_fn, inputs, targets):
 train_step_fp16 = lab04.check_train_step_fp16(train_step_fp16, device)
 
 # %% [markdown]
-# One epoch of float16 training with your step (or the reference step, if the check above
-# failed). The cell makes a fresh network and a fresh scaler, so re-running it starts again
-# from scratch instead of training further. Watch the scale: it starts at 65,536 and halves
-# after each step whose gradients overflowed (that step is skipped).
+# One epoch of float16 training with your step (or, if the check above failed, with the
+# stand-in it names: a float32 step, which leaves the scale alone). The cell makes a fresh
+# network and a fresh scaler, so re-running it starts again from scratch instead of training
+# further. Watch the scale: it starts at 65,536 and halves after each step whose gradients
+# overflowed (that step is skipped).
 
 # %%
 scaler = torch.amp.GradScaler(device.type)

@@ -5,9 +5,12 @@ function raises ``ExerciseNotSolved`` with a message that names the problem and 
 ``exercise`` decorator turns that into what the attendee sees:
 
 * solved: a green line, and the attendee's own answer is returned;
-* not solved: the red reason, then one line saying that the cells below use the reference
-  answer instead, which is returned, so "Run All" goes past an unsolved exercise and every
-  later figure still appears;
+* not solved: the red reason, then one line saying what the cells below go on with: the
+  attendee's answer as it is where nothing below needs it, else a *stand-in*, which is
+  returned, so "Run All" goes past an unsolved exercise and every later figure still
+  appears. A stand-in is never the solution (the attendee image ships no solution code
+  before the instructor reveals it): it is a value, or a simpler way the lab has shown, and
+  the line says which;
 * strict mode (``WORKSHOP_STRICT_CHECKS=1``: the tests and the image's smoke test, which run
   every lab with its solutions applied): the exception propagates and the run fails, so a
   broken solution or a broken check can never pass unnoticed.
@@ -105,17 +108,25 @@ def _lab_number(check: Callable) -> int:
     return int(digits) if digits.isdigit() else 0
 
 
-def exercise(reference: Callable[..., Any] | None = None):
+def exercise(stand_in: Callable[..., Any] | None = None, *, stand_in_is: str = ""):
     """Decorate a check ``check(answer, *context)`` so a lab can run past an unsolved exercise.
 
-    ``reference(*context)`` builds the reference answer (a tensor, a function, a class, a
-    trained model) that later cells use when the attendee's answer fails; without one, the
-    attendee's answer is returned either way (nothing later depends on it).
+    ``stand_in(*context)`` builds what later cells use instead of an answer that fails (a
+    tensor, a function, a class), never the exercise's solution; ``stand_in_is`` says in a few
+    words what it is, for the line the attendee reads. Without a stand-in, the attendee's
+    answer is returned either way (nothing later depends on it).
     """
+    if stand_in is not None and not stand_in_is:
+        raise ValueError("a stand-in needs stand_in_is: the attendee is told what it is")
 
     def decorate(check: Callable[..., None]) -> Callable[..., Any]:
         lab = _lab_number(check)
         exercise_name = check.__name__.removeprefix("check_")
+        goes_on = (
+            "the cells below use your answer as it is"
+            if stand_in is None
+            else f"the cells below go on with a stand-in ({stand_in_is}), not the solution"
+        )
 
         @functools.wraps(check)
         def run(answer: Any, *context: Any, **options: Any) -> Any:
@@ -126,12 +137,11 @@ def exercise(reference: Callable[..., Any] | None = None):
                 if strict():
                     raise
                 print(f"{RED}✗ {reason}{RESET}")
-                uses = "your answer as it is" if reference is None else "the reference answer"
                 print(
-                    f"{YELLOW}↪ Not solved yet: the cells below use {uses}, so the rest of the "
-                    f"lab runs. Fix the exercise cell, run it, then run this check again.{RESET}"
+                    f"{YELLOW}↪ Not solved yet: {goes_on}, so the rest of the lab runs. Fix "
+                    f"the exercise cell, run it, then run this check again.{RESET}"
                 )
-                return answer if reference is None else reference(*context)
+                return answer if stand_in is None else stand_in(*context)
             progress.report(lab, exercise_name, passed=True)
             return answer
 

@@ -1,5 +1,5 @@
-"""Lab 1 · Intro to PyTorch: the exercise checks (each with the reference answer later cells
-use when the exercise is not solved yet) and the lab's own figures."""
+"""Lab 1 · Intro to PyTorch: the exercise checks (each with the stand-in later cells use when
+the exercise is not solved yet) and the lab's own figures."""
 
 from __future__ import annotations
 
@@ -336,7 +336,7 @@ def filled_digit_batch(pictures: list[torch.Tensor]) -> torch.Tensor:
     return batch
 
 
-@exercise(reference=filled_digit_batch)
+@exercise(stand_in=filled_digit_batch, stand_in_is="the pictures copied one by one into a batch")
 def check_digit_batch(digit_batch: object, pictures: list[torch.Tensor]) -> None:
     """`digit_batch`: the pictures stacked into one (N, 1, H, W) tensor, each picture whole."""
     count = len(pictures)
@@ -487,7 +487,10 @@ def walkthrough_train_step(model, optimizer, loss_fn, xb, yb) -> float:
     return float(loss.detach())
 
 
-@exercise(reference=lambda: walkthrough_train_step)
+@exercise(
+    stand_in=lambda: walkthrough_train_step,
+    stand_in_is="the five lines of the walk-through above, as they are",
+)
 def check_train_step(train_step: Callable) -> None:
     """`train_step(model, optimizer, loss_fn, xb, yb)`: zero_grad, forward, loss, backward, step."""
     expect(callable(train_step), "`train_step` is not a function: define it with def")

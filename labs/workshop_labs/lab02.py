@@ -1,4 +1,4 @@
-"""Lab 2 · Building neural networks: the exercise checks, their reference answers and the
+"""Lab 2 · Building neural networks: the exercise checks, their stand-ins and the
 call-flow picture."""
 
 from __future__ import annotations
@@ -392,7 +392,7 @@ def check_loss_choice(loss_fns: object) -> None:
     )
 
 
-@exercise(reference=lambda: PlainBlock)
+@exercise(stand_in=lambda: PlainBlock, stand_in_is="a plain block without the skip connection")
 def check_residual_block(cls: object, width: int = 8) -> None:
     """Exercise 4: ResidualBlock(width) returns x + ReLU(Linear(x)), its layers registered."""
     model = _instantiate(cls, "ResidualBlock", width)

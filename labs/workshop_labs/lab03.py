@@ -465,7 +465,9 @@ def ops_per_call(fn: Callable[[], object]) -> int:
     return sum(event.count for event in prof.key_averages())
 
 
-@exercise(reference=preloaded)
+@exercise(
+    stand_in=preloaded, stand_in_is="every row loaded once by the slow loader, then looked up"
+)
 def check_fast_load(load_batch_fast: Callable, load_batch: Callable, X: torch.Tensor) -> None:
     """``load_batch_fast(indices)`` gives what ``load_batch`` gives, without a loop per sample."""
     expect(load_batch_fast is not None, "`load_batch_fast` is None: define the function")
@@ -550,7 +552,7 @@ def _timed_runs_quick(before: Callable, after: Callable, device: torch.device) -
     }
 
 
-@exercise(reference=_timed_runs)
+@exercise(stand_in=_timed_runs, stand_in_is="runs of before and after timed by the check itself")
 def check_speedup(
     speedup_runs: object, before: Callable, after: Callable, device: torch.device
 ) -> None:

@@ -190,7 +190,7 @@ def execute(
     """Run every cell in a fresh python3 kernel (WORKSHOP_QUICK=1 when ``quick``).
 
     ``strict`` (the default, for solved labs) makes an unsolved exercise fail the run; without
-    it the lab runs past unsolved exercises on their reference answers, as an attendee's does.
+    it the lab runs past unsolved exercises on their stand-ins, as an attendee's does.
 
     Returns the executed notebook; raises ``LabFailed`` naming the lab, the failing cell's
     source and the error.

@@ -17,8 +17,8 @@ then `#`, as ruff formats it). Trivial lines say nothing about the answer:
   (`"epoch": epoch,`).
 
 Both the unit test (tests/labs/test_solution_secrecy.py) and the image's end-to-end test
-(tests/e2e/test_solution_secrecy.py) look for these lines, as substrings, in what the attendee
-image ships, as whole words: a line as written, and as JSON writes it inside a notebook (`"` becomes `\\"`).
+(tests/e2e/test_solution_secrecy.py) look for these lines, as whole words, in what the attendee
+image ships: a line as written, and as JSON writes it inside a notebook (`"` becomes `\\"`).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Lab 4's checks: each rejects a typical wrong answer with its specific message, accepts the
-solution, and outside strict mode runs past the starter answer (with a reference that works
-where later cells use the answer)."""
+solution, and outside strict mode runs past the starter answer (with a stand-in that is not the
+solution where later cells use the answer)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from tests.labs.solutions import (
-    assert_runs_past_with_a_working_reference,
+    assert_runs_past_with_a_stand_in,
     lab_namespace,
     solution,
     starter,
@@ -320,12 +320,23 @@ def test_train_step_fp16_clipped_names_the_mistake(wrong, message):
     ],
     ids=["train_step_fp16", "train_step_fp16_clipped"],
 )
-def test_an_unsolved_training_step_goes_on_with_a_reference_that_passes(
+def test_an_unsolved_training_step_goes_on_with_a_float32_stand_in_that_trains(
     name, check, context, monkeypatch, capsys
 ):
-    """Later cells train with these steps: unsolved, they train with a reference that works."""
+    """Later cells train with these steps: unsolved, they train with a float32 step (the
+    float16 recipe is the hidden solution), which learns and leaves the scaler's scale alone."""
     unsolved = starter(4, name, low_precision=LOW)
-    assert_runs_past_with_a_working_reference(check, unsolved, context, monkeypatch, capsys)
+    stand_in = assert_runs_past_with_a_stand_in(check, unsolved, context, monkeypatch, capsys)
+    model = lab04._check_model(DEVICE)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scaler = torch.amp.GradScaler(DEVICE.type)
+    inputs, targets = lab04._check_batch(DEVICE)
+    losses = [
+        stand_in(model, optimizer, scaler, nn.CrossEntropyLoss(), inputs, targets, 1.0).item()
+        for _ in range(5)
+    ]
+    assert losses[-1] < losses[0]
+    assert scaler.get_scale() == 2.0**16
 
 
 @pytest.mark.parametrize(

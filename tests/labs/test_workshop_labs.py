@@ -242,13 +242,15 @@ def _check_positive(value, name="value"):
     checks.passed(f"{name} is positive")
 
 
-def test_an_unsolved_exercise_runs_past_on_the_reference_answer(monkeypatch, capsys):
+def test_an_unsolved_exercise_runs_past_on_a_stand_in_that_says_what_it_is(monkeypatch, capsys):
     monkeypatch.setenv(checks.STRICT_ENV, "0")
-    check = checks.exercise(reference=lambda name="value": 42)(_check_positive)
+    check = checks.exercise(stand_in=lambda name="value": 42, stand_in_is="the number 42")(
+        _check_positive
+    )
     assert check(-1, "answer") == 42
     shown = capsys.readouterr().out
     assert "`answer` is -1: it must be positive" in shown
-    assert "the cells below use the reference answer" in shown
+    assert "the cells below go on with a stand-in (the number 42), not the solution" in shown
     assert check(5, "answer") == 5  # solved: the attendee's own answer goes on
     assert "✅ answer is positive" in capsys.readouterr().out
 
@@ -261,7 +263,7 @@ def test_an_unsolved_exercise_without_a_reference_keeps_the_answer(monkeypatch, 
 
 def test_strict_mode_fails_on_an_unsolved_exercise(monkeypatch):
     monkeypatch.setenv(checks.STRICT_ENV, "1")
-    check = checks.exercise(reference=lambda: 42)(_check_positive)
+    check = checks.exercise(stand_in=lambda: 42, stand_in_is="the number 42")(_check_positive)
     with pytest.raises(ExerciseNotSolved, match="must be positive"):
         check(-1)
     with pytest.raises(ExerciseNotSolved):  # the bare check raises whatever the mode

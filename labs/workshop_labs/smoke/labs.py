@@ -3,7 +3,7 @@
 Two editions can be run. The lab sources (``0*_*.py``, the repository's ``labs/``) run with
 every exercise solved, in strict mode, so a broken solution or check fails. The notebooks
 attendees get (``0*_*.ipynb``, the lab image's attendee edition) run as they are: each
-unsolved exercise goes on with its reference answer, as an attendee's "Run All" does.
+unsolved exercise goes on with its stand-in, as an attendee's "Run All" does.
 """
 
 from __future__ import annotations
