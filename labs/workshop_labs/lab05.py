@@ -1,4 +1,4 @@
-"""Lab 5 · Activation functions: the exercise checks, their reference answers and the lab's own
+"""Lab 5 · Activation functions: the exercise checks, their stand-ins and the lab's own
 figures."""
 
 from __future__ import annotations
@@ -156,14 +156,18 @@ def _region_error(got: torch.Tensor, want: torch.Tensor, x: torch.Tensor) -> str
     return "for x < 0" if negative else "for x > 0"
 
 
-def reference_autograd_derivative(activation: Callable, x: torch.Tensor) -> torch.Tensor:
-    """Exercise 1's reference: f'(x) at every point of x, from autograd, on a fresh leaf."""
-    x = x.detach().clone().requires_grad_(True)
-    activation(x).sum().backward()
-    return x.grad
+def central_difference(activation: Callable, x: torch.Tensor, step: float = 1e-3) -> torch.Tensor:
+    """What the cells below Exercise 1 use while it is unsolved: the slope measured between
+    x - step and x + step, without autograd (autograd's way is the hidden solution). Close to
+    f'(x) for a smooth f, and blurred within ``step`` of a corner."""
+    x = x.detach()
+    return (activation(x + step) - activation(x - step)) / (2 * step)
 
 
-@exercise(reference=lambda: reference_autograd_derivative)
+@exercise(
+    stand_in=lambda: central_difference,
+    stand_in_is="the slope measured by central differences, without autograd",
+)
 def check_autograd_derivative(autograd_derivative_fn: Callable) -> None:
     """Check exercise 1: ``autograd_derivative(activation, x)`` returns f'(x) via autograd."""
     fn_name = "autograd_derivative"
@@ -183,8 +187,8 @@ def check_autograd_derivative(autograd_derivative_fn: Callable) -> None:
                 ) from None
             if "does not require grad" in str(error):
                 raise ExerciseNotSolved(
-                    "autograd is not tracking x: make a copy that requires gradients first, "
-                    "x = x.detach().clone().requires_grad_(True)"
+                    "autograd is not tracking x: work on a copy of x, detached from the "
+                    "caller's tensor, that requires gradients"
                 ) from None
             raise
         got = expect_tensor(got, name=f"{fn_name}({name}, x)", shape=tuple(x.shape))
@@ -192,7 +196,8 @@ def check_autograd_derivative(autograd_derivative_fn: Callable) -> None:
         if torch.allclose(got, activation(x), atol=1e-5) and name != "F.elu":
             raise ExerciseNotSolved(
                 f"`{fn_name}({name}, x)` returned the activation's values f(x), not its "
-                "derivative f'(x): call backward and return x.grad"
+                "derivative f'(x): after backward, return the gradient autograd left in "
+                "the .grad of your copy of x"
             )
         region = _region_error(got, reference(x), x)
         expect(
@@ -205,12 +210,13 @@ def check_autograd_derivative(autograd_derivative_fn: Callable) -> None:
     expect(
         not torch.allclose(second, 2 * first),
         "calling it twice with the same x returns twice the derivative: gradients accumulate "
-        "in x.grad. Work on a fresh copy each time: x = x.detach().clone().requires_grad_(True)",
+        "in .grad. Work on a fresh copy of x each time (detached from the caller's tensor, "
+        "requiring gradients): its .grad starts empty",
     )
     expect(
         torch.allclose(second, first),
-        "calling it twice with the same x gives different answers: work on a fresh copy, "
-        "x = x.detach().clone().requires_grad_(True)",
+        "calling it twice with the same x gives different answers: work on a fresh copy of x "
+        "each time, detached from the caller's tensor and requiring gradients",
     )
     passed("autograd computes every activation's derivative for you")
 
@@ -241,15 +247,28 @@ class _WrappedNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)
 
+    def weight_gradient_norms(self, x: torch.Tensor, y: torch.Tensor) -> list[float]:
+        """What layer_grad_norms must give, known from how the net is built: its Linears are
+        every other layer of the body, and torch.autograd.grad leaves no .grad behind."""
+        weights = [self.body[index].weight for index in range(0, len(self.body), 2)]
+        gradients = torch.autograd.grad(F.cross_entropy(self(x), y), weights)
+        return [gradient.norm().item() for gradient in gradients]
 
-def reference_layer_grad_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> list[float]:
-    """Exercise 2's reference: one backward pass, the norm of every nn.Linear weight gradient."""
-    model.zero_grad()
-    F.cross_entropy(model(x), y).backward()
-    return [m.weight.grad.norm().item() for m in model.modules() if isinstance(m, nn.Linear)]
+
+def walkthrough_layer_grad_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> list[float]:
+    """What the cells below Exercise 2 use while it is unsolved: the lines of the walk-through
+    in section 3, as they are. They loop over the model itself, so they work for an
+    nn.Sequential only, and assume a fresh model (nothing clears .grad first): both are what
+    the exercise asks you to do better."""
+    loss = F.cross_entropy(model(x), y)
+    loss.backward()
+    return [layer.weight.grad.norm().item() for layer in model if isinstance(layer, nn.Linear)]
 
 
-@exercise(reference=lambda: reference_layer_grad_norms)
+@exercise(
+    stand_in=lambda: walkthrough_layer_grad_norms,
+    stand_in_is="the lines of section 3, which need an nn.Sequential and a fresh model",
+)
 def check_layer_grad_norms(layer_grad_norms_fn: Callable) -> None:
     """Check exercise 2: one gradient norm per nn.Linear weight, first layer first, repeatable."""
     fn_name = "layer_grad_norms"
@@ -261,9 +280,16 @@ def check_layer_grad_norms(layer_grad_norms_fn: Callable) -> None:
     x = torch.rand(32, 64, generator=generator)
     y = torch.randint(0, 10, (32,), generator=generator)
     model = _WrappedNet()
-    want = reference_layer_grad_norms(model, x, y)
-    model.zero_grad()
-    got = layer_grad_norms_fn(model, x, y)
+    want = model.weight_gradient_norms(x, y)
+    try:
+        got = layer_grad_norms_fn(model, x, y)
+    except TypeError as error:
+        if "not iterable" not in str(error):
+            raise
+        raise ExerciseNotSolved(
+            f"`{fn_name}` loops over the model itself ({error}): only an nn.Sequential can be "
+            "looped over. Walk model.modules(), which reaches the layers inside sub-modules too"
+        ) from None
     expect(got is not None, f"`{fn_name}` returned None: return a list with one norm per layer")
     try:
         got = [float(value) for value in got]
@@ -311,11 +337,15 @@ def check_layer_grad_norms(layer_grad_norms_fn: Callable) -> None:
 # ----------------------------------------------------------------------------------------------
 
 
-def reference_init_kaiming(module: nn.Module) -> None:
-    """Exercise 3's reference: Kaiming-normal weights (for ReLU) and zero biases, nn.Linear only."""
-    if isinstance(module, nn.Linear):
-        nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
-        nn.init.zeros_(module.bias)
+def default_times_root_six(module: nn.Module) -> None:
+    """What the cells below Exercise 3 use while it is unsolved: PyTorch's default weights,
+    uniform within ±1/√fan_in (std 1/√(3·fan_in)), multiplied by √6, which gives them the
+    standard deviation of Kaiming's rule, √(2/fan_in), as a uniform rather than a normal
+    distribution. Biases keep their default values. (nn.init's way is the hidden solution.)"""
+    weight = getattr(module, "weight", None)
+    if isinstance(weight, nn.Parameter) and weight.dim() == 2:
+        with torch.no_grad():
+            weight.mul_(math.sqrt(6))
 
 
 def _std_formula(std: float, fan_in: int, fan_out: int) -> str | None:
@@ -336,7 +366,7 @@ _WRONG_STD_FIX = {
     "√(2/fan_out)": "that is mode='fan_out'; keep the default mode='fan_in', which keeps the "
     "forward signal's size",
     "√(2/(fan_in + fan_out))": "that is Xavier (Glorot) initialisation, made for tanh and "
-    "sigmoid; for ReLU use nn.init.kaiming_normal_(module.weight, nonlinearity='relu')",
+    "sigmoid; for ReLU use nn.init's Kaiming-normal function, with the ReLU nonlinearity",
     "√(1/fan_in)": "the gain of a linear layer; pass nonlinearity='relu', whose gain √2 makes up "
     "for the half of the units that ReLU sets to zero",
 }
@@ -357,26 +387,29 @@ def _apply_init(model: nn.Module, init_fn: Callable) -> None:
             ) from None
         raise ExerciseNotSolved(
             f"model.apply calls {name} on every module, the ReLUs and the Sequentials too, "
-            "and they have no weight: change only nn.Linear modules "
-            "(if isinstance(module, nn.Linear):)"
+            "and they have no weight: change a module only when it is an nn.Linear "
+            "(isinstance tells)"
         ) from None
     except ValueError as error:
         if "fewer than 2 dimensions" in str(error):
             raise ExerciseNotSolved(
                 "Kaiming initialisation needs a weight matrix (it counts the layer's inputs), not "
-                "the bias vector: set the bias with nn.init.zeros_(module.bias)"
+                "the bias vector: set the bias to zero with nn.init.zeros_ instead"
             ) from None
         raise
     except TypeError as error:
         if "cannot assign" in str(error):
             raise ExerciseNotSolved(
-                "module.weight = ... replaces the parameter with a plain tensor: fill it in "
-                "place with nn.init.kaiming_normal_(module.weight, nonlinearity='relu')"
+                "module.weight = ... replaces the parameter with a plain tensor: fill the "
+                "weight in place with nn.init's Kaiming-normal function (its name ends in _)"
             ) from None
         raise
 
 
-@exercise(reference=lambda: reference_init_kaiming)
+@exercise(
+    stand_in=lambda: default_times_root_six,
+    stand_in_is="PyTorch's default weights scaled by √6 to Kaiming's size, biases unchanged",
+)
 def check_init_kaiming(init_fn: Callable) -> None:
     """Check exercise 3: ``model.apply(init_kaiming)`` gives every nn.Linear Kaiming weights."""
     name = "init_kaiming"
@@ -389,7 +422,7 @@ def check_init_kaiming(init_fn: Callable) -> None:
             nn.Sequential(nn.Linear(64, 128), nn.ReLU()),
             nn.Linear(128, 10),
         )
-        linears = [module for module in model.modules() if isinstance(module, nn.Linear)]
+        linears = [model[0], model[2][0], model[3]]  # the nn.Linear layers, first to last
         defaults = [layer.weight.detach().clone() for layer in linears]
         _apply_init(model, init_fn)
     for index, (layer, default) in enumerate(zip(linears, defaults, strict=True), start=1):
@@ -398,15 +431,13 @@ def check_init_kaiming(init_fn: Callable) -> None:
         where = f"In a test model, layer {index} (nn.Linear({fan_in}, {fan_out}))"
         expect(
             not torch.equal(weight, default),
-            f"{where} still has PyTorch's default weights: for every nn.Linear call "
-            "nn.init.kaiming_normal_(module.weight, nonlinearity='relu')",
+            f"{where} still has PyTorch's default weights: fill the weight of every "
+            "nn.Linear with nn.init's Kaiming-normal function, for ReLU",
         )
         std, want = weight.std().item(), math.sqrt(2 / fan_in)
         if not math.isclose(std, want, rel_tol=0.08):
             formula = _std_formula(std, fan_in, fan_out)
-            fix = _WRONG_STD_FIX.get(
-                formula, "use nn.init.kaiming_normal_(module.weight, nonlinearity='relu')"
-            )
+            fix = _WRONG_STD_FIX.get(formula, "use nn.init's Kaiming-normal function, for ReLU")
             shown = f" = {formula}" if formula else ""
             raise ExerciseNotSolved(
                 f"{where}: weight std is {std:.3f}{shown} but Kaiming for ReLU gives "
@@ -420,7 +451,7 @@ def check_init_kaiming(init_fn: Callable) -> None:
         expect(
             layer.bias is None or not layer.bias.detach().any(),
             f"{where}: the bias keeps its default random values: set it to zero with "
-            "nn.init.zeros_(module.bias)",
+            "nn.init.zeros_",
         )
     passed(f"model.apply({name}) gives every nn.Linear weights with std √(2/fan_in), biases 0")
 
@@ -430,27 +461,13 @@ def check_init_kaiming(init_fn: Callable) -> None:
 # ----------------------------------------------------------------------------------------------
 
 
-class ReferenceLearnableLeakyReLU(nn.Module):
-    """Exercise 4's reference: a leaky ReLU whose negative slope is learned."""
-
-    def __init__(self, initial_slope: float = 0.1) -> None:
-        super().__init__()
-        self.slope = nn.Parameter(torch.tensor(float(initial_slope)))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.where(x >= 0, x, self.slope * x)
-
-
-ReferenceLearnableLeakyReLU.__name__ = "LearnableLeakyReLU"  # how a plot legend names it
-
-
 _MISSING_SUPER = (
     "`{name}.__init__` does not call super().__init__(), so nn.Module never set up the "
     "storage for parameters: add super().__init__() as the first line of __init__"
 )
 
 
-@exercise(reference=lambda: ReferenceLearnableLeakyReLU)
+@exercise()
 def check_learnable_leaky_relu(module_class: type) -> None:
     """Check exercise 4: ``LearnableLeakyReLU(initial_slope)`` with a registered ``slope``."""
     name = "LearnableLeakyReLU"
@@ -469,7 +486,8 @@ def check_learnable_leaky_relu(module_class: type) -> None:
     expect(
         "slope" in parameters,
         "`slope` is not a registered parameter (model.parameters() does not list it, so the "
-        "optimizer would never learn it): self.slope = nn.Parameter(torch.tensor(initial_slope))",
+        "optimizer would never learn it): wrap the starting value in nn.Parameter and assign "
+        "it to self.slope",
     )
     slope = parameters["slope"]
     expect(
@@ -504,7 +522,7 @@ def check_learnable_leaky_relu(module_class: type) -> None:
 
 def _backward_with(function: type, x: torch.Tensor, upstream: torch.Tensor) -> torch.Tensor:
     """Run the Function forward and backward; rephrase autograd's errors for beginners."""
-    leaf = x.detach().clone().requires_grad_(True)
+    leaf = x.clone().requires_grad_()  # x is the check's own tensor, outside any graph
     try:
         function.apply(leaf).backward(upstream)
     except RuntimeError as error:
@@ -575,7 +593,7 @@ def check_elu_function(function: type) -> None:
         torch.allclose(got, upstream * local),
         "backward must return grad_output * derivative, elementwise",
     )
-    leaf = x.detach().clone().requires_grad_(True)
+    leaf = x.clone().requires_grad_()  # x is the check's own tensor, outside any graph
     expect(
         torch.autograd.gradcheck(function.apply, (leaf,), raise_exception=False),
         "torch.autograd.gradcheck disagrees with your backward (numerical vs analytical)",
@@ -588,7 +606,7 @@ def check_elu_function(function: type) -> None:
 # ----------------------------------------------------------------------------------------------
 
 
-@exercise(reference=lambda: nn.ELU)
+@exercise(stand_in=lambda: nn.ELU, stand_in_is="nn.ELU")
 def check_my_activation(activation_class: object) -> None:
     """Check exercise 6: ``my_activation`` is an elementwise, non-linear nn.Module class that
     ``deep_mlp`` can create with no arguments."""

@@ -309,15 +309,7 @@ class _Payload:
         return (_payload, ("code hidden in the checkpoint ran",))
 
 
-def _reference_load_trusted(config_class: type) -> Callable:
-    def load_trusted(path, device):
-        with torch.serialization.safe_globals([config_class]):
-            return torch.load(path, map_location=device, weights_only=True)
-
-    return load_trusted
-
-
-@exercise(reference=_reference_load_trusted)
+@exercise()
 def check_load_trusted(load_trusted_fn: Callable, config_class: type) -> None:
     """Check exercise 1: weights_only=True, TrainingConfig allowed, map_location honoured."""
     name = "load_trusted"
@@ -380,23 +372,24 @@ REQUIRED_KEYS = {
 }
 
 
-def _reference_save_checkpoint(rng_state_fn: Callable) -> Callable:
+def walkthrough_checkpoint(rng_state_fn: Callable) -> Callable:
+    """What the cells below Exercise 2 use while it is unsolved: the checkpoint of the cell
+    above the exercise, whose tree the lab draws, written for the epoch given. Section 5's
+    resumed run reads it back, so the stand-in must hold all five parts; the exercise's own
+    answer is the instructor's to reveal."""
+
     def save_checkpoint(path, model, optimizer, scheduler, epoch):
-        torch.save(
-            {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "epoch": epoch,
-                "rng": rng_state_fn(),
-            },
-            path,
-        )
+        stateful = {"model": model, "optimizer": optimizer, "scheduler": scheduler}
+        parts = {key: part.state_dict() for key, part in stateful.items()}
+        torch.save({**parts, "epoch": epoch, "rng": rng_state_fn()}, path)
 
     return save_checkpoint
 
 
-@exercise(reference=_reference_save_checkpoint)
+@exercise(
+    stand_in=walkthrough_checkpoint,
+    stand_in_is="the five parts of the checkpoint drawn above the exercise",
+)
 def check_save_checkpoint(save_checkpoint_fn: Callable, rng_state_fn: Callable) -> None:
     """Check exercise 2: the file holds model, optimizer, scheduler, epoch and RNG state."""
     name = "save_checkpoint"
@@ -462,25 +455,7 @@ def check_save_checkpoint(save_checkpoint_fn: Callable, rng_state_fn: Callable) 
 # ----------------------------------------------------------------------------------------------
 
 
-def _restore_rng(state: Mapping) -> None:
-    torch.set_rng_state(state["cpu"].cpu())
-    if state["cuda"]:
-        torch.cuda.set_rng_state_all([generator.cpu() for generator in state["cuda"]])
-
-
-def _reference_resume(rng_state_fn: Callable) -> Callable:
-    def resume(path, model, optimizer, scheduler):
-        checkpoint = torch.load(path, weights_only=True)
-        model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        scheduler.load_state_dict(checkpoint["scheduler"])
-        _restore_rng(checkpoint["rng"])
-        return checkpoint["epoch"] + 1
-
-    return resume
-
-
-@exercise(reference=_reference_resume)
+@exercise()
 def check_resume(resume_fn: Callable, rng_state_fn: Callable) -> None:
     """Check exercise 3: everything restored and the next epoch returned."""
     name = "resume"
@@ -537,12 +512,12 @@ def check_resume(resume_fn: Callable, rng_state_fn: Callable) -> None:
     expect(
         start_epoch != 4,
         "resumed epoch off by one: the checkpoint was saved after epoch 4 finished, so "
-        "returning 4 would train epoch 4 twice. Return checkpoint['epoch'] + 1",
+        "returning 4 would train epoch 4 twice. Return the epoch after the saved one",
     )
     expect(
         start_epoch == 5,
         f"resumed epoch is {start_epoch!r}: the checkpoint was saved after epoch 4 finished, "
-        "so training continues with epoch 5 (checkpoint['epoch'] + 1)",
+        "so training continues with epoch 5, the one after the saved epoch",
     )
     passed("resume restores weights, optimizer, scheduler and RNG, and continues at epoch 5")
 
@@ -554,18 +529,18 @@ def check_resume(resume_fn: Callable, rng_state_fn: Callable) -> None:
 _VAL_ACCURACIES = (0.60, 0.85, 0.80, 0.90, 0.70, 0.75)  # the best epoch is neither first nor last
 
 
-def _reference_save_if_best() -> Callable:
-    def save_if_best(path, model, epoch, val_accuracy, best_accuracy):
-        if val_accuracy > best_accuracy:
-            checkpoint = {"model": model.state_dict(), "epoch": epoch, "val_accuracy": val_accuracy}
-            torch.save(checkpoint, path)
-            return val_accuracy
-        return best_accuracy
-
-    return save_if_best
+def save_every_epoch(path, model, epoch, val_accuracy, best_accuracy):
+    """What the cells below Exercise 4 use while it is unsolved: the starter's way, which
+    saves after every epoch, so the file holds the last epoch, not the best one (keeping the
+    best is the exercise, its solution hidden)."""
+    torch.save({"model": model.state_dict(), "epoch": epoch, "val_accuracy": val_accuracy}, path)
+    return val_accuracy
 
 
-@exercise(reference=_reference_save_if_best)
+@exercise(
+    stand_in=lambda: save_every_epoch,
+    stand_in_is="every epoch saved, so best.pt holds the last epoch, not the best",
+)
 def check_save_if_best(save_if_best_fn: Callable) -> None:
     """Check exercise 4: the file keeps the best epoch so far, and the best accuracy is returned."""
     name = "save_if_best"
@@ -642,18 +617,19 @@ def check_save_if_best(save_if_best_fn: Callable) -> None:
 # ----------------------------------------------------------------------------------------------
 
 
-def _reference_prepare_for_finetuning(model_class: type) -> Callable:
-    def prepare_for_finetuning(model, num_classes):
-        model.body.requires_grad_(False)
-        layers_with_weights = [m for m in model.body if isinstance(m, nn.Conv2d | nn.Linear)]
-        layers_with_weights[-1].requires_grad_(True)
-        model.head = nn.Linear(model.head.in_features, num_classes)
-        return model
-
-    return prepare_for_finetuning
+def frozen_body_new_head(model: nn.Module, classes: int) -> nn.Module:
+    """What the cells below Exercise 5 use while it is unsolved: the walk-through's recipe
+    above the exercise, the whole body frozen and a new head (unfreezing the body's last layer
+    is the exercise, its solution hidden)."""
+    model.body.requires_grad_(False)
+    model.head = nn.Linear(model.head.in_features, classes)
+    return model
 
 
-@exercise(reference=_reference_prepare_for_finetuning)
+@exercise(
+    stand_in=lambda model_class: frozen_body_new_head,
+    stand_in_is="the walk-through's whole frozen body with a new head",
+)
 def check_prepare_for_finetuning(prepare_fn: Callable, model_class: type) -> None:
     """Check exercise 5: body frozen except its last layer with weights, new trainable head."""
     name = "prepare_for_finetuning"
@@ -670,8 +646,8 @@ def check_prepare_for_finetuning(prepare_fn: Callable, model_class: type) -> Non
     head = result.head
     expect(
         head is not old_head,
-        "head not replaced: the model still has its pretrained head. Assign a new one: "
-        "model.head = nn.Linear(model.head.in_features, num_classes)",
+        "head not replaced: the model still has its pretrained head. Assign model.head a new "
+        "nn.Linear, from the old head's in_features to num_classes outputs",
     )
     expect(
         head.out_features == 3,

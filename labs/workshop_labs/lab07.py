@@ -222,20 +222,14 @@ def early_stopping_picture(
 # ----------------------------------------------------------------------------------------------
 
 
-def _reference_warmup_cosine() -> Callable[[torch.optim.Optimizer, int, int], LRScheduler]:
-    def warmup_cosine(optimizer, warmup_steps, total_steps):
-        def factor(step):
-            if step < warmup_steps:
-                return (step + 1) / warmup_steps
-            progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-            return 0.5 * (1 + math.cos(math.pi * progress))
-
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-    return warmup_cosine
+def constant_lr(optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int):
+    """What the cells below Exercise 1 use while it is unsolved: the optimizer's own learning
+    rate, unchanged at every step (the warm-up and the cosine are the exercise, its solution
+    hidden)."""
+    return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
 
 
-@exercise(reference=_reference_warmup_cosine)
+@exercise(stand_in=lambda: constant_lr, stand_in_is="a constant learning rate")
 def check_warmup_cosine(warmup_cosine: Callable) -> None:
     """`warmup_cosine(optimizer, warmup_steps, total_steps)` returns a scheduler whose learning
     rate rises linearly to the optimizer's lr over warmup_steps, then falls along a cosine to
@@ -490,24 +484,7 @@ def _epochs_since_best(losses: Sequence[float]) -> int:
     return len(losses) - 1 - min(range(len(losses)), key=losses.__getitem__)
 
 
-def _reference_early_stopping() -> type:
-    class EarlyStopping:
-        def __init__(self, patience):
-            self.patience = patience
-            self.best = math.inf
-            self.bad_epochs = 0
-
-        def step(self, val_loss):
-            if val_loss < self.best:
-                self.best, self.bad_epochs = val_loss, 0
-            else:
-                self.bad_epochs += 1
-            return self.bad_epochs >= self.patience
-
-    return EarlyStopping
-
-
-@exercise(reference=_reference_early_stopping)
+@exercise()
 def check_early_stopping(stopper_class: type) -> None:
     """`EarlyStopping(patience)`: `.step(val_loss)` returns True once `patience` epochs in a row
     brought no new best; `.best` holds the best validation loss so far."""
@@ -726,20 +703,17 @@ def check_accumulation(train_accumulated: Callable, device: torch.device | str) 
 # ----------------------------------------------------------------------------------------------
 
 
-def _reference_decay_groups() -> Callable[[nn.Module, float, float], torch.optim.Optimizer]:
-    def adamw_decay_groups(model, lr, weight_decay):
-        decay = [p for p in model.parameters() if p.ndim >= 2]
-        no_decay = [p for p in model.parameters() if p.ndim < 2]
-        groups = [
-            {"params": decay, "weight_decay": weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ]
-        return torch.optim.AdamW(groups, lr=lr)
-
-    return adamw_decay_groups
+def decay_everything(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    """What the cells below Exercise 5 use while it is unsolved: the starter's AdamW, one group
+    in which every parameter decays, biases and norms too (the two groups are the exercise,
+    its solution hidden)."""
+    return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
 
 
-@exercise(reference=_reference_decay_groups)
+@exercise(
+    stand_in=lambda: decay_everything,
+    stand_in_is="an AdamW that decays every parameter, biases and norms too",
+)
 def check_decay_groups(adamw_decay_groups: Callable) -> None:
     """`adamw_decay_groups(model, lr, weight_decay)` returns an AdamW in which every weight
     matrix decays by weight_decay and every bias and norm parameter (1 dimension) does not."""
@@ -813,75 +787,53 @@ def check_decay_groups(adamw_decay_groups: Callable) -> None:
 # ----------------------------------------------------------------------------------------------
 
 
-def _reference_fit(device: torch.device | str, use_amp: bool) -> Callable[..., dict]:
-    from workshop_labs import runtime
-
+def plain_fit(device: torch.device | str) -> Callable[..., dict]:
+    """What the comparison below Exercise 7 trains with while it is unsolved: a plain loop of
+    lab 1 that steps the optimizer after every batch, in float32, validates and keeps the best
+    epoch's weights. It takes fit's options and leaves them unused: no scheduler, clipping,
+    accumulation, early stopping or autocast (putting them in is the exercise, its solution
+    hidden), so every recipe runs all its epochs at its optimizer's learning rate."""
     device = torch.device(device)
-    loss_fn = nn.CrossEntropyLoss()
-    early_stopping = _reference_early_stopping()
 
-    def evaluate(model, loader):
+    def validate(model: nn.Module, loader: DataLoader) -> tuple[float, float]:
         model.eval()
-        total_loss = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device)
-        with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-            for xb, yb in loader:
-                xb, yb = xb.to(device), yb.to(device)
-                logits = model(xb)
-                total_loss += nn.functional.cross_entropy(logits.float(), yb, reduction="sum")
-                correct += (logits.argmax(dim=1) == yb).sum()
-        return total_loss.item() / len(loader.dataset), correct.item() / len(loader.dataset)
+        summed, hits = 0.0, 0
+        with torch.no_grad():
+            for inputs, labels in loader:
+                scores = model(inputs.to(device))
+                labels = labels.to(device)
+                summed += nn.functional.cross_entropy(scores, labels, reduction="sum").item()
+                hits += int((scores.argmax(dim=1) == labels).sum())
+        return summed / len(loader.dataset), hits / len(loader.dataset)
 
-    def fit(
-        model,
-        optimizer,
-        train_loader,
-        val_loader,
-        *,
-        epochs,
-        checkpoint_path,
-        scheduler=None,
-        max_norm=None,
-        patience=None,
-        accumulation_steps=1,
-        name="training",
-    ):
+    def fit(model, optimizer, train_loader, val_loader, *, epochs, checkpoint_path, **unused):
         history = {"training loss": [], "validation loss": [], "validation accuracy": []}
-        best_loss = math.inf
-        stopper = early_stopping(patience) if patience is not None else None
-        for epoch in runtime.progress(range(epochs), desc=name):
+        for epoch in range(1, epochs + 1):
             model.train()
-            running_loss = torch.zeros((), device=device)
-            optimizer.zero_grad()
-            for batch, (xb, yb) in enumerate(train_loader, start=1):
-                xb, yb = xb.to(device), yb.to(device)
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                    loss = loss_fn(model(xb), yb)
-                (loss / accumulation_steps).backward()
-                if batch % accumulation_steps == 0:
-                    if max_norm is not None:
-                        nn.utils.clip_grad_norm_(model.parameters(), max_norm)
-                    optimizer.step()
-                    optimizer.zero_grad()
-                    if scheduler is not None:
-                        scheduler.step()
-                running_loss += loss.detach() * len(xb)
-            val_loss, val_accuracy = evaluate(model, val_loader)
-            history["training loss"].append(running_loss.item() / len(train_loader.dataset))
+            summed = 0.0
+            for inputs, labels in train_loader:
+                inputs, labels = inputs.to(device), labels.to(device)
+                optimizer.zero_grad()
+                batch_loss = nn.functional.cross_entropy(model(inputs), labels)
+                batch_loss.backward()
+                optimizer.step()
+                summed += batch_loss.item() * len(labels)
+            val_loss, val_accuracy = validate(model, val_loader)
+            history["training loss"].append(summed / len(train_loader.dataset))
             history["validation loss"].append(val_loss)
             history["validation accuracy"].append(val_accuracy)
-            if val_loss < best_loss:
-                best_loss = val_loss
-                checkpoint = {"epoch": epoch + 1, "val_loss": val_loss, "model": model.state_dict()}
-                torch.save(checkpoint, checkpoint_path)
-            if stopper is not None and stopper.step(val_loss):
-                break
+            if val_loss <= min(history["validation loss"]):
+                state = {"epoch": epoch, "val_loss": val_loss, "model": model.state_dict()}
+                torch.save(state, checkpoint_path)
         return history
 
     return fit
 
 
-@exercise(reference=_reference_fit)
+@exercise(
+    stand_in=lambda device, use_amp: plain_fit(device),
+    stand_in_is="a plain loop without scheduler, clipping, accumulation, early stopping or AMP",
+)
 def check_fit(fit: Callable, device: torch.device | str, use_amp: bool) -> None:
     """`fit(model, optimizer, train_loader, val_loader, *, epochs, checkpoint_path, scheduler,
     max_norm, patience, accumulation_steps, name)` trains with accumulation, clipping, the

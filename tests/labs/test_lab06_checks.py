@@ -1,5 +1,5 @@
-"""Lab 6's checks reject the typical wrong answers with a message naming the cause, and accept
-the solutions."""
+"""Lab 6's checks reject the typical wrong answers with a message naming the cause, accept the
+solutions, and run past an unsolved exercise with a stand-in where the cells below need one."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ import pytest
 import torch
 
 from tests.labs.solutions import (
-    assert_runs_past_with_a_working_reference,
+    assert_runs_past_with_a_stand_in,
     lab_namespace,
     solution,
     starter,
 )
 from workshop_labs import lab06
-from workshop_labs.checks import ExerciseNotSolved
+from workshop_labs.checks import STRICT_ENV, ExerciseNotSolved
 
 # The lab's own definitions that its solutions and checks use.
 LAB = lab_namespace(6, "DigitsCNN", "TrainingConfig", "rng_state", "set_rng_state")
@@ -251,17 +251,66 @@ def test_checkpoint_tree_draws_every_top_level_key():
 
 # ---- running past an unsolved exercise ------------------------------------------------------
 
-UNSOLVED = {
+# Nothing below these exercises uses their answer: Run All goes on with the starter as it is.
+UNSOLVED_AS_IT_IS = {
     "load_trusted": (lab06.check_load_trusted, (TrainingConfig,)),
-    "save_checkpoint": (lab06.check_save_checkpoint, (rng_state,)),
     "resume": (lab06.check_resume, (rng_state,)),
-    "save_if_best": (lab06.check_save_if_best, ()),
-    "prepare_for_finetuning": (lab06.check_prepare_for_finetuning, (DigitsCNN,)),
 }
 
 
-@pytest.mark.parametrize("name", UNSOLVED)
-def test_an_unsolved_exercise_goes_on_with_a_reference_that_passes(name, monkeypatch, capsys):
-    check, context = UNSOLVED[name]
+@pytest.mark.parametrize("name", UNSOLVED_AS_IT_IS)
+def test_an_unsolved_exercise_goes_on_with_the_answer_as_it_is(name, monkeypatch, capsys):
+    check, context = UNSOLVED_AS_IT_IS[name]
     unsolved = lab_starter(name)
-    assert_runs_past_with_a_working_reference(check, unsolved, context, monkeypatch, capsys)
+    with pytest.raises(ExerciseNotSolved):
+        check(unsolved, *context)
+    monkeypatch.setenv(STRICT_ENV, "0")
+    assert check(unsolved, *context) is unsolved
+    assert "the cells below use your answer as it is" in capsys.readouterr().out
+
+
+def test_an_unsolved_save_checkpoint_goes_on_with_the_walkthrough_checkpoint(
+    tmp_path, monkeypatch, capsys
+):
+    """Section 5's resumed run reads the file back, so the stand-in writes the checkpoint the
+    walk-through above the exercise draws: all five parts, which the lab's resume cell loads."""
+    monkeypatch.setenv(STRICT_ENV, "0")
+    stand_in = lab06.check_save_checkpoint(lab_starter("save_checkpoint"), rng_state)
+    assert "a stand-in (the five parts" in capsys.readouterr().out
+    model, optimizer, scheduler = lab06._trained_setup()
+    stand_in(tmp_path / "resume.pt", model, optimizer, scheduler, 3)
+    checkpoint = torch.load(tmp_path / "resume.pt", weights_only=True)
+    assert set(checkpoint) == {"model", "optimizer", "scheduler", "epoch", "rng"}
+    fresh_model, fresh_optimizer, fresh_scheduler = lab06._trained_setup(seed=1)
+    fresh_model.load_state_dict(checkpoint["model"])
+    fresh_optimizer.load_state_dict(checkpoint["optimizer"])
+    fresh_scheduler.load_state_dict(checkpoint["scheduler"])
+    LAB["set_rng_state"](checkpoint["rng"])
+    assert checkpoint["epoch"] == 3
+    assert torch.equal(fresh_model[0].weight, model[0].weight)
+
+
+def test_an_unsolved_save_if_best_goes_on_saving_every_epoch(tmp_path, monkeypatch, capsys):
+    """The pretraining below saves with it: the stand-in keeps the last epoch, not the best."""
+    unsolved = lab_starter("save_if_best")
+    stand_in = assert_runs_past_with_a_stand_in(
+        lab06.check_save_if_best, unsolved, (), monkeypatch, capsys
+    )
+    model, best = torch.nn.Linear(2, 2), 0.0
+    for epoch, accuracy in enumerate((0.5, 0.9, 0.7)):
+        best = stand_in(tmp_path / "best.pt", model, epoch, accuracy, best)
+    assert torch.load(tmp_path / "best.pt", weights_only=True)["epoch"] == 2
+
+
+def test_an_unsolved_prepare_for_finetuning_goes_on_with_a_frozen_body(monkeypatch, capsys):
+    """The comparison below fine-tunes what it returns: the walk-through's frozen body with a
+    new head, which trains (only its head) and is not the solution."""
+    unsolved = lab_starter("prepare_for_finetuning")
+    stand_in = assert_runs_past_with_a_stand_in(
+        lab06.check_prepare_for_finetuning, unsolved, (DigitsCNN,), monkeypatch, capsys
+    )
+    model = stand_in(DigitsCNN(num_classes=5), 3)
+    assert model.head.out_features == 3
+    assert model(torch.zeros(2, 64)).shape == (2, 3)
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {"head.weight", "head.bias"}

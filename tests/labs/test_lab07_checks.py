@@ -17,7 +17,7 @@ from torch.optim.lr_scheduler import (
     StepLR,
 )
 
-from tests.labs.solutions import solution, starter
+from tests.labs.solutions import assert_runs_past_with_a_stand_in, solution, starter
 from workshop_labs import checks, lab07
 from workshop_labs.checks import ExerciseNotSolved
 
@@ -597,37 +597,67 @@ def not_strict(monkeypatch):
     monkeypatch.setenv(checks.STRICT_ENV, "0")
 
 
-def test_unsolved_warmup_cosine_gives_a_working_schedule(not_strict, capsys):
-    reference = lab07.check_warmup_cosine(lambda optimizer, warmup_steps, total_steps: None)
-    assert "Not solved yet" in capsys.readouterr().out
-    lab07.check_warmup_cosine.unchecked(reference)
+def test_unsolved_warmup_cosine_goes_on_with_a_constant_learning_rate(monkeypatch, capsys):
+    """Section 6's recipes build their schedule with it: the stand-in keeps the optimizer's
+    learning rate at every step (warm-up and cosine are the hidden solution)."""
+    unsolved = starter(7, "warmup_cosine")
+    stand_in = assert_runs_past_with_a_stand_in(
+        lab07.check_warmup_cosine, unsolved, (), monkeypatch, capsys
+    )
+    assert set(lab07.lr_trace(lambda opt: stand_in(opt, 10, 100), 100, lr=0.1)) == {0.1}
 
 
-def test_unsolved_checks_without_reference_return_the_answer(not_strict):
-    """Nothing after Exercises 2, 3 and 4 uses their functions: they come back unchanged."""
+def test_unsolved_checks_without_reference_return_the_answer(not_strict, capsys):
+    """Nothing after Exercises 2, 3, 4 and 6 uses their answers: they come back unchanged
+    (fit's stand-in does not stop early, so it needs no EarlyStopping)."""
     one_cycle = train_one_epoch_with(("        scheduler.step()", "    scheduler.step()"))
     assert lab07.check_one_cycle_epoch(one_cycle, CPU) is one_cycle
     clipped = clipped_step_with((CLIP, ""), ("norm.item()", "None"))
     assert lab07.check_clipped_step(clipped) is clipped
     assert lab07.check_accumulation(train_accumulated_starter, CPU) is train_accumulated_starter
+    stopper = early_stopping_with((STOP_TEST, "return False"))
+    assert lab07.check_early_stopping(stopper) is stopper
+    assert "the cells below use your answer as it is" in capsys.readouterr().out
 
 
-def test_unsolved_decay_groups_gives_a_working_optimizer_builder(not_strict):
-    reference = lab07.check_decay_groups(decay_groups_starter)
-    assert reference is not decay_groups_starter
-    lab07.check_decay_groups.unchecked(reference)
-
-
-def test_unsolved_early_stopping_gives_a_working_class(not_strict):
-    reference = lab07.check_early_stopping(early_stopping_with((STOP_TEST, "return False")))
-    lab07.check_early_stopping.unchecked(reference)
-
-
-def test_unsolved_fit_gives_a_working_fit(not_strict):
-    reference = lab07.check_fit(
-        fit_with(("if batch % accumulation_steps == 0:", "if True:")), CPU, False
+def test_unsolved_decay_groups_goes_on_with_an_adamw_that_decays_everything(monkeypatch, capsys):
+    stand_in = assert_runs_past_with_a_stand_in(
+        lab07.check_decay_groups, decay_groups_starter, (), monkeypatch, capsys
     )
-    lab07.check_fit.unchecked(reference, CPU, False)
+    optimizer = stand_in(nn.Sequential(nn.Linear(4, 4), nn.LayerNorm(4)), 3e-3, 0.05)
+    assert isinstance(optimizer, torch.optim.AdamW)
+    assert {group["weight_decay"] for group in optimizer.param_groups} == {0.05}
+
+
+def test_unsolved_fit_goes_on_with_a_plain_loop_that_keeps_the_best_epoch(
+    tmp_path, monkeypatch, capsys
+):
+    """The comparison trains every recipe with it and the last cell loads the best epoch: the
+    stand-in trains, validates and saves, and takes none of the lab's techniques."""
+    unsolved = fit_with(("if batch % accumulation_steps == 0:", "if True:"))
+    stand_in = assert_runs_past_with_a_stand_in(
+        lab07.check_fit, unsolved, (CPU, False), monkeypatch, capsys
+    )
+    model, loader = lab07._tiny_problem(4)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    history = stand_in(
+        model,
+        optimizer,
+        loader,
+        loader,
+        epochs=3,
+        checkpoint_path=tmp_path / "best.pt",
+        scheduler=LambdaLR(optimizer, lambda step: 1.0),
+        max_norm=1.0,
+        patience=1,
+        name="stand-in",
+    )
+    assert [len(values) for values in history.values()] == [3, 3, 3]
+    assert history["training loss"][-1] < history["training loss"][0]
+    saved = torch.load(tmp_path / "best.pt", weights_only=True)
+    best = min(history["validation loss"])
+    assert saved["val_loss"] == best
+    assert saved["epoch"] == 1 + history["validation loss"].index(best)
 
 
 # ----------------------------------------------------------------------------------------------

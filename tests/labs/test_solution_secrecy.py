@@ -83,8 +83,8 @@ def test_every_lab_has_secret_lines():
 def test_the_helper_package_holds_no_solution_line():
     found = leaks(shipped_files(*SHIPPED))
     assert not found, (
-        "The attendee image ships these lines of hidden solutions (give a reference answer as "
-        "data, or check properties, instead of repeating the solution):\n" + describe(found)
+        "The attendee image ships these lines of hidden solutions (go on with a stand-in that is "
+        "not the solution, or check properties, instead of repeating it):\n" + describe(found)
     )
 
 
