@@ -35,7 +35,7 @@ def lab_id(source: Path) -> str:
 
 labs = pytest.mark.parametrize("source", LAB_SOURCES, ids=lab_id)
 # The one way every lab calls a check: the answer goes in, and what comes back (the attendee's
-# answer, or the reference answer when it is not solved yet) is what later cells use.
+# answer, or its stand-in when it is not solved yet) is what later cells use.
 CHECK_CALL = re.compile(r"[\w, ]+ = lab\d\d\.check_\w+\((?s:.*)\)")
 
 
@@ -81,7 +81,7 @@ def test_lab_runs_with_solutions_in_quick_mode(source: Path, work_dir: Path, tmp
 @pytest.mark.timeout(900)
 def test_run_all_goes_past_every_unsolved_exercise(source: Path, work_dir: Path, tmp_path: Path):
     """An attendee's "Run All" before solving anything, in the notebook attendees get: every
-    check says it is not solved yet, the lab goes on with the reference answers, every figure
+    check says it is not solved yet, the lab goes on with its stand-ins, every figure
     still appears, and each solution cell says where solutions come from."""
     nb = attendee_edition(built(source))
     try:
