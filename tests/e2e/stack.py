@@ -14,6 +14,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ import requests
 
 from workshop_hub import firewall
 from workshop_hub.disks import DISKS_ROOT, remove_instance_disks
+from workshop_hub.settings import SECRETS
 
 ROOT = Path(__file__).resolve().parents[2]
 TEST_PREFIX = "wstest"
@@ -139,11 +141,26 @@ def running(stack: HubStack) -> Iterator[HubStack]:
             stack.down()
 
 
+def organizer_folder(project: str, secrets: dict[str, str]) -> Path:
+    """A project folder as an organizer has one: the compose file, and a `.env` only they can
+    read with the secret settings, where the hub reads them (compose never passes them)."""
+    folder = Path(tempfile.mkdtemp(prefix=f"{project}-"))
+    shutil.copy(ROOT / "docker-compose.yml", folder)
+    env_file = folder / ".env"
+    env_file.touch(mode=0o600)
+    env_file.write_text("".join(f"{name}={value}\n" for name, value in secrets.items()))
+    return folder
+
+
 class HubStack:
     def __init__(self, **settings: str):
         self.project = f"{owner_tag()}{uuid.uuid4().hex[:6]}"
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        secrets = {name: settings.pop(name) for name in SECRETS if name in settings}
+        # Given secrets (even empty, "generate them") go in a .env of the stack's own: the
+        # repository's .env, if a developer has one, must not decide them.
+        self.folder = organizer_folder(self.project, secrets) if secrets else ROOT
         self.env = {
             **os.environ,
             **TEST_IMAGES,
@@ -158,12 +175,14 @@ class HubStack:
         *args: str,
         check: bool = True,
         env: dict[str, str] | None = None,
-        folder: Path = ROOT,
+        folder: Path | None = None,
         timeout: float = COMPOSE_TIMEOUT_SECONDS,
     ) -> subprocess.CompletedProcess:
         """Run compose on this project; `env` overrides some settings for this command only,
         `folder` is the project folder (the one `./` in the compose file means, with its
-        `.env`). A command that hangs fails the test instead of the whole run."""
+        `.env`; default the stack's own). A command that hangs fails the test instead of the
+        whole run."""
+        folder = folder or self.folder
         result = subprocess.run(
             [
                 *compose_command(),
@@ -232,6 +251,8 @@ class HubStack:
         host = firewall.Host(firewall.detect_backend())
         for family in firewall.HOOKS:
             host.remove(family, self.project)
+        if self.folder != ROOT:
+            shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def _left_behind(name: str, prefix: str | None) -> bool:
