@@ -12,9 +12,10 @@ from pathlib import Path
 import docker
 
 from workshop_hub import announcement, console, credentials, firewall
+from workshop_hub.access import names, sessions
 from workshop_hub.disks import DiskError
 from workshop_hub.exposure import log_exposure
-from workshop_hub.passwords import MIN_PASSWORD_LENGTH
+from workshop_hub.passwords import MIN_PASSWORD_LENGTH, PasswordStore
 from workshop_hub.profiles import START_PAGE_URL, WORK_DIR
 from workshop_hub.room import idle_culler_command
 from workshop_hub.settings import (
@@ -52,6 +53,15 @@ except (SettingsError, DiskError, docker.errors.DockerException, OSError) as err
     # One line that names the setting (or the Docker problem) and the fix; no traceback.
     sys.exit(f"workshop hub cannot start: {error}")
 
+try:
+    # An attendee who holds a name the organizer now makes an instructor's would become one.
+    names.check_no_attendee_holds(
+        settings.admin_users, PasswordStore(credentials.ATTENDEE_PASSWORDS_FILE).names()
+    )
+    instructors_ever = names.remember_instructors(settings.admin_users)
+except (names.NameConflict, OSError) as error:
+    sys.exit(f"workshop hub cannot start: {error}")
+
 print(credentials.banner(settings.admin_users), flush=True)
 # Plain HTTP on loopback, HTTPS through the proxy, or a warning that codes travel in clear.
 log_exposure(log, settings, os.environ)
@@ -59,8 +69,10 @@ log_exposure(log, settings, os.environ)
 # State that must survive restarts lives on the hub-data volume.
 c.JupyterHub.db_url = f"sqlite:///{credentials.HUB_DATA_DIR}/jupyterhub.sqlite"
 c.JupyterHub.cookie_secret_file = str(credentials.COOKIE_SECRET_FILE)
-# Yesterday's attendees do not stay logged in.
+# Yesterday's attendees do not stay logged in, and no token outlives a day's session
+# (OAuth tokens follow the cookie's age; a server's own token ends with the server).
 c.JupyterHub.cookie_max_age_days = settings.session_length / 86400
+c.JupyterHub.token_expires_in_max_seconds = settings.session_length
 c.ConfigurableHTTPProxy.pid_file = "/tmp/jupyterhub-proxy.pid"
 
 # Attendee servers keep running when the hub restarts; the hub reconnects to them.
@@ -82,11 +94,25 @@ c.JupyterHub.template_vars = {
 c.JupyterHub.authenticator_class = "workshop_hub.auth.WorkshopAuthenticator"
 c.Authenticator.allow_all = True
 c.Authenticator.username_pattern = f"^{USERNAME_PATTERN}$"
-c.Authenticator.admin_users = set(settings.admin_users)
+c.WorkshopAuthenticator.instructors = set(settings.admin_users)
 c.WorkshopAuthenticator.room_code = access_code
 c.WorkshopAuthenticator.admin_password = admin_password
 c.WorkshopAuthenticator.dbm_path = str(credentials.ATTENDEE_PASSWORDS_FILE)
 c.WorkshopAuthenticator.min_password_length = MIN_PASSWORD_LENGTH
+
+# Instructors are not JupyterHub admins: the admin role (which JupyterHub lets nobody change)
+# opens every attendee's server, and an attendee's server on the hub's own origin could then
+# act in the instructor's browser. They hold the instructor role instead: the console and
+# the REST API, not the attendees' servers or the hub's admin page (README: Security). Both
+# memberships are exact at every start: a name taken out of WORKSHOP_ADMIN_USERS loses them.
+c.JupyterHub.load_roles = [
+    {"name": "admin", "users": []},
+    {
+        "name": "instructor",
+        "scopes": console.INSTRUCTOR_SCOPES,
+        "users": list(settings.admin_users),
+    },
+]
 
 # One container per attendee, on the attendee network, with the profiles and limits.
 c.JupyterHub.spawner_class = "workshop_hub.spawner.WorkshopSpawner"
@@ -100,6 +126,8 @@ c.DockerSpawner.name_template = "{prefix}-{username}"
 # The work volume is a capped disk of WORKSHOP_DISK_LIMIT (workshop_hub/disks.py).
 c.DockerSpawner.volumes = {f"{settings.instance}-user-{{username}}": WORK_DIR}
 c.DockerSpawner.notebook_dir = WORK_DIR
+# Attendees own their home: configuration there must not change how their server runs.
+c.Spawner.disable_user_config = True
 # Attendees land on the start page (labs/START_HERE.md, seeded with the labs), which links
 # the seven labs and says how the day works, rather than on JupyterLab's Launcher.
 c.DockerSpawner.default_url = START_PAGE_URL
@@ -120,13 +148,13 @@ c.JupyterHub.active_server_limit = workshop.max_attendees
 
 # Stop servers nobody has used for WORKSHOP_IDLE_TIMEOUT, and busy ones after
 # WORKSHOP_MAX_SERVER_AGE; their volumes are kept.
-c.JupyterHub.load_roles = [
+c.JupyterHub.load_roles.append(
     {
         "name": "idle-culler",
         "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
         "services": ["idle-culler"],
     }
-]
+)
 c.JupyterHub.services = [
     {
         "name": "idle-culler",
@@ -167,4 +195,28 @@ c.JupyterHub.services.append(
 )
 c.JupyterHub.load_roles.append(
     {"name": "console", "scopes": console.SCOPES, "services": [console.SERVICE_NAME]}
+)
+
+# The organizer's commands in the hub's container (`workshop-hub reset-password`, `new-event`)
+# end attendees' sessions and tokens through the REST API (access/sessions.py).
+c.JupyterHub.services.append(
+    {
+        "name": sessions.ORGANIZER_SERVICE,
+        "api_token": credentials.load_or_create(
+            sessions.ORGANIZER_TOKEN_FILE, credentials.generate_api_token
+        ),
+    }
+)
+c.JupyterHub.load_roles.append(
+    {
+        "name": sessions.ORGANIZER_SERVICE,
+        "scopes": sessions.ORGANIZER_SCOPES,
+        "services": [sessions.ORGANIZER_SERVICE],
+    }
+)
+
+# Nobody claims the name of the one in charge, of a service, or of any instructor past or
+# present (access/names.py).
+c.WorkshopAuthenticator.reserved_names = set(
+    names.reserved_names(instructors_ever, (service["name"] for service in c.JupyterHub.services))
 )
