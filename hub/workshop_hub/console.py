@@ -269,12 +269,20 @@ class WorkHandler(InstructorHandler):
     @web.authenticated
     async def get(self, name: str, path: str) -> None:
         attendee, loop = self.attendee_name(name), asyncio.get_running_loop()
-        listed = await loop.run_in_executor(None, self.room.containers.listed)
-        page = await loop.run_in_executor(
-            None, work_view.work_page, self.room.containers.api, listed, attendee, path or None
-        )
+        docker_api = getattr(self.room.containers, "api", None)
+        if docker_api is None:
+            # Kubernetes: attendees are pods, and Docker's archive API is what reads the work.
+            message = "On Kubernetes the console cannot read attendees' notebooks yet."
+            page = work_view.WorkPage(
+                HTTPStatus.NOT_IMPLEMENTED, work_view.render_message(f"{attendee}'s work", message)
+            )
+        else:
+            listed = await loop.run_in_executor(None, self.room.containers.listed)
+            page = await loop.run_in_executor(
+                None, work_view.work_page, docker_api, listed, attendee, path or None
+            )
         instructor_actions.audit(
-            self.current_user["name"], "view work", attendee, f"{path or 'their notebooks'}"
+            self.current_user["name"], "view work", attendee, path or "their notebooks"
         )
         self.set_status(page.status)
         for header, value in work_view.PAGE_HEADERS.items():

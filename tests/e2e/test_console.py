@@ -245,6 +245,19 @@ def test_an_action_without_the_pages_xsrf_token_is_refused(hub, instructor):
     assert forged.status_code == 403
 
 
+def test_a_made_up_authorization_header_does_not_skip_the_xsrf_check(hub, instructor):
+    """A script on the hub's origin can add any header to a request that carries the
+    instructor's cookie: only a token the hub vouches for may stand in for the XSRF token."""
+    instructor.http.get(f"{hub.url}/{CONSOLE}", timeout=30)  # logged in to the console
+    forged = instructor.http.post(
+        f"{hub.url}/{CONSOLE}api/solutions",
+        json={"lab": 99, "revealed": True},
+        headers={"Authorization": "token not-a-token-of-anyone"},
+        timeout=30,
+    )
+    assert forged.status_code == 403, forged.text
+
+
 def jupyterlab_news(attendee: Attendee) -> list[str]:
     """What JupyterLab's news notifications show the attendee when JupyterLab opens."""
     response = attendee.http.get(
