@@ -20,7 +20,8 @@ WORK = "/tmp/secrecy-work"
 SEARCH = (
     'printf "%s\\n" "$PATTERNS" > /tmp/patterns'
     f" && python -m workshop_labs.workfolder --labs /opt/workshop/labs --work {WORK}"
-    f" && {{ grep -rFwo --binary-files=text -f /tmp/patterns /opt/workshop {WORK}; test $? -le 1; }}"
+    " && { grep -rFwo --binary-files=text -f /tmp/patterns"
+    f" /opt/workshop {WORK}; test $? -le 1; }}"
 )
 NOTEBOOK = re.compile(r"/(\d\d)_[^/]*\.ipynb$")
 
