@@ -7,7 +7,6 @@ lives in the workshop_hub package, which has its own tests.
 import logging
 import os
 import sys
-from pathlib import Path
 
 import docker
 
@@ -19,6 +18,7 @@ from workshop_hub.passwords import MIN_PASSWORD_LENGTH, PasswordStore
 from workshop_hub.profiles import START_PAGE_URL, WORK_DIR
 from workshop_hub.room import idle_culler_command
 from workshop_hub.settings import (
+    PROJECT_ENV_FILE,
     USERNAME_PATTERN,
     USERNAME_RULE,
     SettingsError,
@@ -30,16 +30,15 @@ from workshop_hub.workshop import prepare_workshop
 
 c = get_config()  # noqa: F821 (provided by JupyterHub when it loads this file)
 log = logging.getLogger("JupyterHub")
-# The organizer's .env, as docker-compose.yml mounts it (read-only), to catch misspelt names.
-PROJECT_ENV_FILE = Path("/srv/workshop-project/.env")
 # Who waits in the spawn line since when: attendees keep their place over a hub restart.
 SPAWN_LINE_FILE = credentials.HUB_DATA_DIR / "spawn-line.json"
 
 try:
+    # The organizer's .env, mounted read-only: a misspelt name there stops the hub.
     check_env_file(PROJECT_ENV_FILE)
     # The room code and admin password come from .env itself, never from compose's
     # environment, where `docker inspect` would show them (settings.PROJECT_ENV_FILE).
-    settings = load_settings(os.environ, PROJECT_ENV_FILE)
+    settings = load_settings(os.environ)
     workshop = prepare_workshop(settings, docker.from_env(), log, SPAWN_LINE_FILE)
     access_code = credentials.resolve(
         settings.access_code, credentials.ACCESS_CODE_FILE, credentials.generate_access_code

@@ -124,7 +124,7 @@ def _new_event(settings, args) -> None:
     if code is None:
         print(
             "The room code is set in .env (WORKSHOP_ACCESS_CODE): change it there and run "
-            "`docker compose up -d` to use a new one."
+            "`docker compose restart hub` to use a new one."
         )
     else:
         print(f"New room code: {code}")

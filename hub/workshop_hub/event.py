@@ -306,7 +306,7 @@ class WipePlan:
         if not self.new_room_code:
             lines.append(
                 "WORKSHOP_ACCESS_CODE is set in .env, so the room code stays: change it there "
-                "and run `docker compose up -d` for a new one."
+                "and run `docker compose restart hub` for a new one."
             )
         lines.append("Kept: the images, .env and the HTTPS certificates.")
         return "\n".join(lines)
