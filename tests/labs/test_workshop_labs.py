@@ -255,7 +255,13 @@ def test_an_unsolved_exercise_runs_past_on_a_stand_in_that_says_what_it_is(monke
     assert "✅ answer is positive" in capsys.readouterr().out
 
 
-def test_an_unsolved_exercise_without_a_reference_keeps_the_answer(monkeypatch, capsys):
+def test_a_stand_in_must_say_what_it_is():
+    """The attendee reads what the cells below go on with: a stand-in without words is refused."""
+    with pytest.raises(ValueError, match="stand_in_is"):
+        checks.exercise(stand_in=lambda: 42)
+
+
+def test_an_unsolved_exercise_without_a_stand_in_keeps_the_answer(monkeypatch, capsys):
     monkeypatch.setenv(checks.STRICT_ENV, "0")
     assert checks.exercise()(_check_positive)(-1) == -1
     assert "use your answer as it is" in capsys.readouterr().out
