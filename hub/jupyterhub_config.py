@@ -13,7 +13,7 @@ import docker
 from workshop_hub import announcement, console, credentials, firewall
 from workshop_hub.access import names, sessions
 from workshop_hub.disks import DiskError
-from workshop_hub.exposure import log_exposure
+from workshop_hub.exposure import attendee_origin_host, log_exposure
 from workshop_hub.passwords import MIN_PASSWORD_LENGTH, PasswordStore
 from workshop_hub.profiles import START_PAGE_URL, WORK_DIR
 from workshop_hub.room import idle_culler_command
@@ -58,7 +58,8 @@ try:
         settings.admin_users, PasswordStore(credentials.ATTENDEE_PASSWORDS_FILE).names()
     )
     instructors_ever = names.remember_instructors(settings.admin_users)
-except (names.NameConflict, OSError) as error:
+    attendee_origins = attendee_origin_host(settings, os.environ)
+except (names.NameConflict, SettingsError, OSError) as error:
     sys.exit(f"workshop hub cannot start: {error}")
 
 print(credentials.banner(settings.admin_users), flush=True)
@@ -125,6 +126,12 @@ c.DockerSpawner.name_template = "{prefix}-{username}"
 # The work volume is a capped disk of WORKSHOP_DISK_LIMIT (workshop_hub/disks.py).
 c.DockerSpawner.volumes = {f"{settings.instance}-user-{{username}}": WORK_DIR}
 c.DockerSpawner.notebook_dir = WORK_DIR
+# With WORKSHOP_ORIGIN_PER_ATTENDEE each attendee's server is NAME.<this host>, an origin
+# of its own: nothing it sends can act in another browser's session on the hub. Over HTTPS
+# the hub's cookies also take the __Host- prefix, so an attendee origin cannot set them.
+c.JupyterHub.subdomain_host = attendee_origins
+c.JupyterHub.cookie_host_prefix_enabled = attendee_origins.startswith("https://")
+
 # Attendees own their home: configuration there must not change how their server runs.
 c.Spawner.disable_user_config = True
 # Attendees land on the start page (labs/START_HERE.md, seeded with the labs), which links

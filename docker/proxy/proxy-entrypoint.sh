@@ -70,6 +70,11 @@ done
 
 # With the organizer's certificate and no domain, every name the certificate holds is served.
 site=${domain:-https://}
+# Each attendee at NAME.DOMAIN (WORKSHOP_ORIGIN_PER_ATTENDEE; the hub checks that a wildcard
+# certificate of the organizer's is set, since ACME cannot give one here).
+case "$(echo "${WORKSHOP_ORIGIN_PER_ATTENDEE:-}" | tr '[:upper:]' '[:lower:]')" in
+  1 | true | yes | on) if [ -n "$domain" ]; then site="$domain, *.$domain"; fi ;;
+esac
 if [ "$https_port" = 443 ]; then https_authority="{host}"; else https_authority="{host}:$https_port"; fi
 # Unprivileged ports inside the container (compose publishes them as the host's 80 and 443).
 # Caddy's own redirect would name the inner port 8443, so the http:// site redirects instead.

@@ -11,7 +11,7 @@ import ipaddress
 import logging
 from collections.abc import Mapping
 
-from .settings import COMPOSE_SETTINGS, WorkshopSettings
+from .settings import COMPOSE_SETTINGS, SettingsError, WorkshopSettings
 
 HOW_TO_TURN_ON_HTTPS = (
     "set WORKSHOP_DOMAIN (or WORKSHOP_TLS_CERT and WORKSHOP_TLS_KEY) and COMPOSE_PROFILES=https "
@@ -73,3 +73,28 @@ def log_exposure(
         settings.domain, settings.listen_address, hub_port(environ), has_own_certificate(environ)
     ):
         log.log(level, message)
+
+
+def attendee_origin_host(settings: WorkshopSettings, environ: Mapping[str, str]) -> str:
+    """JupyterHub's `subdomain_host` with WORKSHOP_ORIGIN_PER_ATTENDEE, else "".
+
+    On this host, `http://localhost:PORT`: browsers resolve every NAME.localhost to loopback
+    themselves. Over HTTPS, `https://DOMAIN`: NAME.DOMAIN needs a wildcard DNS record and a
+    wildcard certificate, which only the organizer can bring (WORKSHOP_TLS_CERT): Let's
+    Encrypt issues wildcards over DNS-01 alone, which the proxy cannot answer, and one
+    certificate per attendee would run into its weekly limit per domain.
+    """
+    if not settings.origin_per_attendee:
+        return ""
+    if not (settings.domain or has_own_certificate(environ)):
+        return f"http://localhost:{hub_port(environ)}"
+    if not (settings.domain and has_own_certificate(environ)):
+        raise SettingsError(
+            "WORKSHOP_ORIGIN_PER_ATTENDEE over HTTPS serves each attendee at NAME."
+            "WORKSHOP_DOMAIN: set WORKSHOP_DOMAIN and a wildcard certificate for *.DOMAIN in "
+            "WORKSHOP_TLS_CERT and WORKSHOP_TLS_KEY (Let's Encrypt gives wildcards only over "
+            "DNS), or set WORKSHOP_ORIGIN_PER_ATTENDEE=false"
+        )
+    https_port = environ.get("WORKSHOP_HTTPS_PORT") or COMPOSE_SETTINGS["WORKSHOP_HTTPS_PORT"][0]
+    authority = settings.domain if https_port == "443" else f"{settings.domain}:{https_port}"
+    return f"https://{authority}"

@@ -446,6 +446,15 @@ TABLE: list[Setting] = [
         "plain HTTP only.",
     ),
     Setting(
+        "WORKSHOP_ORIGIN_PER_ATTENDEE",
+        BOOL,
+        "false",
+        "Serve each attendee's server on an origin of its own (NAME.localhost on this host; "
+        "NAME.WORKSHOP_DOMAIN over HTTPS, which needs a wildcard DNS name and your own "
+        "wildcard certificate in WORKSHOP_TLS_CERT): their pages can then never act in "
+        "another browser's session on the hub (README: Security).",
+    ),
+    Setting(
         "WORKSHOP_LISTEN_ADDRESS",
         Kind(str, "IPv4 or IPv6 address", parse_ip_address),
         "127.0.0.1",

@@ -16,14 +16,16 @@ the hub's origin (as the console's old "Open" did): Playwright answers one reque
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import pytest
 import requests
-from playwright.sync_api import sync_playwright
+from playwright.sync_api import expect, sync_playwright
 
 from .browser import launch, screenshot
 from .hub_client import Attendee
+from .stack import ACCESS_CODE_OF_TESTS, ADMIN_PASSWORD_OF_TESTS, HubStack, progress
 
 CONSOLE = "services/console/"
 STOLEN_NOTE = "stolen by mallory"
@@ -148,16 +150,44 @@ def audited(hub) -> list[dict]:
     return [json.loads(line) for line in text.splitlines()]
 
 
-def logged_in_browser(playwright, hub, password: str):
+def logged_in_browser(playwright, hub, password: str, hub_url: str | None = None):
     browser = launch(playwright)
     context = browser.new_context(viewport={"width": 1400, "height": 900})
     page = context.new_page()
-    page.goto(f"{hub.url}/hub/login")
+    page.goto(f"{hub_url or hub.url}/hub/login")
     page.fill("#username_input", "instructor")
     page.fill("#password_input", password)
     page.click("#login_submit")
     page.wait_for_load_state()
     return browser, context, page
+
+
+def attack_from(page, origin: str) -> str:
+    """Serve Mallory's page at `origin`/user/mallory/ as her server would; what it did."""
+    url = f"{origin}/user/mallory/hostile.html"
+    page.route(
+        url,
+        lambda route: route.fulfill(
+            status=200, content_type="text/html", body=f"<html><body>{PAYLOAD}</body>"
+        ),
+    )
+    page.goto(url)
+    page.wait_for_function("document.title.includes('done')", timeout=60_000)
+    return page.title()
+
+
+def seconds_to_jupyterlab(browser, hub_url: str, name: str, room_code: str) -> tuple[float, str]:
+    """An attendee's first login in the browser, until JupyterLab shows; and where it is."""
+    page = browser.new_context().new_page()
+    started = time.monotonic()
+    page.goto(f"{hub_url}/hub/login")
+    page.fill("#username_input", name)
+    page.fill("#password_input", f"{name}-own-password")
+    page.fill("#room_code_input", room_code)
+    page.click("#login_submit")
+    page.wait_for_url(re.compile(rf"/user/{name}/lab"), timeout=180_000)
+    expect(page.locator(".jp-LabShell")).to_be_visible(timeout=120_000)
+    return time.monotonic() - started, page.url
 
 
 def test_the_control_mallorys_page_on_the_hubs_origin_acts_as_the_instructor(
@@ -168,15 +198,7 @@ def test_the_control_mallorys_page_on_the_hubs_origin_acts_as_the_instructor(
     with sync_playwright() as playwright:
         browser, context, page = logged_in_browser(playwright, hub, instructor_password)
         try:
-            page.route(
-                f"{hub.url}/user/mallory/hostile.html",
-                lambda route: route.fulfill(
-                    status=200, content_type="text/html", body=f"<html><body>{PAYLOAD}</body>"
-                ),
-            )
-            page.goto(f"{hub.url}/user/mallory/hostile.html")
-            page.wait_for_function("document.title.includes('done')", timeout=60_000)
-            outcome = page.title()
+            outcome = attack_from(page, hub.url)
         finally:
             browser.close()
     stolen = stolen_tokens(hub, instructor_password)
@@ -216,3 +238,50 @@ def test_no_path_of_the_instructor_runs_mallorys_script(hub, mallory, instructor
     assert stolen_tokens(hub, instructor_password) == []
     actions = [entry["action"] for entry in audited(hub)[before:]]
     assert actions and set(actions) == {"view work"}, actions
+
+
+def test_with_an_origin_per_attendee_her_pages_cannot_act_as_the_instructor(
+    hub, access_code, lab_images
+):
+    """WORKSHOP_ORIGIN_PER_ATTENDEE: Mallory's server is mallory.localhost, another origin
+    than the hub's localhost, so the same page that minted the instructor's token above gets
+    nothing, even opened by the instructor. Also measures what the separation costs an
+    attendee: login to JupyterLab in the browser, in this stack and in the main one."""
+    stack = HubStack(
+        WORKSHOP_ACCESS_CODE=ACCESS_CODE_OF_TESTS,
+        WORKSHOP_ADMIN_PASSWORD=ADMIN_PASSWORD_OF_TESTS,
+        WORKSHOP_ORIGIN_PER_ATTENDEE="true",
+    )
+    hub_url = f"http://localhost:{stack.port}"
+    try:
+        stack.up()
+        with sync_playwright() as playwright:
+            browser = launch(playwright)
+            try:
+                separate, landed = seconds_to_jupyterlab(
+                    browser, hub_url, "mallory", ACCESS_CODE_OF_TESTS
+                )
+                shared, _ = seconds_to_jupyterlab(browser, hub.url, "origin-shared", access_code)
+            finally:
+                browser.close()
+        shared_attendee = Attendee(hub.url, "origin-shared")
+        assert shared_attendee.login().status_code == 200
+        shared_attendee.stop_server()  # the main stack's room is shared by the other tests
+        assert landed.startswith(f"http://mallory.localhost:{stack.port}/user/mallory/"), landed
+        progress(
+            f"login -> JupyterLab in Chromium: {separate:.1f} s with an origin per attendee, "
+            f"{shared:.1f} s on the hub's origin"
+        )
+        with sync_playwright() as playwright:
+            browser, context, page = logged_in_browser(
+                playwright, stack, ADMIN_PASSWORD_OF_TESTS, hub_url
+            )
+            try:
+                outcome = attack_from(page, f"http://mallory.localhost:{stack.port}")
+            finally:
+                browser.close()
+        assert "token 201" not in outcome and "done" in outcome, outcome
+        assert "new-password 409" not in outcome and "api/solutions 404" not in outcome
+        assert stolen_tokens(stack, ADMIN_PASSWORD_OF_TESTS) == []
+    finally:
+        stack.down()

@@ -2,8 +2,8 @@ import logging
 
 import pytest
 
-from workshop_hub.exposure import log_exposure
-from workshop_hub.settings import load_settings
+from workshop_hub.exposure import attendee_origin_host, log_exposure
+from workshop_hub.settings import SettingsError, load_settings
 
 
 def logged(caplog, settings: dict[str, str], compose: dict[str, str]) -> list[tuple[int, str]]:
@@ -56,3 +56,47 @@ def test_https_with_an_open_plain_port_still_warns(caplog):
     assert summary.startswith("serving HTTPS for hub.example.org")
     assert level == logging.WARNING
     assert warning.endswith("clear text; set WORKSHOP_LISTEN_ADDRESS=127.0.0.1")
+
+
+def origin_host(settings: dict[str, str], compose: dict[str, str]) -> str:
+    return attendee_origin_host(load_settings(settings, env_file=None), compose)
+
+
+def test_attendees_share_the_hubs_origin_unless_asked():
+    assert origin_host({}, {"WORKSHOP_PORT": "8123"}) == ""
+
+
+@pytest.mark.parametrize(
+    "settings, compose, expected",
+    [
+        ({}, {"WORKSHOP_PORT": "8123"}, "http://localhost:8123"),
+        (
+            {"WORKSHOP_DOMAIN": "hub.example.org"},
+            {"WORKSHOP_TLS_CERT": "/etc/wildcard.pem"},
+            "https://hub.example.org",
+        ),
+        (
+            {"WORKSHOP_DOMAIN": "hub.example.org"},
+            {"WORKSHOP_TLS_CERT": "/etc/wildcard.pem", "WORKSHOP_HTTPS_PORT": "8443"},
+            "https://hub.example.org:8443",
+        ),
+    ],
+)
+def test_an_origin_per_attendee_on_this_host_or_under_the_organizers_wildcard(
+    settings, compose, expected
+):
+    assert origin_host({**settings, "WORKSHOP_ORIGIN_PER_ATTENDEE": "true"}, compose) == expected
+
+
+@pytest.mark.parametrize(
+    "settings, compose",
+    [
+        ({"WORKSHOP_DOMAIN": "hub.example.org"}, {}),  # ACME: no wildcard certificate here
+        ({}, {"WORKSHOP_TLS_CERT": "/etc/wildcard.pem"}),  # no name to put attendees under
+    ],
+)
+def test_an_origin_per_attendee_over_https_needs_a_domain_and_a_wildcard_certificate(
+    settings, compose
+):
+    with pytest.raises(SettingsError, match="wildcard certificate"):
+        origin_host({**settings, "WORKSHOP_ORIGIN_PER_ATTENDEE": "true"}, compose)
