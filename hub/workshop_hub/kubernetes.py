@@ -33,8 +33,15 @@ from typing import Any
 import yaml
 
 from . import announcement, console, credentials
+from .access.names import (
+    INSTRUCTOR_ROLE,
+    NameConflict,
+    check_no_attendee_holds,
+    remember_instructors,
+    reserved_names,
+)
 from .firewall import CONSOLE_PORT, HUB_API_PORT
-from .passwords import MIN_PASSWORD_LENGTH
+from .passwords import MIN_PASSWORD_LENGTH, PasswordStore
 from .profiles import (
     HOME_DIR,
     HOME_TMPFS_SIZE,
@@ -388,6 +395,7 @@ def helm_values(settings: WorkshopSettings, choices: ClusterChoices) -> dict:
     authenticator = {
         "dbm_path": str(credentials.ATTENDEE_PASSWORDS_FILE),
         "min_password_length": MIN_PASSWORD_LENGTH,
+        "instructors": list(settings.admin_users),
     }
     flat: dict[str, Any] = {
         "hub.image.name": hub_name,
@@ -396,15 +404,16 @@ def helm_values(settings: WorkshopSettings, choices: ClusterChoices) -> dict:
             "JupyterHub": {
                 "authenticator_class": "workshop_hub.auth.WorkshopAuthenticator",
                 "cookie_max_age_days": settings.session_length / 86400,
+                "token_expires_in_max_seconds": settings.session_length,
             },
             "Authenticator": {
                 "allow_all": True,
                 "username_pattern": f"^{USERNAME_PATTERN}$",
-                "admin_users": list(settings.admin_users),
             },
             "WorkshopAuthenticator": authenticator,
             "Spawner": {
                 "notebook_dir": WORK_DIR,
+                "disable_user_config": True,
                 # JupyterLab shows the instructor's announcement among its news.
                 "args": [f"--LabApp.news_url={console.announcement_feed_url()}"],
             },
@@ -436,8 +445,15 @@ def helm_values(settings: WorkshopSettings, choices: ClusterChoices) -> dict:
                 "oauth_no_confirm": True,
             }
         },
+        # As on one machine (jupyterhub_config.py): nobody is JupyterHub's admin, whose role
+        # opens every attendee's server; instructors hold exactly the instructor role.
         "hub.loadRoles": {
-            console.SERVICE_NAME: {"scopes": console.SCOPES, "services": [console.SERVICE_NAME]}
+            console.SERVICE_NAME: {"scopes": console.SCOPES, "services": [console.SERVICE_NAME]},
+            "admin": {"users": []},
+            INSTRUCTOR_ROLE: {
+                "scopes": console.INSTRUCTOR_SCOPES,
+                "users": list(settings.admin_users),
+            },
         },
         "hub.service.extraPorts": [
             {"name": console.SERVICE_NAME, "port": CONSOLE_PORT, "targetPort": CONSOLE_PORT}
@@ -612,6 +628,18 @@ def configure_hub(c) -> None:
         configured["admin_password"],
         credentials.ADMIN_PASSWORD_FILE,
         credentials.generate_admin_password,
+    )
+    # Names nobody claims, and no attendee's name made an instructor's (access/names.py).
+    instructors = set(authenticator.instructors)
+    try:
+        check_no_attendee_holds(
+            instructors, PasswordStore(credentials.ATTENDEE_PASSWORDS_FILE).names()
+        )
+        instructors_ever = remember_instructors(instructors)
+    except NameConflict as error:
+        raise SystemExit(f"workshop hub cannot start: {error}") from None
+    authenticator.reserved_names = set(
+        reserved_names(instructors_ever, [service["name"] for service in c.JupyterHub.services])
     )
     # The console lists the attendees' pods (AttendeePods).
     for service in c.JupyterHub.services:

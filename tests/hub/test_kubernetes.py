@@ -57,8 +57,9 @@ def clean_environment(monkeypatch):
 @pytest.fixture
 def hub_data(tmp_path, monkeypatch):
     """The hub's volume, where the room code and admin password are made on first start."""
-    for name in ("ACCESS_CODE_FILE", "ADMIN_PASSWORD_FILE"):
+    for name in ("ACCESS_CODE_FILE", "ADMIN_PASSWORD_FILE", "ATTENDEE_PASSWORDS_FILE"):
         monkeypatch.setattr(credentials, name, tmp_path / "hub-data" / name.lower())
+    monkeypatch.setattr(credentials, "HUB_DATA_DIR", tmp_path / "hub-data")
     return tmp_path / "hub-data"
 
 
@@ -250,7 +251,12 @@ def test_the_idle_culler_gets_the_timeouts_of_one_machine(tmp_path, monkeypatch,
 def test_the_hub_logs_attendees_in_as_on_one_machine(tmp_path, monkeypatch, hub_data):
     config = chart_config(values_for(), tmp_path / "chart", monkeypatch)
     assert config.JupyterHub.authenticator_class == "workshop_hub.auth.WorkshopAuthenticator"
-    assert config.Authenticator.admin_users == ["instructor"]
+    # Instructors are not JupyterHub admins, and their names cannot be claimed.
+    assert config.WorkshopAuthenticator.instructors == ["instructor"]
+    roles = {role["name"]: role for role in config.JupyterHub.load_roles}
+    assert roles["admin"]["users"] == [] and roles["instructor"]["users"] == ["instructor"]
+    assert {"instructor", "admin", "console"} <= config.WorkshopAuthenticator.reserved_names
+    assert (hub_data / "instructors-ever.json").exists()
     # Made on first start, kept on the hub's volume, the same at the next start.
     room_code = config.WorkshopAuthenticator.room_code
     assert room_code == credentials.ACCESS_CODE_FILE.read_text().strip()

@@ -13,7 +13,7 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
-from ..credentials import HUB_DATA_DIR, write_atomically
+from .. import credentials
 
 # The role that makes an instructor (jupyterhub_config.py); its members are not attendees.
 INSTRUCTOR_ROLE = "instructor"
@@ -22,15 +22,17 @@ ALWAYS_RESERVED = frozenset(
 )
 # The compose services (docker-compose.yml): their names resolve on the hub's networks.
 COMPOSE_SERVICES = frozenset({"hub", "proxy", "firewall", "lab-cpu", "lab-cuda"})
-INSTRUCTORS_EVER_FILE = HUB_DATA_DIR / "instructors-ever.json"
+# On the hub's data volume (credentials.HUB_DATA_DIR).
+INSTRUCTORS_EVER_FILE_NAME = "instructors-ever.json"
 
 
 class NameConflict(ValueError):
     """An instructor's name is an attendee's; the message names it and the fix."""
 
 
-def remember_instructors(current: Iterable[str], path: Path = INSTRUCTORS_EVER_FILE) -> set[str]:
+def remember_instructors(current: Iterable[str], path: Path | None = None) -> set[str]:
     """Every name that has been an instructor's on this hub, `current` included (stored)."""
+    path = path or credentials.HUB_DATA_DIR / INSTRUCTORS_EVER_FILE_NAME
     try:
         known = set(json.loads(path.read_text(encoding="utf-8")))
     except FileNotFoundError:
@@ -44,7 +46,7 @@ def remember_instructors(current: Iterable[str], path: Path = INSTRUCTORS_EVER_F
     everyone = known | set(current)
     if everyone != known:
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomically(path, json.dumps(sorted(everyone)) + "\n", mode=0o600)
+        credentials.write_atomically(path, json.dumps(sorted(everyone)) + "\n", mode=0o600)
     return everyone
 
 
