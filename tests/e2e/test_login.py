@@ -181,6 +181,8 @@ def test_new_event_ends_every_old_session_and_keeps_the_work(lab_images):
         lin.open_lab()
         lin.api("PUT", "contents/day1.txt", json={"type": "file", "format": "text", "content": "1"})
         old_cookies = requests.utils.dict_from_cookiejar(lin.http.cookies)
+        old_token = {"Authorization": f"token {lin.new_api_token('kept past the event')}"}
+        assert requests.get(f"{stack.url}/hub/api/user", headers=old_token, timeout=30).ok
 
         result = stack.hub_exec("workshop-hub", "new-event", "--yes")
         assert result.returncode == 0, result.stdout + result.stderr
@@ -194,6 +196,8 @@ def test_new_event_ends_every_old_session_and_keeps_the_work(lab_images):
         assert replay.get(f"{stack.url}/hub/api/user", timeout=30).status_code == 403
         home = replay.get(f"{stack.url}/hub/home", timeout=30)
         assert "/hub/login" in home.url, "the old session cookie still opens the hub"
+        revoked = requests.get(f"{stack.url}/hub/api/user", headers=old_token, timeout=30)
+        assert revoked.status_code == 403, "an attendee's token outlived the event"
 
         assert Attendee(stack.url, "newcomer").login(old_code).status_code == 403
         assert Attendee(stack.url, "newcomer").login(new_code).status_code == 200
