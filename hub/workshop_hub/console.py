@@ -26,20 +26,23 @@ import json
 import logging
 import os
 import re
+import signal
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from importlib import resources
 
 from jupyterhub.services.auth import HubAuth, HubOAuth, HubOAuthCallbackHandler, HubOAuthenticated
 from jupyterhub.utils import url_path_join
-from tornado import ioloop, web
+from tornado import web
+from tornado.httpserver import HTTPServer
 
 from . import announcement, instructor_actions, work_view
 from .access.names import INSTRUCTOR_ROLE
 from .access.sessions import HubApi
 from .firewall import CONSOLE_PORT, HUB_SERVICE
-from .progress import BadReport, ProgressBook, attempt_from_report
+from .progress import BadReport, ProgressBook, ReportRate, attempt_from_report
 from .room_sources import Containers, HubUsers
 from .room_view import room_view
 from .settings import USERNAME_PATTERN
@@ -82,6 +85,20 @@ INSTRUCTOR_SCOPES = [
     "read:metrics",
 ]
 MAX_REPORT_BYTES = 4096
+# The largest body any caller has a reason to send: a report (MAX_REPORT_BYTES), an
+# announcement (300 characters, 6 bytes each as JSON escapes at worst), a reveal or an action
+# (a few dozen bytes). The server refuses a longer one from its Content-Length, before reading
+# it, and stops reading one sent in chunks there: without this, Tornado buffers 100 MB of an
+# anonymous POST before any handler can look at who sent it.
+MAX_BODY_BYTES = 16 * 1024
+# What one connection may hold unread (headers and body in flight): hub cookies and tokens
+# are a few KiB of headers, so this leaves room, and a thousand slow connections hold 256 MB
+# at most instead of Tornado's default of 100 MB each.
+MAX_BUFFER_BYTES = 256 * 1024
+# Reports per attendee: a notebook run from top to bottom sends one per exercise of the lab (7
+# at most), a person re-running cells a few a minute; a loop in a kernel is refused past this.
+REPORT_BURST = 20
+REPORTS_PER_SECOND = 3.0
 
 log = logging.getLogger("workshop.console")
 
@@ -117,10 +134,13 @@ class ConsoleHandler(ConsoleBase):
         # by a cookie, so no other page can make a browser send them with its credentials.
         return
 
-    def initialize(self, hub_auth: HubAuth, book: ProgressBook, solutions: Solutions) -> None:
+    def initialize(
+        self, hub_auth: HubAuth, book: ProgressBook, solutions: Solutions, rate: ReportRate
+    ) -> None:
         self.hub_auth = hub_auth
         self.book = book
         self.solutions = solutions
+        self.rate = rate
 
     async def caller(self) -> dict:
         header = self.request.headers.get("Authorization", "")
@@ -137,18 +157,31 @@ class ConsoleHandler(ConsoleBase):
         return bool(model.get("admin")) or ADMIN_SCOPE in model.get("scopes", ())
 
 
+def in_the_book(book: ProgressBook, work: Callable, *args) -> Awaitable:
+    """``work(*args)`` on the book's own thread: SQLite never blocks the event loop."""
+    return asyncio.get_running_loop().run_in_executor(book.worker, work, *args)
+
+
 class ProgressHandler(ConsoleHandler):
     async def post(self) -> None:
         model = await self.caller()
+        wait = self.rate.wait_before_next(model["name"])
+        if wait:
+            self.set_header("Retry-After", str(wait))
+            raise web.HTTPError(
+                HTTPStatus.TOO_MANY_REQUESTS,
+                f"more reports than checks a person runs: send the next in {wait} s",
+            )
         if len(self.request.body) > MAX_REPORT_BYTES:
             raise web.HTTPError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "one report is a few lines")
         try:
-            attempt = attempt_from_report(model["name"], json.loads(self.request.body or b"null"))
+            report = json.loads(self.request.body or b"null")
+            attempt = attempt_from_report(model["name"], report, self.solutions.catalog)
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise web.HTTPError(HTTPStatus.BAD_REQUEST, "send one JSON object") from None
         except BadReport as error:
             raise web.HTTPError(HTTPStatus.BAD_REQUEST, str(error)) from None
-        self.book.record(attempt)
+        await in_the_book(self.book, self.book.record, attempt)
         self.set_status(HTTPStatus.CREATED)
         self.finish({"recorded": True})
 
@@ -156,7 +189,7 @@ class ProgressHandler(ConsoleHandler):
         model = await self.caller()
         if not self.is_admin(model) and attendee != model["name"]:
             raise web.HTTPError(HTTPStatus.FORBIDDEN, "only an admin sees other attendees")
-        standings = self.book.standings(attendee)
+        standings = await in_the_book(self.book, self.book.standings, attendee)
         self.finish(
             {
                 "attendees": {
@@ -382,7 +415,7 @@ class Room:
         loop = asyncio.get_running_loop()
         users = await self.users.users()
         listed = await loop.run_in_executor(None, self.containers.listed)
-        standings = await loop.run_in_executor(None, self.book.standings)
+        standings = await in_the_book(self.book, self.book.standings)
         view = room_view(
             users,
             listed,
@@ -401,7 +434,8 @@ def make_app(
     prefix: str,
     room: Room | None = None,
 ) -> web.Application:
-    arguments = {"hub_auth": hub_auth, "book": book, "solutions": solutions}
+    rate = ReportRate(REPORT_BURST, REPORTS_PER_SECOND)
+    arguments = {"hub_auth": hub_auth, "book": book, "solutions": solutions, "rate": rate}
     api = url_path_join(prefix, "api/progress")
     handlers = [
         (api, ProgressHandler, arguments),
@@ -428,6 +462,35 @@ def make_app(
     return web.Application(handlers, cookie_secret=os.urandom(32), xsrf_cookies=True)
 
 
+def console_server(app: web.Application) -> HTTPServer:
+    """The console's HTTP server, with its limits on what a caller may send."""
+    return HTTPServer(app, max_body_size=MAX_BODY_BYTES, max_buffer_size=MAX_BUFFER_BYTES)
+
+
+async def serve(
+    app: web.Application,
+    port: int = CONSOLE_PORT,
+    background: Callable[[], Awaitable] | None = None,
+) -> None:
+    """Serve ``app`` (and run ``background()``) until SIGTERM or SIGINT, then stop quietly:
+    JupyterHub stops its services with a signal at every restart, which is no error."""
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(stop_signal, stopping.set)
+    server = console_server(app)
+    # All interfaces: the proxy reaches it on loopback, attendee kernels on the attendee network.
+    server.listen(port, address="0.0.0.0")
+    log.info("console service on port %d", port)
+    tasks = [asyncio.create_task(background())] if background else []
+    await stopping.wait()
+    log.info("console service stopping")
+    server.stop()
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="[console %(levelname)s] %(message)s")
     prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", f"/services/{SERVICE_NAME}/")
@@ -443,12 +506,7 @@ def main() -> None:
         containers = Containers(instance)
     room = Room(book, HubUsers(), containers, solutions)
     app = make_app(HubAuth(), book, solutions, prefix, room)
-    # All interfaces: the proxy reaches it on loopback, attendee kernels on the attendee network.
-    app.listen(CONSOLE_PORT, address="0.0.0.0")
-    log.info("console service on port %d under %s", CONSOLE_PORT, prefix)
-    loop = ioloop.IOLoop.current()
-    loop.add_callback(containers.sample_memory_forever)
-    loop.start()
+    asyncio.run(serve(app, background=containers.sample_memory_forever))
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from workshop_hub.progress import ProgressBook, attempt_from_report
 from workshop_hub.room_view import STUCK_AFTER_SECONDS, room_view, server_state
 
 NOW = 100_000.0
+CATALOG = {1: ["batch"], 2: ["loss_choice"]}
 
 
 def user(name, *, ready=True, pending=None, admin=False, started="2026-11-27T09:00:00.000000Z"):
@@ -36,7 +37,7 @@ def book_with(tmp_path, attempts):
             "passed": passed,
             "reason": f"{exercise} is off",
         }
-        book.record(attempt_from_report(name, report, now=at))
+        book.record(attempt_from_report(name, report, CATALOG, now=at))
     return book
 
 
