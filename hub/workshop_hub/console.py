@@ -118,12 +118,38 @@ def announcement_feed_url() -> str:
     return console_api_url() + "announcement.atom"
 
 
+class TooManyReports(web.HTTPError):
+    """429, with the Retry-After header that tells a well-behaved client when to send again."""
+
+    def __init__(self, wait_seconds: int):
+        super().__init__(
+            HTTPStatus.TOO_MANY_REQUESTS,
+            f"more reports than checks a person runs: send the next in {wait_seconds} s",
+        )
+        self.headers = {"Retry-After": str(wait_seconds)}
+
+
 class ConsoleBase(web.RequestHandler):
     def write_error(self, status_code: int, **kwargs) -> None:
         # One JSON line that says what went wrong; never a traceback.
         error = kwargs.get("exc_info", (None, None, None))[1]
+        for header, value in getattr(error, "headers", {}).items():
+            self.set_header(header, value)
         message = getattr(error, "log_message", None) or self._reason
         self.finish({"status": status_code, "message": message})
+
+    def log_exception(self, typ, value, tb) -> None:
+        # A kernel in a loop is refused hundreds of times a second: a line for each would
+        # flood the hub's log with what the rate already stopped.
+        if not isinstance(value, TooManyReports):
+            super().log_exception(typ, value, tb)
+
+
+class ConsoleApplication(web.Application):
+    def log_request(self, handler: web.RequestHandler) -> None:
+        # The access log's line of each refused report, for the same reason as above.
+        if handler.get_status() != HTTPStatus.TOO_MANY_REQUESTS:
+            super().log_request(handler)
 
 
 class ConsoleHandler(ConsoleBase):
@@ -165,13 +191,9 @@ def in_the_book(book: ProgressBook, work: Callable, *args) -> Awaitable:
 class ProgressHandler(ConsoleHandler):
     async def post(self) -> None:
         model = await self.caller()
-        wait = self.rate.wait_before_next(model["name"])
-        if wait:
-            self.set_header("Retry-After", str(wait))
-            raise web.HTTPError(
-                HTTPStatus.TOO_MANY_REQUESTS,
-                f"more reports than checks a person runs: send the next in {wait} s",
-            )
+        wait_seconds = self.rate.wait_before_next(model["name"])
+        if wait_seconds:
+            raise TooManyReports(wait_seconds)
         if len(self.request.body) > MAX_REPORT_BYTES:
             raise web.HTTPError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "one report is a few lines")
         try:
@@ -433,7 +455,7 @@ def make_app(
     solutions: Solutions,
     prefix: str,
     room: Room | None = None,
-) -> web.Application:
+) -> ConsoleApplication:
     rate = ReportRate(REPORT_BURST, REPORTS_PER_SECOND)
     arguments = {"hub_auth": hub_auth, "book": book, "solutions": solutions, "rate": rate}
     api = url_path_join(prefix, "api/progress")
@@ -459,7 +481,7 @@ def make_app(
         ]
     # The OAuth cookie's key: new at each start, so a console restart only means logging in
     # again through the hub, silently.
-    return web.Application(handlers, cookie_secret=os.urandom(32), xsrf_cookies=True)
+    return ConsoleApplication(handlers, cookie_secret=os.urandom(32), xsrf_cookies=True)
 
 
 def console_server(app: web.Application) -> HTTPServer:

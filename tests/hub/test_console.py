@@ -1,7 +1,19 @@
 """The console service's app, served on loopback: routes, and who may call what before any
-hub is asked (tests/e2e/test_console.py drives it in the real stack)."""
+hub is asked (tests/e2e/test_console.py drives it in the real stack); and what an attendee
+or a stranger can send it: exercises outside the course, a flood of reports, a huge body."""
 
 from __future__ import annotations
+
+import asyncio
+import json
+import re
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
 
 import pytest
 from jupyterhub.services.auth import HubAuth
@@ -9,29 +21,54 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
-from workshop_hub.console import Room, make_app
+from workshop_hub.console import REPORT_BURST, Room, console_server, make_app
 from workshop_hub.progress import ProgressBook
 from workshop_hub.room_sources import Containers, HubUsers
 from workshop_hub.solutions import Solutions
 
 PREFIX = "/services/console/"
+# The tokens this test's hub knows, and whose they are.
+TOKENS = {"ada-token": "ada", "bob-token": "bob"}
+FLOOD_BYTES = 90 * 2**20
+
+
+class HubThatKnowsTokens(HubAuth):
+    """The hub's answer for TOKENS, without a hub."""
+
+    async def user_for_token(self, token, use_cache=True, session_id="", *, sync=True):
+        name = TOKENS.get(token)
+        return {"kind": "user", "name": name, "admin": False, "scopes": []} if name else None
 
 
 @pytest.fixture
-async def console(tmp_path, monkeypatch):
+def book(tmp_path):
+    return ProgressBook(tmp_path / "progress.sqlite")
+
+
+@pytest.fixture
+def app(book, tmp_path, monkeypatch):
     # What JupyterHub gives a managed service; nothing listens at this hub address.
     monkeypatch.setenv("JUPYTERHUB_API_URL", "http://127.0.0.1:9/hub/api")
     monkeypatch.setenv("JUPYTERHUB_API_TOKEN", "the-services-token")
     monkeypatch.setenv("JUPYTERHUB_CLIENT_ID", "service-console")
     monkeypatch.setenv("JUPYTERHUB_SERVICE_PREFIX", PREFIX)
-    book = ProgressBook(tmp_path / "progress.sqlite")
     solutions = Solutions({1: {"batch": "the solution"}}, tmp_path / "revealed.json")
     room = Room(book, HubUsers(), Containers("test-instance"), solutions)
-    app = make_app(HubAuth(), book, solutions, PREFIX, room)
+    return make_app(HubThatKnowsTokens(), book, solutions, PREFIX, room)
+
+
+def serve_on_loopback(server: HTTPServer) -> tuple[str, int]:
     sockets = bind_sockets(0, "127.0.0.1")
-    server = HTTPServer(app)
     server.add_sockets(sockets)
-    yield f"http://127.0.0.1:{sockets[0].getsockname()[1]}{PREFIX}"
+    port = sockets[0].getsockname()[1]
+    return f"http://127.0.0.1:{port}{PREFIX}", port
+
+
+@pytest.fixture
+async def console(app):
+    server = console_server(app)
+    url, _ = serve_on_loopback(server)
+    yield url
     server.stop()
 
 
@@ -40,6 +77,20 @@ async def fetch(url: str, **options):
         return await AsyncHTTPClient().fetch(url, follow_redirects=False, **options)
     except HTTPClientError as error:
         return error.response
+
+
+async def post_report(console: str, token: str, exercise: str = "batch", lab: int = 1):
+    report = {"lab": lab, "exercise": exercise, "passed": False, "reason": "`batch` is None"}
+    return await fetch(
+        f"{console}api/progress",
+        method="POST",
+        body=json.dumps(report),
+        headers={"Authorization": f"token {token}"},
+    )
+
+
+def attempts_of(book: ProgressBook, attendee: str) -> dict[str, int]:
+    return {state.exercise: state.attempts for state in book.standings(attendee).get(attendee, [])}
 
 
 async def test_progress_without_a_token_is_401_with_a_json_reason(console):
@@ -67,3 +118,148 @@ async def test_the_page_sends_a_browser_to_the_hubs_login(console):
 async def test_an_action_without_token_or_xsrf_is_refused_before_anything_runs(console):
     response = await fetch(f"{console}api/attendees/ada/stop", method="POST", body="{}")
     assert response.code == 403
+
+
+async def test_a_report_of_an_exercise_outside_the_course_is_400_and_not_kept(book, console):
+    made_up = await post_report(console, "ada-token", exercise="x0001")
+    assert made_up.code == 400
+    assert json.loads(made_up.body)["message"] == (
+        "lab 1 has no exercise 'x0001'; its exercises: batch"
+    )
+    assert (await post_report(console, "ada-token", lab=2)).code == 400  # batch is lab 1's
+    control = await post_report(console, "ada-token", exercise="batch")
+    assert control.code == 201
+    assert attempts_of(book, "ada") == {"batch": 1}
+
+
+async def test_a_kernel_posting_in_a_loop_gets_429_with_retry_after_past_the_burst(book, console):
+    answers = [await post_report(console, "ada-token") for _ in range(REPORT_BURST + 30)]
+    codes = [answer.code for answer in answers]
+    # A few may refill while the loop runs; the burst goes through, most of the rest not.
+    assert codes[:REPORT_BURST] == [201] * REPORT_BURST
+    refused = [answer for answer in answers if answer.code == 429]
+    assert len(refused) >= 20, codes
+    assert int(refused[0].headers["Retry-After"]) >= 1
+    assert "send the next in" in json.loads(refused[0].body)["message"]
+    assert attempts_of(book, "ada")["batch"] == codes.count(201)
+    # Control: another attendee in the same room is not held back by ada's loop.
+    assert (await post_report(console, "bob-token")).code == 201
+
+
+def peak_rss_kib() -> int:
+    status = Path("/proc/self/status").read_text()
+    return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1))
+
+
+def reset_peak_rss() -> None:
+    Path("/proc/self/clear_refs").write_text("5")  # VmHWM starts again from VmRSS
+
+
+async def post_anonymous_body(port: int, size: int) -> tuple[int, bytes]:
+    """A stranger's POST of ``size`` bytes, streamed from one small buffer (so only the
+    server's memory can grow); how much was sent before the server closed, and its answer."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        f"POST {PREFIX}api/progress HTTP/1.1\r\nHost: console\r\n"
+        f"Content-Length: {size}\r\n\r\n".encode()
+    )
+    chunk, sent = b" " * 2**16, 0
+    try:
+        while sent < size:
+            writer.write(chunk[: size - sent])
+            await writer.drain()
+            sent += len(chunk)
+        answer = await reader.read(200)
+    except ConnectionError:
+        answer = b""
+    writer.close()
+    return min(sent, size), answer
+
+
+async def test_a_90_mb_anonymous_body_is_refused_before_the_console_holds_it(app, console):
+    port = int(console.split(":")[2].split("/")[0])
+    reset_peak_rss()
+    before = peak_rss_kib()
+    sent, answer = await post_anonymous_body(port, FLOOD_BYTES)
+    grown = peak_rss_kib() - before
+    assert sent < FLOOD_BYTES / 4 and not answer.startswith(b"HTTP/1.1 401"), (sent, answer)
+    assert grown < 8 * 1024, f"the console's memory grew by {grown} KiB"
+
+    # Control: Tornado's own limits buffer all 90 MB before the handler says 401.
+    unlimited = HTTPServer(app)
+    _, unlimited_port = serve_on_loopback(unlimited)
+    reset_peak_rss()
+    before = peak_rss_kib()
+    sent, answer = await post_anonymous_body(unlimited_port, FLOOD_BYTES)
+    unlimited.stop()
+    assert sent == FLOOD_BYTES and answer.startswith(b"HTTP/1.1 401"), answer
+    assert peak_rss_kib() - before > FLOOD_BYTES // 1024 * 0.8
+
+
+# The console as JupyterHub runs it, on a port of the test's and a book in a folder of it.
+SERVE = textwrap.dedent(
+    """
+    import asyncio, logging, sys
+    from pathlib import Path
+    from jupyterhub.services.auth import HubAuth
+    from workshop_hub.console import make_app, serve
+    from workshop_hub.progress import ProgressBook
+    from workshop_hub.solutions import Solutions
+
+    logging.basicConfig(level=logging.INFO)
+    port, folder = int(sys.argv[1]), Path(sys.argv[2])
+    book = ProgressBook(folder / "progress.sqlite")
+    app = make_app(HubAuth(), book, Solutions({}, folder / "revealed.json"), "/console/")
+    asyncio.run(serve(app, port, background=lambda: asyncio.sleep(3600)))
+    """
+)
+# Control: how the console ran before, a bare IOLoop.start().
+SERVE_BARE = textwrap.dedent(
+    """
+    import sys
+    from tornado import ioloop, web
+
+    web.Application([]).listen(int(sys.argv[1]), address="127.0.0.1")
+    ioloop.IOLoop.current().start()
+    """
+)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def stopped_by(stop_signal: int, program: str, folder: Path) -> subprocess.CompletedProcess:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-c", program, str(port), str(folder)],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            assert process.poll() is None and time.monotonic() < deadline, "it never listened"
+            time.sleep(0.1)
+    process.send_signal(stop_signal)
+    _, stderr = process.communicate(timeout=30)
+    return subprocess.CompletedProcess(process.args, process.returncode, "", stderr)
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
+def test_the_console_stops_quietly_when_the_hub_stops_it(stop_signal, tmp_path, monkeypatch):
+    monkeypatch.setenv("JUPYTERHUB_API_TOKEN", "the-services-token")
+    monkeypatch.setenv("JUPYTERHUB_CLIENT_ID", "service-console")
+    stopped = stopped_by(stop_signal, SERVE, tmp_path)
+    assert stopped.returncode == 0 and "Traceback" not in stopped.stderr, stopped.stderr
+    assert "console service stopping" in stopped.stderr
+
+
+def test_control_a_bare_ioloop_prints_a_traceback_on_sigint(tmp_path):
+    stopped = stopped_by(signal.SIGINT, SERVE_BARE, tmp_path)
+    assert "KeyboardInterrupt" in stopped.stderr and "Traceback" in stopped.stderr
