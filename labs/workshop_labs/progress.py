@@ -4,7 +4,8 @@ In an attendee's server the hub sets WORKSHOP_CONSOLE_URL (the console service's
 JUPYTERHUB_API_TOKEN (the server's own token, which tells the hub whose check it was). A
 check hands its result to a background thread and returns at once: the attendee never waits
 for the network, and when the hub cannot be reached (a laptop run, the tests, a hub restart)
-the report is dropped and the check works exactly as without it.
+the report is dropped and the check works exactly as without it. When the console refuses
+reports for coming too fast (429), the sender waits as asked, in the background too.
 """
 
 from __future__ import annotations
@@ -13,14 +14,18 @@ import json
 import os
 import queue
 import threading
+import time
 import urllib.error
 import urllib.request
+from http import HTTPStatus
 
 CONSOLE_URL_ENV = "WORKSHOP_CONSOLE_URL"
 TOKEN_ENV = "JUPYTERHUB_API_TOKEN"
 SEND_TIMEOUT_SECONDS = 5
 # Reports waiting to be sent; more than this means the console is away: drop, never block.
 MAX_WAITING = 200
+# The longest the sender waits when the console says "too many reports" (429, Retry-After).
+MAX_PAUSE_SECONDS = 30.0
 
 _waiting: queue.Queue = queue.Queue(maxsize=MAX_WAITING)
 _sender: threading.Thread | None = None
@@ -66,13 +71,30 @@ def _ensure_sender() -> None:
             _sender.start()
 
 
+def _send(request: urllib.request.Request) -> float:
+    """Send one report; 0, or the seconds the console asks this kernel to wait (429)."""
+    try:
+        with urllib.request.urlopen(request, timeout=SEND_TIMEOUT_SECONDS):
+            return 0.0
+    except urllib.error.HTTPError as refused:
+        if refused.code != HTTPStatus.TOO_MANY_REQUESTS:
+            return 0.0
+        retry_after = refused.headers.get("Retry-After", "")
+        return min(float(retry_after) if retry_after.isdigit() else 1.0, MAX_PAUSE_SECONDS)
+    except (urllib.error.URLError, OSError, ValueError):
+        return 0.0  # the console is away or refused it: the check itself must not notice
+
+
 def _send_forever() -> None:
     while True:
         request = _waiting.get()
         try:
-            with urllib.request.urlopen(request, timeout=SEND_TIMEOUT_SECONDS):
-                pass
-        except (urllib.error.URLError, OSError, ValueError):
-            pass  # the console is away or refused it: the check itself must not notice
+            pause = _send(request)
+            if pause:
+                # More reports than the console takes from one attendee (a check run in a
+                # loop): wait as it asks, then send this one once more, so its last result
+                # still arrives; later reports wait in the queue meanwhile.
+                time.sleep(pause)
+                _send(request)
         finally:
             _waiting.task_done()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from threading import Thread
 
 import pytest
 
@@ -80,3 +82,49 @@ def test_a_console_that_is_away_is_not_noticed(monkeypatch, capsys):
     assert check_speedup(2.0) == 2.0
     assert progress.wait_until_sent()
     assert "✅ faster" in capsys.readouterr().out
+
+
+class BusyConsole(ThreadingHTTPServer):
+    """A console that refuses the first ``refusals`` reports with 429 and Retry-After: 1, as
+    the real one does past an attendee's rate; when each report came, and what it answered."""
+
+    def __init__(self, refusals: int):
+        self.answers: list[tuple[float, int]] = []
+        console = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                self.rfile.read(int(self.headers["Content-Length"]))
+                code = 429 if len(console.answers) < refusals else 201
+                console.answers.append((time.monotonic(), code))
+                self.send_response(code)
+                if code == 429:
+                    self.send_header("Retry-After", "1")
+                self.end_headers()
+                self.wfile.write(b'{"message": "send the next in 1 s"}')
+
+            def log_message(self, *args):
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/services/console/api/"
+
+
+def test_a_console_that_says_too_many_is_waited_for_quietly_and_told_again(monkeypatch, capsys):
+    busy = BusyConsole(refusals=1)
+    monkeypatch.setenv(progress.CONSOLE_URL_ENV, busy.url)
+    monkeypatch.setenv(progress.TOKEN_ENV, "t")
+    started = time.perf_counter()
+    assert check_speedup(2.0) == 2.0
+    assert time.perf_counter() - started < 0.5, "the check waited for the console"
+    assert progress.wait_until_sent(timeout=10)
+    busy.shutdown()
+    (refused_at, refused), (sent_at, sent) = busy.answers
+    # Control: the console did refuse the first time; the report came again a second later.
+    assert (refused, sent) == (429, 201) and sent_at - refused_at >= 1.0
+    out, err = capsys.readouterr()
+    assert "✅ faster" in out and "Traceback" not in out + err and "429" not in out + err
