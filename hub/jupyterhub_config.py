@@ -12,6 +12,7 @@ import docker
 
 from workshop_hub import announcement, console, credentials, firewall
 from workshop_hub.access import names, sessions
+from workshop_hub.auth import max_names
 from workshop_hub.disks import DiskError
 from workshop_hub.exposure import attendee_origin_host, log_exposure
 from workshop_hub.passwords import MIN_PASSWORD_LENGTH, PasswordStore
@@ -99,6 +100,8 @@ c.WorkshopAuthenticator.room_code = access_code
 c.WorkshopAuthenticator.admin_password = admin_password
 c.WorkshopAuthenticator.dbm_path = str(credentials.ATTENDEE_PASSWORDS_FILE)
 c.WorkshopAuthenticator.min_password_length = MIN_PASSWORD_LENGTH
+# One room code opens a bounded room: a script cannot claim names until the room is full.
+c.WorkshopAuthenticator.max_names = max_names(settings)
 
 # Instructors are not JupyterHub admins: the admin role (which JupyterHub lets nobody change)
 # opens every attendee's server, and an attendee's server on the hub's own origin could then

@@ -9,7 +9,10 @@ authenticator never makes anyone a JupyterHub admin: instructors hold the `instr
 declared with exact membership in jupyterhub_config.py.
 
 Refusals return None, so JupyterHub logs "Failed login for ..." as usual; the message for the
-login page goes through FirstUseAuthenticator's login handler (`custom_login_error`).
+login page goes through FirstUseAuthenticator's login handler (`custom_login_error`). A try
+over the throttle's budget (throttle.py) is refused before it is checked, with HTTP 429 and
+Retry-After. A browser that logged in keeps a signed cookie naming the name it logged in as:
+its tries have a budget of their own, so nobody's guesses keep the owner out.
 """
 
 from __future__ import annotations
@@ -17,9 +20,13 @@ from __future__ import annotations
 import asyncio
 import hmac
 import re
+import secrets
+import time
 
 from firstuseauthenticator import FirstUseAuthenticator
-from traitlets import Set, Unicode
+from firstuseauthenticator.firstuseauthenticator import CustomLoginHandler
+from tornado.web import HTTPError
+from traitlets import Integer, Set, Unicode
 
 from .access.addresses import ProxyAddress, request_client_address
 from .passwords import (
@@ -28,15 +35,77 @@ from .passwords import (
     password_matches,
     password_problem,
 )
-from .settings import USERNAME_PATTERN, USERNAME_RULE
-from .throttle import LoginThrottle
+from .settings import USERNAME_PATTERN, USERNAME_RULE, WorkshopSettings
+from .throttle import LoginThrottle, Throttled
 
 ROOM_CODE_FIELD = "room_code"
+# "NAME/DEVICE-ID", signed with the hub's cookie secret: only a browser that logged in as NAME
+# has one, and it outlives logging out (JupyterHub clears only its own cookies).
+DEVICE_COOKIE = "workshop-device"
+DEVICE_ID_PATTERN = r"[A-Za-z0-9_-]{22}"
+# Without a number of attendees to double (WORKSHOP_MAX_ATTENDEES=auto), room for a large room.
+DEFAULT_MAX_NAMES = 400
+# How long a count of claimed names is trusted before the store is read again: the store is
+# also written by `workshop-hub reset-password` and by deleting users.
+NAME_COUNT_SECONDS = 30.0
+
+
+def max_names(settings: WorkshopSettings) -> int:
+    """WORKSHOP_MAX_NAMES, or (auto) twice the room's WORKSHOP_MAX_ATTENDEES: room for
+    attendees who come and go, not for a script that claims names to fill the room."""
+    if settings.max_names is not None:
+        return settings.max_names
+    if settings.max_attendees is not None:
+        return 2 * settings.max_attendees
+    return DEFAULT_MAX_NAMES
 
 
 def same_secret(given: str, expected: str) -> bool:
     """Constant-time comparison that also accepts non-ASCII input (as bytes)."""
     return hmac.compare_digest(given.encode(), expected.encode())
+
+
+class WorkshopLoginHandler(CustomLoginHandler):
+    """FirstUseAuthenticator's login page, able to show an error page's message.
+
+    JupyterHub renders an HTTPError raised at login (the 429 of a throttled try) as the login
+    form, passing the error page's values along; FirstUseAuthenticator's `_render` takes only
+    two of them, and the page would come back empty.
+    """
+
+    def _render(self, login_error=None, username=None, **error_page):
+        if self.custom_login_error:
+            login_error = self.custom_login_error
+        return super(CustomLoginHandler, self)._render(login_error, username, **error_page)
+
+
+class ClaimedNames:
+    """How many names the store holds, read again every NAME_COUNT_SECONDS, plus the claims
+    under way, so that parallel claims cannot pass the cap together."""
+
+    def __init__(self, store: PasswordStore, clock=time.monotonic):
+        self.store, self.clock = store, clock
+        self.stored = 0
+        self.under_way = 0
+        self._read_at = float("-inf")
+
+    async def refresh(self) -> None:
+        if self.clock() - self._read_at >= NAME_COUNT_SECONDS:
+            self.stored = len(await asyncio.to_thread(self.store.names))
+            self._read_at = self.clock()
+
+    def reserve(self, cap: int) -> bool:
+        if self.stored + self.under_way >= cap:
+            return False
+        self.under_way += 1
+        return True
+
+    def finish(self, claimed: bool) -> None:
+        self.under_way -= 1
+        self.stored += int(claimed)
+
+    def forget_one(self) -> None:
+        self.stored = max(0, self.stored - 1)
 
 
 class WorkshopAuthenticator(FirstUseAuthenticator):
@@ -46,12 +115,22 @@ class WorkshopAuthenticator(FirstUseAuthenticator):
         config=True
     )
     reserved_names = Set(help="Names nobody can claim with the room code.").tag(config=True)
+    max_names = Integer(
+        DEFAULT_MAX_NAMES, help="Most names the room code can claim (WORKSHOP_MAX_NAMES)."
+    ).tag(config=True)
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.store = PasswordStore(self.dbm_path)
+        self.claimed_names = ClaimedNames(self.store)
         self.throttle = LoginThrottle()
         self.https_proxy = ProxyAddress()
+
+    def get_handlers(self, app):
+        return [
+            (path, WorkshopLoginHandler if handler is CustomLoginHandler else handler)
+            for path, handler in super().get_handlers(app)
+        ]
 
     async def authenticate(self, handler, data):
         username = self.normalize_username(data.get("username", "").strip())
@@ -67,17 +146,23 @@ class WorkshopAuthenticator(FirstUseAuthenticator):
                 f"The name {shown!r} cannot be used: choose {USERNAME_RULE}.",
             )
             return None
-        async with self.throttle.attempt(username):
-            refusal = await self._check(username, password, room_code, handler)
+        device = device_id(handler, username)
+        try:
+            self.throttle.admit(username, address, device)
+        except Throttled as throttled:
+            raise self._too_many(handler, username, address, throttled) from None
+        refusal = await self._check(username, password, room_code, handler, address)
         if refusal:
             self._refuse(handler, username, address, refusal)
-            await asyncio.sleep(self.throttle.address_delay(address))
             return None
-        self.throttle.succeeded(username)
+        self.throttle.succeeded(username, device)
+        remember_device(handler, username, device)
         # A plain no: JupyterHub's admin role carries access to every attendee's server.
         return {"name": username, "admin": False}
 
-    async def _check(self, username: str, password: str, room_code: str, handler) -> str | None:
+    async def _check(
+        self, username: str, password: str, room_code: str, handler, address: str
+    ) -> str | None:
         """Why this login is refused, or None when it is accepted (claiming a new name)."""
         if username in self.instructors:
             if same_secret(password, self.admin_password):
@@ -110,8 +195,24 @@ class WorkshopAuthenticator(FirstUseAuthenticator):
         problem = password_problem(password, self.room_code)
         if problem:
             return problem
-        password_hash = await asyncio.to_thread(hash_password, password)
-        if not await asyncio.to_thread(self.store.claim, username, password_hash):
+        return await self._claim(username, password, handler, address)
+
+    async def _claim(self, username: str, password: str, handler, address: str) -> str | None:
+        """Claim a new name, within the room's cap and the address's rate of new names."""
+        await self.claimed_names.refresh()
+        if not self.claimed_names.reserve(self.max_names):
+            return "Every name of this room is taken: ask the instructor."
+        claimed = False
+        try:
+            self.throttle.take_new_name(address)
+            password_hash = await asyncio.to_thread(hash_password, password)
+            claimed = await asyncio.to_thread(self.store.claim, username, password_hash)
+        except Throttled as throttled:
+            raise self._too_many(handler, username, address, throttled) from None
+        finally:
+            self.claimed_names.finish(claimed)
+        if not claimed:
+            self.throttle.give_back_new_name(address)
             return (
                 f"The name {username!r} was claimed a moment ago. Choose another name, or ask "
                 "the instructor to reset it."
@@ -120,16 +221,28 @@ class WorkshopAuthenticator(FirstUseAuthenticator):
         return None
 
     def _refuse(self, handler, username: str, address: str, message: str) -> None:
-        """Count the failure, log it and show `message` on the login page."""
-        self.throttle.failed(username, address)
+        """Count the failure against the address, log it and show `message`."""
+        self.throttle.failed(address)
+        self._log_refusal(handler, username, address, message)
+
+    def _log_refusal(self, handler, username: str, address: str, message: str) -> None:
         # One line with the address, for a person or fail2ban reading the log.
         self.log.warning("Login refused for %r from %s: %s", username[:40], address, message)
         handler.custom_login_error = message
 
+    def _too_many(self, handler, username: str, address: str, throttled: Throttled) -> HTTPError:
+        """The 429 of a throttled try, logged like any refusal. JupyterHub shows its message on
+        the login form (WorkshopLoginHandler) and sends the error's `headers` with it."""
+        self._log_refusal(handler, username, address, str(throttled))
+        error = HTTPError(429, str(throttled))
+        error.headers = {"Retry-After": str(throttled.retry_after)}
+        return error
+
     def delete_user(self, user):
         """A deleted user's name can be claimed again, unless an instructor's reset holds it
         (it deletes and re-creates the user to end every session)."""
-        self.store.delete(user.name, keep_held=True)
+        if self.store.delete(user.name, keep_held=True):
+            self.claimed_names.forget_one()
 
     def reset_password(self, username, new_password):
         """The change-password page (/hub/auth/change-password), with the workshop's rules."""
@@ -139,3 +252,33 @@ class WorkshopAuthenticator(FirstUseAuthenticator):
         self.store.set(username, hash_password(new_password))
         self.log.info("Password of %r changed by its owner", username)
         return "Your password has been changed successfully!"
+
+
+def device_cookie_days(handler) -> float:
+    """A device cookie lasts as long as a session (WORKSHOP_SESSION_LENGTH, which JupyterHub
+    holds as cookie_max_age_days)."""
+    return handler.settings.get("cookie_max_age_days", 1)
+
+
+def device_id(handler, username: str) -> str | None:
+    """The id of this browser when it logged in as `username` before, else None."""
+    signed = handler.get_signed_cookie(DEVICE_COOKIE, max_age_days=device_cookie_days(handler))
+    if not signed:
+        return None
+    name, _, device = signed.decode(errors="replace").partition("/")
+    if name != username or not re.fullmatch(DEVICE_ID_PATTERN, device):
+        return None
+    return device
+
+
+def remember_device(handler, username: str, device: str | None) -> None:
+    """Mark this browser as one that logged in as `username` (keeping its id when it has one)."""
+    handler.set_signed_cookie(
+        DEVICE_COOKIE,
+        f"{username}/{device or secrets.token_urlsafe(16)}",
+        expires_days=device_cookie_days(handler),
+        path=handler.hub.base_url,
+        httponly=True,
+        samesite="Lax",
+        secure=handler.request.protocol == "https",
+    )

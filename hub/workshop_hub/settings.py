@@ -493,6 +493,13 @@ TABLE: list[Setting] = [
         "Most attendee servers running at once. auto: sized at start from host memory.",
     ),
     Setting(
+        "WORKSHOP_MAX_NAMES",
+        count_kind(1, 100_000, auto=True),
+        "auto",
+        "Most names the room code can claim, so that one attendee's script cannot fill the "
+        "room. auto: twice WORKSHOP_MAX_ATTENDEES when that is a number, else 400.",
+    ),
+    Setting(
         "WORKSHOP_SPAWN_CONCURRENCY",
         count_kind(1, 200, auto=True),
         "auto",
