@@ -14,6 +14,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from threading import current_thread, main_thread
 
 import pytest
 from jupyterhub.services.auth import HubAuth
@@ -146,6 +147,26 @@ async def test_a_kernel_posting_in_a_loop_gets_429_with_retry_after_past_the_bur
     assert (await post_report(console, "bob-token")).code == 201
 
 
+async def test_the_book_is_written_and_read_off_the_event_loop(book, console, monkeypatch):
+    threads = []
+
+    def noting_the_thread(call):
+        def noted(*args):
+            threads.append(current_thread())
+            return call(*args)
+
+        return noted
+
+    for method in ("record", "standings"):
+        monkeypatch.setattr(book, method, noting_the_thread(getattr(book, method)))
+    assert (await post_report(console, "ada-token")).code == 201
+    own = await fetch(f"{console}api/progress/ada", headers={"Authorization": "token ada-token"})
+    assert own.code == 200 and json.loads(own.body)["attendees"]["ada"][0]["attempts"] == 1
+    # Control: this test, and the console's event loop with it, runs on the main thread.
+    assert current_thread() is main_thread()
+    assert [thread.name.split("_")[0] for thread in threads] == ["progress-book"] * 2
+
+
 def peak_rss_kib() -> int:
     status = Path("/proc/self/status").read_text()
     return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1))
@@ -201,6 +222,7 @@ SERVE = textwrap.dedent(
     """
     import asyncio, logging, sys
     from pathlib import Path
+from threading import current_thread, main_thread
     from jupyterhub.services.auth import HubAuth
     from workshop_hub.console import make_app, serve
     from workshop_hub.progress import ProgressBook
