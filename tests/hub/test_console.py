@@ -222,7 +222,6 @@ SERVE = textwrap.dedent(
     """
     import asyncio, logging, sys
     from pathlib import Path
-from threading import current_thread, main_thread
     from jupyterhub.services.auth import HubAuth
     from workshop_hub.console import make_app, serve
     from workshop_hub.progress import ProgressBook
