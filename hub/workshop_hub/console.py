@@ -5,7 +5,9 @@ authenticates every caller: the service asks the hub whose token a request carri
 (HubAuth), so it keeps no user database of its own.
 
 - ``POST /services/console/api/progress``: an attendee's kernel reports one exercise check,
-  with the server's own JUPYTERHUB_API_TOKEN; it is recorded for that token's owner only.
+  with the server's own JUPYTERHUB_API_TOKEN; it is recorded for that token's owner only,
+  of an exercise the course's catalog holds, and at most REPORT_BURST at once and
+  REPORTS_PER_SECOND after that per attendee (past it, 429 with Retry-After).
   Attendee containers reach it straight on the attendee network (the firewall lets them
   reach this port of the hub, as it lets them reach the hub's API).
 - ``GET /services/console/api/progress``: the whole room, for admins only.
