@@ -46,6 +46,22 @@ def submit(
     )
 
 
+def guess_together(
+    hub_url: str, guessers: list[requests.Session]
+) -> list[tuple[requests.Response, float]]:
+    """Every guesser presses the button at the same moment; each answer and how long it took."""
+    together = threading.Barrier(len(guessers))
+
+    def guess(index: int) -> tuple[requests.Response, float]:
+        together.wait(timeout=60)
+        started = time.monotonic()
+        response = submit(hub_url, guessers[index], f"guess-{index}")
+        return response, time.monotonic() - started
+
+    with ThreadPoolExecutor(len(guessers)) as pool:
+        return list(pool.map(guess, range(len(guessers))))
+
+
 def test_sixty_guesses_at_once_neither_wait_nor_keep_grace_out_of_her_laptop(hub, access_code):
     laptop = login_form(hub.url)
     assert submit(hub.url, laptop, PASSWORD, access_code).status_code == 302
@@ -53,27 +69,22 @@ def test_sixty_guesses_at_once_neither_wait_nor_keep_grace_out_of_her_laptop(hub
     assert len(device_cookies) == 1, list(laptop.cookies)
     assert device_cookies[0].has_nonstandard_attr("HttpOnly")
 
-    # Each guesser opens the form first, then all press the button together.
+    # The guessers keep at it: each round, all sixty at once as soon as the hub lets one in,
+    # until a try for her name must wait 8 s (1, 2, 4, then 8 s: four rounds).
     guessers = [login_form(hub.url) for _ in range(GUESSES)]
-    together = threading.Barrier(GUESSES)
-
-    def guess(index: int) -> tuple[int, float, requests.Response]:
-        together.wait(timeout=60)
-        started = time.monotonic()
-        response = submit(hub.url, guessers[index], f"guess-{index}")
-        return response.status_code, time.monotonic() - started, response
-
-    with ThreadPoolExecutor(GUESSES) as pool:
-        answers = list(pool.map(guess, range(GUESSES)))
-    statuses = [status for status, _, _ in answers]
-    waits = [wait for _, wait, _ in answers]
-    assert set(statuses) <= {403, 429}, statuses
-    assert statuses.count(429) >= GUESSES - 5, statuses
-    # Refused at once: nobody queues behind anybody.
-    assert max(waits) < 3, sorted(waits)[-5:]
-    throttled = next(response for status, _, response in answers if status == 429)
-    assert int(throttled.headers["Retry-After"]) >= 1
-    assert "Too many tries for this name: wait" in page_message(throttled.text)
+    retry_after = 0
+    for _ in range(4):
+        time.sleep(retry_after)
+        answers = guess_together(hub.url, guessers)
+        statuses = [response.status_code for response, _ in answers]
+        assert set(statuses) <= {403, 429}, statuses
+        assert statuses.count(429) >= GUESSES - 5, statuses
+        # Refused at once: nobody queues behind anybody.
+        assert max(wait for _, wait in answers) < 3, sorted(wait for _, wait in answers)[-5:]
+        throttled = next(response for response, _ in answers if response.status_code == 429)
+        assert "Too many tries for this name: wait" in page_message(throttled.text)
+        retry_after = int(throttled.headers["Retry-After"])
+    assert retry_after >= 8, retry_after
 
     # The control: from a browser that never logged in as Grace, her own password waits.
     elsewhere = submit(hub.url, login_form(hub.url), PASSWORD)
