@@ -257,7 +257,7 @@ class WorkshopAuthenticator(FirstUseAuthenticator):
 def device_cookie_days(handler) -> float:
     """A device cookie lasts as long as a session (WORKSHOP_SESSION_LENGTH, which JupyterHub
     holds as cookie_max_age_days)."""
-    return handler.settings.get("cookie_max_age_days", 1)
+    return handler.settings["cookie_max_age_days"]
 
 
 def device_id(handler, username: str) -> str | None:
