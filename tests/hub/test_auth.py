@@ -12,11 +12,13 @@ from tornado.web import HTTPError, create_signed_value, decode_signed_value
 
 from workshop_hub.auth import (
     DEVICE_COOKIE,
+    NAME_COUNT_SECONDS,
+    ClaimedNames,
     WorkshopAuthenticator,
     WorkshopLoginHandler,
     max_names,
 )
-from workshop_hub.passwords import HELD
+from workshop_hub.passwords import HELD, PasswordStore
 from workshop_hub.settings import load_settings
 from workshop_hub.throttle import LoginThrottle, Rule, TokenBucket
 
@@ -439,3 +441,18 @@ def test_the_login_page_can_show_a_throttled_tries_message():
     handlers = dict(WorkshopAuthenticator().get_handlers(app=None))
     assert handlers["/login"] is WorkshopLoginHandler
     assert takes_any_keyword(WorkshopLoginHandler._render)
+
+
+def test_the_count_of_names_is_read_again_from_the_store_now_and_then(tmp_path):
+    """`workshop-hub reset-password` and deleting users write the store too: the count is
+    read again every NAME_COUNT_SECONDS, not on every login (a listing of the whole file)."""
+    store = PasswordStore(tmp_path / "passwords")
+    now = [0.0]
+    count = ClaimedNames(store, clock=lambda: now[0])
+    asyncio.run(count.refresh())
+    store.claim("written-elsewhere", b"hash")
+    asyncio.run(count.refresh())
+    assert count.stored == 0
+    now[0] += NAME_COUNT_SECONDS
+    asyncio.run(count.refresh())
+    assert count.stored == 1
