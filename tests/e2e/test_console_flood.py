@@ -25,7 +25,7 @@ AT_REST_SECONDS = 10
 # What the console lets through of one attendee in the flood: its burst, then a few a second
 # (console.REPORT_BURST, REPORTS_PER_SECOND), with some slack for the clocks.
 MOST_ACCEPTED = 20 + 3 * FLOOD_SECONDS + 20
-# The kernel, as an attacker: four threads, each on one kept-alive connection, post to the
+# The kernel, as an attacker: sixteen threads, each on one kept-alive connection, post to the
 # console's API with the server's own token, as workshop_labs/progress.py does, but in a loop.
 FLOOD = """
 import http.client, json, os, threading, time, urllib.parse
@@ -59,7 +59,7 @@ def flood(worker):
             without_retry_after[0] += missing
         sent += 1
 
-workers = [threading.Thread(target=flood, args=(n,)) for n in range(4)]
+workers = [threading.Thread(target=flood, args=(n,)) for n in range(16)]
 for worker in workers:
     worker.start()
 for worker in workers:
@@ -144,9 +144,11 @@ def test_one_kernel_flooding_progress_slows_neither_the_room_nor_grows_the_book(
         f"book {bytes_before} -> {bytes_after}"
     )
 
-    # Control: the kernel did flood (the first console kept each of these as a row).
-    assert sent >= 10 * MOST_ACCEPTED, codes
-    assert 0 < accepted <= MOST_ACCEPTED and codes.get("429", 0) > sent / 2, codes
+    # Control: the kernel flooded all along, as fast as the console answered (which it does
+    # for a refused report once the attendee may send again; the first console answered
+    # hundreds a second and kept each as a row).
+    assert codes.get("429", 0) >= 5 * FLOOD_SECONDS, codes
+    assert 0 < accepted <= MOST_ACCEPTED, codes
     assert summary["without_retry_after"] == 0
     assert not [code for code in codes if code.startswith("5") or code == "no answer"], codes
     # Each accepted report (only batch is accepted) counted in its one row; no made-up
