@@ -40,6 +40,7 @@ from .access.names import (
     remember_instructors,
     reserved_names,
 )
+from .auth import max_names
 from .firewall import CONSOLE_PORT, HUB_API_PORT
 from .passwords import MIN_PASSWORD_LENGTH, PasswordStore
 from .profiles import (
@@ -396,6 +397,7 @@ def helm_values(settings: WorkshopSettings, choices: ClusterChoices) -> dict:
         "dbm_path": str(credentials.ATTENDEE_PASSWORDS_FILE),
         "min_password_length": MIN_PASSWORD_LENGTH,
         "instructors": list(settings.admin_users),
+        "max_names": max_names(settings),
     }
     flat: dict[str, Any] = {
         "hub.image.name": hub_name,
