@@ -26,16 +26,17 @@ def ada_claimed(hub, access_code, ada) -> Attendee:
     return ada
 
 
-@pytest.mark.parametrize("spelling", ["ada", "Ada", "ADA"])
-def test_mallory_with_the_room_code_cannot_become_ada(hub, access_code, ada_claimed, spelling):
-    mallory = Attendee(hub.url, spelling, password="mallory-password")
-    response = mallory.login(access_code)
-    assert response.status_code == 403
-    message = page_message(response.text)
-    assert "The name 'ada' is taken" in message, message
-    assert "ask the instructor to reset it" in message
+def test_mallory_with_the_room_code_cannot_become_ada(hub, access_code, ada_claimed):
+    # Three tries, one per spelling: the name's free failures (then the throttle answers 429).
+    for spelling in ["ada", "Ada", "ADA"]:
+        mallory = Attendee(hub.url, spelling, password="mallory-password")
+        response = mallory.login(access_code)
+        assert response.status_code == 403
+        message = page_message(response.text)
+        assert "The name 'ada' is taken" in message, message
+        assert "ask the instructor to reset it" in message
     # The room code typed as the password does not open it either.
-    assert mallory.login(access_code, password=access_code).status_code == 403
+    assert mallory.login(access_code, password=access_code).status_code in (403, 429)
     peek = mallory.http.get(
         ada_claimed.user_url("api/contents/secret.txt"), timeout=30, allow_redirects=False
     )
@@ -45,7 +46,13 @@ def test_mallory_with_the_room_code_cannot_become_ada(hub, access_code, ada_clai
 
 def test_ada_logs_back_in_from_a_fresh_browser_and_finds_her_file(hub, ada_claimed):
     again = Attendee(hub.url, "ada", password=ada_claimed.password)
-    assert again.login().status_code == 200
+    response = again.login()
+    if response.status_code == 429:
+        # Mallory's tries a moment ago: a browser Ada never used waits as it is told (her own
+        # laptop would not: tests/e2e/test_lockout.py).
+        time.sleep(float(response.headers["Retry-After"]))
+        response = again.login()
+    assert response.status_code == 200
     assert again.open_lab().status_code == 200
     assert again.api("GET", "contents/secret.txt").json()["content"] == "ada's"
 
