@@ -23,8 +23,9 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from . import credentials
 from .access.sessions import HubApi, ResetFailed, give_new_password
 from .passwords import PasswordStore, ResetRefused
-from .profiles import LAB_IMAGE_NOTEBOOKS_DIR, LAB_IMAGE_PYTHON, LABEL_USER, WORK_DIR
+from .profiles import LAB_IMAGE_NOTEBOOKS_DIR, LAB_IMAGE_PYTHON, WORK_DIR
 from .progress import is_lab_number
+from .room_sources import running_container_id
 
 ACTIONS_LOG = credentials.HUB_DATA_DIR / "console-actions.jsonl"
 RESET_LAB_TIMEOUT_SECONDS = 60
@@ -92,12 +93,8 @@ def reset_lab(
 ) -> str:
     if not is_lab_number(lab):
         raise ActionRefused(f"choose a lab from 1 to 7, not {lab!r}")
-    running = [
-        c
-        for c in instance_containers
-        if (c.get("Labels") or {}).get(LABEL_USER) == attendee and c.get("State") == "running"
-    ]
-    if not running:
+    container_id = running_container_id(instance_containers, attendee)
+    if container_id is None:
         raise ActionRefused(
             f"{attendee}'s server is not running: the lab is reset inside it, so ask them to "
             "start it (or delete the lab from their labs folder: the next start brings a fresh one)"
@@ -105,7 +102,7 @@ def reset_lab(
     command = [
         part.format(timeout=RESET_LAB_TIMEOUT_SECONDS, lab=lab) for part in RESET_LAB_COMMAND
     ]
-    execution = api.exec_create(running[0]["Id"], command, workdir=RESET_LAB_WORKDIR)
+    execution = api.exec_create(container_id, command, workdir=RESET_LAB_WORKDIR)
     output = api.exec_start(execution["Id"]).decode(errors="replace").strip()
     lines = [line[:SHOWN_LINE_CHARACTERS] for line in output.splitlines()]
     if api.exec_inspect(execution["Id"])["ExitCode"] != 0:

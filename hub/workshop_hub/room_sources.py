@@ -30,6 +30,15 @@ PAGE_SIZE = 200  # JupyterHub's largest page of users
 log = logging.getLogger("workshop.console")
 
 
+def running_container_id(listed: list[dict], attendee: str) -> str | None:
+    """The id of the attendee's running container in `listed` (Containers.listed()), or None."""
+    for container in listed:
+        labels = container.get("Labels") or {}
+        if labels.get(LABEL_USER) == attendee and container.get("State") == "running":
+            return container["Id"]
+    return None
+
+
 class HubUsers:
     """Every user with their servers, from JupyterHub's REST API with the service's token."""
 

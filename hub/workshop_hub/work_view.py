@@ -72,7 +72,8 @@ from urllib.parse import quote
 
 import docker
 
-from .profiles import LABEL_USER, WORK_DIR
+from . import room_sources
+from .profiles import WORK_DIR
 
 PAGE_POLICY = (
     "default-src 'none'; img-src data:; style-src 'unsafe-inline'; frame-ancestors 'self'; "
@@ -172,10 +173,9 @@ class WorkPage(NamedTuple):
 
 def running_container_id(listed: list[dict], attendee: str) -> str:
     """The id of the attendee's running container in `listed` (Containers.listed())."""
-    for container in listed:
-        labels = container.get("Labels") or {}
-        if labels.get(LABEL_USER) == attendee and container.get("State") == "running":
-            return container["Id"]
+    container_id = room_sources.running_container_id(listed, attendee)
+    if container_id:
+        return container_id
     raise WorkUnavailable(
         f"{attendee}'s server is not running: their notebooks are shown while it runs "
         "(they start it from the hub's home page)",
