@@ -169,7 +169,8 @@ class VenueMachine:
 
 @pytest.fixture(scope="module")
 def carried(docker_client, lab_images, tmp_path_factory):
-    """The bundle, saved here from the test images; (folder, file name, seconds to save)."""
+    """The bundle, saved here from the test images; (folder, file name, seconds to save, the
+    save's output: its digest on stdout, the organizer's next steps on stderr)."""
     folder = tmp_path_factory.mktemp("carried")
     # All on this disk: the bundle (about half the images' size) and, at the venue, the images
     # loaded again, while Docker unpacks each one to a scratch folder before storing its layers.
@@ -187,7 +188,7 @@ def carried(docker_client, lab_images, tmp_path_factory):
     result, seconds = run_script("save", "workshop.tar", cwd=folder)
     assert result.returncode == 0, result.stderr
     progress(next(line for line in result.stderr.splitlines() if line.startswith("wrote ")))
-    yield folder, "workshop.tar", seconds
+    yield folder, "workshop.tar", seconds, result
     # 3.4 GiB that pytest would keep for three runs.
     if os.environ.get("WORKSHOP_KEEP_TEST_STACKS") != "1":
         (folder / "workshop.tar").unlink()
@@ -200,7 +201,7 @@ def venue(docker_client, carried):
     build_venue_image()
     name = f"{owner_tag()}venue"
     network = docker_client.networks.create(name, internal=True)
-    folder, _, _ = carried
+    folder, _, _, _ = carried
     container = docker_client.containers.run(
         VENUE_IMAGE,
         name=name,
@@ -238,17 +239,28 @@ def venue(docker_client, carried):
 
 
 def test_the_venue_starts_from_the_bundle_alone(docker_client, carried, venue):
-    folder, bundle_name, save_seconds = carried
+    folder, bundle_name, save_seconds, saved = carried
+    digest = saved.stdout.strip()
     bundle_size = (folder / bundle_name).stat().st_size
 
     # The venue machine: Docker, no image, no way out.
     assert venue.image_ids() == {}
     assert venue.cut_off(), "Docker forwards the venue machine's traffic out of its network"
 
-    # The organizer's steps, as the save's last line says: the script out of the bundle, load.
-    venue.run(f"tar -xOf {bundle_name} ./project.tar.gz | tar -xz scripts/venue-bundle.sh", CARRIED)
+    # The organizer's steps, as the save's last lines say: the scripts out of the bundle once
+    # its checksums match the digest, then load with that digest.
+    take_scripts = next(
+        line.strip().rstrip(")")
+        for line in saved.stderr.splitlines()
+        if line.strip().startswith(f"tar -xf {bundle_name} ")
+    )
+    assert digest in take_scripts, take_scripts
+    venue.run(take_scripts, CARRIED)
     started = time.monotonic()
-    venue.run(f"bash scripts/venue-bundle.sh load {bundle_name} {PROJECT_AT_VENUE}", CARRIED)
+    venue.run(
+        f"bash scripts/venue-bundle.sh load {bundle_name} {PROJECT_AT_VENUE} --digest {digest}",
+        CARRIED,
+    )
     load_seconds = time.monotonic() - started
 
     # The same images as built here, by ID: nothing was built or pulled at the venue.
