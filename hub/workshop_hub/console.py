@@ -59,9 +59,9 @@ INSTANCE_ENV = "WORKSHOP_INSTANCE"
 # Instructors hold this scope on every user; an attendee's tokens never do.
 ADMIN_SCOPE = "admin:users"
 # What the console reads from the hub (every user's servers and activity), the servers an
-# instructor stops from it, and the users it deletes and creates again to end an attendee's
-# sessions with a new password (access/sessions.py): its role, on one machine and on
-# Kubernetes.
+# instructor stops from it, the users it deletes and creates again to end an attendee's
+# sessions with a new password (access/sessions.py), and those it deletes for good: its
+# role, on one machine and on Kubernetes.
 SCOPES = [
     "list:users",
     "read:users",
@@ -283,7 +283,16 @@ class PageHandler(InstructorHandler):
 
 
 class ActionHandler(InstructorHandler):
-    """POST .../api/attendees/NAME/ACTION: stop, reset-lab ({"lab": N}) or new-password."""
+    """POST .../api/attendees/NAME/ACTION: stop, reset-lab ({"lab": N}), new-password or
+    delete ({"confirm": NAME})."""
+
+    async def instructors(self) -> set[str]:
+        users = await self.room.users.users()
+        return {
+            user["name"]
+            for user in users
+            if user.get("admin") or INSTRUCTOR_ROLE in user.get("roles", ())
+        }
 
     @web.authenticated
     async def post(self, name: str, action: str) -> None:
@@ -311,13 +320,28 @@ class ActionHandler(InstructorHandler):
                 )
                 action = f"reset lab {lab}"
             elif action == "new-password":
-                users = await self.room.users.users()
-                instructors = {u["name"] for u in users if INSTRUCTOR_ROLE in u.get("roles", ())}
                 api = HubApi(self.room.users.api_url, self.room.users.token)
                 answer["password"] = await instructor_actions.new_password(
-                    api, attendee, instructors
+                    api, attendee, await self.instructors()
                 )
                 outcome = "new password shown to the instructor"
+            elif action == "delete":
+                action = "delete attendee"
+                if getattr(self.room.containers, "api", None) is None:
+                    # Kubernetes: attendees are pods with volume claims, not Docker's.
+                    raise instructor_actions.ActionRefused(
+                        "on Kubernetes the console cannot delete attendees yet: delete the "
+                        "user with the hub's REST API and their volume claim with kubectl"
+                    )
+                book = self.room.book
+                outcome = await instructor_actions.delete_attendee(
+                    HubApi(self.room.users.api_url, self.room.users.token),
+                    attendee,
+                    body.get("confirm") if isinstance(body, dict) else None,
+                    await self.instructors(),
+                    self.room.containers.instance,
+                    lambda name: in_the_book(book, book.forget, name),
+                )
             else:
                 raise web.HTTPError(HTTPStatus.NOT_FOUND, f"no action {action!r}")
         except instructor_actions.ActionRefused as refused:

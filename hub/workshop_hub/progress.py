@@ -205,6 +205,11 @@ class ProgressBook:
         with self._connection() as db:
             db.execute(_FOLD_IN, attempt.as_row())
 
+    def forget(self, attendee: str) -> int:
+        """Delete every row of `attendee`; how many there were."""
+        with self._connection() as db:
+            return db.execute("DELETE FROM exercises WHERE attendee = ?", (attendee,)).rowcount
+
     def standings(self, attendee: str | None = None) -> dict[str, list[ExerciseState]]:
         """Per attendee, where they stand on every exercise they tried, in lab order."""
         query = (

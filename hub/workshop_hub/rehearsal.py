@@ -37,10 +37,10 @@ from pathlib import Path
 
 import aiohttp
 import docker
-from docker.errors import APIError, NotFound
-from dockerspawner import DockerSpawner
 
-from . import credentials, room
+from . import attendee_removal, credentials, room
+from .access.sessions import HubApi, ResetFailed
+from .attendee_removal import RemovalFailed, docker_names
 from .cell import CellReplies, execute_request
 from .disks import WorkDisks, own_image
 from .docker_host import COMPOSE_PROJECT_LABEL, COMPOSE_SERVICE_LABEL, own_labels
@@ -85,13 +85,6 @@ class AttendeeFailed(Exception):
 
 
 # --- pure parts: names, events, statistics, the report ---------------------------------------
-
-
-def docker_names(instance: str, name: str) -> tuple[str, str]:
-    """(container, work volume) of an attendee as the hub names them: jupyterhub_config.py's
-    templates with DockerSpawner's default escaping of the name ('-' becomes '-2d')."""
-    escaped = DockerSpawner._escape(name)
-    return f"{instance}-{escaped}", f"{instance}-user-{escaped}"
 
 
 def rehearsal_names(count: int, token: str | None = None) -> list[str]:
@@ -823,74 +816,37 @@ class Burst:
 # --- cleanup ---------------------------------------------------------------------------------
 
 
-class HubAdmin:
-    """The hub's REST API with the rehearsal service's token."""
-
-    def __init__(self, session: aiohttp.ClientSession):
-        self.session = session
-
-    async def rehearsal_users(self) -> list[str]:
-        async with self.session.get("/hub/api/users") as response:
-            if response.status != 200:
-                raise RehearsalError(
-                    f"the hub refused the rehearsal's token (HTTP {response.status}): restart "
-                    "the hub (docker compose up -d) so it knows the rehearsal service"
-                )
-            users = await response.json()
-        return [user["name"] for user in users if REHEARSAL_NAME.fullmatch(user["name"])]
-
-    async def remove_user(self, name: str, deadline: float) -> None:
-        """Stop the server (a pending start is interrupted), then delete the user."""
-        while True:
-            async with self.session.delete(f"/hub/api/users/{name}/server") as response:
-                stopping = response.status == 202
-            if not stopping:
-                async with self.session.delete(f"/hub/api/users/{name}") as response:
-                    if response.status in (204, 404):
-                        return
-                    reason = (await response.text())[:200]
-            else:
-                reason = "its server is still stopping"
-            if time.monotonic() > deadline:
-                raise AttendeeFailed(f"{name} could not be deleted: {reason}")
-            await asyncio.sleep(1)
-
-
-def remove_attendee_storage(settings: WorkshopSettings, disks: WorkDisks, name: str) -> None:
-    """The container (if the hub left it), the work volume, its disk and the claimed name."""
-    client = _docker()
-    container, volume = docker_names(settings.instance, name)
+async def rehearsal_users(api: HubApi) -> list[str]:
     try:
-        client.containers.get(container).remove(force=True)
-    except NotFound:
-        pass
-    for _ in range(20):
-        try:
-            client.volumes.get(volume).remove()
-            break
-        except NotFound:
-            break
-        except APIError:
-            time.sleep(0.5)  # a container that is going away still holds it for a moment
-    disks.remove(volume)
-    PasswordStore(credentials.ATTENDEE_PASSWORDS_FILE).delete(name)
+        users = await api.call("GET", "/users")
+    except ResetFailed as error:
+        raise RehearsalError(
+            f"the hub refused the rehearsal's token ({error}): restart the hub "
+            "(docker compose up -d) so it knows the rehearsal service"
+        ) from None
+    return [user["name"] for user in users if REHEARSAL_NAME.fullmatch(user["name"])]
 
 
-async def clean_up(settings, names, admin: HubAdmin, deadline: float, progress) -> list[str]:
+async def clean_up(settings, names, api: HubApi, deadline: float, progress) -> list[str]:
     """Every simulated attendee gone: user, server, container, volume, disk. Problems listed."""
     client = _docker()
     disks = WorkDisks(client, own_image(client), settings.instance, settings.disk_limit, log)
+    store = PasswordStore(credentials.ATTENDEE_PASSWORDS_FILE)
     problems = []
     removed = 0
     limit = asyncio.Semaphore(8)
+
+    def remove_storage(name: str) -> None:
+        # In a worker thread, with that thread's own Docker client.
+        attendee_removal.remove_storage(_docker(), disks, settings.instance, name, store)
 
     async def remove(name: str) -> None:
         nonlocal removed
         async with limit:
             try:
-                await admin.remove_user(name, deadline)
-                await asyncio.to_thread(remove_attendee_storage, settings, disks, name)
-            except (AttendeeFailed, aiohttp.ClientError, docker.errors.DockerException) as error:
+                await attendee_removal.delete_hub_user(api, name, deadline)
+                await asyncio.to_thread(remove_storage, name)
+            except (RemovalFailed, ResetFailed, OSError, docker.errors.DockerException) as error:
                 problems.append(f"{name}: {error}")
             removed += 1
             progress(f"cleanup: {removed}/{len(names)} simulated attendees removed")
@@ -952,37 +908,35 @@ async def _rehearse(settings, attendees, timeout, output, profile, room_code, hu
     token = read_token()
     info = await asyncio.to_thread(lambda: _docker().info())
     host = host_facts(settings, info)
-    headers = {"Authorization": f"token {token}"}
-    async with aiohttp.ClientSession(base_url=hub_url, headers=headers) as admin_session:
-        admin = HubAdmin(admin_session)
-        leftovers = await admin.rehearsal_users()
-        if leftovers:
-            _progress(f"removing {len(leftovers)} simulated attendees of an earlier rehearsal")
-            await clean_up(settings, leftovers, admin, time.monotonic() + 120, _progress)
-        names = rehearsal_names(attendees)
-        burst = Burst(settings, names, room_code, profile, hub_url, _progress)
+    api = HubApi(f"{hub_url}/hub/api", token)
+    leftovers = await rehearsal_users(api)
+    if leftovers:
+        _progress(f"removing {len(leftovers)} simulated attendees of an earlier rehearsal")
+        await clean_up(settings, leftovers, api, time.monotonic() + 120, _progress)
+    names = rehearsal_names(attendees)
+    burst = Burst(settings, names, room_code, profile, hub_url, _progress)
+    try:
+        floors = await asyncio.to_thread(measure_floors, settings, _progress)
+        _progress(f"burst: {attendees} simulated attendees press start now")
+        sampler = HubSampler()
+        sampling = asyncio.create_task(_sample_every_second(sampler))
         try:
-            floors = await asyncio.to_thread(measure_floors, settings, _progress)
-            _progress(f"burst: {attendees} simulated attendees press start now")
-            sampler = HubSampler()
-            sampling = asyncio.create_task(_sample_every_second(sampler))
-            try:
-                await asyncio.wait_for(
-                    burst.run(), max(run_deadline - CLEANUP_RESERVE_S - time.monotonic(), 1)
-                )
-            except TimeoutError:
-                burst.give_up(f"not done within --timeout {timeout:g} s")
-            finally:
-                sampling.cancel()
-            hub_usage = sampler.result()
-            hub_usage["https_proxy_memory_bytes"] = await asyncio.to_thread(https_proxy_memory)
-        finally:
-            _progress(f"cleanup: stopping and deleting {len(names)} simulated attendees")
-            problems = await clean_up(
-                settings, names, admin, max(run_deadline, time.monotonic() + 60), _progress
+            await asyncio.wait_for(
+                burst.run(), max(run_deadline - CLEANUP_RESERVE_S - time.monotonic(), 1)
             )
-            for problem in problems:
-                _progress(f"cleanup problem: {problem}")
+        except TimeoutError:
+            burst.give_up(f"not done within --timeout {timeout:g} s")
+        finally:
+            sampling.cancel()
+        hub_usage = sampler.result()
+        hub_usage["https_proxy_memory_bytes"] = await asyncio.to_thread(https_proxy_memory)
+    finally:
+        _progress(f"cleanup: stopping and deleting {len(names)} simulated attendees")
+        problems = await clean_up(
+            settings, names, api, max(run_deadline, time.monotonic() + 60), _progress
+        )
+        for problem in problems:
+            _progress(f"cleanup problem: {problem}")
     report = build_report(burst.records, floors, hub_usage, host)
     report["cleanup_problems"] = problems
     output.mkdir(parents=True, exist_ok=True)

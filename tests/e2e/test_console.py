@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import docker
 import pytest
@@ -14,11 +15,13 @@ import requests
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import sync_playwright
 
+from workshop_hub.attendee_removal import docker_names
+from workshop_hub.disks import disk_paths
 from workshop_labs.notebooks import lab_sources, solutions_catalog
 
 from .browser import launch, screenshot
 from .hub_client import Attendee
-from .stack import ROOT
+from .stack import ROOT, progress
 
 CONSOLE = "services/console/"
 PROGRESS = f"{CONSOLE}api/progress"
@@ -322,6 +325,84 @@ def test_a_new_password_from_the_console_ends_the_attendees_sessions(hub, instru
     assert again.login().status_code == 200
     assert again.http.get(f"{hub.url}/hub/home", timeout=30).status_code == 200
     assert Attendee(hub.url, "lee").login().status_code == 403, "the old password still works"
+
+
+def work_folder(attendee: Attendee) -> list[str]:
+    return [item["name"] for item in attendee.api("GET", "contents").json()["content"]]
+
+
+def standings_of(hub, admin_token: str, name: str) -> list[dict]:
+    answer = read_progress(hub, admin_token, name)
+    assert answer.status_code == 200, answer.text
+    return answer.json()["attendees"].get(name, [])
+
+
+def test_deleting_an_attendee_removes_their_user_work_and_name_for_good(
+    hub, instructor, admin_token, access_code
+):
+    zoe = Attendee(hub.url, "zoe")
+    assert zoe.login(access_code).status_code == 200
+    zoe.wait_until_ready()
+    assert zoe.open_lab().status_code == 200
+    wrote = zoe.run_code("open('zoe-was-here.txt', 'w').write('my notes')\n" + WRONG_BATCH)
+    assert "Not solved yet" in wrote.stdout, wrote
+    _, volume = docker_names(hub.project, "zoe")
+    disk = disk_paths(hub.project, volume)
+    # The control: before the delete, each thing the delete removes is there.
+    assert "zoe-was-here.txt" in work_folder(zoe)
+    assert has_container(hub, "zoe")
+    assert hub.docker.volumes.get(volume)
+    assert Path(disk.image).exists()
+    deadline = time.monotonic() + 10
+    while not standings_of(hub, admin_token, "zoe") and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert standings_of(hub, admin_token, "zoe"), "zoe's check never reached the console"
+
+    for name, body, refusal in (
+        ("nobody-here", {"confirm": "nobody-here"}, "nobody named 'nobody-here' is on this hub"),
+        ("instructor", {"confirm": "instructor"}, "instructor is an instructor"),
+        ("zoe", {}, "type zoe to confirm: their work is deleted for good"),
+        ("zoe", {"confirm": "Zoe"}, "type zoe to confirm"),
+    ):
+        refused = console_post(instructor, hub, f"api/attendees/{name}/delete", body)
+        assert refused.status_code == 409, refused.text
+        assert refusal in refused.json()["message"], refused.json()
+        progress(f"delete {name} {body}: {refused.status_code} {refused.json()['message']}")
+    assert has_container(hub, "zoe") and Path(disk.image).exists()  # the refusals kept all
+
+    started = time.monotonic()
+    answer = console_post(instructor, hub, "api/attendees/zoe/delete", {"confirm": "zoe"})
+    took = time.monotonic() - started
+    assert answer.status_code == 200, answer.text
+    progress(f"deleting zoe took {took:.1f} s: {answer.json()['outcome']}")
+    assert answer.json()["outcome"].startswith("deleted zoe: account, server, work folder")
+
+    as_admin = {"Authorization": f"token {admin_token}"}
+    gone = requests.get(f"{hub.url}/hub/api/users/zoe", headers=as_admin, timeout=30)
+    assert gone.status_code == 404, gone.text
+    assert not has_container(hub, "zoe")
+    assert volume not in [v.name for v in hub.docker.volumes.list()]
+    assert not Path(disk.image).exists()
+    assert standings_of(hub, admin_token, "zoe") == []
+    log = hub.hub_exec("cat", "/srv/jupyterhub/data/console-actions.jsonl").stdout
+    deletes = [
+        entry for entry in map(json.loads, log.splitlines()) if entry["action"] == "delete attendee"
+    ]
+    assert [(e["by"], e["attendee"]) for e in deletes][-5:] == [
+        ("instructor", name) for name in ("nobody-here", "instructor", "zoe", "zoe", "zoe")
+    ]
+    assert deletes[-1]["outcome"] == answer.json()["outcome"]
+    assert deletes[-2]["outcome"].startswith("refused: type zoe to confirm")
+
+    # A stranger claims the name: a new person, with nothing of the old one.
+    stranger = Attendee(hub.url, "zoe", password="a-strangers-own-password")
+    assert stranger.login(access_code).status_code == 200
+    stranger.wait_until_ready()
+    assert stranger.open_lab().status_code == 200
+    assert "zoe-was-here.txt" not in work_folder(stranger)
+    assert "labs" in work_folder(stranger)  # a fresh work folder, seeded as for anyone
+    assert standings_of(hub, admin_token, "zoe") == []
+    assert Attendee(hub.url, "zoe").login().status_code == 403, "the old password still works"
 
 
 def test_stopping_a_server_from_the_console_and_every_action_is_in_the_audit_log(
