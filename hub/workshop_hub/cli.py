@@ -29,6 +29,8 @@ from .passwords import RESET_PASSWORD_ADVICE, PasswordStore, ResetRefused, check
 from .settings import (
     SettingsError,
     load_settings,
+    parse_duration,
+    parse_size,
     render_env_example,
 )
 
@@ -175,7 +177,7 @@ def _export_work(settings, args) -> None:
     from . import event
 
     try:
-        event.export_work_command(settings, args.folder)
+        event.export_work_command(settings, args.folder, args.size_limit, args.time_limit)
     except event.EventError as error:
         raise CommandError(str(error)) from None
 
@@ -231,9 +233,7 @@ def _parser() -> argparse.ArgumentParser:
         if name in ("new-event", "wipe-event"):
             command.add_argument("--yes", action="store_true", help="really do it")
         if name == "export-work":
-            command.add_argument(
-                "folder", help="absolute path of a folder on the Docker host (made if missing)"
-            )
+            _export_work_arguments(command)
         if name == "preflight":
             command.add_argument("--json", action="store_true", help="print JSON")
             command.add_argument(
@@ -246,6 +246,39 @@ def _parser() -> argparse.ArgumentParser:
         if name == "helm-values":
             _helm_values_arguments(command)
     return parser
+
+
+def _option(parse):
+    """An argparse type from a settings parser: a bad value is refused with its hint."""
+
+    def parsed(text: str):
+        try:
+            return parse(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    return parsed
+
+
+def _export_work_arguments(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "folder", help="absolute path of a folder on the Docker host (made if missing)"
+    )
+    # A folder past a limit is cut (NAME.partial.tar.gz) and the export goes on with the next.
+    command.add_argument(
+        "--size-limit",
+        metavar="SIZE",
+        type=_option(parse_size),
+        help="most bytes packed from one work folder, e.g. 10G (default: WORKSHOP_DISK_LIMIT "
+        "and a quarter more for tar's headers)",
+    )
+    command.add_argument(
+        "--time-limit",
+        metavar="DURATION",
+        type=_option(parse_duration),
+        help="longest time packing one work folder, e.g. 20m (default: the size limit at "
+        "10 MB/s, at least 5 minutes)",
+    )
 
 
 def _helm_values_arguments(command: argparse.ArgumentParser) -> None:

@@ -9,7 +9,10 @@ hub reaches the host's Docker through its socket, so both commands work through 
 containers of the hub's own image, and the folders they name are folders of the Docker host.
 
 `export-work` packs each work folder into `<name>.tar.gz` in a host folder, while the hub
-runs. `wipe-event` lists what it will delete, asks, and deletes exactly that: the attendee
+runs; a folder past the size or time limit is cut, into `<name>.partial.tar.gz`, and the
+export goes on with the next.
+
+`wipe-event` lists what it will delete, asks, and deletes exactly that: the attendee
 servers, work volumes and disks, and the hub's state (users, passwords, progress, secrets).
 It stops the hub while it deletes, so it runs in a container of its own (`compose run`), and
 starts it again with a new room code.
@@ -18,6 +21,7 @@ starts it again with a new room code.
 from __future__ import annotations
 
 import logging
+import math
 import re
 import shutil
 import time
@@ -51,17 +55,45 @@ LABEL_EVENT_HELPER = "org.pytorch-workshop.event-helper"
 # Inside an export helper: the attendee's work folder, and the organizer's host folder.
 PACKED_FROM = PurePosixPath("/work-folders")
 EXPORT_MOUNT = PurePosixPath("/export")
-# $1 the attendee. Written under a temporary name and renamed once complete, so a file named
-# <attendee>.tar.gz is always a whole archive; owned like the folder it lands in, not by root.
-PACK_SCRIPT = f"""
+# $1 the folder holding the work folder, $2 the export folder, $3 the attendee, $4 the size
+# limit in bytes, $5 the time limit in seconds. Prints the archive's name, its size, and
+# `whole` or the limit that cut the folder (`size`, `time`); a cut folder's archive is
+# <attendee>.partial.tar.gz. Written under a temporary name and renamed once complete, so a
+# file named <attendee>.tar.gz is always a whole archive; owned like the folder it lands in,
+# not by root.
+PACK_SCRIPT = r"""
 set -eu
-part="{EXPORT_MOUNT}/$1.tar.gz.part"
+from=$1 to=$2 name=$3 size_limit=$4 time_limit=$5
+part="$to/$name.tar.gz.part"
 trap 'rm -f "$part"' EXIT
-# tar's exit 1: a file changed while it was read (its owner is still at work); it is packed.
-tar -czf "$part" -C {PACKED_FROM} "$1" || [ $? -eq 1 ]
-chown --reference={EXPORT_MOUNT} "$part"
-mv "$part" "{EXPORT_MOUNT}/$1.tar.gz"
-stat -c %s "{EXPORT_MOUNT}/$1.tar.gz"
+# --sparse: tar skips a file's holes (SEEK_HOLE) instead of reading them as zeros, so a
+# 15 TiB file of nothing, which costs its owner nothing, takes no time; it is restored as
+# sparse. Only tar is stopped at a limit: gzip then reads the end of its input and finishes
+# the archive properly, with every file packed before the cut.
+# Between them: size_limit bytes pass, and the filter exits 3 if tar had more to give.
+# A failing gzip (a full disk, a folder not writable) ends the script here, its message last.
+timeout --kill-after=10 "$time_limit" tar --sparse --sort=name -cf - -C "$from" "$name" \
+  | { head -c "$size_limit" || exit; [ "$(head -c 1 | wc -c)" -eq 0 ] || exit 3; } \
+  | gzip > "$part"
+statuses=("${PIPESTATUS[@]}")
+tar_status=${statuses[0]} filter_status=${statuses[1]}
+if [ "$filter_status" -eq 3 ]; then
+  cut=size
+elif [ "$filter_status" -ne 0 ]; then
+  exit "$filter_status"
+elif [ "$tar_status" -eq 124 ] || [ "$tar_status" -eq 137 ]; then
+  cut=time  # timeout's statuses: tar stopped, or killed when it did not stop
+elif [ "$tar_status" -le 1 ]; then
+  cut=whole  # tar's 1: a file changed while it was read (its owner is still at work)
+else
+  exit "$tar_status"
+fi
+chown --reference="$to" "$part"
+whole="$to/$name.tar.gz" partial="$to/$name.partial.tar.gz"
+if [ "$cut" = whole ]; then archive=$whole other=$partial; else archive=$partial other=$whole; fi
+mv "$part" "$archive"
+rm -f "$other"  # one archive per attendee: an earlier export's other kind goes
+echo "${archive##*/} $(stat -c %s "$archive") $cut"
 """
 WIPE_COMMAND = "docker compose run --rm hub workshop-hub wipe-event"
 EXPORT_COMMAND = 'docker compose exec hub workshop-hub export-work "$PWD/workshop-export"'
@@ -159,6 +191,69 @@ def _helper_failure(error: ContainerError) -> str:
 
 # --- export ----------------------------------------------------------------------------------
 
+# The size limit is the disk plus a quarter: a full work disk packs into its data plus at most
+# one 512-byte tar header per file or folder, and a small ext4 disk (under 512 MB) has one
+# inode per 4 KiB, so headers add at most an eighth. Past that the stream is not real data.
+EXPORT_SIZE_MARGIN = 4
+# The time limit lets gzip pack a folder of that size at 10 MB/s (it packed incompressible
+# data at 18 MB/s on one core of a busy 2-core host), and at least 5 minutes.
+EXPORT_SLOWEST_BYTES_PER_S = 10 * 1000**2
+EXPORT_MIN_TIME_LIMIT_S = 300
+# What a cut leaves, for the line that names the attendee.
+CUT_MEANING = "holds what was packed before the cut, its last file cut short"
+
+
+@dataclass(frozen=True)
+class ExportLimits:
+    """How much of one work folder export-work packs, and for how long, before it cuts it."""
+
+    size_bytes: int
+    time_s: float
+
+    def describe(self) -> str:
+        return f"at most {_size(self.size_bytes)} and {self.time_s:g} s each"
+
+
+def export_limits(
+    disk_limit: int, size_bytes: int | None = None, time_s: float | None = None
+) -> ExportLimits:
+    """The limits for work disks of `disk_limit` bytes (WORKSHOP_DISK_LIMIT), or those given."""
+    size_bytes = size_bytes or disk_limit + disk_limit // EXPORT_SIZE_MARGIN
+    time_s = time_s or max(
+        EXPORT_MIN_TIME_LIMIT_S, math.ceil(size_bytes / EXPORT_SLOWEST_BYTES_PER_S)
+    )
+    return ExportLimits(size_bytes, time_s)
+
+
+@dataclass(frozen=True)
+class Archive:
+    """One attendee's archive in the export folder, as PACK_SCRIPT reports it."""
+
+    attendee: str
+    name: str
+    size_bytes: int
+    # None for a whole folder; else the limit that cut it, "size" or "time".
+    cut: str | None
+
+    @classmethod
+    def packed(cls, attendee: str, output: str) -> Archive:
+        name, size, cut = output.split()[-3:]
+        return cls(attendee, name, int(size), None if cut == "whole" else cut)
+
+    def cut_line(self, limits: ExportLimits) -> str:
+        """What the organizer reads about a cut folder: which limit, and what the archive holds."""
+        limit = {
+            "size": f"passed the size limit of {_size(limits.size_bytes)} (--size-limit)",
+            "time": f"took longer than the time limit of {limits.time_s:g} s (--time-limit)",
+        }[self.cut]
+        return f"      cut: {self.attendee}'s work folder {limit}; {self.name} {CUT_MEANING}"
+
+
+def pack_command(attendee: str, folders: str, host_folder: str, limits: ExportLimits) -> list[str]:
+    """PACK_SCRIPT's command line: `folders` holds the work folder, `host_folder` takes it."""
+    arguments = [folders, host_folder, attendee, str(limits.size_bytes), str(limits.time_s)]
+    return ["bash", "-c", PACK_SCRIPT, "pack", *arguments]
+
 
 def _size(size_bytes: int) -> str:
     return f"{size_bytes / 1024**2:.1f} MB"
@@ -178,21 +273,28 @@ def export_work(
     helper_image: str,
     host_folder: str,
     disks: WorkDisks | None,
+    limits: ExportLimits,
     report: Callable[[str], None] = print,
-) -> list[str]:
+) -> list[Archive]:
     """Pack every work folder of `instance` into `<attendee>.tar.gz` in `host_folder` (a
-    folder of the Docker host, made if missing); returns the attendees exported.
+    folder of the Docker host, made if missing); returns the archives, one per attendee.
 
-    `disks` mounts each capped disk first: after a host restart nothing is mounted, and the
-    volume would show an empty folder. Servers may keep running: a file saved during its
-    attendee's export may be missing or older in the archive.
+    A folder that passes a limit is cut, and its archive, `<attendee>.partial.tar.gz`, holds
+    what was packed until then; the export goes on with the next attendee. `disks` mounts
+    each capped disk first: after a host restart nothing is mounted, and the volume would show
+    an empty folder. Servers may keep running: a file saved during its attendee's export may
+    be missing or older in the archive.
     """
     check_host_folder(host_folder)
     volumes = work_volumes(client, instance)
     if not volumes:
         report(f"No attendee has a work folder in {instance}: nothing to export.")
         return []
-    report(f"Exporting {len(volumes)} work folders to {host_folder} on the Docker host")
+    report(
+        f"Exporting {len(volumes)} work folders to {host_folder} on the Docker host "
+        f"({limits.describe()})"
+    )
+    archives = []
     for number, work in enumerate(volumes, start=1):
         started = time.monotonic()
         if work.capped and disks is not None:
@@ -204,7 +306,7 @@ def export_work(
             work.volume: {"bind": str(PACKED_FROM / work.attendee), "mode": "ro"},
             host_folder: {"bind": str(EXPORT_MOUNT), "mode": "rw"},
         }
-        command = ["sh", "-c", PACK_SCRIPT, "pack", work.attendee]
+        command = pack_command(work.attendee, str(PACKED_FROM), str(EXPORT_MOUNT), limits)
         try:
             output = client.containers.run(**_helper(helper_image, command, volumes=mounts))
         except ContainerError as error:
@@ -218,12 +320,21 @@ def export_work(
                 f"Docker refused the export's helper container ({error.explanation}): "
                 f"{host_folder} must be a folder of the Docker host"
             ) from None
-        size = int(output.decode().split()[-1])
+        archive = Archive.packed(work.attendee, output.decode())
         report(
-            f"[{number}/{len(volumes)}] {work.attendee}.tar.gz  {_size(size)}  "
+            f"[{number}/{len(volumes)}] {archive.name}  {_size(archive.size_bytes)}  "
             f"({time.monotonic() - started:.1f} s)"
         )
-    return [work.attendee for work in volumes]
+        if archive.cut:
+            report(archive.cut_line(limits))
+        archives.append(archive)
+    cut = [archive.attendee for archive in archives if archive.cut]
+    names = f" ({', '.join(cut)})" if cut else ""
+    report(
+        f"Done: {len(archives)} archives in {host_folder}, one per attendee: "
+        f"{len(archives) - len(cut)} whole, {len(cut)} cut{names}"
+    )
+    return archives
 
 
 # --- wipe ------------------------------------------------------------------------------------
@@ -460,13 +571,25 @@ def _work_disks(client: docker.DockerClient, settings: WorkshopSettings, usage: 
     return WorkDisks(client, helper_image, settings.instance, settings.disk_limit, log)
 
 
-def export_work_command(settings: WorkshopSettings, host_folder: str) -> None:
+def export_work_command(
+    settings: WorkshopSettings,
+    host_folder: str,
+    size_bytes: int | None = None,
+    time_s: float | None = None,
+) -> None:
     check_host_folder(host_folder)
     client = _docker()
     disks = _work_disks(client, settings, EXPORT_COMMAND)
-    exported = export_work(client, settings.instance, disks.helper_image, host_folder, disks)
-    if exported:
-        print(f"Done: {len(exported)} archives in {host_folder}, one per attendee.")
+    export_work(
+        client,
+        settings.instance,
+        disks.helper_image,
+        host_folder,
+        disks,
+        export_limits(settings.disk_limit, size_bytes, time_s),
+        # A line as each attendee is done: a cut folder takes minutes.
+        lambda line: print(line, flush=True),
+    )
 
 
 def wipe_event_command(

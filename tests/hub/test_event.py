@@ -3,9 +3,13 @@ daemon with volumes and containers of the tests' own instance, and hub state in 
 
 from __future__ import annotations
 
+import errno
+import gzip
 import io
 import os
+import subprocess
 import tarfile
+import time
 import uuid
 from shlex import quote
 
@@ -119,6 +123,134 @@ def test_the_cli_refuses_a_relative_export_folder_in_one_line(capsys, default_se
     assert error.count("\n") == 1 and "not an absolute path" in error
 
 
+def test_the_cli_refuses_a_limit_it_cannot_read_with_the_hint(capsys, default_settings):
+    with pytest.raises(SystemExit) as refused:
+        cli.main(["export-work", "--time-limit", "soon", "/srv/export"])
+    assert refused.value.code == 2
+    assert "--time-limit: use a duration such as" in capsys.readouterr().err
+
+
+def test_the_export_limits_follow_the_disk_limit():
+    GiB = 1024**3
+    # A full disk and its tar headers fit; gzip at 10 MB/s, and at least 5 minutes.
+    assert event.export_limits(2 * GiB) == event.ExportLimits(GiB * 5 // 2, 300)
+    assert event.export_limits(40 * GiB).time_s == 5369  # 50 GiB at 10 MB/s, rounded up
+    # The organizer's own; a larger size gives a longer time.
+    assert event.export_limits(2 * GiB, 3 * GiB, 60) == event.ExportLimits(3 * GiB, 60)
+    assert event.export_limits(2 * GiB, 50 * GiB).time_s == 5369
+
+
+# --- the pack step, with this machine's GNU tar --------------------------------------------
+
+SPARSE_TiB = 15
+
+
+def _largest_sparse_file(path) -> int:
+    """A file of holes only, 15 TiB where the file system allows it, else the largest it
+    does (ext4 takes up to 16 TiB); returns its apparent size."""
+    size = SPARSE_TiB * 1024**4
+    with open(path, "wb") as file:
+        while True:
+            try:
+                file.truncate(size)
+                return size
+            except OSError as error:
+                if error.errno != errno.EFBIG:
+                    raise
+                size //= 2
+
+
+def _pack(folders, export, attendee: str, limits: event.ExportLimits):
+    """PACK_SCRIPT run here as the helper runs it; the archive and the seconds it took."""
+    export.mkdir(exist_ok=True)
+    started = time.monotonic()
+    command = event.pack_command(attendee, str(folders), str(export), limits)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return event.Archive.packed(attendee, result.stdout), time.monotonic() - started
+
+
+@pytest.fixture
+def sparse_folder(tmp_path):
+    """mallory's work folder: a file of holes only, and a file of real work."""
+    folder = tmp_path / "work-folders" / "mallory"
+    folder.mkdir(parents=True)
+    size = _largest_sparse_file(folder / "huge.bin")
+    (folder / "real.bin").write_bytes(os.urandom(300_000))
+    return folder, size
+
+
+# Roomy enough for the real file; far below the sparse file's apparent size.
+SPARSE_TEST_LIMITS = event.ExportLimits(size_bytes=10 * 1024**2, time_s=30)
+
+
+def test_a_sparse_file_is_packed_without_reading_its_holes(sparse_folder, tmp_path):
+    folder, size = sparse_folder
+    archive, seconds = _pack(folder.parent, tmp_path / "export", "mallory", SPARSE_TEST_LIMITS)
+    assert archive == event.Archive("mallory", "mallory.tar.gz", archive.size_bytes, None)
+    assert seconds < 5 and archive.size_bytes < 400_000
+    restored = tmp_path / "restored"
+    restored.mkdir()
+    subprocess.run(["tar", "-xzf", tmp_path / "export" / archive.name], cwd=restored, check=True)
+    assert (restored / "mallory/real.bin").read_bytes() == (folder / "real.bin").read_bytes()
+    # Restored sparse: the same apparent size, no data.
+    huge = (restored / "mallory/huge.bin").stat()
+    assert huge.st_size == size and huge.st_blocks == 0
+
+
+def test_without_sparse_the_same_folder_is_cut_at_the_time_limit(
+    sparse_folder, tmp_path, monkeypatch
+):
+    """The control: tar reading the holes as zeros gets nowhere near the end in 2 s."""
+    folder, _ = sparse_folder
+    reading_holes = event.PACK_SCRIPT.replace("tar --sparse ", "tar ")
+    assert reading_holes != event.PACK_SCRIPT
+    monkeypatch.setattr(event, "PACK_SCRIPT", reading_holes)
+    limits = event.ExportLimits(size_bytes=SPARSE_TiB * 1024**4, time_s=2)
+    archive, seconds = _pack(folder.parent, tmp_path / "export", "mallory", limits)
+    assert archive.cut == "time" and archive.name == "mallory.partial.tar.gz"
+    assert 2 <= seconds < 15
+    assert archive.cut_line(limits) == (
+        "      cut: mallory's work folder took longer than the time limit of 2 s "
+        "(--time-limit); mallory.partial.tar.gz holds what was packed before the cut, its "
+        "last file cut short"
+    )
+    # Cut, yet a whole gzip stream: it reads to its end.
+    with gzip.open(tmp_path / "export" / archive.name) as stream:
+        while stream.read(1024**2):
+            pass
+
+
+def test_a_folder_past_the_size_limit_keeps_the_files_packed_before_the_cut(tmp_path):
+    folder = tmp_path / "work-folders" / "bob"
+    folder.mkdir(parents=True)
+    # tar packs by name: the notes, then the data the cut falls in, then what never came.
+    (folder / "a-notes.txt").write_text("bob's notes")
+    (folder / "b-data.bin").write_bytes(os.urandom(1024**2))
+    (folder / "c-later.txt").write_text("after the cut")
+    export = tmp_path / "export"
+    export.mkdir()
+    (export / "bob.tar.gz").write_text("an earlier export's archive")
+    limits = event.ExportLimits(size_bytes=256 * 1024, time_s=30)
+    archive, _ = _pack(folder.parent, export, "bob", limits)
+    assert archive.cut == "size"
+    # One archive per attendee: the earlier one is gone, not left to be taken for this one's.
+    assert sorted(path.name for path in export.iterdir()) == ["bob.partial.tar.gz"]
+    assert "passed the size limit of 0.2 MB (--size-limit); bob.partial.tar.gz" in (
+        archive.cut_line(limits)
+    )
+    restored = tmp_path / "restored"
+    restored.mkdir()
+    extract = subprocess.run(
+        ["tar", "-xzf", export / archive.name], cwd=restored, capture_output=True, text=True
+    )
+    # GNU tar extracts everything there is, then says the archive ends early.
+    assert "Unexpected EOF in archive" in extract.stderr
+    assert (restored / "bob/a-notes.txt").read_text() == "bob's notes"
+    assert 0 < (restored / "bob/b-data.bin").stat().st_size < 256 * 1024
+    assert not (restored / "bob/c-later.txt").exists()
+
+
 # --- with the real Docker daemon ---------------------------------------------------------
 
 
@@ -164,6 +296,10 @@ def _work_volume(client, image: str, instance: str, attendee: str, files: dict[s
     return volume
 
 
+# The limits of the default disk.
+LIMITS = event.export_limits(load_settings({}).disk_limit)
+
+
 def _settings(instance: str, **environ: str):
     return load_settings({"WORKSHOP_INSTANCE": instance, **environ})
 
@@ -183,10 +319,13 @@ def test_each_attendee_gets_one_archive_of_their_work_folder(
     # Another instance's attendee with a name that looks like one of ours.
     _work_volume(docker_client, helper_image, f"{instance}-user-x", "ada", {"notes.txt": "no"})
     lines = []
-    exported = event.export_work(
-        docker_client, instance, helper_image, str(tmp_path / "export"), None, lines.append
+    archives = event.export_work(
+        docker_client, instance, helper_image, str(tmp_path / "export"), None, LIMITS, lines.append
     )
-    assert exported == ["ada", "jean-luc"]
+    assert [(archive.attendee, archive.cut) for archive in archives] == [
+        ("ada", None),
+        ("jean-luc", None),
+    ]
     assert sorted(path.name for path in (tmp_path / "export").iterdir()) == [
         "ada.tar.gz",
         "jean-luc.tar.gz",
@@ -201,6 +340,52 @@ def test_each_attendee_gets_one_archive_of_their_work_folder(
     assert (archive_stat.st_uid, archive_stat.st_gid) == (folder.st_uid, folder.st_gid)
     assert lines[0].startswith("Exporting 2 work folders to")
     assert lines[1].startswith("[1/2] ada.tar.gz") and lines[2].startswith("[2/2] jean-luc")
+    assert lines[3].startswith("Done: 2 archives in") and lines[3].endswith("2 whole, 0 cut")
+
+
+# Each cut test's limits, and an attendee's data that passes them: 96 MB of random bytes
+# take gzip seconds (18 MB/s on a busy 2-core host), far more than the 1 s time limit.
+CUT_BY = {
+    "size": event.ExportLimits(size_bytes=1024**2, time_s=60),
+    "time": event.ExportLimits(size_bytes=1024**3, time_s=1),
+}
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("limit", CUT_BY)
+def test_a_folder_past_a_limit_is_cut_and_the_export_goes_on(
+    docker_client, helper_image, instance, tmp_path, limit
+):
+    for attendee in ("ada", "bob", "carol"):
+        _work_volume(docker_client, helper_image, instance, attendee, {"a-notes.txt": attendee})
+    docker_client.containers.run(
+        helper_image,
+        ["sh", "-c", "head -c 96M /dev/urandom > /work/b-data.bin"],
+        volumes={docker_names(instance, "bob")[1]: {"bind": "/work"}},
+        remove=True,
+    )
+    export = tmp_path / "export"
+    lines = []
+    archives = event.export_work(
+        docker_client, instance, helper_image, str(export), None, CUT_BY[limit], lines.append
+    )
+    assert [(archive.name, archive.cut) for archive in archives] == [
+        ("ada.tar.gz", None),
+        ("bob.partial.tar.gz", limit),
+        ("carol.tar.gz", None),
+    ]
+    assert lines[2].startswith("[2/3] bob.partial.tar.gz")
+    assert lines[3].startswith("      cut: bob's work folder ") and f"--{limit}-limit" in lines[3]
+    assert lines[4].startswith("[3/3] carol.tar.gz")
+    assert lines[5].endswith("one per attendee: 2 whole, 1 cut (bob)")
+    with tarfile.open(export / "carol.tar.gz") as archive:
+        assert archive.extractfile("carol/a-notes.txt").read() == b"carol"
+    # What bob's archive holds before the cut reads back, as a stream that ends early.
+    with tarfile.open(export / "bob.partial.tar.gz", "r|gz") as archive:
+        assert archive.next().name == "bob"
+        notes = archive.next()
+        assert notes.name == "bob/a-notes.txt"
+        assert archive.extractfile(notes).read() == b"bob"
 
 
 @pytest.mark.e2e
@@ -208,7 +393,10 @@ def test_with_no_work_folders_there_is_nothing_to_export(
     docker_client, helper_image, instance, tmp_path
 ):
     lines = []
-    assert event.export_work(docker_client, instance, helper_image, "/x", None, lines.append) == []
+    archives = event.export_work(
+        docker_client, instance, helper_image, "/x", None, LIMITS, lines.append
+    )
+    assert archives == []
     assert lines == [f"No attendee has a work folder in {instance}: nothing to export."]
 
 
