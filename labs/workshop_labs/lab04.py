@@ -250,16 +250,49 @@ class _ForwardSpy:
         self.grad_enabled.append(torch.is_grad_enabled())
 
 
-class _LossSpy:
-    """A cross-entropy loss that remembers whether it ran inside autocast."""
+def _autocast_on() -> bool:
+    """Whether the code running now is inside an autocast block, for either device type (a
+    step that names the wrong one is told so by the forward's dtype, before this matters)."""
+    return torch.is_autocast_enabled("cpu") or torch.is_autocast_enabled("cuda")
 
-    def __init__(self, device: torch.device):
+
+class _AutocastWatch:
+    """Remembers which of the training step's calls ran inside an autocast block, and logs
+    the backward pass: a hook on the loss fires when backward() reaches it, in the state
+    (autocast on or off) of the code that called backward()."""
+
+    def __init__(self, log: list[str]):
+        self.log = log
+        self.inside: list[str] = []
+
+    def note(self, call: str) -> None:
+        if _autocast_on() and call not in self.inside:
+            self.inside.append(call)
+
+    def watch_backward(self, loss: torch.Tensor) -> None:
+        if loss.requires_grad:
+            loss.register_hook(self._backward_reached)
+
+    def _backward_reached(self, grad: torch.Tensor) -> None:
+        self.log.append("backward")
+        self.note("backward()")
+
+
+class _LossSpy:
+    """A cross-entropy loss that remembers whether it ran inside autocast, and watches the
+    backward pass that starts from it."""
+
+    def __init__(self, device: torch.device, watch: _AutocastWatch | None = None):
         self.device_type = device.type
+        self.watch = watch
         self.autocast_on: list[bool] = []
 
     def __call__(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         self.autocast_on.append(torch.is_autocast_enabled(self.device_type))
-        return nn.functional.cross_entropy(logits, targets)
+        loss = nn.functional.cross_entropy(logits, targets)
+        if self.watch is not None:
+            self.watch.watch_backward(loss)
+        return loss
 
 
 def _gradient_norm(optimizer: torch.optim.Optimizer) -> float:
@@ -273,17 +306,25 @@ class _OptimizerSpy:
     """Wraps an optimizer's ``step`` and ``zero_grad`` to log when they are called, and keeps
     the norm of the gradients each step used."""
 
-    def __init__(self, optimizer: torch.optim.Optimizer, log: list[str]):
+    def __init__(self, optimizer: torch.optim.Optimizer, log: list[str], watch: _AutocastWatch):
         self.log = log
         self.inside_scaler_step = False
         self.step_norms: list[float] = []
+        self.step_largest: list[float] = []
+        self.step_grad_dtypes: set[torch.dtype] = set()
         step, zero_grad = optimizer.step, optimizer.zero_grad
 
         def logged_step(*args, **kwargs):
             self.log.append(
                 "scaler→optimizer.step" if self.inside_scaler_step else "optimizer.step"
             )
+            if not self.inside_scaler_step:
+                watch.note("optimizer.step()")
             self.step_norms.append(_gradient_norm(optimizer))
+            grads = [p.grad for group in optimizer.param_groups for p in group["params"]]
+            grads = [grad for grad in grads if grad is not None]
+            self.step_grad_dtypes.update(grad.dtype for grad in grads)
+            self.step_largest.append(max((float(g.abs().max()) for g in grads), default=0.0))
             return step(*args, **kwargs)
 
         def logged_zero_grad(*args, **kwargs):
@@ -298,10 +339,17 @@ class _ScalerSpy(torch.amp.GradScaler):
     """A real GradScaler that logs scale / backward-through-scaled-loss / unscale_ / step /
     update, and the gradient norm each of the attendee's ``unscale_`` calls found."""
 
-    def __init__(self, device: torch.device, log: list[str], optimizer_spy: _OptimizerSpy):
+    def __init__(
+        self,
+        device: torch.device,
+        log: list[str],
+        optimizer_spy: _OptimizerSpy,
+        watch: _AutocastWatch,
+    ):
         super().__init__(device.type, init_scale=2.0**10)
         self.log = log
         self.optimizer_spy = optimizer_spy
+        self.watch = watch
         self.norms_before_unscale: list[float] = []
 
     def scale(self, outputs):
@@ -319,6 +367,7 @@ class _ScalerSpy(torch.amp.GradScaler):
 
     def step(self, optimizer, *args, **kwargs):
         self.log.append("scaler.step")
+        self.watch.note("scaler.step(optimizer)")
         self.optimizer_spy.inside_scaler_step = True
         try:
             return super().step(optimizer, *args, **kwargs)
@@ -327,6 +376,7 @@ class _ScalerSpy(torch.amp.GradScaler):
 
     def update(self, new_scale=None):
         self.log.append("update")
+        self.watch.note("scaler.update()")
         return super().update(new_scale)
 
 
@@ -345,6 +395,13 @@ def _call(fn: Callable, *args: object) -> tuple[object, Exception | None]:
 
 def _expect_no_error(error: Exception | None, name: str) -> None:
     expect(error is None, f"{name} raised {type(error).__name__}: {error}")
+
+
+def _expect_model_ran_or_no_error(spy: _ForwardSpy, error: Exception | None, name: str) -> None:
+    """An error raised before the model ran is the whole story (e.g. autocast without its
+    device_type): report it rather than "the model was never called"."""
+    if not spy.linear_dtypes:
+        _expect_no_error(error, name)
 
 
 def _expect_fp32_weights(model: nn.Module) -> None:
@@ -387,6 +444,7 @@ def check_predict_amp(predict_amp: Callable, device: torch.device, dtype: torch.
     spy = _ForwardSpy(model, device)
     inputs, _ = _check_batch(device)
     scores, error = _call(predict_amp, model, inputs)
+    _expect_model_ran_or_no_error(spy, error, "predict_amp")
     _expect_fp32_weights(model)
     _expect_linear_dtype(spy, dtype, device)
     expect(
@@ -409,10 +467,34 @@ class _SpiedStep:
         self.device = device
         self.model = _check_model(device)
         self.forward = _ForwardSpy(self.model, device)
-        self.loss_fn = _LossSpy(device)
         self.log: list[str] = []
+        self.autocast_watch = _AutocastWatch(self.log)
+        self.loss_fn = _LossSpy(device, self.autocast_watch)
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.1)
-        self.optimizer_spy = _OptimizerSpy(self.optimizer, self.log)
+        self.optimizer_spy = _OptimizerSpy(self.optimizer, self.log, self.autocast_watch)
+
+    def scaler(self) -> _ScalerSpy:
+        """A GradScaler that logs into this step's log."""
+        return _ScalerSpy(self.device, self.log, self.optimizer_spy, self.autocast_watch)
+
+    def run(
+        self,
+        train_step: Callable,
+        name: str,
+        *,
+        scaler: _ScalerSpy | None = None,
+        max_norm: float | None = None,
+    ) -> Exception | None:
+        """Call the attendee's step on the check's batch; the error it raised, if any."""
+        inputs, targets = _check_batch(self.device)
+        args = [self.model, self.optimizer, scaler, self.loss_fn, inputs, targets, max_norm]
+        if scaler is None:
+            args.remove(None)
+        if max_norm is None:
+            args.pop()
+        _, error = _call(train_step, *args)
+        _expect_model_ran_or_no_error(self.forward, error, name)
+        return error
 
     def expect_autocast(self, dtype: torch.dtype, loss_dtype_reason: str) -> None:
         """fp32 weights, Linear in `dtype`, and the loss computed inside autocast."""
@@ -426,6 +508,14 @@ class _SpiedStep:
             all(self.loss_fn.autocast_on),
             "the loss was computed outside the autocast block: compute it inside, so autocast "
             + loss_dtype_reason,
+        )
+        inside = self.autocast_watch.inside
+        expect(
+            not inside,
+            f"{' and '.join(inside)} ran inside the autocast block: autocast is for the "
+            "forward pass and the loss only. End the `with` block after the loss and call "
+            "backward() and the step below it (autograd already runs each op's backward in "
+            "the dtype its forward used)",
         )
 
 
@@ -442,23 +532,33 @@ def check_train_step_bf16(train_step_bf16: Callable, device: torch.device) -> No
         train_step_bf16, "train_step_bf16", "model, optimizer, loss_fn, inputs, targets"
     )
     step = _SpiedStep(device)
-    model, optimizer, loss_fn, log = step.model, step.optimizer, step.loss_fn, step.log
+    model, log = step.model, step.log
     before = [p.detach().clone() for p in model.parameters()]
-    inputs, targets = _check_batch(device)
-    _, error = _call(train_step_bf16, model, optimizer, loss_fn, inputs, targets)
+    error = step.run(train_step_bf16, "train_step_bf16")
 
     step.expect_autocast(torch.bfloat16, "picks float32 for it")
     _expect_no_error(error, "train_step_bf16")
-    expect(
-        all(p.grad is not None for p in model.parameters()),
-        "the model has no gradients: call loss.backward()",
-    )
-    expect(
-        {p.grad.dtype for p in model.parameters()} == {torch.float32},
-        "the gradients are not float32: keep the weights in float32 and let autocast cast",
-    )
+    expect("backward" in log, "backward() never reached the loss: call loss.backward()")
     expect("zero_grad" in log, "optimizer.zero_grad() was never called: gradients add up")
     expect("optimizer.step" in log, "optimizer.step() was never called: the weights did not change")
+    backward, step_at = log.index("backward"), log.index("optimizer.step")
+    expect(
+        step_at > backward,
+        "optimizer.step() ran before loss.backward(): the step found no gradients. Call "
+        "backward() first, then step()",
+    )
+    expect(
+        "zero_grad" not in log[backward:step_at],
+        "optimizer.zero_grad() ran between backward() and step(): it wiped the gradients "
+        "before the step. Call it before the forward pass (or right after the step)",
+    )
+    # what the step saw: a step may zero the gradients after using them
+    grad_dtypes = step.optimizer_spy.step_grad_dtypes
+    expect(grad_dtypes, "optimizer.step() found no gradients: call loss.backward() before it")
+    expect(
+        grad_dtypes == {torch.float32},
+        "the gradients are not float32: keep the weights in float32 and let autocast cast",
+    )
     changed = any(not torch.equal(a, p) for a, p in zip(before, model.parameters(), strict=True))
     expect(changed, "the weights did not change: call optimizer.step() after backward()")
     passed("bf16 forward and fp32 loss under autocast, fp32 weights updated, no scaler needed")
@@ -536,11 +636,7 @@ def check_train_step_fp16(train_step_fp16: Callable, device: torch.device) -> No
         train_step_fp16, "train_step_fp16", "model, optimizer, scaler, loss_fn, inputs, targets"
     )
     step = _SpiedStep(device)
-    scaler = _ScalerSpy(device, step.log, step.optimizer_spy)
-    inputs, targets = _check_batch(device)
-    _, error = _call(
-        train_step_fp16, step.model, step.optimizer, scaler, step.loss_fn, inputs, targets
-    )
+    error = step.run(train_step_fp16, "train_step_fp16", scaler=step.scaler())
     _expect_scaled_backward(step)
     _expect_step_then_update(step.log)
     _expect_no_error(error, "train_step_fp16")
@@ -573,14 +669,10 @@ def check_train_step_fp16_clipped(train_step: Callable, device: torch.device) ->
         train_step, name, "model, optimizer, scaler, loss_fn, inputs, targets, max_norm"
     )
     step = _SpiedStep(device)
-    log = step.log
-    scaler = _ScalerSpy(device, log, step.optimizer_spy)
-    inputs, targets = _check_batch(device)
+    log, scaler = step.log, step.scaler()
     # a quarter of the true norm: clipping must change the gradients, visibly
-    max_norm = _unclipped_norm(device, inputs, targets) / 4
-    _, error = _call(
-        train_step, step.model, step.optimizer, scaler, step.loss_fn, inputs, targets, max_norm
-    )
+    max_norm = _unclipped_norm(device, *_check_batch(device)) / 4
+    error = step.run(train_step, name, scaler=scaler, max_norm=max_norm)
     _expect_scaled_backward(step)
     expect(
         log.count("unscale_") <= 1,
@@ -609,6 +701,14 @@ def check_train_step_fp16_clipped(train_step: Callable, device: torch.device) ->
         f"the step used gradients of norm {used:.2g}, far below max_norm={max_norm:.2g}: "
         "clip_grad_norm_ clipped the scaled gradients. Call scaler.unscale_(optimizer) after "
         "backward() and before clipping",
+    )
+    largest = step.optimizer_spy.step_largest[-1]
+    expect(
+        used < 1.05 * max_norm or largest > 1.0001 * max_norm,
+        f"the step used gradients of norm {used:.3g}, above max_norm={max_norm:.3g}, though "
+        f"none is larger than {largest:.3g}: clip_grad_value_ cut each number to ±max_norm "
+        "instead of the norm. Clip with torch.nn.utils.clip_grad_norm_(model.parameters(), "
+        "max_norm)",
     )
     expect(
         used < 1.05 * max_norm,
