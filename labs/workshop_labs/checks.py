@@ -15,15 +15,23 @@ function raises ``ExerciseNotSolved`` with a message that names the problem and 
   every lab with its solutions applied): the exception propagates and the run fails, so a
   broken solution or a broken check can never pass unnoticed.
 
+A check runs the attendee's code (their class, their function, their loss), which may raise
+anything. That is an unsolved exercise too, never a traceback: ``calling("model(x)")`` turns
+what a named call raises into ``ExerciseNotSolved`` with a line that names the call, and the
+decorator does the same, naming the attendee's function that raised, for anything else.
+
 In a notebook, ``setup()`` makes a propagated ``ExerciseNotSolved`` print as a single red line
 instead of a traceback.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
-from collections.abc import Callable, Sequence
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -44,6 +52,51 @@ def expect(condition: bool, message: str) -> None:
     """Raise ``ExerciseNotSolved(message)`` unless ``condition`` holds."""
     if not condition:
         raise ExerciseNotSolved(message)
+
+
+def error_text(error: BaseException) -> str:
+    """``TypeError: the first line of its message``: one line, however long the message."""
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+
+
+@contextlib.contextmanager
+def calling(call: str) -> Iterator[None]:
+    """Run the attendee's code; whatever it raises becomes one line naming ``call``, the
+    expression as the attendee would write it (``model(x)``, ``dataset[7]``)."""
+    try:
+        yield
+    except ExerciseNotSolved:
+        raise
+    except Exception as error:
+        raise ExerciseNotSolved(f"your `{call}` raised {error_text(error)}") from error
+
+
+PACKAGE = Path(__file__).resolve().parent
+
+
+def _answer_frame(error: BaseException) -> str | None:
+    """The name of the innermost function of the attendee's own code in the traceback (code
+    that is neither this package nor an installed library), if any."""
+    names = [
+        frame.name
+        for frame in traceback.extract_tb(error.__traceback__)
+        if not Path(frame.filename).resolve().is_relative_to(PACKAGE)
+        and "-packages" not in frame.filename
+        and frame.name != "<module>"
+    ]
+    return names[-1] if names else None
+
+
+def _unexpected(error: Exception) -> ExerciseNotSolved:
+    """What the attendee reads when their answer made a check fail in a way it did not name."""
+    where = _answer_frame(error)
+    if where is not None:
+        return ExerciseNotSolved(f"your `{where}` raised {error_text(error)}")
+    return ExerciseNotSolved(
+        f"the check could not use your answer: it raised {error_text(error)}; "
+        "check the answer's type and shape against the exercise"
+    )
 
 
 def _shape_text(shape: Sequence[int | None]) -> str:
@@ -131,7 +184,12 @@ def exercise(stand_in: Callable[..., Any] | None = None, *, stand_in_is: str = "
         @functools.wraps(check)
         def run(answer: Any, *context: Any, **options: Any) -> Any:
             try:
-                check(answer, *context, **options)
+                try:
+                    check(answer, *context, **options)
+                except ExerciseNotSolved:
+                    raise
+                except Exception as error:
+                    raise _unexpected(error) from error
             except ExerciseNotSolved as reason:
                 progress.report(lab, exercise_name, passed=False, reason=str(reason))
                 if strict():

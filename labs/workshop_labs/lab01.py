@@ -14,7 +14,7 @@ from matplotlib.patches import Rectangle
 from torch import nn
 
 from workshop_labs import plots
-from workshop_labs.checks import exercise, expect, expect_tensor, passed
+from workshop_labs.checks import calling, exercise, expect, expect_tensor, passed
 
 # ----------------------------------------------------------------------------------------------
 # Figures
@@ -269,6 +269,11 @@ def check_batch(batch: object, device: torch.device | str) -> None:
         batch.unique().numel() > 1,
         "`batch` holds one repeated value: the exercise needs random numbers (torch.rand)",
     )
+    expect(
+        not bool((batch == batch[:1]).all()),
+        "every row of `batch` is the same image: one random row was repeated 32 times (expand "
+        "or repeat). Draw all 32 × 64 numbers at once: torch.rand(32, 64)",
+    )
     wanted = torch.device(device)
     expect(
         batch.device.type == wanted.type,
@@ -313,6 +318,11 @@ def check_row_normalised(probabilities: object, counts: torch.Tensor) -> None:
         torch.allclose(row_sums, torch.ones_like(row_sums), atol=1e-4),
         f"the rows of `probabilities` sum to {[round(float(s), 3) for s in row_sums]}, "
         "not 1: divide every count by the total of its own row",
+    )
+    expect(
+        not torch.allclose(probabilities, torch.softmax(counts, dim=1), atol=1e-5),
+        "that is a softmax: it makes every row sum to 1 too, but from exp(count), so the "
+        "fractions are not count / row total. Divide: counts / counts.sum(dim=1, keepdim=True)",
     )
     expect(
         torch.allclose(probabilities, right, atol=1e-5),
@@ -377,10 +387,22 @@ def check_digit_batch(digit_batch: object, pictures: list[torch.Tensor]) -> None
         f"`digit_batch` has shape {shape} but the exercise needs {wanted}: stack the pictures "
         "along dim=0 (the default), then .unsqueeze(1) inserts the channel at position 1",
     )
+    on_device = [picture.to(digit_batch.device).float() for picture in pictures]
+    for index in range(count):
+        got = digit_batch[index, 0].float()
+        if torch.allclose(got, on_device[index]):
+            continue
+        other = [j for j, picture in enumerate(on_device) if torch.allclose(got, picture)]
+        expect(
+            not other,
+            f"digit_batch[{index}, 0] is pictures[{other[0] if other else 0}], not "
+            f"pictures[{index}]: keep every picture, in order, stacking the list itself: "
+            "torch.stack(pictures)",
+        )
     expect(
         all(
-            torch.allclose(digit_batch[index, 0].float(), picture.to(digit_batch.device).float())
-            for index, picture in enumerate(pictures)
+            torch.allclose(digit_batch[index, 0].float(), on_device[index])
+            for index in range(count)
         ),
         "the shape is right but the pixels are scrambled: digit_batch[i, 0] is not pictures[i]. "
         "Stack along dim=0 (the default) so every picture stays whole; reshape and view only "
@@ -410,6 +432,11 @@ def check_shares_memory(image: object, image_np: np.ndarray) -> None:
         "always copies (and so does changing the dtype); torch.from_numpy(image_np) wraps the "
         "same memory",
     )
+    expect(
+        torch.equal(image, torch.from_numpy(image_np)),
+        "`image` uses the memory of `image_np` but shows other numbers (transposed, or read in "
+        "another order): wrap the array as it is, torch.from_numpy(image_np)",
+    )
     passed("`image` and `image_np` share memory: a change to one shows up in the other")
 
 
@@ -426,6 +453,12 @@ def check_gradient(w: object, x: torch.Tensor, y_true: torch.Tensor) -> None:
         w.requires_grad,
         "`w.requires_grad` is False, so autograd recorded nothing and there is nothing to "
         "differentiate: create it with torch.tensor(0.5, requires_grad=True)",
+    )
+    expect(
+        w.is_leaf,
+        f"`w` was made by an operation (grad_fn={type(w.grad_fn).__name__}), so it is not a "
+        "leaf and autograd does not keep its .grad: create it in one call, "
+        "torch.tensor(0.5, requires_grad=True) (add device=... there, not a .to() after)",
     )
     expect(
         w.grad is not None,
@@ -451,7 +484,8 @@ def check_gradient(w: object, x: torch.Tensor, y_true: torch.Tensor) -> None:
         f"`w.grad` is {got:g} but d(loss)/dw is {expected:g}: compute "
         "loss = ((w * x - y_true) ** 2).mean() from this `w`, then call loss.backward()",
     )
-    passed(f"w.grad = {got:g}: the loss falls if w grows, so gradient descent will increase w")
+    direction = "grows" if got < 0 else "shrinks"
+    passed(f"w.grad = {got:g}: the loss falls if w {direction}, and gradient descent moves it so")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -487,50 +521,71 @@ def walkthrough_train_step(model, optimizer, loss_fn, xb, yb) -> float:
     return float(loss.detach())
 
 
+def _steps_back(
+    before: list[torch.Tensor], after: list[torch.Tensor], gradients: list[torch.Tensor], lr: float
+) -> bool:
+    """True when every parameter went from ``before`` to ``after`` by ``-lr × gradient``."""
+    return all(
+        torch.allclose(a, b - lr * g, atol=1e-5)
+        for b, a, g in zip(before, after, gradients, strict=True)
+    )
+
+
+def _parameters(model: nn.Module) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in model.parameters()]
+
+
 @exercise(
     stand_in=lambda: walkthrough_train_step,
     stand_in_is="the five lines of the walk-through above, as they are",
 )
 def check_train_step(train_step: Callable) -> None:
-    """`train_step(model, optimizer, loss_fn, xb, yb)`: zero_grad, forward, loss, backward, step."""
+    """`train_step(model, optimizer, loss_fn, xb, yb)`: zero_grad, forward, loss, backward, step.
+
+    Judged by what the parameters do over two calls, so every order that resets the gradients
+    once per step passes (zero_grad first, or last as older tutorials wrote it)."""
     expect(callable(train_step), "`train_step` is not a function: define it with def")
     model, xb, yb = _probe_problem()
     loss_fn = nn.CrossEntropyLoss()
     learning_rate = 0.1
     optimizer = torch.optim.SGD(model.parameters(), lr=learning_rate)
     params = list(model.parameters())
-    before = [p.detach().clone() for p in params]
+    before = _parameters(model)
     with torch.no_grad():
         expected_loss = loss_fn(model(xb), yb).item()
     first_grads = _fresh_gradients(model, loss_fn, xb, yb)
     backward_ran = []
     hooks = [p.register_hook(lambda grad: backward_ran.append(True)) for p in params]
-    returned = train_step(model, optimizer, loss_fn, xb, yb)
+    with calling("train_step(model, optimizer, loss_fn, xb, yb)"):
+        returned = train_step(model, optimizer, loss_fn, xb, yb)
     for hook in hooks:
         hook.remove()
+    after_first = _parameters(model)
 
     expect(
         backward_ran,
         "no gradients were computed: call loss.backward() after computing the loss",
     )
-    moved = any(not torch.equal(b, p.detach()) for b, p in zip(before, params, strict=True))
+    moved = any(not torch.equal(b, a) for b, a in zip(before, after_first, strict=True))
     grads_present = all(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in params)
     expect(
         moved or grads_present,
-        "the gradients were wiped before the update: optimizer.zero_grad() belongs at the "
-        "START of the step, not between loss.backward() and optimizer.step()",
+        "the gradients were wiped before the update: optimizer.zero_grad() goes at the "
+        "START of the step (or after optimizer.step()), never between loss.backward() and "
+        "optimizer.step()",
     )
     expect(
         moved,
         "the parameters did not change: call optimizer.step() AFTER loss.backward() "
         "(a step before backward has no gradients to use yet)",
     )
-    expected_after = [b - learning_rate * g for b, g in zip(before, first_grads, strict=True)]
     expect(
-        all(
-            torch.allclose(p.detach(), e, atol=1e-5)
-            for p, e in zip(params, expected_after, strict=True)
-        ),
+        not _steps_back(before, after_first, first_grads, 2 * learning_rate),
+        "the parameters moved twice as far as one step: optimizer.step() ran twice (or "
+        "loss.backward() did, before one step). Call each once per training step",
+    )
+    expect(
+        _steps_back(before, after_first, first_grads, learning_rate),
         "the parameters moved, but not by -lr × gradient of this batch's loss: compute the "
         "loss of model(xb) against yb, call loss.backward(), then optimizer.step() once",
     )
@@ -542,23 +597,23 @@ def check_train_step(train_step: Callable) -> None:
     expect(
         math.isclose(float(returned), expected_loss, rel_tol=1e-4),
         f"train_step returned {returned:g} but this batch's loss was {expected_loss:g}: "
-        "return the .item() of the very loss you called backward() on",
+        "return the .item() of the very loss you called backward() on, computed before the step",
     )
 
+    # A second step shows whether the first step's gradient was still in .grad.
     second_grads = _fresh_gradients(model, loss_fn, xb, yb)
-    train_step(model, optimizer, loss_fn, xb, yb)
-    accumulated = [p.grad for p in params]
+    with calling("train_step(model, optimizer, loss_fn, xb, yb)"):
+        train_step(model, optimizer, loss_fn, xb, yb)
+    after_second = _parameters(model)
     summed = [g1 + g2 for g1, g2 in zip(first_grads, second_grads, strict=True)]
     expect(
-        not all(torch.allclose(a, s, atol=1e-5) for a, s in zip(accumulated, summed, strict=True)),
-        "gradients ACCUMULATE: on the second call .grad held this batch's gradient PLUS the "
-        "previous one. Call optimizer.zero_grad() at the start of every step",
+        not _steps_back(after_first, after_second, summed, learning_rate),
+        "gradients ACCUMULATE: the second step used this batch's gradient PLUS the previous "
+        "one, still in .grad. Call optimizer.zero_grad() once per step (at its start)",
     )
     expect(
-        all(
-            torch.allclose(a, g, atol=1e-5) for a, g in zip(accumulated, second_grads, strict=True)
-        ),
-        "on the second call .grad did not hold the gradient of that batch alone: "
-        "zero_grad(), forward, loss, backward(), step(), in that order",
+        _steps_back(after_first, after_second, second_grads, learning_rate),
+        "the second step did not move the parameters by -lr × that batch's gradient alone: "
+        "zero_grad(), forward, loss, backward(), step(), once each per call",
     )
     passed("train_step: zero_grad → forward → loss → backward → step, and returns the loss")

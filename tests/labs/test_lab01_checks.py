@@ -1,14 +1,15 @@
-"""Lab 1's checks: each rejects a typical wrong answer with its specific message, accepts the
-solution, and outside strict mode runs past the starter answer with a reference that works;
-and lab 1's figures, drawn from real tensors."""
+"""Lab 1's checks: every answer of the corpus (tests/labs/corpus_lab01.py) gets its verdict,
+wrong ones refused with the reason that names the mistake; outside strict mode the lab runs
+past the starter answers; and lab 1's figures, drawn from real tensors."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
-from tests.labs.solutions import solution, solution_namespace, starter
+from tests.labs import corpus_lab01
+from tests.labs.corpus_lab01 import COUNTS, PICTURES, Y_TRUE, X
+from tests.labs.solutions import starter
 from workshop_labs import autograd_diagram, checks, lab01
 from workshop_labs.checks import ExerciseNotSolved
 
@@ -23,36 +24,31 @@ def lenient(monkeypatch):
 
 
 # ----------------------------------------------------------------------------------------------
-# Exercise 1: a batch with the right shape, dtype and device
+# The answer corpus: every wrong answer refused with its reason, every right answer accepted
 # ----------------------------------------------------------------------------------------------
 
 
-def test_batch_accepts_the_solution(capsys):
-    lab01.check_batch(solution(1, "batch", device=CPU), CPU)
-    assert "✅" in capsys.readouterr().out
-
-
 @pytest.mark.parametrize(
-    ("wrong", "message"),
-    [
-        (None, r"`batch` is None: replace the None"),
-        (torch.rand(64, 32), r"`batch` has shape \(64, 32\) but the exercise needs \(32, 64\)"),
-        (torch.randint(0, 2, (32, 64)), r"dtype torch\.int64: pixels need a floating-point"),
-        (torch.rand(32, 64, dtype=torch.float64), r"dtype torch\.float64 .* needs torch\.float32"),
-        (torch.randn(32, 64), r"values outside \[0, 1\): torch\.randn .* torch\.rand"),
-        (torch.zeros(32, 64), r"one repeated value"),
-    ],
-    ids=["none", "shape", "integer", "float64", "randn", "zeros"],
+    "case", corpus_lab01.CASES, ids=lambda case: f"{case.exercise}-{case.kind}-{case.name}"
 )
-def test_batch_rejects_wrong_answers(wrong, message):
-    with pytest.raises(ExerciseNotSolved, match=message):
-        lab01.check_batch(wrong, CPU)
+def test_corpus_answer_gets_its_verdict(case, capsys):
+    check = getattr(lab01, f"check_{case.exercise}")
+    context = corpus_lab01.CONTEXT[case.exercise]
+    if case.refused is None:
+        check(case.answer(), *context)
+        assert "✅" in capsys.readouterr().out
+    else:
+        with pytest.raises(ExerciseNotSolved, match=case.refused):
+            check(case.answer(), *context)
 
 
-def test_unsolved_batch_runs_past_with_the_answer_as_it_is(lenient, capsys):
-    assert lab01.check_batch(None, CPU) is None  # nothing later uses `batch`
-    out = capsys.readouterr().out
-    assert "`batch` is None" in out and "your answer as it is" in out
+@pytest.mark.parametrize("exercise", list(corpus_lab01.CONTEXT))
+def test_corpus_holds_every_kind_of_answer_for_each_exercise(exercise):
+    kinds = [case.kind for case in corpus_lab01.CASES if case.exercise == exercise]
+    assert kinds.count(corpus_lab01.STARTER) == 1
+    assert kinds.count(corpus_lab01.REFERENCE) == 1
+    assert kinds.count(corpus_lab01.WRONG) >= 2
+    assert kinds.count(corpus_lab01.RIGHT) >= 1
 
 
 def test_batch_rejects_the_wrong_device():
@@ -64,32 +60,14 @@ def test_batch_rejects_the_wrong_device():
 
 
 # ----------------------------------------------------------------------------------------------
-# Exercise 2: broadcasting
+# Run past an unsolved exercise
 # ----------------------------------------------------------------------------------------------
 
-COUNTS = torch.tensor([[8, 1, 1, 0], [2, 5, 0, 1], [0, 0, 9, 3], [1, 4, 1, 8]])
 
-
-def test_row_normalised_accepts_the_solution(capsys):
-    lab01.check_row_normalised(solution(1, "probabilities", counts=COUNTS), COUNTS)
-    assert "✅" in capsys.readouterr().out
-
-
-@pytest.mark.parametrize(
-    ("wrong", "message"),
-    [
-        (None, r"`probabilities` is None"),
-        (COUNTS / COUNTS.sum(dim=1), r"each COLUMN was divided by a row total.*keepdim=True"),
-        (COUNTS / COUNTS.sum(dim=0, keepdim=True), r"the columns sum to 1, not the rows"),
-        (COUNTS // COUNTS.sum(dim=1, keepdim=True), r"use true division `/`, not `//`"),
-        (COUNTS / COUNTS.sum(), r"the rows of `probabilities` sum to .* not 1"),
-        ((COUNTS / COUNTS.sum(dim=1, keepdim=True))[:, :3], r"has shape \(4, 3\)"),
-    ],
-    ids=["none", "no-keepdim", "dim0", "floor-division", "grand-total", "shape"],
-)
-def test_row_normalised_rejects_wrong_answers(wrong, message):
-    with pytest.raises(ExerciseNotSolved, match=message):
-        lab01.check_row_normalised(wrong, COUNTS)
+def test_unsolved_batch_runs_past_with_the_answer_as_it_is(lenient, capsys):
+    assert lab01.check_batch(None, CPU) is None  # nothing later uses `batch`
+    out = capsys.readouterr().out
+    assert "`batch` is None" in out and "your answer as it is" in out
 
 
 def test_unsolved_row_normalised_runs_past_with_the_answer_as_it_is(lenient, capsys):
@@ -99,55 +77,6 @@ def test_unsolved_row_normalised_runs_past_with_the_answer_as_it_is(lenient, cap
     assert "each COLUMN was divided" in out and RUN_PAST in out
 
 
-# ----------------------------------------------------------------------------------------------
-# Exercise 3: a batch of pictures (stack, unsqueeze)
-# ----------------------------------------------------------------------------------------------
-
-PICTURES = [torch.arange(64.0).reshape(8, 8) + 100 * i for i in range(4)]  # told apart by value
-
-
-def test_digit_batch_accepts_the_solution_and_equivalent_answers(capsys):
-    lab01.check_digit_batch(solution(1, "digit_batch", pictures=PICTURES), PICTURES)
-    lab01.check_digit_batch(torch.cat(PICTURES).reshape(4, 1, 8, 8), PICTURES)
-    lab01.check_digit_batch(torch.stack([p.unsqueeze(0) for p in PICTURES]), PICTURES)
-    assert capsys.readouterr().out.count("✅") == 3
-
-
-@pytest.mark.parametrize(
-    ("wrong", "message"),
-    [
-        (None, r"`digit_batch` is None"),
-        (PICTURES, r"still a Python list: torch\.stack\(pictures\)"),
-        (torch.cat(PICTURES), r"shape \(32, 8\): torch\.cat joined .* torch\.stack puts them"),
-        (torch.cat(PICTURES).unsqueeze(1), r"shape \(32, 1, 8\): torch\.cat joined"),
-        (torch.stack(PICTURES), r"channel dimension is missing.*\.unsqueeze\(1\)"),
-        (torch.stack(PICTURES).unsqueeze(0), r"unsqueeze\(0\) put the new dimension in FRONT"),
-        (torch.stack(PICTURES).unsqueeze(-1), r"channels LAST .* \(N, C, H, W\): \.unsqueeze\(1\)"),
-        (
-            torch.stack(PICTURES).unsqueeze(2),
-            r"\(4, 8, 1, 8\) but the exercise needs \(4, 1, 8, 8\)",
-        ),
-        (torch.stack(PICTURES, dim=1).unsqueeze(1), r"\(8, 1, 4, 8\) .* along dim=0"),
-        (torch.stack(PICTURES, dim=1).reshape(4, 1, 8, 8), r"the pixels are scrambled"),
-    ],
-    ids=[
-        "none",
-        "list",
-        "cat",
-        "cat-unsqueeze",
-        "no-channel",
-        "unsqueeze-0",
-        "channels-last",
-        "unsqueeze-2",
-        "stack-dim-1",
-        "stack-dim-1-reshaped",
-    ],
-)
-def test_digit_batch_rejects_wrong_answers(wrong, message):
-    with pytest.raises(ExerciseNotSolved, match=message):
-        lab01.check_digit_batch(wrong, PICTURES)
-
-
 def test_unsolved_digit_batch_runs_past_with_a_stand_in_that_is_right(lenient, capsys):
     stand_in = lab01.check_digit_batch(None, PICTURES)
     assert "a stand-in (the pictures copied one by one" in capsys.readouterr().out
@@ -155,168 +84,32 @@ def test_unsolved_digit_batch_runs_past_with_a_stand_in_that_is_right(lenient, c
     assert torch.equal(stand_in.flatten(start_dim=1), torch.stack(PICTURES).flatten(1))
 
 
-# ----------------------------------------------------------------------------------------------
-# Exercise 3: NumPy interop
-# ----------------------------------------------------------------------------------------------
-
-
-def test_shares_memory_accepts_from_numpy_and_as_tensor(capsys):
-    image_np = np.arange(64, dtype=np.float32).reshape(8, 8)
-    lab01.check_shares_memory(solution(1, "image", image_np=image_np), image_np)
-    lab01.check_shares_memory(torch.as_tensor(image_np), image_np)
-    assert capsys.readouterr().out.count("✅") == 2
-
-
-@pytest.mark.parametrize(
-    ("make_wrong", "message"),
-    [
-        (lambda a: torch.tensor(a), r"`image` is a copy .* torch\.tensor\(\.\.\.\) always copies"),
-        (lambda a: torch.from_numpy(a).double(), r"is a copy .*changing the dtype"),
-        (lambda a: None, r"`image` is None"),
-        (lambda a: a, r"`image` is a ndarray, not a torch\.Tensor"),
-    ],
-    ids=["torch.tensor", "dtype-copy", "none", "still-numpy"],
-)
-def test_shares_memory_rejects_copies(make_wrong, message):
-    image_np = np.arange(64, dtype=np.float32).reshape(8, 8)
-    with pytest.raises(ExerciseNotSolved, match=message):
-        lab01.check_shares_memory(make_wrong(image_np), image_np)
-
-
 def test_unsolved_shares_memory_runs_past_with_the_answer_as_it_is(lenient, capsys):
-    image_np = np.zeros((8, 8))
+    image_np = corpus_lab01.IMAGE_NP
     assert lab01.check_shares_memory(None, image_np) is None
     assert RUN_PAST in capsys.readouterr().out
 
 
-# ----------------------------------------------------------------------------------------------
-# Exercise 4: autograd
-# ----------------------------------------------------------------------------------------------
-
-X = torch.tensor([1.0, 2.0, 3.0])
-Y_TRUE = torch.tensor([2.0, 4.0, 6.0])
-
-
-def _w(requires_grad: bool = True, backward_calls: int = 1) -> torch.Tensor:
-    w = torch.tensor(0.5, requires_grad=requires_grad)
-    for _ in range(backward_calls):
-        ((w * X - Y_TRUE) ** 2).mean().backward()
-    return w
-
-
-def test_gradient_accepts_the_solution(capsys):
-    solved = solution_namespace(1, "w")
-    lab01.check_gradient(solved["w"], solved["x"], solved["y_true"])
-    assert "w.grad = -14" in capsys.readouterr().out
-
-
-def test_gradient_rejects_forgotten_requires_grad():
-    with pytest.raises(ExerciseNotSolved, match=r"`w\.requires_grad` is False"):
-        lab01.check_gradient(_w(requires_grad=False, backward_calls=0), X, Y_TRUE)
-
-
-def test_gradient_rejects_forgotten_backward():
-    with pytest.raises(ExerciseNotSolved, match=r"`w\.grad` is None: .*loss\.backward\(\)"):
-        lab01.check_gradient(_w(backward_calls=0), X, Y_TRUE)
-
-
-def test_gradient_detects_accumulated_gradients():
-    with pytest.raises(ExerciseNotSolved, match=r"twice the right value .* ACCUMULATE"):
-        lab01.check_gradient(_w(backward_calls=2), X, Y_TRUE)
-
-
-def test_gradient_rejects_the_gradient_of_another_loss():
-    w = torch.tensor(0.5, requires_grad=True)
-    ((w * X - Y_TRUE) ** 2).sum().backward()  # sum instead of mean: 3× too large
-    with pytest.raises(ExerciseNotSolved, match=r"3× the right value .* MEAN .* not their sum"):
-        lab01.check_gradient(w, X, Y_TRUE)
-    w = torch.tensor(0.5, requires_grad=True)
-    (w * X - Y_TRUE).abs().mean().backward()
-    with pytest.raises(ExerciseNotSolved, match=r"but d\(loss\)/dw is -14"):
-        lab01.check_gradient(w, X, Y_TRUE)
-
-
 def test_unsolved_gradient_runs_past_with_the_answer_as_it_is(lenient, capsys):
-    starter = _w(requires_grad=False, backward_calls=0)
-    assert lab01.check_gradient(starter, X, Y_TRUE) is starter
+    unsolved = starter(1, "w")
+    assert lab01.check_gradient(unsolved, X, Y_TRUE) is unsolved
     assert "`w.requires_grad` is False" in capsys.readouterr().out
 
 
-# ----------------------------------------------------------------------------------------------
-# Exercise 5: one training step
-# ----------------------------------------------------------------------------------------------
-
-
-def train_step_with(*edits):
-    """The lab's solution with one typical mistake."""
-    return solution(1, "train_step", edits=edits)
-
-
-train_step_starter = starter(1, "train_step")  # the exercise cell as shipped
-
-
-def test_train_step_accepts_the_solution(capsys):
-    lab01.check_train_step(solution(1, "train_step"))
-    assert "✅" in capsys.readouterr().out
-
-
-@pytest.mark.parametrize(
-    ("wrong", "message"),
-    [
-        (
-            train_step_with(("optimizer.zero_grad()", "")),
-            r"gradients ACCUMULATE.*optimizer\.zero_grad\(\)",
-        ),
-        (
-            train_step_with(("loss.backward()", "")),
-            r"no gradients were computed: call loss\.backward\(\)",
-        ),
-        (
-            train_step_with(("optimizer.step()", "")),
-            r"parameters did not change: call optimizer\.step\(\) AFTER",
-        ),
-        (
-            train_step_with(
-                ("optimizer.zero_grad()", ""),
-                ("optimizer.step()", "optimizer.zero_grad(); optimizer.step()"),
-            ),
-            r"gradients were wiped before the update",
-        ),
-        (
-            train_step_with(
-                ("optimizer.step()", ""), ("loss.backward()", "optimizer.step(); loss.backward()")
-            ),
-            r"parameters did not change: .*AFTER loss\.backward",
-        ),
-        (
-            train_step_with(("return loss.item()", "return loss")),
-            r"returned Tensor, not a Python number: return the loss as a plain Python float",
-        ),
-        (train_step_starter, r"no gradients were computed"),
-        ("not a function", r"`train_step` is not a function"),
-    ],
-    ids=[
-        "no-zero-grad",
-        "no-backward",
-        "no-step",
-        "zero-grad-late",
-        "step-before-backward",
-        "returns-tensor",
-        "starter",
-        "not-callable",
-    ],
-)
-def test_train_step_rejects_wrong_answers(wrong, message):
-    with pytest.raises(ExerciseNotSolved, match=message):
-        lab01.check_train_step(wrong)
-
-
 def test_unsolved_train_step_runs_past_with_a_stand_in_that_trains(lenient, capsys):
-    stand_in = lab01.check_train_step(train_step_starter)
+    stand_in = lab01.check_train_step(starter(1, "train_step"))
     out = capsys.readouterr().out
     assert "no gradients were computed" in out and "a stand-in (the five lines" in out
     lab01.check_train_step.unchecked(stand_in)
     assert "✅" in capsys.readouterr().out
+
+
+def test_a_train_step_that_raises_is_one_red_line_and_the_lab_runs_on(lenient, capsys):
+    """The answer's exception never reaches the attendee as a traceback."""
+    stand_in = lab01.check_train_step(corpus_lab01.step_under_no_grad)
+    out = capsys.readouterr().out
+    assert "✗ your `train_step(model, optimizer, loss_fn, xb, yb)` raised RuntimeError" in out
+    assert "Traceback" not in out and stand_in is lab01.walkthrough_train_step
 
 
 # ----------------------------------------------------------------------------------------------
