@@ -81,7 +81,7 @@ with torch.no_grad():
 # | activation | formula | why people use it |
 # | --- | --- | --- |
 # | **ReLU** | `max(0, x)` | cheap, gradient 1 for every positive input; the default choice |
-# | **LeakyReLU** | `max(0.01·x, x)` | like ReLU, but negative inputs keep a small gradient |
+# | **LeakyReLU** | `max(0.1·x, x)` | like ReLU, but negatives keep a small slope (0.1 here) |
 # | **Sigmoid** | `1 / (1 + e^-x)` | squashes to (0, 1): a probability; saturates at both ends |
 # | **Tanh** | `(e^x - e^-x) / (e^x + e^-x)` | squashes to (-1, 1), centred on zero; saturates too |
 # | **GELU** | `x · Φ(x)` (Φ = normal CDF) | a smooth ReLU; standard in transformers (BERT, GPT) |

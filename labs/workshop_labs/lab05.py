@@ -193,6 +193,17 @@ def check_autograd_derivative(autograd_derivative_fn: Callable) -> None:
             raise
         got = expect_tensor(got, name=f"{fn_name}({name}, x)", shape=tuple(x.shape))
         got = got.detach().float()
+        expect(
+            not torch.equal(got, x),
+            f"`{fn_name}({name}, x)` returned x itself: the derivative is in x.grad, the "
+            "gradient autograd leaves in your copy of x after backward",
+        )
+        expect(
+            not torch.allclose(got * len(x), reference(x), rtol=1e-4, atol=1e-5),
+            f"`{fn_name}({name}, x)` is the derivative divided by {len(x)}, the number of "
+            "points: y.mean() divides each output by that number. Call y.sum().backward(): "
+            "each output depends only on its own input, so the gradient of the sum is f'(x)",
+        )
         if torch.allclose(got, activation(x), atol=1e-5) and name != "F.elu":
             raise ExerciseNotSolved(
                 f"`{fn_name}({name}, x)` returned the activation's values f(x), not its "
@@ -310,6 +321,12 @@ def check_layer_grad_norms(layer_grad_norms_fn: Callable) -> None:
         "(some sit inside sub-modules: walk model.modules())",
     )
     close = lambda a, b: all(math.isclose(p, q, rel_tol=1e-3) for p, q in zip(a, b, strict=True))  # noqa: E731
+    weight_norms = [m.weight.norm().item() for m in model.modules() if isinstance(m, nn.Linear)]
+    expect(
+        not close(got, weight_norms),
+        "these are the norms of the weights themselves: the exercise wants the norm of their "
+        "gradient, layer.weight.grad, which backward() fills",
+    )
     if not close(got, want) and close(got[::-1], want):
         raise ExerciseNotSolved("the norms are in reverse order: list the first layer first")
     for index, (g, w) in enumerate(zip(got, want, strict=True)):
@@ -506,6 +523,11 @@ def check_learnable_leaky_relu(module_class: type) -> None:
         torch.allclose(out[negative], 0.25 * x[negative]),
         "wrong for x < 0: the output should be slope * x (with slope = 0.25 here)",
     )
+    expect(
+        slope.requires_grad,
+        "`slope` has requires_grad=False, so it never learns: nn.Parameter(value) requires "
+        "gradients by default; drop requires_grad=False",
+    )
     module.zero_grad()
     module(x.clone().requires_grad_(True)).sum().backward()
     expect(
@@ -561,7 +583,13 @@ def check_elu_function(function: type) -> None:
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(5, 7, dtype=torch.float64, generator=generator) * 2
     x = torch.where(x.abs() < 1e-3, x + 0.1, x)
+    given = x.clone()
     out = expect_tensor(function.apply(x), name=f"{name}.apply(x)", shape=(5, 7))
+    expect(
+        torch.equal(x, given),
+        "forward changed its input x in place (x[...] = ... overwrites the caller's tensor): "
+        "compute a new tensor, e.g. with torch.where, and return it",
+    )
     expect(
         torch.allclose(out, F.elu(x)),
         "forward is wrong: ELU is x for x > 0 and exp(x) - 1 otherwise",
@@ -649,6 +677,12 @@ def check_my_activation(activation_class: object) -> None:
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # nn.Softmax() warns about its implicit dimension
         out = expect_tensor(module(x), name=f"{kind}()(x)", shape=tuple(x.shape))
+        expect(
+            torch.equal(module(x), out),
+            f"{kind} gives a different output each time for the same input: it is random "
+            "(as Dropout is in training mode), not an activation. Pick a fixed function of x, "
+            "e.g. nn.ELU",
+        )
         expect(
             torch.allclose(module(nudged)[:, 1:], out[:, 1:]),
             f"{kind} is not elementwise: changing one input changed the other outputs of its "

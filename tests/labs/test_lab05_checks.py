@@ -10,9 +10,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tests.labs import corpus_lab05
 from tests.labs.solutions import assert_runs_past_with_a_stand_in, lab_namespace, solution, starter
 from workshop_labs import checks, lab05
 from workshop_labs.checks import ExerciseNotSolved
+
+CORPUS = corpus_lab05.cases()
 
 
 def lab_starter(name):
@@ -389,3 +392,27 @@ def test_activation_panels_state_the_measured_slope_range():
     x = torch.linspace(-4, 4, 81)
     fig = lab05.activation_curves(x, {"Sigmoid": (torch.sigmoid(x), torch.sigmoid(x) / 4)})
     assert fig.axes[0].get_title() == "Sigmoid\nslope 0.0045 to 0.25"
+
+
+# ---- the corpus: every exercise's starter, reference, wrong and other right answers ---------
+
+
+@pytest.mark.parametrize(
+    ("exercise", "answer", "refusal"),
+    [pytest.param(e, answer, refusal, id=f"{e}/{i}") for e, i, answer, refusal in CORPUS],
+)
+def test_corpus_answer(exercise, answer, refusal, capsys):
+    check = getattr(lab05, f"check_{exercise}")
+    if refusal is None:
+        assert check(answer) is answer
+        assert "✅" in capsys.readouterr().out
+    else:
+        with pytest.raises(ExerciseNotSolved, match=refusal):
+            check(answer)
+
+
+@pytest.mark.parametrize("exercise", corpus_lab05.EXERCISES)
+def test_corpus_covers_the_exercise(exercise):
+    kinds = [i.partition("-")[0] for e, i, _, _ in CORPUS if e == exercise]
+    assert kinds.count("starter") == kinds.count("reference") == 1
+    assert kinds.count("wrong") >= 2 and kinds.count("right") >= 1

@@ -1,0 +1,313 @@
+"""Lab 5's answers, kept as test data: for every exercise the starter, the reference (the
+published solution), wrong answers a beginner writes, each with the words its refusal must
+hold, and other right answers, which must pass."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tests.labs.solutions import lab_namespace, solution, starter
+
+EXERCISES = (
+    "autograd_derivative",
+    "layer_grad_norms",
+    "init_kaiming",
+    "learnable_leaky_relu",
+    "elu_function",
+    "my_activation",
+)
+DEFINES = {
+    "autograd_derivative": "autograd_derivative",
+    "layer_grad_norms": "layer_grad_norms",
+    "init_kaiming": "init_kaiming",
+    "learnable_leaky_relu": "LearnableLeakyReLU",
+    "elu_function": "ELUFunction",
+    "my_activation": "my_activation",
+}
+
+
+def with_edits(exercise, *edits):
+    """The published solution of ``exercise`` with each (old, new) text replaced."""
+    return solution(5, DEFINES[exercise], edits=edits)
+
+
+# ---- autograd_derivative --------------------------------------------------------------------
+
+
+def derivative_by_autograd_grad(activation, x):
+    x = x.detach().requires_grad_(True)
+    (slope,) = torch.autograd.grad(activation(x).sum(), x)
+    return slope
+
+
+def derivative_with_ones_upstream(activation, x):
+    x = x.clone().detach().requires_grad_(True)
+    y = activation(x)
+    y.backward(torch.ones_like(y))
+    return x.grad
+
+
+def derivative_returns_the_input(activation, x):
+    x = x.detach().clone().requires_grad_(True)
+    activation(x).sum().backward()
+    return x
+
+
+# ---- layer_grad_norms -----------------------------------------------------------------------
+
+
+def norms_by_autograd_grad(model, x, y):
+    weights = [m.weight for m in model.modules() if isinstance(m, nn.Linear)]
+    gradients = torch.autograd.grad(F.cross_entropy(model(x), y), weights)
+    return [gradient.norm().item() for gradient in gradients]
+
+
+def norms_after_clearing_each_grad(model, x, y):
+    for parameter in model.parameters():
+        parameter.grad = None
+    F.cross_entropy(model(x), y).backward()
+    linears = [m for m in model.modules() if type(m) is nn.Linear]
+    return [float(torch.linalg.vector_norm(m.weight.grad)) for m in linears]
+
+
+# ---- LearnableLeakyReLU ---------------------------------------------------------------------
+
+
+class LeakyReLUWithRegisterParameter(nn.Module):
+    def __init__(self, initial_slope=0.1):
+        super().__init__()
+        self.register_parameter("slope", nn.Parameter(torch.tensor([float(initial_slope)])))
+
+    def forward(self, x):
+        return F.relu(x) - self.slope * F.relu(-x)
+
+
+class LeakyReLUThatIgnoresItsSlope(nn.Module):
+    """The parameter is registered, but forward uses a fixed number."""
+
+    def __init__(self, initial_slope=0.1):
+        super().__init__()
+        self.slope = nn.Parameter(torch.tensor(float(initial_slope)))
+        self.initial_slope = initial_slope
+
+    def forward(self, x):
+        return F.leaky_relu(x, negative_slope=self.initial_slope)
+
+
+# ---- ELUFunction ----------------------------------------------------------------------------
+
+
+class ELUFromItsOutput(torch.autograd.Function):
+    """ELU's slope below zero is exp(x) = ELU(x) + 1: saving the output is enough."""
+
+    @staticmethod
+    def forward(ctx, x):
+        out = torch.where(x > 0, x, torch.expm1(x))
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        (out,) = ctx.saved_tensors
+        return grad_output * torch.where(out > 0, torch.ones_like(out), out + 1)
+
+
+class ELUInPlace(torch.autograd.Function):
+    """Overwrites the caller's tensor with ELU(x)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        negative = x <= 0
+        x[negative] = torch.exp(x[negative]) - 1
+        ctx.save_for_backward(x)
+        return x
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        (x,) = ctx.saved_tensors
+        return grad_output * torch.where(x > 0, torch.ones_like(x), x + 1)
+
+
+# ---- my_activation --------------------------------------------------------------------------
+
+
+class ReLUResultDiscarded(nn.Module):
+    """Computes the ReLU and returns its input."""
+
+    def forward(self, x):
+        torch.relu(x)
+        return x
+
+
+def cases():
+    """(exercise, case id, answer, the refusal's words or None for a right answer)."""
+    kaiming = 'nn.init.kaiming_normal_(module.weight, nonlinearity="relu")'
+    leaky = solution(5, "LearnableLeakyReLU")
+    return [
+        # autograd_derivative
+        ("autograd_derivative", "starter", starter(5, "autograd_derivative"), "is None"),
+        ("autograd_derivative", "reference", with_edits("autograd_derivative"), None),
+        ("autograd_derivative", "right-autograd-grad", derivative_by_autograd_grad, None),
+        ("autograd_derivative", "right-ones-upstream", derivative_with_ones_upstream, None),
+        (
+            "autograd_derivative",
+            "wrong-mean",
+            with_edits("autograd_derivative", (".sum()", ".mean()")),
+            r"divided by 33.*y\.mean\(\) divides.*y\.sum\(\)\.backward",
+        ),
+        (
+            "autograd_derivative",
+            "wrong-returns-x",
+            derivative_returns_the_input,
+            r"returned x itself: the derivative is in x\.grad",
+        ),
+        (
+            "autograd_derivative",
+            "wrong-accumulates",
+            with_edits("autograd_derivative", ("x = x.detach().clone()", "x = x")),
+            "twice the derivative",
+        ),
+        # layer_grad_norms
+        ("layer_grad_norms", "starter", starter(5, "layer_grad_norms"), "returned None"),
+        ("layer_grad_norms", "reference", with_edits("layer_grad_norms"), None),
+        ("layer_grad_norms", "right-autograd-grad", norms_by_autograd_grad, None),
+        ("layer_grad_norms", "right-grad-none", norms_after_clearing_each_grad, None),
+        (
+            "layer_grad_norms",
+            "wrong-weight-not-grad",
+            with_edits("layer_grad_norms", ("module.weight.grad.norm()", "module.weight.norm()")),
+            r"norms of the weights themselves.*\.grad",
+        ),
+        (
+            "layer_grad_norms",
+            "wrong-sum-as-loss",
+            with_edits("layer_grad_norms", ("F.cross_entropy(model(x), y)", "model(x).sum()")),
+            r"F\.cross_entropy\(model\(x\), y\)",
+        ),
+        (
+            "layer_grad_norms",
+            "wrong-no-zero-grad",
+            with_edits("layer_grad_norms", ("model.zero_grad()", "")),
+            "zero_grad",
+        ),
+        # init_kaiming
+        ("init_kaiming", "starter", starter(5, "init_kaiming"), "default weights"),
+        ("init_kaiming", "reference", with_edits("init_kaiming"), None),
+        (
+            "init_kaiming",
+            "right-default-gain",
+            with_edits("init_kaiming", (kaiming, "nn.init.kaiming_normal_(module.weight)")),
+            None,
+        ),
+        (
+            "init_kaiming",
+            "right-by-hand",
+            with_edits(
+                "init_kaiming",
+                (kaiming, "nn.init.normal_(module.weight, std=(2 / module.in_features) ** 0.5)"),
+                ("nn.init.zeros_(module.bias)", "module.bias.data.zero_()"),
+            ),
+            None,
+        ),
+        (
+            "init_kaiming",
+            "wrong-xavier",
+            with_edits("init_kaiming", (kaiming, "nn.init.xavier_normal_(module.weight)")),
+            "Xavier",
+        ),
+        (
+            "init_kaiming",
+            "wrong-every-module",
+            with_edits("init_kaiming", ("isinstance(module, nn.Linear)", "True")),
+            "only when it is an nn.Linear",
+        ),
+        (
+            "init_kaiming",
+            "wrong-default-bias",
+            with_edits("init_kaiming", ("nn.init.zeros_(module.bias)", "pass")),
+            "bias keeps its default",
+        ),
+        # LearnableLeakyReLU
+        (
+            "learnable_leaky_relu",
+            "starter",
+            starter(5, "LearnableLeakyReLU"),
+            r"does not call super\(\)",
+        ),
+        ("learnable_leaky_relu", "reference", leaky, None),
+        ("learnable_leaky_relu", "right-relu-difference", LeakyReLUWithRegisterParameter, None),
+        (
+            "learnable_leaky_relu",
+            "wrong-slope-unused",
+            LeakyReLUThatIgnoresItsSlope,
+            r"no gradient reaches `slope`.*parameter itself in forward",
+        ),
+        (
+            "learnable_leaky_relu",
+            "wrong-fixed-start",
+            with_edits("learnable_leaky_relu", ("float(initial_slope)", "0.1")),
+            "should start at initial_slope",
+        ),
+        (
+            "learnable_leaky_relu",
+            "wrong-frozen-slope",
+            with_edits(
+                "learnable_leaky_relu",
+                (
+                    "torch.tensor(float(initial_slope)))",
+                    "torch.tensor(float(initial_slope)), False)",
+                ),
+            ),
+            r"requires_grad=False",
+        ),
+        (
+            "learnable_leaky_relu",
+            "wrong-plain-tensor",
+            with_edits("learnable_leaky_relu", ("nn.Parameter(", "(")),
+            "not a registered parameter",
+        ),
+        # ELUFunction
+        ("elu_function", "starter", starter(5, "ELUFunction"), "returned None"),
+        ("elu_function", "reference", with_edits("elu_function"), None),
+        ("elu_function", "right-from-output", ELUFromItsOutput, None),
+        ("elu_function", "wrong-in-place", ELUInPlace, r"changed its input x in place"),
+        (
+            "elu_function",
+            "wrong-slope-is-value",
+            with_edits("elu_function", ("torch.exp(x))", "torch.exp(x) - 1)")),
+            r"wrong for x < 0: it should be exp\(x\)",
+        ),
+        (
+            "elu_function",
+            "wrong-no-chain-rule",
+            with_edits("elu_function", ("return grad_output * ", "return ")),
+            "ignores grad_output",
+        ),
+        # my_activation
+        ("my_activation", "starter", starter(5, "my_activation"), "is None"),
+        (
+            "my_activation",
+            "reference",
+            solution(5, "my_activation", LearnableLeakyReLU=leaky),
+            None,
+        ),
+        ("my_activation", "right-gelu", nn.GELU, None),
+        (
+            "my_activation",
+            "right-squareplus",
+            lab_namespace(5, "squareplus", "Squareplus")["Squareplus"],
+            None,
+        ),
+        ("my_activation", "right-tanh", nn.Tanh, None),
+        (
+            "my_activation",
+            "wrong-dropout",
+            nn.Dropout,
+            r"Dropout gives a different output each time.*random",
+        ),
+        ("my_activation", "wrong-result-discarded", ReLUResultDiscarded, "linear"),
+        ("my_activation", "wrong-log-softmax", nn.LogSoftmax, "not elementwise"),
+        ("my_activation", "wrong-function", F.gelu, "not a module class"),
+    ]
