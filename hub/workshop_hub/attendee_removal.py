@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from http import HTTPStatus
 from urllib.parse import quote
 
@@ -18,12 +19,12 @@ from docker.errors import APIError, NotFound
 from dockerspawner import DockerSpawner
 
 from .access.sessions import HubApi, ResetFailed
-from .disks import WorkDisks
+from .disks import DiskError, WorkDisks
 from .passwords import PasswordStore
 
-# A container that is going away still holds its volume for a moment.
-VOLUME_RELEASE_TRIES = 20
-VOLUME_RELEASE_WAIT_SECONDS = 0.5
+# How long a volume or disk is waited for while its container lets go of it (_once_released).
+RELEASE_TRIES = 20
+RELEASE_WAIT_SECONDS = 0.5
 
 
 class RemovalFailed(Exception):
@@ -95,19 +96,33 @@ def remove_storage(
         client.containers.get(container).remove(force=True)
     except NotFound:
         pass
-    for tries_left in range(VOLUME_RELEASE_TRIES - 1, -1, -1):
-        try:
-            client.volumes.get(volume).remove()
-            break
-        except NotFound:
-            break
-        except APIError as error:
-            if not tries_left:
-                raise RemovalFailed(
-                    f"{name}'s work volume {volume} is still in use ({error.explanation}): "
-                    f"remove the container that uses it (docker ps -a --filter volume={volume}), "
-                    "then delete them again"
-                ) from None
-            time.sleep(VOLUME_RELEASE_WAIT_SECONDS)
-    disks.remove(volume)
+    try:
+        _once_released(lambda: _remove_volume(client, volume), APIError)
+    except APIError as error:
+        raise RemovalFailed(
+            f"{name}'s work volume {volume} is still in use ({error.explanation}): "
+            f"remove the container that uses it (docker ps -a --filter volume={volume}), "
+            "then delete them again"
+        ) from None
+    _once_released(lambda: disks.remove(volume), DiskError)
     store.delete(name)
+
+
+def _remove_volume(client: docker.DockerClient, volume: str) -> None:
+    try:
+        client.volumes.get(volume).remove()
+    except NotFound:
+        pass
+
+
+def _once_released(remove: Callable[[], None], busy: type[Exception]) -> None:
+    """`remove()`, tried again while it raises `busy`: a container that is going away still
+    holds its volume and its disk's loop device for a moment after the hub says it stopped."""
+    for tries_left in range(RELEASE_TRIES - 1, -1, -1):
+        try:
+            remove()
+            return
+        except busy:
+            if not tries_left:
+                raise
+            time.sleep(RELEASE_WAIT_SECONDS)

@@ -42,7 +42,7 @@ from . import attendee_removal, credentials, room
 from .access.sessions import HubApi, ResetFailed
 from .attendee_removal import RemovalFailed, docker_names
 from .cell import CellReplies, execute_request
-from .disks import WorkDisks, own_image
+from .disks import DiskError, WorkDisks, own_image
 from .docker_host import COMPOSE_PROJECT_LABEL, COMPOSE_SERVICE_LABEL, own_labels
 from .firewall import SERVER_PORT, attendee_network
 from .passwords import PasswordStore, hash_password
@@ -846,7 +846,13 @@ async def clean_up(settings, names, api: HubApi, deadline: float, progress) -> l
             try:
                 await attendee_removal.delete_hub_user(api, name, deadline)
                 await asyncio.to_thread(remove_storage, name)
-            except (RemovalFailed, ResetFailed, OSError, docker.errors.DockerException) as error:
+            except (
+                RemovalFailed,
+                ResetFailed,
+                DiskError,
+                OSError,
+                docker.errors.DockerException,
+            ) as error:
                 problems.append(f"{name}: {error}")
             removed += 1
             progress(f"cleanup: {removed}/{len(names)} simulated attendees removed")

@@ -420,6 +420,7 @@ def test_stopping_a_server_from_the_console_and_every_action_is_in_the_audit_log
         "reset lab 2",
         "announce",
         "new-password",
+        "delete attendee",
         "stop",
         "reveal solution",
         "hide solution",
