@@ -14,7 +14,15 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from workshop_labs import plots
-from workshop_labs.checks import ExerciseNotSolved, exercise, expect, expect_tensor, passed
+from workshop_labs.checks import (
+    ExerciseNotSolved,
+    calling,
+    error_text,
+    exercise,
+    expect,
+    expect_tensor,
+    passed,
+)
 
 # ----------------------------------------------------------------------------------------------
 # Figures
@@ -141,7 +149,13 @@ def _instantiate(cls: object, name: str, *args) -> nn.Module:
                 f"{name}() failed with AttributeError: {error}. Call super().__init__() as the "
                 "first line of __init__, before assigning any layer to self"
             ) from None
-        raise
+        failure = error
+    except Exception as error:
+        failure = error
+    arguments = ", ".join(map(repr, args))
+    raise ExerciseNotSolved(
+        f"{name}({arguments}) raised {error_text(failure)}: the error is in __init__"
+    ) from failure
 
 
 def _linear_input_guard(model: nn.Module):
@@ -154,11 +168,15 @@ def _linear_input_guard(model: nn.Module):
             if not shape or shape[-1] == layer.in_features:
                 return
             flat = (shape[0], math.prod(shape[1:])) if len(shape) > 1 else shape
-            fix = (
-                f"flatten the input first (nn.Flatten() turns {shape} into {flat})"
-                if len(shape) > 2 and flat[1] == layer.in_features
-                else f"make its input end in {layer.in_features}, or use in_features={shape[-1]}"
-            )
+            if len(shape) > 2 and flat[1] == layer.in_features:
+                fix = f"flatten the input first (nn.Flatten() turns {shape} into {flat})"
+            elif len(shape) == 1 and shape[0] % layer.in_features == 0:
+                fix = (
+                    "the batch dimension is gone: x.flatten() flattens every dimension; "
+                    "nn.Flatten() or x.flatten(1) keeps the batch and flattens the rest"
+                )
+            else:
+                fix = f"make its input end in {layer.in_features}, or use in_features={shape[-1]}"
             raise ExerciseNotSolved(
                 f"layer `{name}` = nn.Linear(in_features={layer.in_features}, ...) receives x of "
                 f"shape {shape}, whose last dimension is {shape[-1]}, not "
@@ -178,10 +196,12 @@ def _run(model: nn.Module, x: torch.Tensor, name: str) -> torch.Tensor:
     handles = _linear_input_guard(model)
     try:
         return model(x)
-    except RuntimeError as error:
+    except ExerciseNotSolved:
+        raise
+    except Exception as error:
         raise ExerciseNotSolved(
-            f"{name}(x) with x of shape {tuple(x.shape)} raised RuntimeError: {error}"
-        ) from None
+            f"{name}(x) with x of shape {tuple(x.shape)} raised {error_text(error)}"
+        ) from error
     finally:
         for handle in handles:
             handle.remove()
@@ -205,6 +225,47 @@ class PlainBlock(nn.Module):
         return torch.relu(self.linear(x))
 
 
+def unused_layers(model: nn.Module, x: torch.Tensor, name: str) -> list[str]:
+    """The registered layers holding parameters that ``model(x)`` never calls: registered in
+    ``__init__`` but left out of ``forward``."""
+    called: set[str] = set()
+    layers = {
+        layer_name: layer
+        for layer_name, layer in model.named_modules()
+        if layer_name and not list(layer.children()) and list(layer.parameters())
+    }
+    handles = [
+        layer.register_forward_hook(
+            lambda module, args, out, layer_name=layer_name: called.add(layer_name)
+        )
+        for layer_name, layer in layers.items()
+    ]
+    try:
+        _run(model, x, name)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return [layer_name for layer_name in layers if layer_name not in called]
+
+
+def _expect_every_layer_used(model: nn.Module, x: torch.Tensor, name: str) -> None:
+    unused = unused_layers(model, x, name)
+    expect(
+        not unused,
+        f"{name}(x) never calls {', '.join(f'self.{u}' for u in unused)}: registered in "
+        "__init__ but left out of forward, so it never learns. Call every layer in forward",
+    )
+
+
+def _repeated_layers(model: nn.Module) -> dict[str, int]:
+    """Layers registered under several names (``[layer] * depth``): first name → how often."""
+    names: dict[int, list[str]] = {}
+    for layer_name, layer in model.named_modules(remove_duplicate=False):
+        if layer_name and list(layer.parameters(recurse=False)):
+            names.setdefault(id(layer), []).append(layer_name)
+    return {found[0]: len(found) for found in names.values() if len(found) > 1}
+
+
 def unregistered_modules(model: nn.Module) -> dict[str, int]:
     """Attributes holding modules inside a plain list, tuple or dict: name → number of layers."""
     found = {}
@@ -219,39 +280,92 @@ def unregistered_modules(model: nn.Module) -> dict[str, int]:
     return found
 
 
+DEPTHS_TRIED = (1, 4)  # besides the lab's: a count written where `depth` belongs shows
+
+
 @exercise()
 def check_deep_net(cls: object, depth: int = 3) -> None:
-    """Exercise 1: DeepNet calls super().__init__() and registers its hidden layers
-    (nn.ModuleList, not a list)."""
-    model = _instantiate(cls, "DeepNet", depth)
-    hidden = unregistered_modules(model)
-    for attr, count in hidden.items():
-        raise ExerciseNotSolved(
-            f"`self.{attr}` is a plain Python {type(getattr(model, attr)).__name__}: its {count} "
-            "layers are not registered, so parameters(), the optimizer, .to(device) and "
-            f"state_dict() never see them. Wrap it: self.{attr} = nn.ModuleList([...])"
+    """Exercise 1: DeepNet calls super().__init__(), registers its hidden layers (nn.ModuleList,
+    not a list), makes `depth` of them and calls every one in forward."""
+    for tried in (depth, *(d for d in DEPTHS_TRIED if d != depth)):
+        model = _instantiate(cls, "DeepNet", tried)
+        for attr, count in unregistered_modules(model).items():
+            raise ExerciseNotSolved(
+                f"`self.{attr}` is a plain Python {type(getattr(model, attr)).__name__}: its "
+                f"{count} layers are not registered, so parameters(), the optimizer, .to(device) "
+                f"and state_dict() never see them. Wrap it: self.{attr} = nn.ModuleList([...])"
+            )
+        for layer_name, count in _repeated_layers(model).items():
+            raise ExerciseNotSolved(
+                f"DeepNet({tried}) holds ONE layer ({layer_name}) {count} times: [layer] * depth "
+                "repeats the same object, so they share one set of weights. Make a new layer "
+                "each time: [nn.Linear(32, 32) for _ in range(depth)]"
+            )
+        hidden = [
+            m
+            for m in model.modules()
+            if isinstance(m, nn.Linear) and m.in_features == m.out_features == 32
+        ]
+        expect(
+            len(hidden) == tried,
+            f"DeepNet({tried}) has {len(hidden)} hidden Linear(32, 32) layers, not {tried}: make "
+            "one per depth, `for _ in range(depth)`",
         )
-    tensors = len(list(model.parameters()))
-    expected = 2 * (depth + 2)
-    expect(
-        tensors == expected,
-        f"DeepNet({depth}) registers {tensors} parameter tensors but its {depth + 2} Linear "
-        f"layers have {expected} (a weight and a bias each)",
-    )
-    out = _run(model, torch.zeros(4, 64), "DeepNet()")
-    expect_tensor(out, name="DeepNet()(x)", shape=(4, 10))
-    passed(f"all {depth + 2} layers of DeepNet({depth}) are registered: {tensors} tensors")
+        tensors = len(list(model.parameters()))
+        expected = 2 * (tried + 2)
+        expect(
+            tensors == expected,
+            f"DeepNet({tried}) registers {tensors} parameter tensors but its {tried + 2} Linear "
+            f"layers have {expected} (a weight and a bias each)",
+        )
+        x = torch.randn(4, 64, generator=torch.Generator().manual_seed(tried))
+        out = _run(model, x, f"DeepNet({tried})")
+        expect_tensor(out, name=f"DeepNet({tried})(x)", shape=(4, 10))
+        _expect_every_layer_used(model, x, f"DeepNet({tried})")
+    passed(f"all {depth + 2} layers of DeepNet({depth}) are registered and used")
+
+
+def _own_reference(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor] | None:
+    """What ImageClassifier's own layers compute from x, right and with the usual slips;
+    None when the starter's layer names are gone."""
+    fc1, fc2 = getattr(model, "fc1", None), getattr(model, "fc2", None)
+    if not (isinstance(fc1, nn.Linear) and isinstance(fc2, nn.Linear)):
+        return None
+    flat = x.reshape(len(x), -1)
+    return {
+        "right": fc2(torch.relu(fc1(flat))),
+        "no activation": fc2(fc1(flat)),
+    }
 
 
 @exercise()
 def check_image_classifier(cls: object) -> None:
-    """Exercise 2: forward takes images (batch, 8, 8) and returns logits (batch, 10)."""
+    """Exercise 2: forward takes images (batch, 8, 8) and returns logits (batch, 10), each
+    computed from its own image through fc1, the activation and fc2."""
     model = _instantiate(cls, "ImageClassifier")
     for batch in (16, 3):
-        out = _run(model, torch.zeros(batch, 8, 8), "ImageClassifier()")
+        # Random images, each different: zeros would hide a forward that mixes the samples.
+        x = torch.rand(batch, 8, 8, generator=torch.Generator().manual_seed(batch))
+        out = _run(model, x, "ImageClassifier()")
         expect(out is not None, "forward returned None: end it with `return` and the logits")
         expect_tensor(
             out, name=f"ImageClassifier()(x) for x of shape ({batch}, 8, 8)", shape=(batch, 10)
+        )
+        _expect_every_layer_used(model, x, "ImageClassifier()")
+        with torch.no_grad():
+            reference = _own_reference(model, x)
+        if reference is None:
+            continue
+        expect(
+            not torch.allclose(out, reference["no activation"], atol=1e-5),
+            "forward goes from fc1 straight to fc2: the activation is left out, and two Linear "
+            "layers in a row are no better than one. Call self.act between them",
+        )
+        expect(
+            torch.allclose(out, reference["right"], atol=1e-5),
+            "the logits of image i do not come from image i through fc1, the activation and "
+            "fc2: flatten each image on its own, keeping the batch dimension first "
+            "(self.flatten(x), i.e. nn.Flatten())",
         )
     passed("ImageClassifier turns (batch, 8, 8) images into (batch, 10) logits, for any batch")
 
@@ -330,8 +444,8 @@ def _loss_value(loss_fn: Callable, logits: torch.Tensor, targets: torch.Tensor) 
         with warnings.catch_warnings():  # MSELoss warns before it fails on mismatched shapes
             warnings.simplefilter("ignore")
             value = loss_fn(logits, targets)
-    except (RuntimeError, ValueError, TypeError, IndexError) as error:
-        return f"{type(error).__name__}: {str(error).splitlines()[0]}"
+    except Exception as error:  # the attendee's loss may raise anything: it is a wrong pick
+        return error_text(error)
     if not isinstance(value, torch.Tensor) or value.numel() != 1:
         return f"it returned {type(value).__name__}, not a single-number tensor"
     return float(value)
@@ -392,9 +506,19 @@ def check_loss_choice(loss_fns: object) -> None:
     )
 
 
+RESIDUAL_WIDTHS = (8, 3)  # the lab's width, and another: a width written in as a number shows
+
+
 @exercise(stand_in=lambda: PlainBlock, stand_in_is="a plain block without the skip connection")
 def check_residual_block(cls: object, width: int = 8) -> None:
-    """Exercise 4: ResidualBlock(width) returns x + ReLU(Linear(x)), its layers registered."""
+    """Exercise 4: ResidualBlock(width) returns x + ReLU(Linear(x)), its layers registered,
+    leaving its input as it was and letting gradients flow back."""
+    for tried in (width, *(w for w in RESIDUAL_WIDTHS if w != width)):
+        _check_residual_block(cls, tried)
+    passed(f"ResidualBlock({width}) adds its input to self.layer's output: the skip connection")
+
+
+def _check_residual_block(cls: object, width: int) -> None:
     model = _instantiate(cls, "ResidualBlock", width)
     for attr, count in unregistered_modules(model).items():
         raise ExerciseNotSolved(
@@ -410,37 +534,58 @@ def check_residual_block(cls: object, width: int = 8) -> None:
     expect(
         len(linears) == 1 and linears[0].in_features == linears[0].out_features == width,
         f"ResidualBlock({width}) should hold one nn.Linear({width}, {width}), not "
-        + ", ".join(f"Linear({m.in_features}, {m.out_features})" for m in linears),
+        + ", ".join(f"Linear({m.in_features}, {m.out_features})" for m in linears)
+        + ": use `width`, the argument, for both sizes",
     )
-    x = torch.randn(5, width, generator=torch.Generator().manual_seed(3))
+    # The input comes out of an earlier layer, as in ResidualNet: a tensor autograd needs later.
+    raw = torch.randn(5, width, generator=torch.Generator().manual_seed(3), requires_grad=True)
+    x = raw.clone()
+    given = x.detach().clone()
+    out = _run(model, x, f"ResidualBlock({width})")
+    expect(out is not None, "forward returned None: it must return the block's output")
+    expect_tensor(out, name=f"ResidualBlock({width})(x)", shape=(5, width))
+    expect(
+        torch.equal(x.detach(), given),
+        "forward changed its input x in place (x += ..., or x.add_(...)): the layers before the "
+        "block may still need it for backward. Return a new tensor: x + self.layer(x)",
+    )
     with torch.no_grad():
-        out = _run(model, x, f"ResidualBlock({width})")
-        expect(out is not None, "forward returned None: it must return the block's output")
-        expect_tensor(out, name=f"ResidualBlock({width})(x)", shape=(5, width))
-        linear = linears[0](x)
+        linear = linears[0](given)
         mistakes = {
-            "forward returns x unchanged: the block must add its layers' output to its input": x,
+            "forward returns x unchanged: the block must add its layers' output to its "
+            "input": given,
             "forward returns only self.layer(x): the skip connection is missing, add the "
             "input x to it": torch.relu(linear),
             "there is no ReLU after the Linear: self.layer must be an nn.Sequential of the "
-            "Linear then an nn.ReLU()": x + linear,
+            "Linear then an nn.ReLU()": given + linear,
             "the ReLU comes after the addition: this block must add x to ReLU(Linear(x)), "
-            "which self.layer computes": torch.relu(x + linear),
+            "which self.layer computes": torch.relu(given + linear),
         }
         for message, value in mistakes.items():
             expect(not torch.allclose(out, value, atol=1e-5), message)
         expect(
-            torch.allclose(out, x + torch.relu(linear), atol=1e-5),
+            torch.allclose(out, given + torch.relu(linear), atol=1e-5),
             "ResidualBlock(x) is not x + ReLU(Linear(x)): add the input to self.layer's output",
         )
-    passed(f"ResidualBlock({width}) adds its input to self.layer's output: the skip connection")
+    with calling(f"ResidualBlock({width})(x).sum().backward()"):
+        out.sum().backward()
+    expect(
+        raw.grad is not None and linears[0].weight.grad is not None,
+        "no gradient reached the input or the Linear: forward must not detach x or its output",
+    )
 
 
 @exercise()
 def check_digit_images(cls: object, features: torch.Tensor, labels: torch.Tensor) -> None:
-    """Exercise 5: a Dataset whose items are (8×8 float image, int64 label)."""
+    """Exercise 5: a Dataset whose item i is (the 8×8 float image of sample i, its int64 label),
+    checked at several indices of samples that do not start at the notebook's first."""
     expect(cls is not None, "`DigitImages` is None: define the class")
-    dataset = cls(features[:100], labels[:100])
+    # Every other sample from 100 on: an answer that reads the notebook's own `features`, or
+    # ignores `index`, gives other samples than these.
+    chosen = torch.arange(100, 300, 2)
+    given_features, given_labels = features[chosen], labels[chosen]
+    with calling("DigitImages(features, labels)"):
+        dataset = cls(given_features, given_labels)
     try:
         length = len(dataset)
     except TypeError as error:
@@ -448,91 +593,186 @@ def check_digit_images(cls: object, features: torch.Tensor, labels: torch.Tensor
             f"len(dataset) failed ({error}): __len__ must return the number of samples as an int"
         ) from None
     expect(
-        length == 100,
-        f"len(dataset) is {length} but 100 samples were given: __len__ must return "
+        length == len(chosen),
+        f"len(dataset) is {length} but {len(chosen)} samples were given: __len__ must return "
         "the number of samples, e.g. len(self.labels)",
     )
-    item = dataset[7]
-    expect(
-        isinstance(item, tuple) and len(item) == 2,
-        f"dataset[7] returned {type(item).__name__}"
-        + (f" of {len(item)} items" if isinstance(item, tuple) else "")
-        + ": __getitem__ must return a pair (image, label)",
-    )
-    image, label = item
-    expect_tensor(image, name="dataset[7][0] (the image)", shape=(8, 8), dtype=torch.float32)
-    expect(
-        torch.equal(image.flatten(), features[7]),
-        "dataset[7]'s image is not sample 7: index the features with `index`, then .view(8, 8)",
-    )
-    expect(
-        int(label) == int(labels[7]),
-        f"dataset[7]'s label is {int(label)} but sample 7 is a {int(labels[7])}: "
-        "return self.labels[index]",
-    )
-    images, targets = next(iter(DataLoader(dataset, batch_size=10)))
+    for index in (0, 1, 7, len(chosen) // 2, len(chosen) - 1):
+        with calling(f"dataset[{index}]"):
+            item = dataset[index]
+        _expect_sample(item, index, given_features, given_labels, features)
+    with calling("next(iter(DataLoader(dataset, batch_size=10)))"):
+        images, targets = next(iter(DataLoader(dataset, batch_size=10)))
     expect_tensor(images, name="a batch of images from a DataLoader", shape=(10, 8, 8))
     expect_tensor(targets, name="a batch of labels", shape=(10,), dtype=torch.int64)
     passed("DigitImages has the right length and items; a DataLoader batches it to (10, 8, 8)")
 
 
+def _expect_sample(
+    item: object,
+    index: int,
+    given_features: torch.Tensor,
+    given_labels: torch.Tensor,
+    notebook_features: torch.Tensor,
+) -> None:
+    """dataset[index] is (the 8×8 image of given sample `index`, its label), or a line that
+    names which sample it gave instead."""
+    expect(
+        isinstance(item, tuple | list) and len(item) == 2,
+        f"dataset[{index}] returned {type(item).__name__}"
+        + (f" of {len(item)} items" if isinstance(item, tuple | list) else "")
+        + ": __getitem__ must return a pair (image, label)",
+    )
+    image, label = item
+    expect(
+        not (isinstance(label, torch.Tensor) and label.numel() == 64),
+        f"dataset[{index}] is (label, image): return the image first, then the label",
+    )
+    expect_tensor(image, name=f"dataset[{index}][0] (the image)", shape=(8, 8), dtype=torch.float32)
+    pixels = image.flatten()
+    if not torch.equal(pixels, given_features[index]):
+        same = [j for j, row in enumerate(given_features) if torch.equal(pixels, row)]
+        expect(
+            not same,
+            f"dataset[{index}]'s image is sample {same[0] if same else 0}, not sample {index}: "
+            "index self.features with the `index` __getitem__ receives, as it is",
+        )
+        expect(
+            not torch.equal(pixels, notebook_features[index]),
+            f"dataset[{index}]'s image is sample {index} of the notebook's `features`, not of "
+            "the features this dataset was given: use self.features, not a global",
+        )
+        raise ExerciseNotSolved(
+            f"dataset[{index}]'s image is not sample {index}: return "
+            "self.features[index] shaped as an 8×8 image"
+        )
+    expect(
+        not (
+            isinstance(label, float)
+            or (isinstance(label, torch.Tensor) and label.is_floating_point())
+        ),
+        f"dataset[{index}]'s label is a float: class labels are int64 indices, which "
+        "CrossEntropyLoss needs. Return self.labels[index] as it is",
+    )
+    with calling(f"int(dataset[{index}][1])"):
+        got = int(label)
+    expect(
+        got == int(given_labels[index]),
+        f"dataset[{index}]'s label is {got} but sample {index} is a "
+        f"{int(given_labels[index])}: return self.labels[index]",
+    )
+
+
+def _fresh_gradient(
+    model: nn.Linear, loss_fn: Callable, xb: torch.Tensor, yb: torch.Tensor
+) -> tuple[torch.Tensor, float]:
+    """The gradient of this batch's loss at the model's current weights, and the loss, without
+    touching .grad."""
+    loss = loss_fn(model(xb), yb)
+    return torch.autograd.grad(loss, model.weight)[0], loss.item()
+
+
 @exercise()
 def check_train_epoch(train_epoch: Callable) -> None:
-    """Exercise 6: one pass over a loader, one step per batch, gradients reset each step."""
+    """Exercise 6: one pass over a loader, one step per batch with the optimizer it is given,
+    gradients reset each step, and the mean batch loss returned."""
     expect(callable(train_epoch), "`train_epoch` is not a function: define it with def")
     generator = torch.Generator().manual_seed(2)
     xs = torch.randn(40, 6, generator=generator)
     ys = torch.randint(0, 3, (40,), generator=generator)
     loader = DataLoader(TensorDataset(xs, ys), batch_size=10)
-    model = nn.Linear(6, 3)
+    batches = list(loader)  # no shuffling: batch k is the same in every pass
+    with torch.random.fork_rng(devices=[]):  # leave the notebook's random numbers alone
+        torch.manual_seed(2)
+        model = nn.Linear(6, 3)
+    start = model.weight.detach().clone()
     loss_fn = nn.CrossEntropyLoss()
-    # lr=0 keeps the weights fixed, so every batch's gradient can be computed in advance.
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
-    fresh = []
-    batch_losses = []
-    for xb, yb in loader:
-        batch_loss = loss_fn(model(xb), yb)
-        fresh.append(torch.autograd.grad(batch_loss, model.weight)[0])
-        batch_losses.append(batch_loss.item())
-    seen: list[torch.Tensor | None] = []
-    optimizer.register_step_pre_hook(
-        lambda opt, args, kwargs: seen.append(
-            None if model.weight.grad is None else model.weight.grad.clone()
-        )
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    backward_calls = [0]
+    model.weight.register_post_accumulate_grad_hook(
+        lambda p: backward_calls.__setitem__(0, 1 + backward_calls[0])
     )
-    returned = train_epoch(model, loader, optimizer, loss_fn)
+    # At each step: the .grad the optimizer is about to use, the right one, the batch's loss,
+    # and how many backward passes ran so far.
+    steps: list[tuple[torch.Tensor | None, torch.Tensor, float, int]] = []
 
-    expect(seen, "optimizer.step() was never called: take one step per batch, inside the loop")
+    def before_step(opt, args, kwargs) -> None:
+        xb, yb = batches[min(len(steps), len(batches) - 1)]
+        grad = model.weight.grad
+        fresh, loss = _fresh_gradient(model, loss_fn, xb, yb)
+        steps.append((None if grad is None else grad.clone(), fresh, loss, backward_calls[0]))
+
+    optimizer.register_step_pre_hook(before_step)
+    with calling("train_epoch(model, loader, optimizer, loss_fn)"):
+        returned = train_epoch(model, loader, optimizer, loss_fn)
+
+    moved = not torch.equal(start, model.weight.detach())
     expect(
-        len(seen) == len(loader),
-        f"optimizer.step() ran {len(seen)} time(s) but the loader has {len(loader)} batches: "
+        steps or not moved,
+        "the weights changed, but not through the optimizer train_epoch was given: use that "
+        "`optimizer`, do not create a new one inside the function",
+    )
+    expect(steps, "optimizer.step() was never called: take one step per batch, inside the loop")
+    expect(
+        len(steps) == len(loader),
+        f"optimizer.step() ran {len(steps)} time(s) but the loader has {len(loader)} batches: "
         "call it once per batch, inside the for loop",
     )
-    expect(
-        all(grad is not None for grad in seen),
-        "optimizer.step() found no gradients: call loss.backward() before optimizer.step()",
-    )
-    for k, grad in enumerate(seen):
-        if torch.allclose(grad, fresh[k], atol=1e-6):
-            continue
-        expect(
-            not torch.allclose(grad, sum(fresh[: k + 1]), atol=1e-6),
-            f"at batch {k} the gradient was the SUM of the gradients of batches 0..{k}: "
-            ".grad accumulates until you reset it. Call optimizer.zero_grad() at the start "
-            "of every step",
-        )
-        raise ExerciseNotSolved(
-            f"the gradient at batch {k} is not the gradient of that batch's loss: compute "
-            "loss_fn(model(xb), yb) for the current batch, then loss.backward()"
-        )
-    mean_loss = sum(batch_losses) / len(batch_losses)
+    previous_backwards = 0
+    previous_grad = torch.zeros_like(start)
+    for k, (grad, fresh, _, backwards) in enumerate(steps):
+        if grad is None:
+            expect(
+                backwards == previous_backwards,
+                f"at batch {k} loss.backward() ran, but the gradients were gone at "
+                "optimizer.step(): zero_grad() between backward() and step() wipes them. "
+                "Call optimizer.zero_grad() at the start of the step",
+            )
+            raise ExerciseNotSolved(
+                "optimizer.step() found no gradients: call loss.backward() before optimizer.step()"
+            )
+        previous_backwards = backwards
+        if not torch.allclose(grad, fresh, atol=1e-6):
+            expect(
+                not torch.allclose(grad, previous_grad + fresh, atol=1e-6),
+                f"at batch {k} the gradient was this batch's PLUS the previous ones: .grad "
+                "accumulates until you reset it. Call optimizer.zero_grad() at the start of "
+                "every step",
+            )
+            raise ExerciseNotSolved(
+                f"the gradient at batch {k} is not the gradient of that batch's loss: compute "
+                "loss_fn(model(xb), yb) for the current batch, then loss.backward()"
+            )
+        previous_grad = grad
+    _expect_mean_loss(returned, [loss for _, _, loss, _ in steps], len(xs))
+    passed(f"{len(steps)} steps, fresh gradients at every step, mean loss {returned:.3f}")
+
+
+def _expect_mean_loss(returned: object, losses: list[float], samples: int) -> None:
     expect(
         isinstance(returned, int | float) and not isinstance(returned, bool),
         f"train_epoch returned {type(returned).__name__}: return the mean batch loss as a float",
     )
+    assert isinstance(returned, int | float)
+    total, batches = sum(losses), len(losses)
+    slips = {
+        "the SUM of the batch losses: divide it by len(loader), the number of batches": total,
+        f"the total divided by {batches - 1}, one less than the number of batches: divide by "
+        "len(loader) (enumerate counts from 0, so its last index is not the count)": total
+        / (batches - 1),
+        f"the total divided by the number of samples ({samples}), but each loss is already a "
+        f"batch's mean: divide by len(loader), the number of batches ({batches})": total / samples,
+        "the last batch's loss only: add up loss.item() over the loop, then divide by "
+        "len(loader)": losses[-1],
+    }
+    for slip, value in slips.items():
+        expect(
+            not math.isclose(float(returned), value, rel_tol=1e-4),
+            f"train_epoch returned {returned:.4f}, {slip}",
+        )
+    mean_loss = total / batches
     expect(
         math.isclose(float(returned), mean_loss, rel_tol=1e-4),
         f"train_epoch returned {returned:.4f} but the mean of the batch losses is "
         f"{mean_loss:.4f}: add up loss.item() for every batch and divide by len(loader)",
     )
-    passed(f"{len(seen)} steps, fresh gradients at every step, mean loss {mean_loss:.3f}")
