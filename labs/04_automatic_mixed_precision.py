@@ -387,8 +387,11 @@ train_step_fp16 = lab04.check_train_step_fp16(train_step_fp16, device)
 # One epoch of float16 training with your step (or, if the check above failed, with the
 # stand-in it names: a float32 step, which leaves the scale alone). The cell makes a fresh
 # network and a fresh scaler, so re-running it starts again from scratch instead of training
-# further. Watch the scale: it starts at 65,536 and halves after each step whose gradients
-# overflowed (that step is skipped).
+# further. Watch the scale: it starts at 65,536 and changes only when there is a reason. It
+# halves only when a step's gradients overflow to inf or NaN (that step is skipped), and it
+# doubles only after 2,000 good steps in a row (`growth_interval`), far more than one epoch.
+# This small network's gradients rarely overflow, so the scale often stays 65,536 for the
+# whole epoch; the cell counts the halvings this run had.
 
 # %%
 scaler = torch.amp.GradScaler(device.type)
@@ -401,7 +404,9 @@ for inputs, targets in train_loader:
     )
     scales.append(scaler.get_scale())
 print(f"one float16 epoch, {len(scales) - 1} steps: last loss {loss.item():.3f}")
+halvings = sum(after < before for before, after in zip(scales[:-1], scales[1:], strict=True))
 print(f"scale: {scales[0]:,.0f} at the start, {scales[-1]:,.0f} at the end")
+print(f"steps whose gradients overflowed (scale halved, step skipped): {halvings}")
 print(f"accuracy {accuracy(fp16_model):.1%}")
 
 # %% [markdown]
@@ -622,7 +627,7 @@ for mode, dtype in modes.items():
 print(f"layer width {width}, batch {batch_size}")
 for what, by_mode in memory.items():  # every mode measured (on a GPU: bfloat16 too)
     label = " ".join(what.split())
-    print(f"{label}: " + ", ".join(f"{mode} {mb:.2f} MB" for mode, mb in by_mode.items()))
+    print(f"{label}: " + ", ".join(f"{mode} {mib:.2f} MiB" for mode, mib in by_mode.items()))
 saved_total = {mode: sum(memory[w][mode] for w in memory if w != PEAK) for mode in modes}
 memory_measure = "peak GPU memory" if device.type == "cuda" else "memory saved for backward"
 memory_ratio = (
@@ -633,7 +638,7 @@ memory_ratio = (
 plots.grouped_bars(
     memory,
     title=f"On {device.type}, {amp} needed {memory_ratio:.2f}× float32's {memory_measure}",
-    ylabel="MB, measured (lower is better)",
+    ylabel="MiB (2**20 bytes), measured (lower is better)",
 )
 print(
     lab04.verdict(
