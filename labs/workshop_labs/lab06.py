@@ -265,12 +265,13 @@ def refusal_reason(error: Exception) -> str:
 # ----------------------------------------------------------------------------------------------
 
 
-def _trained_setup(seed: int = 0):
+def _trained_setup(seed: int = 0, steps: int = 3):
+    """A model, optimizer and scheduler after ``steps`` steps (0: as a new run has them)."""
     torch.manual_seed(seed)
     model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=2, gamma=0.5)
-    for _ in range(3):
+    for _ in range(steps):
         optimizer.zero_grad()
         model(torch.randn(4, 8)).sum().backward()
         optimizer.step()
@@ -468,8 +469,9 @@ def check_resume(resume_fn: Callable, rng_state_fn: Callable) -> None:
         "epoch": 4,
         "rng": rng_state_fn(),
     }
-    fresh_model, fresh_optimizer, fresh_scheduler = _trained_setup(seed=1)
-    fresh_optimizer.state.clear()
+    # what resume is handed: a new run, its scheduler at the start and no momentum yet
+    fresh_model, fresh_optimizer, fresh_scheduler = _trained_setup(seed=1, steps=0)
+    fresh_weights = copy.deepcopy(fresh_model.state_dict())
     torch.manual_seed(123)
     load_calls: list[dict] = []
     real_load = torch.load
@@ -482,7 +484,16 @@ def check_resume(resume_fn: Callable, rng_state_fn: Callable) -> None:
         path = Path(folder) / "check.pt"
         torch.save(saved, path)
         with mock.patch.object(torch, "load", spy_load):
-            start_epoch = resume_fn(path, fresh_model, fresh_optimizer, fresh_scheduler)
+            try:
+                start_epoch = resume_fn(path, fresh_model, fresh_optimizer, fresh_scheduler)
+            except RuntimeError as error:
+                if "Unexpected key(s)" not in str(error):
+                    raise
+                raise ExerciseNotSolved(
+                    "load_state_dict was given the whole checkpoint (it found keys such as "
+                    "'optimizer' and 'epoch'): give each part its own entry, "
+                    "model.load_state_dict(checkpoint['model'])"
+                ) from None
     expect(load_calls, f"`{name}` did not read the file: checkpoint = torch.load(path, ...)")
     expect(
         all(call.get("weights_only", True) is True for call in load_calls),
@@ -490,13 +501,25 @@ def check_resume(resume_fn: Callable, rng_state_fn: Callable) -> None:
         "tensors and numbers, so it loads safely)",
     )
     expect(
+        not _same_tensors(fresh_model.state_dict(), fresh_weights),
+        "model weights not restored: model.load_state_dict(checkpoint['model']) (with "
+        "strict=False, load_state_dict skips every key it cannot match and returns their "
+        "names: read what it returns, or keep the default strict=True)",
+    )
+    expect(
         _same_tensors(fresh_model.state_dict(), saved["model"]),
         "model weights not restored: model.load_state_dict(checkpoint['model'])",
     )
+    restored = fresh_optimizer.state_dict()
     expect(
-        len(fresh_optimizer.state) > 0,
-        "optimizer state not restored (momentum buffers are empty): "
-        "optimizer.load_state_dict(checkpoint['optimizer'])",
+        len(restored["state"]) == len(saved["optimizer"]["state"])
+        and all(
+            torch.equal(restored["state"][key]["momentum_buffer"], state["momentum_buffer"])
+            for key, state in saved["optimizer"]["state"].items()
+        )
+        and restored["param_groups"][0]["lr"] == saved["optimizer"]["param_groups"][0]["lr"],
+        "optimizer state not restored (its momentum buffers and learning rate are not the "
+        "saved ones): optimizer.load_state_dict(checkpoint['optimizer'])",
     )
     expect(
         fresh_scheduler.last_epoch == scheduler.last_epoch,
@@ -526,7 +549,9 @@ def check_resume(resume_fn: Callable, rng_state_fn: Callable) -> None:
 # Exercise 4 · keep the best checkpoint, not the last
 # ----------------------------------------------------------------------------------------------
 
-_VAL_ACCURACIES = (0.60, 0.85, 0.80, 0.90, 0.70, 0.75)  # the best epoch is neither first nor last
+# The best epoch is neither first nor last, and a later epoch ties it: the file must keep the
+# first epoch that reached the best accuracy.
+_VAL_ACCURACIES = (0.60, 0.85, 0.80, 0.90, 0.70, 0.90, 0.75)
 
 
 def save_every_epoch(path, model, epoch, val_accuracy, best_accuracy):
@@ -576,6 +601,12 @@ def check_save_if_best(save_if_best_fn: Callable) -> None:
             ):
                 expect(key in saved, f"the checkpoint misses '{key}': add '{key}': {what}")
             expect(
+                val_accuracy != best or improved or saved["epoch"] != epoch,
+                f"epoch {epoch} ({val_accuracy:.0%}) only tied the best so far, epoch "
+                f"{best_epoch}, and replaced it in the file: save only when strictly better "
+                "(val_accuracy > best_accuracy), so the first epoch that reached it stays",
+            )
+            expect(
                 improved or saved["epoch"] != epoch,
                 f"after epoch {epoch} ({val_accuracy:.0%}, worse than the best so far, "
                 f"{best:.0%}) the file holds epoch {epoch}: it keeps the last epoch, not the "
@@ -608,7 +639,7 @@ def check_save_if_best(save_if_best_fn: Callable) -> None:
             )
     passed(
         f"{name} kept epoch {best_epoch} ({best:.0%}), the best, through "
-        f"{len(_VAL_ACCURACIES) - 1 - best_epoch} later, worse epochs"
+        f"{len(_VAL_ACCURACIES) - 1 - best_epoch} later epochs that did not beat it"
     )
 
 
@@ -644,6 +675,16 @@ def check_prepare_for_finetuning(prepare_fn: Callable, model_class: type) -> Non
         "the model's `head` is not an nn.Linear any more: replace it with nn.Linear(...)",
     )
     head = result.head
+    added = [
+        child_name
+        for child_name, child in result.named_children()
+        if isinstance(child, nn.Linear) and child is not head and child_name != "head"
+    ]
+    expect(
+        not added,
+        f"`{', '.join(added)}` is registered on the model, but forward uses model.head, so "
+        "the new layer is never used: assign the new nn.Linear to model.head itself",
+    )
     expect(
         head is not old_head,
         "head not replaced: the model still has its pretrained head. Assign model.head a new "
@@ -661,6 +702,11 @@ def check_prepare_for_finetuning(prepare_fn: Callable, model_class: type) -> Non
     expect(
         all(p.requires_grad for p in head.parameters()),
         "the new head is frozen (requires_grad=False): it is the part that must learn",
+    )
+    expect(
+        result.body.training or not all(p.requires_grad for p in result.body.parameters()),
+        "body not frozen: eval() does not freeze a model (it switches dropout and batch norm "
+        "to inference); set requires_grad to False on the body's parameters",
     )
     with_weights = [m for m in result.body if any(True for _ in m.parameters(recurse=False))]
     last = with_weights[-1]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tests.labs import corpus_lab06
 from tests.labs.solutions import (
     assert_runs_past_with_a_stand_in,
     lab_namespace,
@@ -314,3 +315,29 @@ def test_an_unsolved_prepare_for_finetuning_goes_on_with_a_frozen_body(monkeypat
     assert model(torch.zeros(2, 64)).shape == (2, 3)
     trainable = {name for name, p in model.named_parameters() if p.requires_grad}
     assert trainable == {"head.weight", "head.bias"}
+
+
+# ---- the corpus: every exercise's starter, reference, wrong and other right answers ---------
+
+CORPUS = corpus_lab06.cases()
+
+
+@pytest.mark.parametrize(
+    ("exercise", "answer", "refusal"),
+    [pytest.param(e, answer, refusal, id=f"{e}/{i}") for e, i, answer, refusal in CORPUS],
+)
+def test_corpus_answer(exercise, answer, refusal, capsys):
+    check, context = getattr(lab06, f"check_{exercise}"), corpus_lab06.CONTEXT[exercise]
+    if refusal is None:
+        assert check(answer, *context) is answer
+        assert "✅" in capsys.readouterr().out
+    else:
+        with pytest.raises(ExerciseNotSolved, match=refusal):
+            check(answer, *context)
+
+
+@pytest.mark.parametrize("exercise", corpus_lab06.EXERCISES)
+def test_corpus_covers_the_exercise(exercise):
+    kinds = [i.partition("-")[0] for e, i, _, _ in CORPUS if e == exercise]
+    assert kinds.count("starter") == kinds.count("reference") == 1
+    assert kinds.count("wrong") >= 2 and kinds.count("right") >= 1
