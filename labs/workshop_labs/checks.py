@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import sysconfig
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -72,25 +73,35 @@ def calling(call: str) -> Iterator[None]:
         raise ExerciseNotSolved(f"your `{call}` raised {error_text(error)}") from error
 
 
-PACKAGE = Path(__file__).resolve().parent
+# Code that is not the attendee's, besides installed libraries (a path through site- or
+# dist-packages) and Python's frozen modules: this package and Python's standard library.
+NOT_THE_ANSWER = (
+    Path(__file__).resolve().parent,
+    Path(sysconfig.get_paths()["stdlib"]).resolve(),
+)
 
 
-def _answer_frame(error: BaseException) -> str | None:
-    """The name of the innermost function of the attendee's own code in the traceback (code
-    that is neither this package nor an installed library), if any."""
+def _answer_frame(error: BaseException, check: Callable) -> str | None:
+    """The name of the innermost function of the attendee's own code in the traceback: code
+    that is neither the check nor in NOT_THE_ANSWER nor an installed library."""
     names = [
-        frame.name
-        for frame in traceback.extract_tb(error.__traceback__)
-        if not Path(frame.filename).resolve().is_relative_to(PACKAGE)
-        and "-packages" not in frame.filename
-        and frame.name != "<module>"
+        frame.f_code.co_name
+        for frame, _ in traceback.walk_tb(error.__traceback__)
+        if frame.f_code is not check.__code__
+        and not any(
+            Path(frame.f_code.co_filename).resolve().is_relative_to(place)
+            for place in NOT_THE_ANSWER
+        )
+        and "-packages" not in frame.f_code.co_filename
+        and not frame.f_code.co_filename.startswith("<frozen")
+        and frame.f_code.co_name != "<module>"
     ]
     return names[-1] if names else None
 
 
-def _unexpected(error: Exception) -> ExerciseNotSolved:
+def _unexpected(error: Exception, check: Callable) -> ExerciseNotSolved:
     """What the attendee reads when their answer made a check fail in a way it did not name."""
-    where = _answer_frame(error)
+    where = _answer_frame(error, check)
     if where is not None:
         return ExerciseNotSolved(f"your `{where}` raised {error_text(error)}")
     return ExerciseNotSolved(
@@ -189,7 +200,7 @@ def exercise(stand_in: Callable[..., Any] | None = None, *, stand_in_is: str = "
                 except ExerciseNotSolved:
                     raise
                 except Exception as error:
-                    raise _unexpected(error) from error
+                    raise _unexpected(error, check) from error
             except ExerciseNotSolved as reason:
                 progress.report(lab, exercise_name, passed=False, reason=str(reason))
                 if strict():

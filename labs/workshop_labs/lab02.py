@@ -668,8 +668,8 @@ def _fresh_gradient(
 ) -> tuple[torch.Tensor, float]:
     """The gradient of this batch's loss at the model's current weights, and the loss, without
     touching .grad."""
-    loss = loss_fn(model(xb), yb)
-    return torch.autograd.grad(loss, model.weight)[0], loss.item()
+    batch_loss = loss_fn(model(xb), yb)
+    return torch.autograd.grad(batch_loss, model.weight)[0], batch_loss.item()
 
 
 @exercise()
