@@ -296,7 +296,7 @@ lab07.clipping_picture(torch.tensor([3.0, 1.2]), max_norm=1.5, clip_value=0.8)
 # Now let's make gradients explode for real. A very common mistake: forgetting to scale the
 # inputs. scikit-learn's digits come as pixel values 0…16, and the loaders we used so far
 # divided them by 16. Below, one model trains on the raw 0…16 pixels with SGD at lr 0.1
-# (with momentum, lab 5); a second, identical model does the same with
+# (with momentum, lab 2 §10); a second, identical model does the same with
 # `clip_grad_norm_(max_norm=1.0)`. We record the gradient norm before and after clipping at
 # every step. Where nothing is clipped, `nn.utils.get_total_norm(tensors)` measures it: it
 # returns the norm of all the given tensors taken as one vector and changes nothing (it is
@@ -681,7 +681,7 @@ EarlyStopping = lab07.check_early_stopping(EarlyStopping)
 # | `DataLoader`, shuffled | 2 | batches in a new order every epoch |
 # | `model.train()` / `model.eval()` | 2 | dropout and BatchNorm behave differently |
 # | `reduction="sum"` in `evaluate` | 2 | add up every sample's loss, divide once by the count |
-# | loss summed on the device, `.item()` once per epoch | 3 | `.item()` waits for the GPU's queue |
+# | loss summed on the device, `.item()` once per epoch | 7 (below) | `.item()` waits for the GPU |
 # | `torch.autocast(...)` | 4 | bf16 where the GPU has bf16 units; off on a CPU |
 # | best checkpoint, loaded with `weights_only=True` | 6 | keep the best model, not the last one |
 # | `scheduler.step()` after `optimizer.step()` | 7 (§1) | once per optimizer step here |
@@ -689,6 +689,12 @@ EarlyStopping = lab07.check_early_stopping(EarlyStopping)
 # | loss / `accumulation_steps`, step every k batches | 7 (§3) | a big batch in small pieces |
 # | AdamW, no decay on biases and norms | 7 (§4) | decay that means the same for every weight |
 # | early stopping | 7 (§5) | stop once validation stops improving |
+#
+# One habit in the table is new here. On a GPU, PyTorch queues operations and returns at once,
+# so the Python loop runs ahead of the GPU. `.item()` brings a number back to the CPU, so it
+# has to wait until the GPU has run everything queued before it. Called on every batch's
+# loss, it makes the loop wait for the GPU every batch; adding the losses up in a tensor on
+# the device and calling `.item()` once per epoch waits once.
 #
 # Two habits you will meet in other people's loops are left out on purpose.
 # `zero_grad(set_to_none=True)` is not a choice you need to make: `set_to_none=True` has been
@@ -843,7 +849,7 @@ fit = lab07.check_fit(fit, device, use_amp)
 # options); each trains the same model from the same starting weights for
 # at most the same number of epochs, and adds one more technique:
 #
-# 1. **SGD, constant lr**: what Lab 1 did (plus momentum, lab 5);
+# 1. **SGD, constant lr**: what Lab 1 did (plus momentum, lab 2 §10);
 # 2. **SGD + OneCycleLR**: the same optimizer with a schedule;
 # 3. **Adam + L2, warm-up + cosine**: Adam (lab 2) with its coupled weight decay, and your
 #    `warmup_cosine` from Exercise 1;

@@ -290,6 +290,16 @@ def check_warmup_cosine(warmup_cosine: Callable) -> None:
         f"the last step still uses {lrs[-1] / peak:.0%} of the peak lr: the cosine should end "
         "near 0 at total_steps, so decay over total_steps - warmup_steps steps",
     )
+    from_step_zero = [0.5 * (1 + math.cos(math.pi * step / total)) for step in range(total)]
+    expect(
+        not all(
+            math.isclose(lr / peak, want, abs_tol=0.01)
+            for lr, want in zip(lrs[warmup:], from_step_zero[warmup:], strict=True)
+        ),
+        "the cosine counts its steps from step 0, so it starts part-way down at the end of the "
+        "warm-up: count from there, progress = (step - warmup_steps) / (total_steps - "
+        "warmup_steps)",
+    )
     quarter = lrs[warmup + (total - warmup) // 4] / peak
     expect(
         0.78 <= quarter <= 0.92,
@@ -335,6 +345,7 @@ def check_one_cycle_epoch(train_one_epoch: Callable, device: torch.device | str)
     model.to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.1, total_steps=2 * batches)
+    records = _record_steps(optimizer, model)
     calls: list[str] = []
     _record_calls(optimizer, "step", calls)
     _record_calls(scheduler, "step", calls)
@@ -356,6 +367,8 @@ def check_one_cycle_epoch(train_one_epoch: Callable, device: torch.device | str)
         f"optimizer.step() ran {optimizer_steps} times for {batches} batches: call it once per "
         "batch, after loss.backward()",
     )
+    problem = _accumulation_problem(records, list(loader), 1)
+    expect(problem is None, problem or "")
     expect(scheduler_steps > 0, "scheduler.step() was never called: call it after optimizer.step()")
     expect(
         scheduler_steps != 1,
@@ -397,9 +410,12 @@ def check_clipped_step(clipped_step: Callable) -> None:
     learning_rate, max_norm = 0.01, 1.0
     optimizer = torch.optim.SGD(model.parameters(), lr=learning_rate)
     params = list(model.parameters())
-    true_norm = float(
-        torch.nn.utils.get_total_norm(torch.autograd.grad(loss_fn(model(xb), yb), params))
-    )
+    true_gradient = torch.autograd.grad(loss_fn(model(xb), yb), params)
+    true_norm = float(torch.nn.utils.get_total_norm(true_gradient))
+    # As in a training loop, the step before this one left its gradient in .grad.
+    stale = torch.autograd.grad(loss_fn(model(xb.flip(0)[:4]), yb.flip(0)[:4]), params)
+    for param, gradient in zip(params, stale, strict=True):
+        param.grad = gradient.clone()
     before = [p.detach().clone() for p in params]
 
     returned = clipped_step(model, optimizer, loss_fn, xb, yb, max_norm)
@@ -438,6 +454,23 @@ def check_clipped_step(clipped_step: Callable) -> None:
         "clip_grad_norm_ scales the gradient down to exactly max_norm; clip once, by norm "
         "(clip_grad_value_ is a different method)",
     )
+    direction = torch.cat([g.flatten() for g in true_gradient]) / true_norm
+    used = torch.cat([u.flatten() for u in update]) / used_norm
+    if not torch.allclose(used, direction, atol=1e-3):
+        with_stale = torch.cat(
+            [(g + s).flatten() for g, s in zip(true_gradient, stale, strict=True)]
+        )
+        expect(
+            not torch.allclose(used, with_stale / with_stale.norm(), atol=1e-3),
+            "the step used this batch's gradient plus the gradient left from the step before: "
+            "call optimizer.zero_grad() before loss.backward(), since backward() adds to .grad",
+        )
+        expect(
+            False,
+            "the step did not go along this batch's gradient: clip_grad_norm_ only scales the "
+            "gradient down to max_norm and keeps its direction; compute the loss of (xb, yb), "
+            "backward, clip, then step",
+        )
     expect(
         returned is not None,
         "clipped_step returned None: return the norm that clip_grad_norm_ gives back "
@@ -462,6 +495,8 @@ def check_clipped_step(clipped_step: Callable) -> None:
 # ----------------------------------------------------------------------------------------------
 
 _VALIDATION_LOSSES = [1.0, 0.8, 0.7, 0.75, 0.72, 0.65, 0.66, 0.67, 0.66, 0.68, 0.69, 0.70, 0.71]
+# A plateau: the losses after the second equal the best, and equal is no new best.
+_PLATEAU_LOSSES = [1.0, 0.9, 0.9, 0.9, 0.9, 0.9]
 
 
 def _stop_epoch(
@@ -540,6 +575,20 @@ def check_early_stopping(stopper_class: type) -> None:
             f"`best` is {getattr(stopper, 'best', None)!r} but the best validation loss seen "
             f"was {best:g}: update self.best whenever a loss beats it",
         )
+    patience = 2
+    stopper = stopper_class(patience=patience)
+    stopped_after = next(
+        (epoch for epoch, loss in enumerate(_PLATEAU_LOSSES, start=1) if stopper.step(loss)), None
+    )
+    expected = _stop_epoch(_PLATEAU_LOSSES, patience)
+    history = ", ".join(f"{v:g}" for v in _PLATEAU_LOSSES)
+    expect(
+        stopped_after == expected,
+        f"with patience={patience} and validation losses {history}, it "
+        f"{'never stopped' if stopped_after is None else f'stopped after epoch {stopped_after}'}"
+        f"; it should stop after epoch {expected}: a loss equal to the best is not a new best, "
+        "so count it as a bad epoch (improved means val_loss < self.best, not <=)",
+    )
     passed("stops after `patience` epochs without improvement, and remembers the best loss")
 
 
@@ -594,16 +643,23 @@ def _record_steps(optimizer: torch.optim.Optimizer, model: nn.Module) -> list[di
     return records
 
 
+def _loss_at(
+    weights: Sequence[torch.Tensor], batches: Sequence[tuple[torch.Tensor, torch.Tensor]]
+) -> torch.Tensor:
+    """The mean cross-entropy over ``batches`` together of an ``nn.Linear`` with the given
+    weight and bias."""
+    weight, bias = weights
+    features = torch.cat([x for x, _ in batches])
+    labels = torch.cat([y for _, y in batches])
+    return nn.functional.cross_entropy(features @ weight.T + bias, labels)
+
+
 def _gradient_at(
     weights: Sequence[torch.Tensor], batches: Sequence[tuple[torch.Tensor, torch.Tensor]]
 ) -> torch.Tensor:
-    """The gradient (one flat vector) of the mean cross-entropy over ``batches`` together, for
-    an ``nn.Linear`` with the given weight and bias."""
-    weight, bias = (w.clone().requires_grad_() for w in weights)
-    features = torch.cat([x for x, _ in batches])
-    labels = torch.cat([y for _, y in batches])
-    loss = nn.functional.cross_entropy(features @ weight.T + bias, labels)
-    return torch.cat([g.flatten() for g in torch.autograd.grad(loss, [weight, bias])])
+    """The gradient (one flat vector) of ``_loss_at``."""
+    leaves = [w.clone().requires_grad_() for w in weights]
+    return torch.cat([g.flatten() for g in torch.autograd.grad(_loss_at(leaves, batches), leaves)])
 
 
 def _accumulation_problem(
@@ -620,7 +676,7 @@ def _accumulation_problem(
     groups = len(batches) // k
     if not records:
         return "optimizer.step() never ran: step once every accumulation_steps batches"
-    if len(records) == len(batches):
+    if len(records) == len(batches) and k > 1:
         return (
             f"optimizer.step() ran {len(records)} times for {len(batches)} micro-batches: with "
             f"accumulation_steps={k}, step (and zero the gradients) only once every {k} "
@@ -665,6 +721,11 @@ def _accumulation_problem(
                 "enumerate(loader, start=1)"
             )
         if previous is not None and close(got, wanted + previous):
+            if k == 1:
+                return (
+                    f"step {index + 1} still held the gradient of the batch before it: call "
+                    "optimizer.zero_grad() for every batch, before loss.backward()"
+                )
             return (
                 f"step {index + 1} still held the gradient of the step before it: call "
                 "optimizer.zero_grad() right after each optimizer.step()"
@@ -847,7 +908,9 @@ def check_fit(fit: Callable, device: torch.device | str, use_amp: bool) -> None:
         warnings.simplefilter("ignore")
         checkpoint_path = Path(folder) / "check_fit.pt"
 
-        def run(lr: float, epochs: int, **options) -> tuple[dict, list[dict], list, list[str]]:
+        def run(lr: float, epochs: int, val_loader: DataLoader | None = None, **options):
+            """fit on the tiny problem: its history, the recorded steps, the batches, the
+            order of the step calls and the model."""
             model, loader = _tiny_problem(batches)
             model.to(device)
             optimizer = torch.optim.SGD(model.parameters(), lr=lr)
@@ -860,16 +923,16 @@ def check_fit(fit: Callable, device: torch.device | str, use_amp: bool) -> None:
                 model,
                 optimizer,
                 loader,
-                loader,
+                val_loader or loader,
                 epochs=epochs,
                 checkpoint_path=checkpoint_path,
                 scheduler=scheduler,
                 name="check",
                 **options,
             )
-            return history, records, list(loader), calls
+            return history, records, list(loader), calls, model
 
-        history, records, micro_batches, calls = run(0.1, 1, accumulation_steps=k)
+        history, records, micro_batches, calls, _ = run(0.1, 1, accumulation_steps=k)
         expect(
             isinstance(history, dict) and len(history.get("validation loss", [])) == 1,
             "fit should return the history dictionary, with one validation loss per epoch",
@@ -898,7 +961,7 @@ def check_fit(fit: Callable, device: torch.device | str, use_amp: bool) -> None:
         )
 
         max_norm = 0.01
-        _, records, _, _ = run(0.1, 1, max_norm=max_norm)
+        _, records, _, _, _ = run(0.1, 1, max_norm=max_norm)
         norms = [float(torch.cat([g.flatten() for g in r["grads"]]).norm()) for r in records]
         expect(
             max(norms) <= max_norm * 1.01,
@@ -907,8 +970,39 @@ def check_fit(fit: Callable, device: torch.device | str, use_amp: bool) -> None:
             "backward() and before optimizer.step()",
         )
 
+        # Validation labels one class off the training labels: training makes the validation
+        # loss worse, so the best epoch is an early one and the last epoch is not the best.
+        features, labels = _tiny_problem(batches)[1].dataset.tensors
+        val_batches = [(features, (labels + 1) % 3)]
+        epochs = 3
+        _, records, _, _, model = run(0.1, epochs, DataLoader(TensorDataset(*val_batches[0])))
+        after_epoch = [records[epoch * batches]["weights"] for epoch in range(1, epochs)]
+        after_epoch.append([p.detach().cpu() for p in model.parameters()])
+        measured = [float(_loss_at(weights, val_batches)) for weights in after_epoch]
+        best_epoch = 1 + min(range(epochs), key=measured.__getitem__)
+        saved = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+        saved_weights = [saved["model"].get(key) for key in ("weight", "bias")]
+        held = next(
+            (
+                epoch
+                for epoch, weights in enumerate(after_epoch, start=1)
+                if all(
+                    isinstance(got, torch.Tensor) and torch.equal(got, want)
+                    for got, want in zip(saved_weights, weights, strict=True)
+                )
+            ),
+            None,
+        )
+        expect(
+            held == best_epoch,
+            f"after {epochs} epochs the checkpoint holds the weights of "
+            f"{'no epoch' if held is None else f'epoch {held}'}, but the best validation loss "
+            f"was after epoch {best_epoch} ({', '.join(f'{v:.3f}' for v in measured)}): save "
+            "the model only when its validation loss beats the best so far",
+        )
+
         epochs, patience = 6, 2
-        history, _, _, _ = run(0.0, epochs, patience=patience)
+        history, _, _, _, _ = run(0.0, epochs, patience=patience)
         ran = len(history["validation loss"])
         expect(
             ran == 1 + patience,

@@ -17,6 +17,7 @@ from torch.optim.lr_scheduler import (
     StepLR,
 )
 
+from tests.labs import corpus_lab07
 from tests.labs.solutions import assert_runs_past_with_a_stand_in, solution, starter
 from workshop_labs import checks, lab07
 from workshop_labs.checks import ExerciseNotSolved
@@ -675,3 +676,29 @@ def test_plateau_picture_names_the_epochs_after_which_the_lr_fell():
 def test_accumulation_bars_title_names_only_the_matching_bars():
     fig = lab07.accumulation_bars({"one batch": 1.0, "right": 1.0000001, "wrong": 4.0})
     assert fig.axes[0].get_title() == "Gradient norm; same as one batch: right"
+
+
+# ---- the corpus: every exercise's starter, reference, wrong and other right answers ---------
+
+CORPUS = corpus_lab07.cases()
+
+
+@pytest.mark.parametrize(
+    ("exercise", "answer", "refusal"),
+    [pytest.param(e, answer, refusal, id=f"{e}/{i}") for e, i, answer, refusal in CORPUS],
+)
+def test_corpus_answer(exercise, answer, refusal, capsys):
+    check, context = getattr(lab07, f"check_{exercise}"), corpus_lab07.CONTEXT.get(exercise, ())
+    if refusal is None:
+        assert check(answer, *context) is answer
+        assert "✅" in capsys.readouterr().out
+    else:
+        with pytest.raises(ExerciseNotSolved, match=refusal):
+            check(answer, *context)
+
+
+@pytest.mark.parametrize("exercise", corpus_lab07.EXERCISES)
+def test_corpus_covers_the_exercise(exercise):
+    kinds = [i.partition("-")[0] for e, i, _, _ in CORPUS if e == exercise]
+    assert kinds.count("starter") == kinds.count("reference") == 1
+    assert kinds.count("wrong") >= 2 and kinds.count("right") >= 1

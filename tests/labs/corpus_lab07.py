@@ -1,0 +1,347 @@
+"""Lab 7's answers, kept as test data: for every exercise the starter, the reference (the
+published solution), wrong answers a beginner writes, each with the words its refusal must
+hold, and other right answers, which must pass."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.optim.lr_scheduler import CosineAnnealingLR, LambdaLR, LinearLR, SequentialLR
+
+from tests.labs.solutions import lab_namespace, solution, starter
+
+CPU = torch.device("cpu")
+EXERCISES = (
+    "warmup_cosine",
+    "one_cycle_epoch",
+    "clipped_step",
+    "early_stopping",
+    "accumulation",
+    "decay_groups",
+    "fit",
+)
+DEFINES = {
+    "warmup_cosine": "warmup_cosine",
+    "one_cycle_epoch": "train_one_epoch",
+    "clipped_step": "clipped_step",
+    "early_stopping": "EarlyStopping",
+    "accumulation": "train_accumulated",
+    "decay_groups": "adamw_decay_groups",
+    "fit": "fit",
+}
+# What each check is given besides the answer, as the lab's cell gives it (CPU, no AMP).
+CONTEXT = {
+    "one_cycle_epoch": (CPU,),
+    "accumulation": (CPU,),
+    "fit": (CPU, False),
+}
+
+
+def fit_namespace():
+    """What the lab's fit uses from the cells above it, run on the CPU without AMP."""
+    given = {"device": CPU, "use_amp": False, "loss_fn": nn.CrossEntropyLoss()}
+    evaluate = lab_namespace(7, "evaluate", **given)["evaluate"]
+    return {**given, "evaluate": evaluate, "EarlyStopping": solution(7, "EarlyStopping")}
+
+
+def with_edits(exercise, *edits):
+    """The published solution of ``exercise`` with each (old, new) text replaced."""
+    given = fit_namespace() if exercise == "fit" else {}
+    return solution(7, DEFINES[exercise], edits=edits, **given)
+
+
+# ---- warmup_cosine --------------------------------------------------------------------------
+
+
+def warmup_then_cosine_sequential(optimizer, warmup_steps, total_steps):
+    warmup = LinearLR(optimizer, start_factor=1 / warmup_steps, total_iters=warmup_steps - 1)
+    cosine = CosineAnnealingLR(optimizer, T_max=total_steps - warmup_steps)
+    return SequentialLR(optimizer, [warmup, cosine], milestones=[warmup_steps])
+
+
+def cosine_over_every_step(optimizer, warmup_steps, total_steps):
+    """The cosine counts from step 0, not from the end of the warm-up."""
+
+    def factor(step):
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        return 0.5 * (1 + math.cos(math.pi * step / total_steps))
+
+    return LambdaLR(optimizer, factor)
+
+
+# ---- train_one_epoch ------------------------------------------------------------------------
+
+
+def one_cycle_zeroing_after_the_step(model, loader, optimizer, scheduler, loss_fn, device):
+    model.train()
+    for inputs, labels in loader:
+        loss_fn(model(inputs.to(device)), labels.to(device)).backward()
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+
+
+# ---- clipped_step ---------------------------------------------------------------------------
+
+
+def clipped_step_by_hand(model, optimizer, loss_fn, xb, yb, max_norm):
+    optimizer.zero_grad()
+    loss_fn(model(xb), yb).backward()
+    parameters = [p for p in model.parameters() if p.grad is not None]
+    norm = torch.nn.utils.get_total_norm([p.grad for p in parameters])
+    torch.nn.utils.clip_grads_with_norm_(parameters, max_norm, norm)
+    optimizer.step()
+    return float(norm)
+
+
+# ---- EarlyStopping --------------------------------------------------------------------------
+
+
+class EarlyStoppingFromHistory:
+    """Counts the epochs since the lowest loss in the history."""
+
+    def __init__(self, patience):
+        self.patience = patience
+        self.losses = []
+
+    @property
+    def best(self):
+        return min(self.losses)
+
+    def step(self, val_loss):
+        self.losses.append(val_loss)
+        first_best = self.losses.index(self.best)
+        return len(self.losses) - 1 - first_best >= self.patience
+
+
+# ---- train_accumulated ----------------------------------------------------------------------
+
+
+def accumulation_dividing_gradients(model, loader, optimizer, loss_fn, device, accumulation_steps):
+    model.train()
+    optimizer.zero_grad()
+    for index, (xb, yb) in enumerate(loader):
+        loss_fn(model(xb.to(device)), yb.to(device)).backward()
+        if (index + 1) % accumulation_steps == 0:
+            for parameter in model.parameters():
+                parameter.grad /= accumulation_steps
+            optimizer.step()
+            optimizer.zero_grad()
+
+
+# ---- adamw_decay_groups ---------------------------------------------------------------------
+
+
+def decay_groups_by_name(model, lr, weight_decay):
+    decay, no_decay = [], []
+    for _, parameter in model.named_parameters():
+        (decay if parameter.dim() > 1 else no_decay).append(parameter)
+    return torch.optim.AdamW(
+        [{"params": no_decay, "weight_decay": 0}, {"params": decay}],
+        lr=lr,
+        weight_decay=weight_decay,
+    )
+
+
+def decay_groups_of_biases(model, lr, weight_decay):
+    """Spares what is named bias, and decays LayerNorm's weight."""
+    named = list(model.named_parameters())
+    biases = [p for name, p in named if name.endswith("bias")]
+    others = [p for name, p in named if not name.endswith("bias")]
+    groups = [
+        {"params": others, "weight_decay": weight_decay},
+        {"params": biases, "weight_decay": 0},
+    ]
+    return torch.optim.AdamW(groups, lr=lr)
+
+
+# ---- fit ------------------------------------------------------------------------------------
+
+SCHEDULER_STEP = "                if scheduler is not None:\n                    scheduler.step()\n"
+# the same lines one level out, in the batch loop, before the running loss
+SCHEDULER_STEP_PER_BATCH = (
+    "if scheduler is not None:\n" + " " * 16 + "scheduler.step()\n" + " " * 12 + "running_loss += "
+)
+SAVE_BEST = "        if val_loss < best_loss:\n"
+
+
+def cases():
+    """(exercise, case id, answer, the refusal's words or None for a right answer)."""
+    stopping = "early_stopping"
+    return [
+        # warmup_cosine
+        ("warmup_cosine", "starter", starter(7, "warmup_cosine"), "returned None"),
+        ("warmup_cosine", "reference", with_edits("warmup_cosine"), None),
+        ("warmup_cosine", "right-sequential", warmup_then_cosine_sequential, None),
+        (
+            "warmup_cosine",
+            "wrong-cosine-from-zero",
+            cosine_over_every_step,
+            "counts its steps from step 0",
+        ),
+        (
+            "warmup_cosine",
+            "wrong-no-warmup",
+            lambda optimizer, warmup, total: CosineAnnealingLR(optimizer, T_max=total),
+            "there is no warm-up",
+        ),
+        # train_one_epoch with OneCycleLR
+        (
+            "one_cycle_epoch",
+            "starter",
+            starter(7, "train_one_epoch"),
+            "ran once for the whole epoch",
+        ),
+        ("one_cycle_epoch", "reference", with_edits("one_cycle_epoch"), None),
+        ("one_cycle_epoch", "right-zero-after-step", one_cycle_zeroing_after_the_step, None),
+        (
+            "one_cycle_epoch",
+            "wrong-no-zero-grad",
+            with_edits("one_cycle_epoch", ("optimizer.zero_grad()", "")),
+            r"still held the gradient of the batch before.*zero_grad",
+        ),
+        (
+            "one_cycle_epoch",
+            "wrong-no-backward",
+            with_edits("one_cycle_epoch", ("loss.backward()", "")),
+            r"without gradients.*loss\.backward\(\)",
+        ),
+        (
+            "one_cycle_epoch",
+            "wrong-scheduler-first",
+            with_edits(
+                "one_cycle_epoch",
+                ("optimizer.step()\n", "scheduler.step()\n"),
+                ("scheduler.step()  #", "optimizer.step()  #"),
+            ),
+            "scheduler.step\\(\\) came before optimizer.step\\(\\)",
+        ),
+        # clipped_step
+        ("clipped_step", "starter", starter(7, "clipped_step"), "nothing clipped"),
+        ("clipped_step", "reference", with_edits("clipped_step"), None),
+        ("clipped_step", "right-by-hand", clipped_step_by_hand, None),
+        (
+            "clipped_step",
+            "wrong-no-zero-grad",
+            with_edits("clipped_step", ("optimizer.zero_grad()", "")),
+            r"gradient left from the step before.*zero_grad",
+        ),
+        (
+            "clipped_step",
+            "wrong-by-value",
+            with_edits(
+                "clipped_step", ("clip_grad_norm_", "clip_grad_value_"), ("norm.item()", "norm")
+            ),
+            "clip_grad_value_",
+        ),
+        (
+            "clipped_step",
+            "wrong-norm-after",
+            with_edits(
+                "clipped_step",
+                (
+                    "return norm.item()",
+                    "return nn.utils.get_total_norm([p.grad for p in model.parameters()]).item()",
+                ),
+            ),
+            "AFTER clipping",
+        ),
+        # EarlyStopping
+        (stopping, "starter", starter(7, "EarlyStopping"), "never returned True"),
+        (stopping, "reference", with_edits(stopping), None),
+        (stopping, "right-history", EarlyStoppingFromHistory, None),
+        (
+            stopping,
+            "wrong-tie-improves",
+            with_edits(stopping, ("val_loss < self.best", "val_loss <= self.best")),
+            r"equal to the best.*not a new best.*val_loss < self\.best",
+        ),
+        (
+            stopping,
+            "wrong-strictly-more",
+            with_edits(
+                stopping, ("self.bad_epochs >= self.patience", "self.bad_epochs > self.patience")
+            ),
+            "one epoch too late",
+        ),
+        (
+            stopping,
+            "wrong-no-reset",
+            with_edits(stopping, ("            self.bad_epochs = 0\n", "")),
+            "reset the count",
+        ),
+        # train_accumulated
+        ("accumulation", "starter", starter(7, "train_accumulated"), "ran 8 times"),
+        ("accumulation", "reference", with_edits("accumulation"), None),
+        ("accumulation", "right-dividing-gradients", accumulation_dividing_gradients, None),
+        (
+            "accumulation",
+            "wrong-not-divided",
+            with_edits("accumulation", (" / accumulation_steps", "")),
+            "divide each micro-batch's loss",
+        ),
+        (
+            "accumulation",
+            "wrong-counts-from-zero",
+            with_edits("accumulation", ("enumerate(loader, start=1)", "enumerate(loader)")),
+            "Count from 1",
+        ),
+        # adamw_decay_groups
+        ("decay_groups", "starter", starter(7, "adamw_decay_groups"), "every parameter decays"),
+        ("decay_groups", "reference", with_edits("decay_groups"), None),
+        ("decay_groups", "right-default-decay", decay_groups_by_name, None),
+        ("decay_groups", "wrong-by-name", decay_groups_of_biases, r"1\.weight.*decay"),
+        (
+            "decay_groups",
+            "wrong-adam",
+            with_edits("decay_groups", ("torch.optim.AdamW(", "torch.optim.Adam(")),
+            "torch.optim.Adam, whose weight_decay",
+        ),
+        # fit
+        ("fit", "starter", starter(7, "fit", **fit_namespace()), "accumulation_steps"),
+        ("fit", "reference", with_edits("fit"), None),
+        (
+            "fit",
+            "right-other-spelling",
+            with_edits(
+                "fit",
+                (
+                    "(loss / accumulation_steps).backward()",
+                    "loss.div(accumulation_steps).backward()",
+                ),
+                (
+                    '"model": model.state_dict()}',
+                    '"model": model.state_dict(), "lr": optimizer.param_groups[0]["lr"]}',
+                ),
+            ),
+            None,
+        ),
+        (
+            "fit",
+            "wrong-saves-last",
+            with_edits("fit", (SAVE_BEST, "        if True:\n")),
+            r"holds the weights of epoch \d.*best validation loss.*epoch 1",
+        ),
+        (
+            "fit",
+            "wrong-scheduler-per-batch",
+            with_edits(
+                "fit",
+                (SCHEDULER_STEP, ""),
+                (
+                    "running_loss += ",
+                    SCHEDULER_STEP_PER_BATCH,
+                ),
+            ),
+            r"scheduler.step\(\) ran 4 times for 2 optimizer steps",
+        ),
+        (
+            "fit",
+            "wrong-no-early-stopping",
+            with_edits("fit", ("if stopper is not None and stopper.step(val_loss):", "if False:")),
+            "EarlyStopping",
+        ),
+    ]
