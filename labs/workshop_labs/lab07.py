@@ -937,8 +937,29 @@ def check_fit(fit: Callable, device: torch.device | str, use_amp: bool) -> None:
             isinstance(history, dict) and len(history.get("validation loss", [])) == 1,
             "fit should return the history dictionary, with one validation loss per epoch",
         )
-        problem = _accumulation_problem(records, micro_batches, k, rtol=0.03 if use_amp else 1e-4)
+        rtol = 0.03 if use_amp else 1e-4  # bf16 autocast rounds the gradients
+        loss_rtol = 0.05 if use_amp else 1e-3  # and the losses
+        problem = _accumulation_problem(records, micro_batches, k, rtol=rtol)
         expect(problem is None, f"fit(..., accumulation_steps={k}): {problem}")
+        # Re-measured: each micro-batch's loss at the weights it was computed with.
+        losses = [
+            float(_loss_at(records[index // k]["weights"], [batch])) * len(batch[1])
+            for index, batch in enumerate(micro_batches)
+        ]
+        training_loss = sum(losses) / sum(len(labels) for _, labels in micro_batches)
+        reported = float(history["training loss"][0])
+        expect(
+            not math.isclose(reported, training_loss / k, rel_tol=loss_rtol),
+            f"fit(..., accumulation_steps={k}) reports a training loss of {reported:.4f}, the "
+            f"measured {training_loss:.4f} divided by {k}: add up each batch's loss before "
+            "dividing it by accumulation_steps (the division is for backward only)",
+        )
+        expect(
+            math.isclose(reported, training_loss, rel_tol=loss_rtol),
+            f"fit reports a training loss of {reported:.4f}, but its batches' mean loss, "
+            f"measured, is {training_loss:.4f}: add loss.detach() * len(xb) for every batch "
+            "and divide by the number of samples",
+        )
         expect(
             checkpoint_path.exists(),
             "no checkpoint was saved: torch.save the best epoch to checkpoint_path",
@@ -975,10 +996,22 @@ def check_fit(fit: Callable, device: torch.device | str, use_amp: bool) -> None:
         features, labels = _tiny_problem(batches)[1].dataset.tensors
         val_batches = [(features, (labels + 1) % 3)]
         epochs = 3
-        _, records, _, _, model = run(0.1, epochs, DataLoader(TensorDataset(*val_batches[0])))
+        history, records, _, _, model = run(0.1, epochs, DataLoader(TensorDataset(*val_batches[0])))
         after_epoch = [records[epoch * batches]["weights"] for epoch in range(1, epochs)]
         after_epoch.append([p.detach().cpu() for p in model.parameters()])
         measured = [float(_loss_at(weights, val_batches)) for weights in after_epoch]
+        reported = [float(loss) for loss in history["validation loss"]]
+        expect(
+            len(reported) == epochs
+            and all(
+                math.isclose(got, want, rel_tol=loss_rtol)
+                for got, want in zip(reported, measured, strict=True)
+            ),
+            f"the history's validation losses are {', '.join(f'{v:.3f}' for v in reported)}, "
+            f"but the model's, measured after each epoch, are "
+            f"{', '.join(f'{v:.3f}' for v in measured)}: record what evaluate(model, "
+            "val_loader) returns, once per epoch",
+        )
         best_epoch = 1 + min(range(epochs), key=measured.__getitem__)
         saved = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
         saved_weights = [saved["model"].get(key) for key in ("weight", "bias")]

@@ -340,6 +340,30 @@ def cases():
         ),
         (
             "fit",
+            "wrong-divided-training-loss",
+            with_edits(
+                "fit",
+                (
+                    "(loss / accumulation_steps).backward()",
+                    "loss = loss / accumulation_steps\n            loss.backward()",
+                ),
+            ),
+            r"training loss of .* divided by 2: add up each batch's loss before dividing",
+        ),
+        (
+            "fit",
+            "wrong-validation-is-training",
+            with_edits(
+                "fit",
+                (
+                    'history["validation loss"].append(val_loss)',
+                    'history["validation loss"].append(history["training loss"][-1])',
+                ),
+            ),
+            r"the history's validation losses are .* measured after each epoch",
+        ),
+        (
+            "fit",
             "wrong-no-early-stopping",
             with_edits("fit", ("if stopper is not None and stopper.step(val_loss):", "if False:")),
             "EarlyStopping",
