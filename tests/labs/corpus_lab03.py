@@ -1,0 +1,562 @@
+"""Lab 3's answer corpus: for every exercise, the starter, the published solution, answers a
+beginner writes that are wrong (each with the reason its check must give) and other answers
+that are right. ``test_lab03_checks.py`` runs every case through its check.
+
+A case builds the check's whole argument list, the answer first: for the profiler exercises
+the profile is part of what the attendee made."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import SimpleNamespace
+
+import torch
+from torch import nn
+from torch.profiler import ProfilerActivity, profile, record_function
+from torch.utils.data import TensorDataset
+
+from tests.labs.solutions import lab_namespace, solution, solution_namespace, starter
+from workshop_labs import timing
+
+CPU = torch.device("cpu")
+STARTER, REFERENCE, WRONG, RIGHT = "starter", "reference", "wrong", "right"
+
+
+@dataclass(frozen=True)
+class Case:
+    """One answer to ``check_<exercise>``: ``arguments()`` gives what the lab's cell passes to
+    the check; ``refused`` is a regex its refusal must match, or None for a right answer."""
+
+    exercise: str
+    kind: str
+    name: str
+    arguments: Callable[[], tuple]
+    refused: str | None = None
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+# ----------------------------------------------------------------------------------------------
+# Exercise 1: time_it
+# ----------------------------------------------------------------------------------------------
+
+
+def time_it_wall_clock(fn, device, warmup=3, repeats=10):
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    start = time.time()
+    for _ in range(repeats):
+        fn()
+    _sync(device)
+    return (time.time() - start) * 1000 / repeats
+
+
+def time_it_process_time(fn, device, warmup=3, repeats=10):
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    start = time.process_time()
+    for _ in range(repeats):
+        fn()
+    _sync(device)
+    return (time.process_time() - start) * 1000 / repeats
+
+
+def time_it_one_extra_call(fn, device, warmup=3, repeats=10):
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(repeats + 1):
+        fn()
+    _sync(device)
+    return (time.perf_counter() - start) * 1000 / repeats
+
+
+def time_it_fixed_warmup(fn, device, warmup=3, repeats=10):
+    for _ in range(5):
+        fn()
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    _sync(device)
+    return (time.perf_counter() - start) * 1000 / repeats
+
+
+def time_it_no_warmup(fn, device, warmup=3, repeats=10):
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    _sync(device)
+    return (time.perf_counter() - start) * 1000 / repeats
+
+
+def time_it_never_syncs(fn, device, warmup=3, repeats=10):
+    for _ in range(warmup):
+        fn()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    return (time.perf_counter() - start) * 1000 / repeats
+
+
+def time_it_per_call(fn, device, warmup=3, repeats=10):
+    for _ in range(warmup):
+        fn()
+    runs = []
+    for _ in range(repeats):
+        _sync(device)
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        runs.append((time.perf_counter() - start) * 1000)
+    return sum(runs) / len(runs)
+
+
+def time_it_nanoseconds(fn, device, warmup=3, repeats=10):
+    for _ in range(warmup):
+        fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter_ns()
+    for _ in range(repeats):
+        fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter_ns() - start) / 1e6 / repeats
+
+
+# ----------------------------------------------------------------------------------------------
+# Exercise 2: top_op, on a recorded profile so the answer does not depend on this machine
+# ----------------------------------------------------------------------------------------------
+
+
+class RecordedProfile(torch.profiler.profile):
+    """A profile with fixed events."""
+
+    def __init__(self, events):
+        self.events = events
+
+    def key_averages(self):
+        return self.events
+
+    def __del__(self):
+        pass
+
+
+def event(key, self_us, total_us, count=1):
+    return SimpleNamespace(
+        key=key, self_cpu_time_total=self_us, cpu_time_total=total_us, count=count
+    )
+
+
+# aten::linear calls aten::t and aten::addmm: its total holds theirs, its self time is small;
+# aten::t is called most often; aten::relu has the least self time.
+LINEAR_PROFILE = [
+    event("aten::linear", 40, 1040, 16),
+    event("aten::addmm", 900, 900, 16),
+    event("aten::t", 60, 100, 48),
+    event("aten::relu", 30, 30, 16),
+]
+
+
+def top_op_case(kind, name, answer_from_events, refused=None):
+    def arguments():
+        prof = RecordedProfile(LINEAR_PROFILE)
+        return answer_from_events(prof.key_averages()), prof
+
+    return Case("top_op", kind, name, arguments, refused)
+
+
+def top_op_starter():
+    prof = RecordedProfile(LINEAR_PROFILE)
+    return starter(3, "top_op", prof=prof), prof
+
+
+def top_op_solution():
+    prof = RecordedProfile(LINEAR_PROFILE)
+    return solution(3, "top_op", prof=prof), prof
+
+
+# ----------------------------------------------------------------------------------------------
+# Exercise 3: label the stages, name the bottleneck
+# ----------------------------------------------------------------------------------------------
+
+N_BATCHES, STAGE_BATCH = 2, 32
+
+
+def _stage_inputs():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10)).eval()
+    given = {
+        "model": model,
+        "dataset": TensorDataset(torch.rand(N_BATCHES * STAGE_BATCH, 64)),
+        "n_batches": N_BATCHES,
+        "stage_batch": STAGE_BATCH,
+        "activities": [ProfilerActivity.CPU],
+    }
+    return given
+
+
+def _profiled(run):
+    run()  # warm-up: the first call pays one-off costs
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        run()
+    return prof
+
+
+def stages_reference():
+    solved = solution_namespace(
+        3, "bottleneck", needs=("standardize", "load_batch"), **_stage_inputs()
+    )
+    return solved["bottleneck"], solved["prof_stages"]
+
+
+def stages_starter():
+    given = _stage_inputs()
+    namespace = lab_namespace(3, "standardize", "load_batch", **given)
+    run_pipeline = starter(3, "run_pipeline", **given, load_batch=namespace["load_batch"])
+    return starter(3, "bottleneck", **given, load_batch=namespace["load_batch"]), _profiled(
+        run_pipeline
+    )
+
+
+def _pipeline(model_region_holds: str):
+    """The lab's pipeline, profiled, with its 'model' label around ``model_region_holds``:
+    "forward" (as asked), "loop" (the whole loop) or "batch" (the loading and the forward)."""
+    given = _stage_inputs()
+    load_batch = lab_namespace(3, "standardize", "load_batch", **given)["load_batch"]
+    model = given["model"]
+
+    def label(around: str):
+        return (
+            record_function("model") if around == model_region_holds else contextlib.nullcontext()
+        )
+
+    def run():
+        with torch.inference_mode(), label("loop"):
+            for b in range(N_BATCHES):
+                with label("batch"):
+                    with record_function("load"):
+                        inputs = load_batch(range(b * STAGE_BATCH, (b + 1) * STAGE_BATCH))
+                    with label("forward"):
+                        model(inputs)
+
+    return _profiled(run)
+
+
+def stage_ms(prof):
+    return {e.key: e.cpu_time_total for e in prof.key_averages() if e.key in ("load", "model")}
+
+
+def stages_the_faster_one():
+    prof = _pipeline("forward")
+    times = stage_ms(prof)
+    return min(times, key=times.get), prof
+
+
+def stages_sorted():
+    prof = _pipeline("forward")
+    ranked = sorted(stage_ms(prof).items(), key=lambda item: item[1], reverse=True)
+    return ranked[0][0], prof
+
+
+def stages_wrong_label(model_region_holds):
+    def arguments():
+        prof = _pipeline(model_region_holds)
+        times = stage_ms(prof)
+        return max(times, key=times.get), prof
+
+    return arguments
+
+
+# ----------------------------------------------------------------------------------------------
+# Exercise 4: load a whole batch at once
+# ----------------------------------------------------------------------------------------------
+
+IMAGES = torch.rand(300, 64) * 16
+
+
+def standardize(image):
+    return (image - image.mean()) / (image.std() + 1e-6)
+
+
+def load_batch(indices):
+    """The lab's loader: one sample at a time."""
+    return torch.stack([standardize(IMAGES[i]) for i in indices])
+
+
+def fast_load_population_std(indices):
+    images = IMAGES[indices]
+    mean = images.mean(dim=1, keepdim=True)
+    std = images.std(dim=1, keepdim=True, unbiased=False)
+    return (images - mean) / (std + 1e-6)
+
+
+def fast_load_per_pixel(indices):
+    images = IMAGES[indices]
+    return (images - images.mean(dim=0)) / (images.std(dim=0) + 1e-6)
+
+
+def fast_load_without_keepdim(indices):
+    images = IMAGES[indices]
+    return (images - images.mean(dim=1)) / (images.std(dim=1) + 1e-6)
+
+
+def fast_load_still_a_loop(indices):
+    rows = [IMAGES[i] for i in indices]
+    return torch.stack([(row - row.mean()) / (row.std() + 1e-6) for row in rows])
+
+
+def fast_load_std_mean(indices):
+    images = IMAGES[list(indices)]
+    std, mean = torch.std_mean(images, dim=1, keepdim=True)
+    return (images - mean) / (std + 1e-6)
+
+
+def fast_load_case(kind, name, answer, refused=None):
+    return Case("fast_load", kind, name, lambda: (answer(), load_batch, IMAGES), refused)
+
+
+# ----------------------------------------------------------------------------------------------
+# Exercise 5: the measured speed-up of two functions that take about 4 ms and 1 ms
+# ----------------------------------------------------------------------------------------------
+
+
+def takes(ms):
+    """A function that takes about ``ms`` milliseconds and returns the same scores each call."""
+    scores = torch.arange(6.0)
+
+    def fn():
+        time.sleep(ms / 1000)
+        return scores
+
+    return fn
+
+
+SLOW, FAST = takes(4), takes(1)
+
+
+def time_runs(fn, **options):
+    """The lab's own time_runs."""
+    return lab_namespace(3, "time_runs", device=CPU)["time_runs"](fn, **options)
+
+
+def speedup_case(kind, name, runs, refused=None):
+    return Case("speedup", kind, name, lambda: (runs(), SLOW, FAST, CPU), refused)
+
+
+def speedup_starter():
+    runs = starter(
+        3,
+        "speedup_runs",
+        run_pipeline_with=lambda load: load(),
+        load_batch=SLOW,
+        load_batch_fast=FAST,
+    )
+    return runs, SLOW, FAST, CPU
+
+
+def speedup_reference():
+    solved = solution_namespace(
+        3,
+        "speedup_runs",
+        needs=("time_runs",),
+        edits=(("before, warmup=3, repeats=10", "before, warmup=3, repeats=6"),),
+        device=CPU,
+        run_pipeline_with=lambda load: load(),
+        load_batch=SLOW,
+        load_batch_fast=FAST,
+    )
+    return solved["speedup_runs"], solved["before"], solved["after"], CPU
+
+
+def runs_by_hand():
+    runs = {"before": [], "after": []}
+    for name, fn in (("before", SLOW), ("after", FAST)):
+        for _ in range(2):
+            fn()
+        for _ in range(7):
+            start = time.perf_counter()
+            fn()
+            runs[name].append((time.perf_counter() - start) * 1000)
+    return runs
+
+
+def runs_interleaved():
+    runs = {"before": [], "after": []}
+    SLOW(), FAST()
+    for _ in range(6):
+        for name, fn in (("before", SLOW), ("after", FAST)):
+            runs[name].append(timing.measure(fn, device=CPU, warmup=0, repeats=1).runs[0])
+    return runs
+
+
+def runs_in_seconds():
+    return {
+        name: [ms / 1000 for ms in time_runs(fn)]
+        for name, fn in (("before", SLOW), ("after", FAST))
+    }
+
+
+CASES = [
+    # Exercise 1
+    Case("time_it", STARTER, "starter", lambda: (starter(3, "time_it"),), r"reads time.time\(\)"),
+    Case("time_it", REFERENCE, "solution", lambda: (solution(3, "time_it"),)),
+    Case(
+        "time_it",
+        WRONG,
+        "wall-clock",
+        lambda: (time_it_wall_clock,),
+        r"reads time.time\(\), the wall clock.*Use time.perf_counter\(\)",
+    ),
+    Case(
+        "time_it",
+        WRONG,
+        "process-time",
+        lambda: (time_it_process_time,),
+        r"reads time.process_time\(\).*stops while the process waits",
+    ),
+    Case(
+        "time_it",
+        WRONG,
+        "one-call-too-many",
+        lambda: (time_it_one_extra_call,),
+        "called fn 14 times with warmup=3 and repeats=10",
+    ),
+    Case(
+        "time_it",
+        WRONG,
+        "warm-up-ignores-its-argument",
+        lambda: (time_it_fixed_warmup,),
+        "called fn 15 times",
+    ),
+    Case("time_it", WRONG, "no-warm-up", lambda: (time_it_no_warmup,), "no warm-up"),
+    Case("time_it", WRONG, "never-syncs", lambda: (time_it_never_syncs,), "CUDA is asynchronous"),
+    Case("time_it", RIGHT, "sync-around-each-call", lambda: (time_it_per_call,)),
+    Case("time_it", RIGHT, "nanosecond-counter", lambda: (time_it_nanoseconds,)),
+    # Exercise 2
+    Case("top_op", STARTER, "starter", top_op_starter, "`top_op` is None"),
+    Case("top_op", REFERENCE, "solution", top_op_solution),
+    top_op_case(
+        WRONG,
+        "by-total-time",
+        lambda events: max(events, key=lambda e: e.cpu_time_total).key,
+        "includes the ops it calls",
+    ),
+    top_op_case(
+        WRONG,
+        "by-call-count",
+        lambda events: max(events, key=lambda e: e.count).key,
+        "called most often",
+    ),
+    top_op_case(
+        WRONG,
+        "min-not-max",
+        lambda events: min(events, key=lambda e: e.self_cpu_time_total).key,
+        r"\*smallest\* self CPU time: take max",
+    ),
+    top_op_case(
+        WRONG,
+        "the-event-not-its-name",
+        lambda events: max(events, key=lambda e: e.self_cpu_time_total),
+        "give the op's name",
+    ),
+    top_op_case(WRONG, "typed-in", lambda events: "aten::matmul", "no op named 'aten::matmul'"),
+    top_op_case(
+        RIGHT,
+        "sorted-descending",
+        lambda events: sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[0].key,
+    ),
+    # Exercise 3
+    Case("stages", STARTER, "starter", stages_starter, "no 'model' region"),
+    Case("stages", REFERENCE, "solution", stages_reference),
+    Case("stages", WRONG, "the-faster-stage", stages_the_faster_one, "is not the slower stage"),
+    Case(
+        "stages",
+        WRONG,
+        "model-label-around-the-loop",
+        stages_wrong_label("loop"),
+        "1 'model' region.*inside the loop, once per batch",
+    ),
+    Case(
+        "stages",
+        WRONG,
+        "model-label-around-load-too",
+        stages_wrong_label("batch"),
+        "the 'model' region also holds the loading",
+    ),
+    Case("stages", RIGHT, "sorted-stages", stages_sorted),
+    # Exercise 4
+    fast_load_case(
+        STARTER,
+        "starter",
+        lambda: starter(3, "load_batch_fast", X=IMAGES),
+        "returned None",
+    ),
+    fast_load_case(REFERENCE, "solution", lambda: solution(3, "load_batch_fast", X=IMAGES)),
+    fast_load_case(WRONG, "population-std", lambda: fast_load_population_std, "correction=0"),
+    fast_load_case(WRONG, "per-pixel", lambda: fast_load_per_pixel, "each pixel across the batch"),
+    fast_load_case(WRONG, "no-keepdim", lambda: fast_load_without_keepdim, "pass keepdim=True"),
+    fast_load_case(
+        WRONG, "still-a-loop", lambda: fast_load_still_a_loop, "still one sample at a time"
+    ),
+    fast_load_case(RIGHT, "std-mean", lambda: fast_load_std_mean),
+    # Exercise 5
+    Case("speedup", STARTER, "starter", speedup_starter, "has 1 run"),
+    Case("speedup", REFERENCE, "solution", speedup_reference),
+    speedup_case(
+        WRONG,
+        "made-up-constants",
+        lambda: {"before": [50] * 6, "after": [5] * 6},
+        r"is exactly 50 ms: real timings scatter",
+    ),
+    speedup_case(
+        WRONG,
+        "made-up-numbers",
+        lambda: {"before": [50, 52, 49, 51, 50, 53], "after": [5, 5.2, 4.9, 5.1, 5.0, 5.3]},
+        r"speedup_runs\['before'\] has a median of 50.50 ms.*not timings of before\(\)",
+    ),
+    speedup_case(
+        WRONG,
+        "before-timed-twice",
+        lambda: {"before": time_runs(SLOW), "after": time_runs(SLOW)},
+        r"both look like before\(\), timed twice",
+    ),
+    speedup_case(
+        WRONG,
+        "after-timed-twice",
+        lambda: {"before": time_runs(FAST), "after": time_runs(FAST)},
+        r"both look like after\(\), timed twice",
+    ),
+    speedup_case(
+        WRONG,
+        "swapped",
+        lambda: {"before": time_runs(FAST), "after": time_runs(SLOW)},
+        "'before' and 'after' are swapped",
+    ),
+    speedup_case(
+        WRONG,
+        "function-never-called",
+        lambda: {"before": time_runs(lambda: SLOW), "after": time_runs(lambda: FAST)},
+        r"not timings of before\(\)",
+    ),
+    speedup_case(WRONG, "seconds", runs_in_seconds, "that is seconds"),
+    speedup_case(
+        WRONG,
+        "one-mean-each",
+        lambda: {"before": 4.1, "after": 1.1},
+        "must be a list of milliseconds",
+    ),
+    speedup_case(RIGHT, "by-hand", runs_by_hand),
+    speedup_case(RIGHT, "interleaved", runs_interleaved),
+]
