@@ -431,6 +431,16 @@ def check_save_checkpoint(save_checkpoint_fn: Callable, rng_state_fn: Callable) 
         "training, not of a fresh optimizer",
     )
     expect(
+        all(
+            torch.equal(
+                saved_optimizer["state"][key].get("momentum_buffer"), state["momentum_buffer"]
+            )
+            for key, state in optimizer.state_dict()["state"].items()
+        ),
+        "checkpoint['optimizer'] holds other momentum buffers than the optimizer's: save "
+        "optimizer.state_dict() of the optimizer passed in, as it is when you save",
+    )
+    expect(
         isinstance(checkpoint["scheduler"], Mapping)
         and checkpoint["scheduler"].get("last_epoch") == scheduler.last_epoch,
         "checkpoint['scheduler'] is not scheduler.state_dict(): save it so the learning rate "
