@@ -675,7 +675,9 @@ def check_my_activation(activation_class: object) -> None:
     x = torch.randn(8, 16, generator=generator)
     other = torch.randn(8, 16, generator=generator)
     nudged = x.clone()
-    nudged[:, 0] += 1.0
+    nudged[0, 0] += 1.0  # one input of one sample: every other output must stay as it was
+    others = torch.ones_like(x, dtype=torch.bool)
+    others[0, 0] = False
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # nn.Softmax() warns about its implicit dimension
         out = expect_tensor(module(x), name=f"{kind}()(x)", shape=tuple(x.shape))
@@ -686,10 +688,11 @@ def check_my_activation(activation_class: object) -> None:
             "e.g. nn.ELU",
         )
         expect(
-            torch.allclose(module(nudged)[:, 1:], out[:, 1:]),
-            f"{kind} is not elementwise: changing one input changed the other outputs of its "
-            "row (as softmax does). Between layers every unit needs its own f(x): pick an "
-            "elementwise activation (F.cross_entropy already applies the softmax)",
+            torch.allclose(module(nudged)[others], out[others]),
+            f"{kind} is not elementwise: changing one input changed other outputs (softmax "
+            "mixes a row, and over dim=0 the samples of a batch). Between layers every unit "
+            "needs its own f(x): pick an elementwise activation (F.cross_entropy already "
+            "applies the softmax)",
         )
         linear = torch.allclose(module(x + other), out + module(other), atol=1e-5) and (
             torch.allclose(module(-x), -out, atol=1e-5)

@@ -153,6 +153,13 @@ class ReLUResultDiscarded(nn.Module):
         return x
 
 
+class SoftmaxOverTheBatch(nn.Module):
+    """A softmax taken over dim=0: each feature is shared out among the samples."""
+
+    def forward(self, x):
+        return torch.softmax(x, dim=0)
+
+
 def cases():
     """(exercise, case id, answer, the refusal's words or None for a right answer)."""
     kaiming = 'nn.init.kaiming_normal_(module.weight, nonlinearity="relu")'
@@ -326,6 +333,7 @@ def cases():
             r"Dropout gives a different output each time.*random",
         ),
         ("my_activation", "wrong-result-discarded", ReLUResultDiscarded, "linear"),
+        ("my_activation", "wrong-softmax-over-batch", SoftmaxOverTheBatch, "not elementwise"),
         ("my_activation", "wrong-log-softmax", nn.LogSoftmax, "not elementwise"),
         ("my_activation", "wrong-function", F.gelu, "not a module class"),
     ]
