@@ -992,11 +992,13 @@ def check_fit(fit: Callable, device: torch.device | str, use_amp: bool) -> None:
         )
 
         # Validation labels one class off the training labels: training makes the validation
-        # loss worse, so the best epoch is an early one and the last epoch is not the best.
+        # loss worse, so the best epoch is an early one and the last epoch is not the best. At
+        # lr 1.0 each epoch's loss is several percent above the one before (1.43, 1.57, 1.64),
+        # far more than bf16 autocast rounds, so fit and this check agree on the best epoch.
         features, labels = _tiny_problem(batches)[1].dataset.tensors
         val_batches = [(features, (labels + 1) % 3)]
         epochs = 3
-        history, records, _, _, model = run(0.1, epochs, DataLoader(TensorDataset(*val_batches[0])))
+        history, records, _, _, model = run(1.0, epochs, DataLoader(TensorDataset(*val_batches[0])))
         after_epoch = [records[epoch * batches]["weights"] for epoch in range(1, epochs)]
         after_epoch.append([p.detach().cpu() for p in model.parameters()])
         measured = [float(_loss_at(weights, val_batches)) for weights in after_epoch]
