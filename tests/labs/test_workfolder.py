@@ -2,6 +2,7 @@ import hashlib
 import itertools
 import json
 import os
+import shutil
 import socket
 import stat
 import subprocess
@@ -351,9 +352,9 @@ def seeding_command(shipped: Path, work: Path) -> list[str]:
     return [*step, "--labs", str(shipped), "--work", str(work)]
 
 
-def run_step(command: list[str]) -> subprocess.CompletedProcess:
+def run_step(command: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess:
     started = time.monotonic()
-    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=cwd)
     assert result.returncode == 0, result.stderr
     assert time.monotonic() - started < 30
     return result
@@ -368,13 +369,49 @@ def attendee_files(attendee_tmp: Path) -> tuple[Path, Path]:
     return shipped, labs
 
 
-def test_unreadable_lab_and_manifest_are_left_alone(attendee_tmp):
+@pytest.fixture
+def seed_as_attendee(attendee_tmp):
+    """Run the container's step as the attendee, the way the image does: the package where they
+    can read it (the image installs it for every user), run by the interpreter itself. Neither
+    this checkout nor its virtual environment need be readable by them: a clone in a private
+    (0700) home folder is not."""
+    step = attendee_tmp / "step"
+    shutil.copytree(
+        Path(workfolder.__file__).parent,
+        step / "workshop_labs",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    run_step(["chmod", "-R", "a+rX", str(step)])
+    # The interpreter a virtual environment was made from: the environment itself may live in
+    # the checkout. -E -s: only the standard library and the copy (the working folder) count.
+    python = getattr(sys, "_base_executable", sys.executable)
+    can_run = subprocess.run(as_attendee(python, "-E", "-s", "-c", "import json, logging"))
+    if can_run.returncode != 0:
+        pytest.skip(f"the attendee's uid cannot run {python}: install Python where all can")
+
+    def seed(shipped: Path, work: Path) -> subprocess.CompletedProcess:
+        step_command = [python, "-E", "-s", "-m", "workshop_labs.workfolder"]
+        command = [*step_command, "--labs", str(shipped), "--work", str(work)]
+        return run_step(as_attendee(*command), cwd=step)
+
+    return seed
+
+
+def test_the_attendees_step_runs_the_package_it_was_given(seed_as_attendee, attendee_tmp):
+    """The copy runs, not a checkout the attendee may be unable to read."""
     shipped, labs = attendee_files(attendee_tmp)
-    run_step(as_attendee(*seeding_command(shipped, labs.parent)))
+    step_package = attendee_tmp / "step" / "workshop_labs"
+    (step_package / "workfolder.py").write_text("print('the copy ran')\n")
+    assert seed_as_attendee(shipped, labs.parent).stdout == "the copy ran\n"
+
+
+def test_unreadable_lab_and_manifest_are_left_alone(attendee_tmp, seed_as_attendee):
+    shipped, labs = attendee_files(attendee_tmp)
+    seed_as_attendee(shipped, labs.parent)
     (labs / "01_intro.ipynb").chmod(0)
     (labs / workfolder.MANIFEST_NAME).chmod(0)
     (labs / "02_modules.ipynb").unlink()
-    result = run_step(as_attendee(*seeding_command(shipped, labs.parent)))
+    result = seed_as_attendee(shipped, labs.parent)
     assert "left 01_intro.ipynb alone: it cannot be read (Permission denied)" in result.stderr
     assert "labs: set aside the lab manifest .workshop-labs.json as" in result.stderr
     assert "rebuilt it: it cannot be read (Permission denied)" in result.stderr
@@ -384,10 +421,10 @@ def test_unreadable_lab_and_manifest_are_left_alone(attendee_tmp):
     assert stat.S_IMODE(aside.stat().st_mode) == 0
 
 
-def test_read_only_labs_folder_is_reported(attendee_tmp):
+def test_read_only_labs_folder_is_reported(attendee_tmp, seed_as_attendee):
     shipped, labs = attendee_files(attendee_tmp)
     run_step(as_attendee("chmod", "a-w", str(labs)))
-    result = run_step(as_attendee(*seeding_command(shipped, labs.parent)))
+    result = seed_as_attendee(shipped, labs.parent)
     (line,) = result.stderr.splitlines()
     assert "could not write 01_intro.ipynb, 02_modules.ipynb in" in line
     assert "Permission denied" in line
