@@ -7,6 +7,7 @@ one, a room of one with a 45 s maximum server age on the other.
 from __future__ import annotations
 
 import logging
+import tarfile
 import threading
 import time
 import uuid
@@ -121,10 +122,11 @@ def test_a_full_work_folder_is_enospc_for_its_owner_only(small_stack, neighbour)
     for line in small_stack.logs().splitlines():
         if "work disk" in line:
             progress(f"hub: {line.split('] ', 1)[-1]}")
-    # On the host: the image file never grows past the limit.
-    image = disk_paths(small_stack.project, f"{small_stack.project}-user-filler").image
-    assert Path(image).stat().st_size == DISK_LIMIT
-    assert Path(image).stat().st_blocks * 512 <= DISK_LIMIT
+    # On the host: the image file never grows past the limit, and all of it was allocated
+    # when it was made (ext4 adds a block or two of its own for the file's extent tree).
+    image = Path(disk_paths(small_stack.project, f"{small_stack.project}-user-filler").image)
+    assert image.stat().st_size == DISK_LIMIT
+    assert DISK_LIMIT <= image.stat().st_blocks * 512 <= DISK_LIMIT + 64 * 1024
 
 
 def test_the_root_is_read_only_and_tmp_is_capped_yet_a_lab_runs(small_stack, neighbour):
@@ -167,6 +169,136 @@ def test_the_root_is_read_only_and_tmp_is_capped_yet_a_lab_runs(small_stack, nei
     assert lines["lab"] == "ok True"
     container = small_stack.attendee_container("neighbour")
     assert container.attrs["HostConfig"]["ReadonlyRootfs"] is True
+
+
+# A kernel's double-forked daemon that names processes `dockerd`, forking (and reaping) until
+# told to stop: each new process takes the next pid, so one soon sorts before the real
+# dockerd's. It keeps the newest of them alive.
+DOCKERD_IMPOSTORS = """
+import os, signal, time
+stop = os.path.expanduser("~/work/stop-impostors")
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        alive = []
+        while not os.path.exists(stop):
+            pid = os.fork()
+            if pid == 0:
+                with open("/proc/self/comm", "w") as comm:
+                    comm.write("dockerd")
+                time.sleep(3600)
+                os._exit(0)
+            alive.append(pid)
+            if len(alive) > 300:
+                oldest = alive.pop(0)
+                os.kill(oldest, signal.SIGKILL)
+                os.waitpid(oldest, 0)
+        os._exit(0)
+    os._exit(0)
+os.wait()
+print("forking")
+"""
+# How the disk helper used to find dockerd: the first process, in /proc's glob order, whose
+# name is dockerd. The control: run in a helper with host pids, it picks an impostor.
+NAME_SELECTION = "grep -lxs dockerd /proc/[0-9]*/comm | head -n 1 | cut -d/ -f3"
+
+
+def dockerd_by_name(docker_client) -> int:
+    output = docker_client.containers.run(
+        TEST_IMAGES["WORKSHOP_HUB_IMAGE"],
+        ["sh", "-c", NAME_SELECTION],
+        entrypoint=[],
+        pid_mode="host",
+        network_mode="none",
+        remove=True,
+    )
+    return int(output.decode().strip())
+
+
+def process_uid(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith("Uid:")).split()[1])
+
+
+def test_a_kernel_named_dockerd_steers_no_disk(small_stack, neighbour, docker_client, tmp_path):
+    real_dockerd = int(Path("/var/run/docker.pid").read_text())
+    mallory = ready_attendee(small_stack, "impostor")
+    assert mallory.run_code(DOCKERD_IMPOSTORS).stdout.strip() == "forking"
+    started = time.monotonic()
+    try:
+        # Until an impostor is the process a selection by name picks (the pids wrap around).
+        while True:
+            names = processes_named_dockerd()
+            if names and names[0] != str(real_dockerd):
+                break
+            assert time.monotonic() - started < 300, "no impostor sorted first in 300 s"
+            time.sleep(0.2)
+        mallory.api(
+            "PUT", "contents/stop-impostors", json={"type": "file", "format": "text", "content": ""}
+        )
+        picked = dockerd_by_name(docker_client)
+        impostors = len(processes_named_dockerd()) - 1
+        progress(
+            f"{impostors} impostors named dockerd after {time.monotonic() - started:.0f} s; "
+            f"the selection by name picks pid {picked} (uid {process_uid(picked)}), "
+            f"the real dockerd is {real_dockerd}"
+        )
+        assert picked != real_dockerd and process_uid(picked) == 1000  # the control
+
+        # The next attendee's spawn mounts their disk where dockerd binds volumes from.
+        newcomer = ready_attendee(small_stack, "newcomer")
+        saved = newcomer.api(
+            "PUT", "contents/mine.txt", json={"type": "file", "format": "text", "content": "mine"}
+        )
+        assert saved.status_code == 201
+        disk = disk_paths(small_stack.project, f"{small_stack.project}-user-newcomer")
+        assert f" {disk.mountpoint} " in Path(f"/proc/{real_dockerd}/mountinfo").read_text()
+        assert Path(disk.mountpoint, "mine.txt").read_text() == "mine"
+
+        # A disk grows, in the host's mount namespace.
+        log = logging.getLogger("test-disks")
+        instance = f"{owner_tag()}grow{uuid.uuid4().hex[:6]}"
+        disks = WorkDisks(docker_client, TEST_IMAGES["WORKSHOP_HUB_IMAGE"], instance, 32 * MiB, log)
+        volume = f"{instance}-user-a"
+        try:
+            disks.prepare(volume)
+            capped_volume_files(docker_client, volume, f"echo kept > {WORK_DIR}/kept.txt")
+            disks.limit = 48 * MiB
+            disks.prepare(volume)
+            df = capped_volume_files(
+                docker_client, volume, f"cat {WORK_DIR}/kept.txt; df -B1 {WORK_DIR}"
+            )
+            assert df.startswith("kept\n") and int(df.splitlines()[-1].split()[1]) > 36 * MiB
+        finally:
+            docker_client.volumes.get(volume).remove(force=True)
+            remove_instance_disks(docker_client, TEST_IMAGES["WORKSHOP_HUB_IMAGE"], instance)
+        assert not Path(DISKS_ROOT, instance).exists()
+
+        # The organizer's export reads every disk.
+        export = tmp_path / "export"
+        result = small_stack.hub_exec("workshop-hub", "export-work", str(export))
+        assert result.returncode == 0, result.stdout + result.stderr
+        with tarfile.open(export / "newcomer.tar.gz") as archive:
+            member = archive.extractfile("newcomer/mine.txt")
+            assert member is not None and member.read() == b"mine"
+    finally:
+        mallory.stop_server()
+    assert processes_named_dockerd() == [str(real_dockerd)], "impostors outlived their server"
+
+
+def processes_named_dockerd() -> list[str]:
+    """Pids of the processes named dockerd, in the order a shell's /proc glob lists them."""
+    return sorted(
+        path.parent.name for path in Path("/proc").glob("[0-9]*/comm") if _read(path) == "dockerd\n"
+    )
+
+
+def _read(path: Path) -> str:
+    """A /proc file of a process that may just have ended: empty then."""
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
 
 
 def test_printing_a_gigabyte_to_the_container_log_stays_under_its_cap(hub, ada):

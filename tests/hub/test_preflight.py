@@ -96,6 +96,19 @@ def test_too_little_disk_for_the_work_folders_fails():
     assert verdict.status == FAIL and "free 40.0 GB" in verdict.advice  # 30 × 2 GB - 20 GB
 
 
+def test_disk_for_the_room_but_not_for_every_name_is_a_warning():
+    # 30 at once fit in 100 GB; the 60 names the room allows (twice the room) do not.
+    found = by_check(
+        preflight.verdicts(settings(WORKSHOP_MAX_ATTENDEES="30"), host(disks_free=100 * GiB))
+    )
+    assert found["disk for work folders"].status == PASS
+    verdict = found["disk for every name"]
+    assert verdict.status == WARN and "60 names" in verdict.detail
+    assert "WORKSHOP_MAX_NAMES" in verdict.advice
+    enough = preflight.verdicts(settings(WORKSHOP_MAX_ATTENDEES="30"), host(disks_free=130 * GiB))
+    assert by_check(enough)["disk for every name"].status == PASS
+
+
 def test_gpus_set_without_a_runtime_fail_with_the_toolkits_name():
     refused = "Docker on this host has no NVIDIA runtime"
     verdict = by_check(preflight.verdicts(settings(WORKSHOP_GPUS="0"), host(gpu_refused=refused)))[

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import stat
 
+from ..auth import max_names
 from ..credentials import GOOD_CODE_ADVICE, guessable
 from ..disks import DISKS_ROOT
 from ..docker_host import (
@@ -123,6 +124,22 @@ def check_disk(settings: WorkshopSettings, facts: HostFacts) -> list[Verdict]:
                 FAIL,
                 f"free {size_text(needed - facts.disks_free)} on the disk of {DISKS_ROOT}, "
                 "or lower WORKSHOP_DISK_LIMIT or the room size",
+            )
+        )
+        # Each claimed name keeps its disk, allocated, until it is deleted: attendees who
+        # leave and come back under a new name take room too.
+        names = max_names(settings)
+        for_names = names * settings.disk_limit
+        verdicts.append(
+            _enough_disk(
+                "disk for every name",
+                for_names <= facts.disks_free,
+                f"{names} names (WORKSHOP_MAX_NAMES) × {size_text(settings.disk_limit)} = "
+                f"{size_text(for_names)}; {size_text(facts.disks_free)} free in {DISKS_ROOT}",
+                WARN,
+                "past what the disk holds, a new name's server is refused with \"not enough "
+                'for a work folder": free space there, lower WORKSHOP_MAX_NAMES or '
+                "WORKSHOP_DISK_LIMIT, or delete attendees who left (the console's Delete)",
             )
         )
     if facts.docker_root_free is not None:
