@@ -14,7 +14,7 @@ from workshop_hub import announcement, console, credentials, firewall
 from workshop_hub.access import names, sessions
 from workshop_hub.auth import max_names
 from workshop_hub.disks import DiskError
-from workshop_hub.exposure import attendee_origin_host, log_exposure
+from workshop_hub.exposure import attendee_origin_host, limit_request_bodies, log_exposure
 from workshop_hub.passwords import MIN_PASSWORD_LENGTH, PasswordStore
 from workshop_hub.profiles import START_PAGE_URL, WORK_DIR
 from workshop_hub.room import idle_culler_command
@@ -66,6 +66,7 @@ except (names.NameConflict, SettingsError, OSError) as error:
 print(credentials.banner(settings.admin_users), flush=True)
 # Plain HTTP on loopback, HTTPS through the proxy, or a warning that codes travel in clear.
 log_exposure(log, settings, os.environ)
+limit_request_bodies()
 
 # State that must survive restarts lives on the hub-data volume.
 c.JupyterHub.db_url = f"sqlite:///{credentials.HUB_DATA_DIR}/jupyterhub.sqlite"

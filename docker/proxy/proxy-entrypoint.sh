@@ -11,6 +11,8 @@ KEY_FILE=/etc/workshop-tls/key.pem
 ACME_CA_ROOT_FILE=/etc/workshop-tls/acme-ca-root.pem
 # Caddy reads its copies (the originals are often readable by root only); tmpfs, never a layer.
 RUN_DIR=/tmp/workshop-proxy
+# The largest request body passed on (Kubernetes' ingress for JupyterHub allows the same).
+MAX_BODY_SIZE=64MB
 
 fail() {
   echo "workshop proxy cannot start: $*" >&2
@@ -96,6 +98,11 @@ cat >"$RUN_DIR/Caddyfile" <<CADDYFILE
 $site {
 	${cert:+tls $RUN_DIR/cert.pem $RUN_DIR/key.pem}
 	header Strict-Transport-Security "max-age=31536000"
+	# Servers behind read a whole body into memory before they check who sent it: a notebook
+	# or one of JupyterLab's upload chunks fits, a flood of large posts does not.
+	request_body {
+		max_size $MAX_BODY_SIZE
+	}
 	reverse_proxy hub:8000 {
 		# Tornado (in JupyterHub) reads the scheme from X-Scheme before X-Forwarded-Proto,
 		# to which the hub's own proxy appends ",http": without it, cookies would not be Secure.

@@ -11,12 +11,27 @@ import ipaddress
 import logging
 from collections.abc import Mapping
 
+from tornado.httpserver import HTTPServer
+
 from .settings import COMPOSE_SETTINGS, SettingsError, WorkshopSettings
+
+# The largest request body the hub takes. Tornado reads a whole body into memory before any
+# handler sees it (100 MB by default), so a few anonymous posts, from the network or from a
+# kernel on the attendee network, could fill the hub's memory; nothing the hub serves takes
+# more than a form or a small JSON document.
+HUB_MAX_BODY_BYTES = 1024**2
 
 HOW_TO_TURN_ON_HTTPS = (
     "set WORKSHOP_DOMAIN (or WORKSHOP_TLS_CERT and WORKSHOP_TLS_KEY) and COMPOSE_PROFILES=https "
     "in .env (README: HTTPS for a hosted hub)"
 )
+
+
+def limit_request_bodies() -> None:
+    """Every HTTP server of this process (the hub's) refuses bodies over HUB_MAX_BODY_BYTES.
+
+    JupyterHub makes its server itself; Tornado's Configurable defaults reach it."""
+    HTTPServer.configure(None, max_body_size=HUB_MAX_BODY_BYTES)
 
 
 def _authority(address: str, port: str) -> str:

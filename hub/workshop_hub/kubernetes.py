@@ -41,6 +41,7 @@ from .access.names import (
     reserved_names,
 )
 from .auth import max_names
+from .exposure import limit_request_bodies
 from .firewall import CONSOLE_PORT, HUB_API_PORT
 from .passwords import MIN_PASSWORD_LENGTH, PasswordStore
 from .profiles import (
@@ -620,6 +621,7 @@ def configure_hub(c) -> None:
         configured = read_secrets(os.environ)
     except SettingsError as error:
         raise SystemExit(f"workshop hub cannot start: Secret {SECRET_NAME}: {error}") from None
+    limit_request_bodies()
     authenticator = c.WorkshopAuthenticator
     authenticator.room_code = credentials.resolve(
         configured["access_code"],

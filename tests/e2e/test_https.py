@@ -315,6 +315,31 @@ def test_login_spawn_and_kernel_over_https_with_secure_cookies(https_hub):
     assert not any(f"@{proxy_ip})" in line for line in login_lines), login_lines[-5:]
 
 
+def test_the_proxy_refuses_bodies_past_its_limit_before_anything_reads_them(https_hub, tmp_path):
+    """An attendee's own server reads a whole body before it answers: the proxy stops one
+    past its limit on the way."""
+    lovelace = Attendee(https_hub.url, "lovelace", ca_file=https_hub.root)
+    assert lovelace.login(ACCESS_CODE_OF_TESTS).status_code == 200
+    lovelace.wait_until_ready()
+    assert lovelace.open_lab().status_code == 200
+    cookies = "; ".join(f"{cookie.name}={cookie.value}" for cookie in lovelace.http.cookies)
+
+    def put(megabytes: int) -> str:
+        body = tmp_path / f"{megabytes}M.bin"
+        body.write_bytes(b"x" * megabytes * 1024**2)
+        sent = curl(
+            "--cacert", https_hub.root, "-X", "PUT", "--data-binary", f"@{body}",
+            "-H", f"Cookie: {cookies}", "-H", f"X-XSRFToken: {lovelace._server_xsrf()}",
+            "-o", "/dev/null", "-w", "%{http_code}", lovelace.user_url("api/contents/big.bin"),
+        )  # fmt: skip
+        return sent.stdout
+
+    # The control: a body within the limit reaches her server, which reads it and finds no
+    # JSON in it (400).
+    assert put(4) == "400"
+    assert put(70) == "413"
+
+
 def test_cookies_on_the_plain_loopback_port_are_not_secure(https_hub):
     """The control of the test above: the Secure flag comes from the HTTPS route."""
     direct = Attendee(https_hub.stack.url, "hopper")
