@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import pickle
 import re
@@ -316,6 +317,9 @@ def check_load_trusted(load_trusted_fn: Callable, config_class: type) -> None:
     name = "load_trusted"
     expect(callable(load_trusted_fn), f"`{name}` is not a function")
     config = config_class()
+    if dataclasses.is_dataclass(config):  # not the defaults: a loader must read them back
+        first = dataclasses.fields(config)[0].name
+        config = dataclasses.replace(config, **{first: getattr(config, first) * 2})
     weights = {"weight": torch.randn(3, 2)}
     _payload_runs.clear()
     with tempfile.TemporaryDirectory() as folder:
@@ -333,6 +337,12 @@ def check_load_trusted(load_trusted_fn: Callable, config_class: type) -> None:
         expect(
             isinstance(loaded.get("config"), config_class) and loaded["config"] == config,
             f"checkpoint['config'] did not come back as the saved {config_class.__name__}",
+        )
+        expect(
+            isinstance(loaded.get("model"), Mapping)
+            and torch.equal(loaded["model"].get("weight", torch.empty(0)), weights["weight"]),
+            "checkpoint['model'] did not come back with the saved weights: return what "
+            "torch.load read from the file",
         )
         moved = load_trusted_fn(good, torch.device("meta"))
         landed = moved["model"]["weight"].device.type

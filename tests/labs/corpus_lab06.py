@@ -53,6 +53,11 @@ def load_falling_back_to_unsafe(path, device):
         return torch.load(path, map_location=device, weights_only=False)
 
 
+def load_made_up(path, device):
+    """Returns a checkpoint of its own making instead of reading the file."""
+    return {"model": {"weight": torch.zeros(3, 2, device=device)}, "config": TrainingConfig()}
+
+
 # ---- save_checkpoint ------------------------------------------------------------------------
 
 
@@ -150,6 +155,7 @@ def cases():
         ("load_trusted", "starter", starter(6, "load_trusted", **LAB), "Allow just that class"),
         ("load_trusted", "reference", with_edits("load_trusted"), None),
         ("load_trusted", "right-open-file", load_from_an_open_file, None),
+        ("load_trusted", "wrong-made-up", load_made_up, "did not come back as the saved"),
         ("load_trusted", "wrong-fallback", load_falling_back_to_unsafe, "ran code hidden"),
         (
             "load_trusted",
