@@ -33,6 +33,7 @@ SPARSE_SCRIPT = (
     PREPARE_SCRIPT.replace(",lazy_itable_init=0,lazy_journal_init=0", "")
     .replace('fallocate -l "$size" "$image.new"', "true")
     .replace('allocate "$size" "$image.new"', 'truncate -s "$size" "$image.new"')
+    .replace('elif [ "$(allocated "$image")" -lt "$size" ]; then', "elif false; then")
 )
 
 
