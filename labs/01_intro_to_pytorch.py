@@ -537,10 +537,14 @@ plots.bars(
 # a real loop they mix gradients of different batches.
 #
 # **Switching autograd off.** You met `torch.no_grad()` above. `torch.inference_mode()` does
-# the same and goes further: PyTorch also skips the bookkeeping that lets a tensor join a graph
-# later, so a tensor made inside it can *never* be used where autograd records. Use
-# `inference_mode` when you only predict (evaluating, serving a model), `no_grad` when you
-# update weights by hand or may reuse the results in training.
+# the same and goes further: PyTorch also skips the bookkeeping autograd needs to check a
+# tensor later (a version counter that notices in-place changes). A tensor made inside it is an
+# *inference tensor*, and outside the block it has two limits: autograd can never **save** it
+# for the backward pass, and you cannot **change it in place**. Used as a plain value it still
+# joins a graph: `t + w` backpropagates to `w`, because the gradient of a sum needs no saved
+# tensor; `t * w` fails, because the gradient with respect to `w` is `t`, which autograd would
+# have to save. Use `inference_mode` when you only predict (evaluating, serving a model),
+# `no_grad` when you update weights by hand or may reuse the results in training.
 
 # %%
 with torch.no_grad():
@@ -551,10 +555,17 @@ print("no_grad:        requires_grad =", by_no_grad.requires_grad, " grad_fn =",
 print("inference_mode: requires_grad =", by_inference.requires_grad, end=", ")
 print("an inference tensor:", by_inference.is_inference())
 print("no_grad's result in a new graph:", (by_no_grad * w).sum().grad_fn)
+v = torch.tensor(2.0, requires_grad=True)
+(by_inference + v).sum().backward()  # the gradient of a sum needs no saved tensor
+print("inference tensor + v: backward works, v.grad =", v.grad.item())
 try:
-    (by_inference * w).sum()
+    (by_inference * v).sum()  # the gradient with respect to v is by_inference: it must be saved
 except RuntimeError as error:
-    print("inference_mode's result in a new graph: RuntimeError:", str(error).split(". ")[0])
+    print("inference tensor * v: RuntimeError:", str(error).split(".")[0])
+try:
+    by_inference.add_(1)
+except RuntimeError as error:
+    print("inference tensor changed in place: RuntimeError:", str(error).split(".")[0])
 
 # %% [markdown]
 # ### Exercise 5 · your first gradient
@@ -712,15 +723,24 @@ for epoch in range(epochs):
             f"validation loss {history['validation loss'][-1]:.3f}"
         )
 
+losses = zip(history["training loss"], history["validation loss"], strict=True)
+above = sum(train > val for train, val in losses)
 plots.curves(
-    history, title="Loss curve of the first network", xlabel="epoch", ylabel="cross-entropy loss"
+    history,
+    title=f"Loss curve of the first network (training above validation in {above} of "
+    f"{epochs} epochs)",
+    xlabel="epoch",
+    ylabel="cross-entropy loss",
 )
 
 # %% [markdown]
 # Both curves fall steeply at first, then flatten: the model learns the easy patterns first.
 # The validation loss stays close to the training loss, so the model is not just memorising
-# the training digits. (Early on the training loss even sits above: it is averaged over the
-# epoch while the model was still improving, the validation loss is measured at its end.)
+# the training digits. Which curve sits above depends on the split: the title counts the
+# epochs in which the training loss did. An epoch's training loss is averaged over batches
+# taken while the model was still improving, whereas the validation loss is measured at the
+# epoch's end, which lifts the training curve; and the validation digits, a fifth of the set,
+# can simply be a little easier, or harder, than the rest.
 # Now the number everyone asks for, **accuracy** on unseen digits: the guess is the class
 # with the highest score (`argmax` over the 10 scores).
 
@@ -748,7 +768,8 @@ lab01.weight_images(model.weight.reshape(10, 8, 8))
 # ## Recap
 #
 # - A **tensor** has a `shape`, a `dtype` and a `device`; check those three first whenever
-#   something fails. `.to(...)` returns a converted copy.
+#   something fails. `.to(...)` returns a converted tensor (the same one when nothing needs to
+#   change): assign its result.
 # - **Broadcasting** aligns shapes from the right and stretches dimensions of size 1. Use
 #   `keepdim=True` in reductions you want to broadcast back; square matrices hide mistakes.
 # - `view` regroups memory without copying (and refuses when it cannot); `reshape` copies
@@ -759,8 +780,9 @@ lab01.weight_images(model.weight.reshape(10, 8, 8))
 # - **Autograd** records operations on tensors with `requires_grad=True` into a graph;
 #   `backward()` fills `.grad`, and gradients **accumulate** until you reset them.
 #   `backward()` frees the graph: run it once per forward pass.
-# - Update weights inside `torch.no_grad()`; only predict inside `torch.inference_mode()`,
-#   whose results can never join a graph.
+# - Update weights inside `torch.no_grad()`; only predict inside `torch.inference_mode()`:
+#   its results can be used as values in a graph later, but autograd can never save them for
+#   backward (`t * w` fails, `t + w` works) and they cannot be changed in place.
 # - A training step is `zero_grad → forward → loss → backward → step`, repeated over
 #   shuffled batches for several epochs, with a validation set to check real progress.
 #
