@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tests.labs.corpus_lab01 import Case
 from tests.labs.solutions import lab_namespace, solution, starter
 
 EXERCISES = (
@@ -160,73 +161,79 @@ class SoftmaxOverTheBatch(nn.Module):
         return torch.softmax(x, dim=0)
 
 
+def case(exercise, label, answer, refused):
+    """A Case of ``check_<exercise>`` from a label "kind-name" (or just the kind)."""
+    kind, _, name = label.partition("-")
+    return Case(exercise, kind, name or kind, lambda: answer, refused)
+
+
 def cases():
-    """(exercise, case id, answer, the refusal's words or None for a right answer)."""
+    """Every answer of the lab's corpus."""
     kaiming = 'nn.init.kaiming_normal_(module.weight, nonlinearity="relu")'
     leaky = solution(5, "LearnableLeakyReLU")
     return [
         # autograd_derivative
-        ("autograd_derivative", "starter", starter(5, "autograd_derivative"), "is None"),
-        ("autograd_derivative", "reference", with_edits("autograd_derivative"), None),
-        ("autograd_derivative", "right-autograd-grad", derivative_by_autograd_grad, None),
-        ("autograd_derivative", "right-ones-upstream", derivative_with_ones_upstream, None),
-        (
+        case("autograd_derivative", "starter", starter(5, "autograd_derivative"), "is None"),
+        case("autograd_derivative", "reference", with_edits("autograd_derivative"), None),
+        case("autograd_derivative", "right-autograd-grad", derivative_by_autograd_grad, None),
+        case("autograd_derivative", "right-ones-upstream", derivative_with_ones_upstream, None),
+        case(
             "autograd_derivative",
             "wrong-mean",
             with_edits("autograd_derivative", (".sum()", ".mean()")),
             r"divided by 33.*y\.mean\(\) divides.*y\.sum\(\)\.backward",
         ),
-        (
+        case(
             "autograd_derivative",
             "wrong-returns-x",
             derivative_returns_the_input,
             r"returned x itself: the derivative is in x\.grad",
         ),
-        (
+        case(
             "autograd_derivative",
             "wrong-table-of-formulas",
             derivative_from_a_table,
             r"x³/3 - x, x\)` is wrong for both",
         ),
-        (
+        case(
             "autograd_derivative",
             "wrong-accumulates",
             with_edits("autograd_derivative", ("x = x.detach().clone()", "x = x")),
             "twice the derivative",
         ),
         # layer_grad_norms
-        ("layer_grad_norms", "starter", starter(5, "layer_grad_norms"), "returned None"),
-        ("layer_grad_norms", "reference", with_edits("layer_grad_norms"), None),
-        ("layer_grad_norms", "right-autograd-grad", norms_by_autograd_grad, None),
-        ("layer_grad_norms", "right-grad-none", norms_after_clearing_each_grad, None),
-        (
+        case("layer_grad_norms", "starter", starter(5, "layer_grad_norms"), "returned None"),
+        case("layer_grad_norms", "reference", with_edits("layer_grad_norms"), None),
+        case("layer_grad_norms", "right-autograd-grad", norms_by_autograd_grad, None),
+        case("layer_grad_norms", "right-grad-none", norms_after_clearing_each_grad, None),
+        case(
             "layer_grad_norms",
             "wrong-weight-not-grad",
             with_edits("layer_grad_norms", ("module.weight.grad.norm()", "module.weight.norm()")),
             r"norms of the weights themselves.*\.grad",
         ),
-        (
+        case(
             "layer_grad_norms",
             "wrong-sum-as-loss",
             with_edits("layer_grad_norms", ("F.cross_entropy(model(x), y)", "model(x).sum()")),
             r"F\.cross_entropy\(model\(x\), y\)",
         ),
-        (
+        case(
             "layer_grad_norms",
             "wrong-no-zero-grad",
             with_edits("layer_grad_norms", ("model.zero_grad()", "")),
             "zero_grad",
         ),
         # init_kaiming
-        ("init_kaiming", "starter", starter(5, "init_kaiming"), "default weights"),
-        ("init_kaiming", "reference", with_edits("init_kaiming"), None),
-        (
+        case("init_kaiming", "starter", starter(5, "init_kaiming"), "default weights"),
+        case("init_kaiming", "reference", with_edits("init_kaiming"), None),
+        case(
             "init_kaiming",
             "right-default-gain",
             with_edits("init_kaiming", (kaiming, "nn.init.kaiming_normal_(module.weight)")),
             None,
         ),
-        (
+        case(
             "init_kaiming",
             "right-by-hand",
             with_edits(
@@ -236,46 +243,46 @@ def cases():
             ),
             None,
         ),
-        (
+        case(
             "init_kaiming",
             "wrong-xavier",
             with_edits("init_kaiming", (kaiming, "nn.init.xavier_normal_(module.weight)")),
             "Xavier",
         ),
-        (
+        case(
             "init_kaiming",
             "wrong-every-module",
             with_edits("init_kaiming", ("isinstance(module, nn.Linear)", "True")),
             "only when it is an nn.Linear",
         ),
-        (
+        case(
             "init_kaiming",
             "wrong-default-bias",
             with_edits("init_kaiming", ("nn.init.zeros_(module.bias)", "pass")),
             "bias keeps its default",
         ),
         # LearnableLeakyReLU
-        (
+        case(
             "learnable_leaky_relu",
             "starter",
             starter(5, "LearnableLeakyReLU"),
             r"does not call super\(\)",
         ),
-        ("learnable_leaky_relu", "reference", leaky, None),
-        ("learnable_leaky_relu", "right-relu-difference", LeakyReLUWithRegisterParameter, None),
-        (
+        case("learnable_leaky_relu", "reference", leaky, None),
+        case("learnable_leaky_relu", "right-relu-difference", LeakyReLUWithRegisterParameter, None),
+        case(
             "learnable_leaky_relu",
             "wrong-slope-unused",
             LeakyReLUThatIgnoresItsSlope,
             r"no gradient reaches `slope`.*parameter itself in forward",
         ),
-        (
+        case(
             "learnable_leaky_relu",
             "wrong-fixed-start",
             with_edits("learnable_leaky_relu", ("float(initial_slope)", "0.1")),
             "should start at initial_slope",
         ),
-        (
+        case(
             "learnable_leaky_relu",
             "wrong-frozen-slope",
             with_edits(
@@ -287,53 +294,53 @@ def cases():
             ),
             r"requires_grad=False",
         ),
-        (
+        case(
             "learnable_leaky_relu",
             "wrong-plain-tensor",
             with_edits("learnable_leaky_relu", ("nn.Parameter(", "(")),
             "not a registered parameter",
         ),
         # ELUFunction
-        ("elu_function", "starter", starter(5, "ELUFunction"), "returned None"),
-        ("elu_function", "reference", with_edits("elu_function"), None),
-        ("elu_function", "right-from-output", ELUFromItsOutput, None),
-        ("elu_function", "wrong-in-place", ELUInPlace, r"changed its input x in place"),
-        (
+        case("elu_function", "starter", starter(5, "ELUFunction"), "returned None"),
+        case("elu_function", "reference", with_edits("elu_function"), None),
+        case("elu_function", "right-from-output", ELUFromItsOutput, None),
+        case("elu_function", "wrong-in-place", ELUInPlace, r"changed its input x in place"),
+        case(
             "elu_function",
             "wrong-slope-is-value",
             with_edits("elu_function", ("torch.exp(x))", "torch.exp(x) - 1)")),
             r"wrong for x < 0: it should be exp\(x\)",
         ),
-        (
+        case(
             "elu_function",
             "wrong-no-chain-rule",
             with_edits("elu_function", ("return grad_output * ", "return ")),
             "ignores grad_output",
         ),
         # my_activation
-        ("my_activation", "starter", starter(5, "my_activation"), "is None"),
-        (
+        case("my_activation", "starter", starter(5, "my_activation"), "is None"),
+        case(
             "my_activation",
             "reference",
             solution(5, "my_activation", LearnableLeakyReLU=leaky),
             None,
         ),
-        ("my_activation", "right-gelu", nn.GELU, None),
-        (
+        case("my_activation", "right-gelu", nn.GELU, None),
+        case(
             "my_activation",
             "right-squareplus",
             lab_namespace(5, "squareplus", "Squareplus")["Squareplus"],
             None,
         ),
-        ("my_activation", "right-tanh", nn.Tanh, None),
-        (
+        case("my_activation", "right-tanh", nn.Tanh, None),
+        case(
             "my_activation",
             "wrong-dropout",
             nn.Dropout,
             r"Dropout gives a different output each time.*random",
         ),
-        ("my_activation", "wrong-result-discarded", ReLUResultDiscarded, "linear"),
-        ("my_activation", "wrong-softmax-over-batch", SoftmaxOverTheBatch, "not elementwise"),
-        ("my_activation", "wrong-log-softmax", nn.LogSoftmax, "not elementwise"),
-        ("my_activation", "wrong-function", F.gelu, "not a module class"),
+        case("my_activation", "wrong-result-discarded", ReLUResultDiscarded, "linear"),
+        case("my_activation", "wrong-softmax-over-batch", SoftmaxOverTheBatch, "not elementwise"),
+        case("my_activation", "wrong-log-softmax", nn.LogSoftmax, "not elementwise"),
+        case("my_activation", "wrong-function", F.gelu, "not a module class"),
     ]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from tests.labs.corpus_lab01 import Case
 from tests.labs.solutions import lab_namespace, solution, starter
 
 EXERCISES = (
@@ -148,72 +149,78 @@ def prepare_with_a_second_head(model, num_classes):
     return model
 
 
+def case(exercise, label, answer, refused):
+    """A Case of ``check_<exercise>`` from a label "kind-name" (or just the kind)."""
+    kind, _, name = label.partition("-")
+    return Case(exercise, kind, name or kind, lambda: answer, refused)
+
+
 def cases():
-    """(exercise, case id, answer, the refusal's words or None for a right answer)."""
+    """Every answer of the lab's corpus."""
     return [
         # load_trusted
-        ("load_trusted", "starter", starter(6, "load_trusted", **LAB), "Allow just that class"),
-        ("load_trusted", "reference", with_edits("load_trusted"), None),
-        ("load_trusted", "right-open-file", load_from_an_open_file, None),
-        ("load_trusted", "wrong-made-up", load_made_up, "did not come back as the saved"),
-        ("load_trusted", "wrong-fallback", load_falling_back_to_unsafe, "ran code hidden"),
-        (
+        case("load_trusted", "starter", starter(6, "load_trusted", **LAB), "Allow just that class"),
+        case("load_trusted", "reference", with_edits("load_trusted"), None),
+        case("load_trusted", "right-open-file", load_from_an_open_file, None),
+        case("load_trusted", "wrong-made-up", load_made_up, "did not come back as the saved"),
+        case("load_trusted", "wrong-fallback", load_falling_back_to_unsafe, "ran code hidden"),
+        case(
             "load_trusted",
             "wrong-no-map-location",
             with_edits("load_trusted", ("map_location=device, ", "")),
             "wrong map_location",
         ),
         # save_checkpoint
-        (
+        case(
             "save_checkpoint",
             "starter",
             starter(6, "save_checkpoint", **LAB),
             "checkpoint missing model weights",
         ),
-        ("save_checkpoint", "reference", with_edits("save_checkpoint"), None),
-        ("save_checkpoint", "right-extras", save_with_extras, None),
-        (
+        case("save_checkpoint", "reference", with_edits("save_checkpoint"), None),
+        case("save_checkpoint", "right-extras", save_with_extras, None),
+        case(
             "save_checkpoint",
             "wrong-whole-model",
             with_edits("save_checkpoint", ('"model": model.state_dict()', '"model": model')),
             r"weights_only=True refused to load `torch\.nn.*Sequential`.*state_dict",
         ),
-        (
+        case(
             "save_checkpoint",
             "wrong-no-optimizer",
             with_edits("save_checkpoint", ('"optimizer": optimizer.state_dict(),', "")),
             "missing optimizer state",
         ),
-        (
+        case(
             "save_checkpoint",
             "wrong-no-epoch",
             with_edits("save_checkpoint", ('"epoch": epoch,', "")),
             "missing epoch",
         ),
-        (
+        case(
             "save_checkpoint",
             "wrong-next-epoch",
             with_edits("save_checkpoint", ('"epoch": epoch,', '"epoch": epoch + 1,')),
             "the epoch passed in was",
         ),
-        ("save_checkpoint", "wrong-fresh-optimizer", save_before_training, "momentum buffers"),
+        case("save_checkpoint", "wrong-fresh-optimizer", save_before_training, "momentum buffers"),
         # resume
-        ("resume", "starter", starter(6, "resume", **LAB), "model weights not restored"),
-        ("resume", "reference", with_edits("resume"), None),
-        ("resume", "right-torch-rng", resume_with_torch_rng, None),
-        (
+        case("resume", "starter", starter(6, "resume", **LAB), "model weights not restored"),
+        case("resume", "reference", with_edits("resume"), None),
+        case("resume", "right-torch-rng", resume_with_torch_rng, None),
+        case(
             "resume",
             "wrong-no-scheduler",
             with_edits("resume", ('scheduler.load_state_dict(checkpoint["scheduler"])', "")),
             "scheduler not restored",
         ),
-        (
+        case(
             "resume",
             "wrong-no-optimizer",
             with_edits("resume", ('optimizer.load_state_dict(checkpoint["optimizer"])', "")),
             "optimizer state not restored",
         ),
-        (
+        case(
             "resume",
             "wrong-whole-checkpoint-not-strict",
             with_edits(
@@ -225,7 +232,7 @@ def cases():
             ),
             r"model weights not restored.*strict=False",
         ),
-        (
+        case(
             "resume",
             "wrong-whole-checkpoint",
             with_edits(
@@ -234,17 +241,17 @@ def cases():
             ),
             r"the whole checkpoint.*checkpoint\['model'\]",
         ),
-        (
+        case(
             "resume",
             "wrong-same-epoch",
             with_edits("resume", ('checkpoint["epoch"] + 1', 'checkpoint["epoch"]')),
             "off by one",
         ),
         # save_if_best
-        ("save_if_best", "starter", starter(6, "save_if_best", **LAB), "keeps the last epoch"),
-        ("save_if_best", "reference", with_edits("save_if_best"), None),
-        ("save_if_best", "right-early-return", save_if_best_returning_early, None),
-        (
+        case("save_if_best", "starter", starter(6, "save_if_best", **LAB), "keeps the last epoch"),
+        case("save_if_best", "reference", with_edits("save_if_best"), None),
+        case("save_if_best", "right-early-return", save_if_best_returning_early, None),
+        case(
             "save_if_best",
             "wrong-ties-overwrite",
             with_edits(
@@ -252,41 +259,43 @@ def cases():
             ),
             r"only tied the best.*strictly better",
         ),
-        (
+        case(
             "save_if_best",
             "wrong-returns-latest",
             with_edits("save_if_best", ("    return best_accuracy", "    return val_accuracy")),
             r"returned 0\.8, but the best so far is 0\.85",
         ),
-        (
+        case(
             "save_if_best",
             "wrong-whole-model",
             with_edits("save_if_best", ('{"model": model.state_dict()', '{"model": model')),
             r"weights_only=True refused.*Linear",
         ),
         # prepare_for_finetuning
-        (
+        case(
             "prepare_for_finetuning",
             "starter",
             starter(6, "prepare_for_finetuning", **LAB),
             "head not replaced",
         ),
-        ("prepare_for_finetuning", "reference", with_edits("prepare_for_finetuning"), None),
-        ("prepare_for_finetuning", "right-loops", prepare_with_loops, None),
-        ("prepare_for_finetuning", "wrong-eval", prepare_with_eval, r"eval\(\) does not freeze"),
-        (
+        case("prepare_for_finetuning", "reference", with_edits("prepare_for_finetuning"), None),
+        case("prepare_for_finetuning", "right-loops", prepare_with_loops, None),
+        case(
+            "prepare_for_finetuning", "wrong-eval", prepare_with_eval, r"eval\(\) does not freeze"
+        ),
+        case(
             "prepare_for_finetuning",
             "wrong-first-layer",
             prepare_first_layer,
             r"body not frozen: `body\.1\.weight`",
         ),
-        (
+        case(
             "prepare_for_finetuning",
             "wrong-second-head",
             prepare_with_a_second_head,
             r"new_head.*forward uses model\.head",
         ),
-        (
+        case(
             "prepare_for_finetuning",
             "wrong-frozen-head",
             with_edits(

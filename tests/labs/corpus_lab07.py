@@ -10,6 +10,7 @@ import torch
 from torch import nn
 from torch.optim.lr_scheduler import CosineAnnealingLR, LambdaLR, LinearLR, SequentialLR
 
+from tests.labs.corpus_lab01 import Case
 from tests.labs.solutions import lab_namespace, solution, starter
 
 CPU = torch.device("cpu")
@@ -168,48 +169,54 @@ SCHEDULER_STEP_PER_BATCH = (
 SAVE_BEST = "        if val_loss < best_loss:\n"
 
 
+def case(exercise, label, answer, refused):
+    """A Case of ``check_<exercise>`` from a label "kind-name" (or just the kind)."""
+    kind, _, name = label.partition("-")
+    return Case(exercise, kind, name or kind, lambda: answer, refused)
+
+
 def cases():
-    """(exercise, case id, answer, the refusal's words or None for a right answer)."""
+    """Every answer of the lab's corpus."""
     stopping = "early_stopping"
     return [
         # warmup_cosine
-        ("warmup_cosine", "starter", starter(7, "warmup_cosine"), "returned None"),
-        ("warmup_cosine", "reference", with_edits("warmup_cosine"), None),
-        ("warmup_cosine", "right-sequential", warmup_then_cosine_sequential, None),
-        (
+        case("warmup_cosine", "starter", starter(7, "warmup_cosine"), "returned None"),
+        case("warmup_cosine", "reference", with_edits("warmup_cosine"), None),
+        case("warmup_cosine", "right-sequential", warmup_then_cosine_sequential, None),
+        case(
             "warmup_cosine",
             "wrong-cosine-from-zero",
             cosine_over_every_step,
             "counts its steps from step 0",
         ),
-        (
+        case(
             "warmup_cosine",
             "wrong-no-warmup",
             lambda optimizer, warmup, total: CosineAnnealingLR(optimizer, T_max=total),
             "there is no warm-up",
         ),
         # train_one_epoch with OneCycleLR
-        (
+        case(
             "one_cycle_epoch",
             "starter",
             starter(7, "train_one_epoch"),
             "ran once for the whole epoch",
         ),
-        ("one_cycle_epoch", "reference", with_edits("one_cycle_epoch"), None),
-        ("one_cycle_epoch", "right-zero-after-step", one_cycle_zeroing_after_the_step, None),
-        (
+        case("one_cycle_epoch", "reference", with_edits("one_cycle_epoch"), None),
+        case("one_cycle_epoch", "right-zero-after-step", one_cycle_zeroing_after_the_step, None),
+        case(
             "one_cycle_epoch",
             "wrong-no-zero-grad",
             with_edits("one_cycle_epoch", ("optimizer.zero_grad()", "")),
             r"still held the gradient of the batch before.*zero_grad",
         ),
-        (
+        case(
             "one_cycle_epoch",
             "wrong-no-backward",
             with_edits("one_cycle_epoch", ("loss.backward()", "")),
             r"without gradients.*loss\.backward\(\)",
         ),
-        (
+        case(
             "one_cycle_epoch",
             "wrong-scheduler-first",
             with_edits(
@@ -220,16 +227,16 @@ def cases():
             "scheduler.step\\(\\) came before optimizer.step\\(\\)",
         ),
         # clipped_step
-        ("clipped_step", "starter", starter(7, "clipped_step"), "nothing clipped"),
-        ("clipped_step", "reference", with_edits("clipped_step"), None),
-        ("clipped_step", "right-by-hand", clipped_step_by_hand, None),
-        (
+        case("clipped_step", "starter", starter(7, "clipped_step"), "nothing clipped"),
+        case("clipped_step", "reference", with_edits("clipped_step"), None),
+        case("clipped_step", "right-by-hand", clipped_step_by_hand, None),
+        case(
             "clipped_step",
             "wrong-no-zero-grad",
             with_edits("clipped_step", ("optimizer.zero_grad()", "")),
             r"gradient left from the step before.*zero_grad",
         ),
-        (
+        case(
             "clipped_step",
             "wrong-by-value",
             with_edits(
@@ -237,7 +244,7 @@ def cases():
             ),
             "clip_grad_value_",
         ),
-        (
+        case(
             "clipped_step",
             "wrong-norm-after",
             with_edits(
@@ -250,16 +257,16 @@ def cases():
             "AFTER clipping",
         ),
         # EarlyStopping
-        (stopping, "starter", starter(7, "EarlyStopping"), "never returned True"),
-        (stopping, "reference", with_edits(stopping), None),
-        (stopping, "right-history", EarlyStoppingFromHistory, None),
-        (
+        case(stopping, "starter", starter(7, "EarlyStopping"), "never returned True"),
+        case(stopping, "reference", with_edits(stopping), None),
+        case(stopping, "right-history", EarlyStoppingFromHistory, None),
+        case(
             stopping,
             "wrong-tie-improves",
             with_edits(stopping, ("val_loss < self.best", "val_loss <= self.best")),
             r"equal to the best.*not a new best.*val_loss < self\.best",
         ),
-        (
+        case(
             stopping,
             "wrong-strictly-more",
             with_edits(
@@ -267,43 +274,43 @@ def cases():
             ),
             "one epoch too late",
         ),
-        (
+        case(
             stopping,
             "wrong-no-reset",
             with_edits(stopping, ("            self.bad_epochs = 0\n", "")),
             "reset the count",
         ),
         # train_accumulated
-        ("accumulation", "starter", starter(7, "train_accumulated"), "ran 8 times"),
-        ("accumulation", "reference", with_edits("accumulation"), None),
-        ("accumulation", "right-dividing-gradients", accumulation_dividing_gradients, None),
-        (
+        case("accumulation", "starter", starter(7, "train_accumulated"), "ran 8 times"),
+        case("accumulation", "reference", with_edits("accumulation"), None),
+        case("accumulation", "right-dividing-gradients", accumulation_dividing_gradients, None),
+        case(
             "accumulation",
             "wrong-not-divided",
             with_edits("accumulation", (" / accumulation_steps", "")),
             "divide each micro-batch's loss",
         ),
-        (
+        case(
             "accumulation",
             "wrong-counts-from-zero",
             with_edits("accumulation", ("enumerate(loader, start=1)", "enumerate(loader)")),
             "Count from 1",
         ),
         # adamw_decay_groups
-        ("decay_groups", "starter", starter(7, "adamw_decay_groups"), "every parameter decays"),
-        ("decay_groups", "reference", with_edits("decay_groups"), None),
-        ("decay_groups", "right-default-decay", decay_groups_by_name, None),
-        ("decay_groups", "wrong-by-name", decay_groups_of_biases, r"1\.weight.*decay"),
-        (
+        case("decay_groups", "starter", starter(7, "adamw_decay_groups"), "every parameter decays"),
+        case("decay_groups", "reference", with_edits("decay_groups"), None),
+        case("decay_groups", "right-default-decay", decay_groups_by_name, None),
+        case("decay_groups", "wrong-by-name", decay_groups_of_biases, r"1\.weight.*decay"),
+        case(
             "decay_groups",
             "wrong-adam",
             with_edits("decay_groups", ("torch.optim.AdamW(", "torch.optim.Adam(")),
             "torch.optim.Adam, whose weight_decay",
         ),
         # fit
-        ("fit", "starter", starter(7, "fit", **fit_namespace()), "accumulation_steps"),
-        ("fit", "reference", with_edits("fit"), None),
-        (
+        case("fit", "starter", starter(7, "fit", **fit_namespace()), "accumulation_steps"),
+        case("fit", "reference", with_edits("fit"), None),
+        case(
             "fit",
             "right-other-spelling",
             with_edits(
@@ -319,13 +326,13 @@ def cases():
             ),
             None,
         ),
-        (
+        case(
             "fit",
             "wrong-saves-last",
             with_edits("fit", (SAVE_BEST, "        if True:\n")),
             r"holds the weights of epoch \d.*best validation loss.*epoch 1",
         ),
-        (
+        case(
             "fit",
             "wrong-scheduler-per-batch",
             with_edits(
@@ -338,7 +345,7 @@ def cases():
             ),
             r"scheduler.step\(\) ran 4 times for 2 optimizer steps",
         ),
-        (
+        case(
             "fit",
             "wrong-divided-training-loss",
             with_edits(
@@ -350,7 +357,7 @@ def cases():
             ),
             r"training loss of .* divided by 2: add up each batch's loss before dividing",
         ),
-        (
+        case(
             "fit",
             "wrong-validation-is-training",
             with_edits(
@@ -362,7 +369,7 @@ def cases():
             ),
             r"the history's validation losses are .* measured after each epoch",
         ),
-        (
+        case(
             "fit",
             "wrong-no-early-stopping",
             with_edits("fit", ("if stopper is not None and stopper.step(val_loss):", "if False:")),

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tests.labs import corpus_lab05
+from tests.labs.corpus_lab01 import REFERENCE, RIGHT, STARTER, WRONG
 from tests.labs.solutions import assert_runs_past_with_a_stand_in, lab_namespace, solution, starter
 from workshop_labs import checks, lab05
 from workshop_labs.checks import ExerciseNotSolved
@@ -398,21 +399,21 @@ def test_activation_panels_state_the_measured_slope_range():
 
 
 @pytest.mark.parametrize(
-    ("exercise", "answer", "refusal"),
-    [pytest.param(e, answer, refusal, id=f"{e}/{i}") for e, i, answer, refusal in CORPUS],
+    "case", CORPUS, ids=lambda case: f"{case.exercise}-{case.kind}-{case.name}"
 )
-def test_corpus_answer(exercise, answer, refusal, capsys):
-    check = getattr(lab05, f"check_{exercise}")
-    if refusal is None:
+def test_corpus_answer_gets_its_verdict(case, capsys):
+    check = getattr(lab05, f"check_{case.exercise}")
+    answer = case.answer()
+    if case.refused is None:
         assert check(answer) is answer
         assert "✅" in capsys.readouterr().out
     else:
-        with pytest.raises(ExerciseNotSolved, match=refusal):
+        with pytest.raises(ExerciseNotSolved, match=case.refused):
             check(answer)
 
 
 @pytest.mark.parametrize("exercise", corpus_lab05.EXERCISES)
-def test_corpus_covers_the_exercise(exercise):
-    kinds = [i.partition("-")[0] for e, i, _, _ in CORPUS if e == exercise]
-    assert kinds.count("starter") == kinds.count("reference") == 1
-    assert kinds.count("wrong") >= 2 and kinds.count("right") >= 1
+def test_corpus_holds_every_kind_of_answer_for_each_exercise(exercise):
+    kinds = [case.kind for case in CORPUS if case.exercise == exercise]
+    assert kinds.count(STARTER) == kinds.count(REFERENCE) == 1
+    assert kinds.count(WRONG) >= 2 and kinds.count(RIGHT) >= 1

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from tests.labs import corpus_lab06
+from tests.labs.corpus_lab01 import REFERENCE, RIGHT, STARTER, WRONG
 from tests.labs.solutions import (
     assert_runs_past_with_a_stand_in,
     lab_namespace,
@@ -323,21 +324,21 @@ CORPUS = corpus_lab06.cases()
 
 
 @pytest.mark.parametrize(
-    ("exercise", "answer", "refusal"),
-    [pytest.param(e, answer, refusal, id=f"{e}/{i}") for e, i, answer, refusal in CORPUS],
+    "case", CORPUS, ids=lambda case: f"{case.exercise}-{case.kind}-{case.name}"
 )
-def test_corpus_answer(exercise, answer, refusal, capsys):
-    check, context = getattr(lab06, f"check_{exercise}"), corpus_lab06.CONTEXT[exercise]
-    if refusal is None:
+def test_corpus_answer_gets_its_verdict(case, capsys):
+    check, context = getattr(lab06, f"check_{case.exercise}"), corpus_lab06.CONTEXT[case.exercise]
+    answer = case.answer()
+    if case.refused is None:
         assert check(answer, *context) is answer
         assert "✅" in capsys.readouterr().out
     else:
-        with pytest.raises(ExerciseNotSolved, match=refusal):
+        with pytest.raises(ExerciseNotSolved, match=case.refused):
             check(answer, *context)
 
 
 @pytest.mark.parametrize("exercise", corpus_lab06.EXERCISES)
-def test_corpus_covers_the_exercise(exercise):
-    kinds = [i.partition("-")[0] for e, i, _, _ in CORPUS if e == exercise]
-    assert kinds.count("starter") == kinds.count("reference") == 1
-    assert kinds.count("wrong") >= 2 and kinds.count("right") >= 1
+def test_corpus_holds_every_kind_of_answer_for_each_exercise(exercise):
+    kinds = [case.kind for case in CORPUS if case.exercise == exercise]
+    assert kinds.count(STARTER) == kinds.count(REFERENCE) == 1
+    assert kinds.count(WRONG) >= 2 and kinds.count(RIGHT) >= 1
