@@ -403,6 +403,7 @@ def test_deleting_an_attendee_removes_their_user_work_and_name_for_good(
     assert "labs" in work_folder(stranger)  # a fresh work folder, seeded as for anyone
     assert standings_of(hub, admin_token, "zoe") == []
     assert Attendee(hub.url, "zoe").login().status_code == 403, "the old password still works"
+    stranger.stop_server()  # the machine's cores are for the tests that follow
 
 
 def test_stopping_a_server_from_the_console_and_every_action_is_in_the_audit_log(
