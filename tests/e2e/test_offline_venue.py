@@ -170,7 +170,8 @@ class VenueMachine:
 @pytest.fixture(scope="module")
 def carried(docker_client, lab_images, tmp_path_factory):
     """The bundle, saved here from the test images; (folder, file name, seconds to save, the
-    save's output: its digest on stdout, the organizer's next steps on stderr)."""
+    save's output: its digest on stdout, the organizer's next steps on stderr; the IDs of the
+    images it carries, taken as it saves them: other test runs may rebuild the tags later)."""
     folder = tmp_path_factory.mktemp("carried")
     # All on this disk: the bundle (about half the images' size) and, at the venue, the images
     # loaded again, while Docker unpacks each one to a scratch folder before storing its layers.
@@ -185,10 +186,14 @@ def carried(docker_client, lab_images, tmp_path_factory):
         f"{free / 2**30:.0f} GiB are: free some disk (old test images: docker images)"
     )
     progress("saving the venue bundle (the hub and the CPU lab image, ~6 GB before gzip)")
+    saved_ids = {
+        CARRIED_IMAGES[setting]: docker_client.images.get(CARRIED_IMAGES[setting]).id
+        for setting in ("WORKSHOP_HUB_IMAGE", "WORKSHOP_CPU_IMAGE")
+    }
     result, seconds = run_script("save", "workshop.tar", cwd=folder)
     assert result.returncode == 0, result.stderr
     progress(next(line for line in result.stderr.splitlines() if line.startswith("wrote ")))
-    yield folder, "workshop.tar", seconds, result
+    yield folder, "workshop.tar", seconds, result, saved_ids
     # 3.4 GiB that pytest would keep for three runs.
     if os.environ.get("WORKSHOP_KEEP_TEST_STACKS") != "1":
         (folder / "workshop.tar").unlink()
@@ -201,7 +206,7 @@ def venue(docker_client, carried):
     build_venue_image()
     name = f"{owner_tag()}venue"
     network = docker_client.networks.create(name, internal=True)
-    folder, _, _, _ = carried
+    folder, *_ = carried
     container = docker_client.containers.run(
         VENUE_IMAGE,
         name=name,
@@ -238,8 +243,8 @@ def venue(docker_client, carried):
             network.remove()
 
 
-def test_the_venue_starts_from_the_bundle_alone(docker_client, carried, venue):
-    folder, bundle_name, save_seconds, saved = carried
+def test_the_venue_starts_from_the_bundle_alone(carried, venue):
+    folder, bundle_name, save_seconds, saved, saved_ids = carried
     digest = saved.stdout.strip()
     bundle_size = (folder / bundle_name).stat().st_size
 
@@ -263,11 +268,9 @@ def test_the_venue_starts_from_the_bundle_alone(docker_client, carried, venue):
     )
     load_seconds = time.monotonic() - started
 
-    # The same images as built here, by ID: nothing was built or pulled at the venue.
+    # The same images as saved here, by ID: nothing was built or pulled at the venue.
     loaded = venue.image_ids()
-    for setting in ("WORKSHOP_HUB_IMAGE", "WORKSHOP_CPU_IMAGE"):
-        image = CARRIED_IMAGES[setting]
-        assert loaded.get(image) == docker_client.images.get(image).id, (image, loaded)
+    assert {image: loaded.get(image) for image in saved_ids} == saved_ids, loaded
 
     # The README's main command, with the venue's settings in .env; nothing else.
     env_file = "\n".join(f"{name}={value}" for name, value in VENUE_SETTINGS.items())
