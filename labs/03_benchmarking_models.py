@@ -157,7 +157,7 @@ else:
 # 1. call `fn()` `warmup` times without timing;
 # 2. if `device.type == "cuda"`, call `torch.cuda.synchronize()` before starting the clock;
 # 3. time `repeats` calls with `time.perf_counter()`, synchronizing (on CUDA) before you stop it;
-# 4. return the milliseconds per call.
+# 4. return the milliseconds per call: `fn` runs `warmup + repeats` times in all.
 #
 # The check runs your function on a *simulated* GPU that behaves like a real one (calls return
 # at once, the first call is slow), so it can tell you what you forgot even on a laptop.
@@ -249,6 +249,17 @@ measurement = timer.blocked_autorange(min_run_time=runtime.pick(full=1.0, quick=
 print(measurement)
 
 # %% [markdown]
+# The printout gives the **median** time of one call and how many runs it rests on. It may end
+# with a line such as `WARNING: Interquartile range is 17.9% of the median measurement. This
+# could indicate system fluctuation.` That is `Timer` judging its own measurement: the middle
+# half of its runs (from the first to the third quartile, the *interquartile range*, IQR)
+# spans 17.9 % of the median, so single runs scattered that much. It warns from 10 % on, and
+# above 25 % it says "significant environmental influence" instead. The cause is outside your
+# code: other programs, the operating system or the CPU changing its clock speed. The median
+# is still the number to report, but two measurements whose medians differ by less than such
+# a spread do not differ beyond the noise. Run the cell again when the machine is quieter, or
+# give `Timer` more time (`min_run_time`) so that more runs go into its median.
+#
 # Does `Timer` agree with our own `time_runs`? Compare like with like: `Timer` reports a
 # **median**, so take the median of our runs too, and set the gap between the two against the
 # spread of each (the interquartile range, IQR: the width of the middle half of the runs,
@@ -565,7 +576,9 @@ def run_pipeline_with(load) -> torch.Tensor:
 # same class scores (a speed-up only counts for the same work). Replace the single, cold
 # measurements below with **warm, repeated** ones: a warm-up, at least 5 timed runs of each,
 # every run kept in milliseconds, synchronized on CUDA (`time_runs` does all of it). The check
-# verifies what your numbers can show and reports the ratio with its spread.
+# does not simply believe your numbers: it times `before()` and `after()` itself, the same
+# way, compares your runs with its own (within the noise), and reports the ratio with its
+# spread.
 
 
 # %% tags=["exercise"]

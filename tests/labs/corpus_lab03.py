@@ -333,7 +333,9 @@ def fast_load_case(kind, name, answer, refused=None):
 
 
 def takes(ms):
-    """A function that takes about ``ms`` milliseconds and returns the same scores each call."""
+    """A function that takes about ``ms`` milliseconds and returns the same scores each call.
+    It sleeps: a busy machine delays some wake-ups, which the fastest runs the check compares
+    leave out, but never shortens a sleep, so the ratio of the fastest runs holds."""
     scores = torch.arange(6.0)
 
     def fn():
@@ -523,32 +525,26 @@ CASES = [
     speedup_case(
         WRONG,
         "made-up-numbers",
-        lambda: {"before": [50, 52, 49, 51, 50, 53], "after": [5, 5.2, 4.9, 5.1, 5.0, 5.3]},
-        r"speedup_runs\['before'\] has a median of 50.50 ms.*not timings of before\(\)",
+        lambda: {"before": [120, 118, 125, 121, 119, 123], "after": [12, 12.5, 11.8, 12.1, 12]},
+        r"speedup_runs\['before'\] took 118.00 ms.*not timings of before\(\)",
     ),
     speedup_case(
         WRONG,
         "before-timed-twice",
-        lambda: {"before": time_runs(SLOW), "after": time_runs(SLOW)},
+        lambda: {"before": time_runs(SLOW, repeats=15), "after": time_runs(SLOW, repeats=15)},
         r"both look like before\(\), timed twice",
     ),
     speedup_case(
         WRONG,
         "after-timed-twice",
-        lambda: {"before": time_runs(FAST), "after": time_runs(FAST)},
+        lambda: {"before": time_runs(FAST, repeats=15), "after": time_runs(FAST, repeats=15)},
         r"both look like after\(\), timed twice",
     ),
     speedup_case(
         WRONG,
         "swapped",
-        lambda: {"before": time_runs(FAST), "after": time_runs(SLOW)},
+        lambda: {"before": time_runs(FAST, repeats=15), "after": time_runs(SLOW, repeats=15)},
         "'before' and 'after' are swapped",
-    ),
-    speedup_case(
-        WRONG,
-        "function-never-called",
-        lambda: {"before": time_runs(lambda: SLOW), "after": time_runs(lambda: FAST)},
-        r"not timings of before\(\)",
     ),
     speedup_case(WRONG, "seconds", runs_in_seconds, "that is seconds"),
     speedup_case(
