@@ -69,6 +69,14 @@ is_mounted() { cut -d' ' -f5 "/proc/$dockerd/mountinfo" | grep -qxF "$1"; }
 # The loop device that holds an image, even one a container still uses after the host's
 # mount point was unmounted; empty when none.
 loop_device() { on_host losetup --list --noheadings --output NAME --associated "$1" | head -n 1; }
+# The kernel lets go of the loop device just after the last unmount: a moment to do so.
+let_go() {
+  tries=0
+  while [ -n "$(loop_device "$1")" ] && [ "$tries" -lt 10 ]; do
+    tries=$((tries + 1))
+    sleep 0.2
+  done
+}
 """.replace("HELPER_PID_FILE", HELPER_DOCKERD_PID_FILE).replace(
     "NOT_DOCKERD", str(NOT_DOCKERD_EXIT)
 )
@@ -122,12 +130,7 @@ elif [ "$(stat -c %s "$image")" -lt "$size" ]; then
     if [ "$tries" -ge 20 ]; then break; fi
     sleep 0.5
   done
-  # The kernel lets go of the loop device just after the last unmount.
-  tries=0
-  while [ -n "$(loop_device "$image")" ] && [ "$tries" -lt 10 ]; do
-    tries=$((tries + 1))
-    sleep 0.2
-  done
+  let_go "$image"
   # Checking or resizing a file system that is mounted anywhere would corrupt it.
   if is_mounted "$mountpoint" || [ -n "$(loop_device "$image")" ]; then
     state=busy
@@ -186,6 +189,7 @@ REMOVE_DISK_SCRIPT = (
     + r"""
 image=$1 mountpoint=$2
 if is_mounted "$mountpoint"; then on_host umount "$mountpoint"; fi
+let_go "$image"
 if [ -n "$(loop_device "$image")" ]; then
   echo "$image is still in use by a container: stop it, then remove the disk again" >&2
   exit IN_USE
