@@ -477,7 +477,8 @@ def check_gradient(w: object, x: torch.Tensor, y_true: torch.Tensor) -> None:
     expect(
         not math.isclose(got, len(x) * expected, rel_tol=1e-4),
         f"`w.grad` is {got:g}, {len(x)}× the right value {expected:g}: the loss is the MEAN of "
-        "the squared errors (.mean()), not their sum",
+        f"the squared errors (.mean()), not their sum (or backward() ran {len(x)} times: "
+        "gradients accumulate)",
     )
     expect(
         math.isclose(got, expected, rel_tol=1e-4),

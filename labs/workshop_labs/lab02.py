@@ -688,10 +688,8 @@ def check_train_epoch(train_epoch: Callable) -> None:
     start = model.weight.detach().clone()
     loss_fn = nn.CrossEntropyLoss()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    backward_calls = [0]
-    model.weight.register_post_accumulate_grad_hook(
-        lambda p: backward_calls.__setitem__(0, 1 + backward_calls[0])
-    )
+    backward_passes: list[None] = []  # one entry each time backward() fills weight.grad
+    model.weight.register_post_accumulate_grad_hook(lambda weight: backward_passes.append(None))
     # At each step: the .grad the optimizer is about to use, the right one, the batch's loss,
     # and how many backward passes ran so far.
     steps: list[tuple[torch.Tensor | None, torch.Tensor, float, int]] = []
@@ -700,7 +698,7 @@ def check_train_epoch(train_epoch: Callable) -> None:
         xb, yb = batches[min(len(steps), len(batches) - 1)]
         grad = model.weight.grad
         fresh, loss = _fresh_gradient(model, loss_fn, xb, yb)
-        steps.append((None if grad is None else grad.clone(), fresh, loss, backward_calls[0]))
+        steps.append((None if grad is None else grad.clone(), fresh, loss, len(backward_passes)))
 
     optimizer.register_step_pre_hook(before_step)
     with calling("train_epoch(model, loader, optimizer, loss_fn)"):
