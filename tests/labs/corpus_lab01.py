@@ -1,34 +1,17 @@
 """Lab 1's answer corpus: for every exercise, the starter, the published solution, answers a
 beginner writes that are wrong (each with the reason its check must give) and other answers
-that are right. ``test_lab01_checks.py`` runs every case through its check.
-
-``Case`` and the four kinds are lab 2's corpus's too (``corpus_lab02``)."""
+that are right. ``test_check_corpus.py`` runs every case through its check."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
+from tests.labs.corpus import REFERENCE, RIGHT, STARTER, WRONG, Case, answer_then_context
 from tests.labs.solutions import solution, solution_namespace, starter
-
-STARTER, REFERENCE, WRONG, RIGHT = "starter", "reference", "wrong", "right"
-
-
-@dataclass(frozen=True)
-class Case:
-    """One answer to ``check_<exercise>``: ``refused`` is a regex its refusal must match, or
-    None for an answer the check must accept."""
-
-    exercise: str
-    kind: str
-    name: str
-    answer: Callable[[], object]
-    refused: str | None = None
-
 
 CPU = torch.device("cpu")
 COUNTS = torch.tensor([[8, 1, 1, 0], [2, 5, 0, 1], [0, 0, 9, 3], [1, 4, 1, 8]])
@@ -504,3 +487,5 @@ TRAIN_STEP = [
 ]
 
 CASES = BATCH + ROW_NORMALISED + DIGIT_BATCH + SHARES_MEMORY + GRADIENT + TRAIN_STEP
+EXERCISES = tuple(CONTEXT)
+run = answer_then_context(CONTEXT)

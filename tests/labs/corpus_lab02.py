@@ -1,13 +1,13 @@
 """Lab 2's answer corpus: for every exercise, the starter, the published solution, answers a
 beginner writes that are wrong (each with the reason its check must give) and other answers
-that are right. ``test_lab02_checks.py`` runs every case through its check."""
+that are right. ``test_check_corpus.py`` runs every case through its check."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from tests.labs.corpus_lab01 import REFERENCE, RIGHT, STARTER, WRONG, Case
+from tests.labs.corpus import REFERENCE, RIGHT, STARTER, WRONG, Case, answer_then_context
 from tests.labs.solutions import solution, starter
 from workshop_labs import data
 
@@ -610,3 +610,5 @@ TRAIN_EPOCH = [
 ]
 
 CASES = DEEP_NET + IMAGE_CLASSIFIER + LOSS_CHOICE + RESIDUAL_BLOCK + DIGIT_IMAGES + TRAIN_EPOCH
+EXERCISES = tuple(CONTEXT)
+run = answer_then_context(CONTEXT)

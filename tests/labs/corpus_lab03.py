@@ -1,16 +1,14 @@
 """Lab 3's answer corpus: for every exercise, the starter, the published solution, answers a
 beginner writes that are wrong (each with the reason its check must give) and other answers
-that are right. ``test_lab03_checks.py`` runs every case through its check.
+that are right. ``test_check_corpus.py`` runs every case through its check.
 
-A case builds the check's whole argument list, the answer first: for the profiler exercises
-the profile is part of what the attendee made."""
+A case's ``answer()`` builds the check's whole argument list, the answer first: for the
+profiler exercises the profile is part of what the attendee made."""
 
 from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from types import SimpleNamespace
 
 import torch
@@ -18,23 +16,17 @@ from torch import nn
 from torch.profiler import ProfilerActivity, profile, record_function
 from torch.utils.data import TensorDataset
 
+from tests.labs.corpus import REFERENCE, RIGHT, STARTER, WRONG, Case
 from tests.labs.solutions import lab_namespace, solution, solution_namespace, starter
 from workshop_labs import timing
 
 CPU = torch.device("cpu")
-STARTER, REFERENCE, WRONG, RIGHT = "starter", "reference", "wrong", "right"
+EXERCISES = ("time_it", "top_op", "stages", "fast_load", "speedup")
 
 
-@dataclass(frozen=True)
-class Case:
-    """One answer to ``check_<exercise>``: ``arguments()`` gives what the lab's cell passes to
-    the check; ``refused`` is a regex its refusal must match, or None for a right answer."""
-
-    exercise: str
-    kind: str
-    name: str
-    arguments: Callable[[], tuple]
-    refused: str | None = None
+def run(check, case):
+    """As the lab's cell calls it: with everything the case's ``answer()`` gives."""
+    check(*case.answer())
 
 
 def _sync(device):

@@ -1,34 +1,18 @@
 """Lab 4's answer corpus: for every exercise, the starter, the published solution, answers a
 beginner writes that are wrong (each with the reason its check must give) and other answers
-that are right. ``test_lab04_checks.py`` runs every case through its check."""
+that are right. ``test_check_corpus.py`` runs every case through its check."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-
+import pytest
 import torch
 from torch import nn
 
+from tests.labs.corpus import REFERENCE, RIGHT, STARTER, WRONG, Case, answer_then_context
 from tests.labs.solutions import solution, starter
 
 CPU = torch.device("cpu")
 LOW = torch.bfloat16  # the lab's low_precision on the CPU
-
-STARTER, REFERENCE, WRONG, RIGHT = "starter", "reference", "wrong", "right"
-
-
-@dataclass(frozen=True)
-class Case:
-    """One answer to ``check_<exercise>``: ``refused`` is a regex its refusal must match, or
-    None for an answer the check must accept."""
-
-    exercise: str
-    kind: str
-    name: str
-    answer: Callable[[], object]
-    refused: str | None = None
-
 
 # The check's arguments after the answer, per exercise.
 CONTEXT = {
@@ -452,3 +436,7 @@ CASES = [
         lambda: clipped_optimizer_params,
     ),
 ]
+EXERCISES = tuple(CONTEXT)
+run = answer_then_context(CONTEXT)
+# Without a GPU, torch warns that CUDA is not available; the checks run on the CPU all the same.
+MARKS = (pytest.mark.filterwarnings("ignore:CUDA is not available"),)

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tests.labs.corpus_lab01 import Case
+from tests.labs.corpus import Case, answer_then_context
 from tests.labs.solutions import lab_namespace, solution, starter
 
 EXERCISES = (
@@ -344,3 +344,7 @@ def cases():
         case("my_activation", "wrong-log-softmax", nn.LogSoftmax, "not elementwise"),
         case("my_activation", "wrong-function", F.gelu, "not a module class"),
     ]
+
+
+run = answer_then_context(returns_answer=True)
+CASES = cases()

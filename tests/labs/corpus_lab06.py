@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from tests.labs.corpus_lab01 import Case
+from tests.labs.corpus import Case, answer_then_context
 from tests.labs.solutions import lab_namespace, solution, starter
 
 EXERCISES = (
@@ -306,3 +306,7 @@ def cases():
             "new head is frozen",
         ),
     ]
+
+
+run = answer_then_context(CONTEXT, returns_answer=True)
+CASES = cases()

@@ -13,42 +13,12 @@ from torch import nn
 from torch.profiler import ProfilerActivity, profile
 from torch.utils.data import TensorDataset
 
-from tests.labs import corpus_lab03
 from tests.labs.corpus_lab03 import LINEAR_PROFILE, RecordedProfile
 from tests.labs.solutions import solution, solution_namespace
 from workshop_labs import checks, lab03, timing
 from workshop_labs.checks import ExerciseNotSolved
 
 CPU = torch.device("cpu")
-
-# ----------------------------------------------------------------------------------------------
-# The answer corpus: every wrong answer refused with its reason, every right answer accepted
-# ----------------------------------------------------------------------------------------------
-
-EXERCISES = ("time_it", "top_op", "stages", "fast_load", "speedup")
-
-
-@pytest.mark.parametrize(
-    "case", corpus_lab03.CASES, ids=lambda case: f"{case.exercise}-{case.kind}-{case.name}"
-)
-def test_corpus_answer_gets_its_verdict(case, capsys):
-    check = getattr(lab03, f"check_{case.exercise}")
-    arguments = case.arguments()
-    if case.refused is None:
-        check(*arguments)
-        assert "✅" in capsys.readouterr().out
-    else:
-        with pytest.raises(ExerciseNotSolved, match=case.refused):
-            check(*arguments)
-
-
-@pytest.mark.parametrize("exercise", EXERCISES)
-def test_corpus_holds_every_kind_of_answer_for_each_exercise(exercise):
-    kinds = [case.kind for case in corpus_lab03.CASES if case.exercise == exercise]
-    assert kinds.count(corpus_lab03.STARTER) == 1
-    assert kinds.count(corpus_lab03.REFERENCE) == 1
-    assert kinds.count(corpus_lab03.WRONG) >= 2
-    assert kinds.count(corpus_lab03.RIGHT) >= 1
 
 
 # ----------------------------------------------------------------------------------------------
@@ -86,26 +56,6 @@ def time_it_with(
         return elapsed / repeats if per_repeat else elapsed
 
     return time_it
-
-
-def time_it_per_call_sync(fn, device, warmup=3, repeats=10):
-    """Also right: synchronize around every single call."""
-    for _ in range(warmup):
-        fn()
-    runs = []
-    for _ in range(repeats):
-        _sync(device)
-        start = time.perf_counter()
-        fn()
-        _sync(device)
-        runs.append((time.perf_counter() - start) * 1000)
-    return sum(runs) / len(runs)
-
-
-def test_time_it_accepts_the_solutions(capsys):
-    lab03.check_time_it(solution(3, "time_it"))
-    lab03.check_time_it(time_it_per_call_sync)
-    assert "✅" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(

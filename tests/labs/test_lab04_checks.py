@@ -8,7 +8,6 @@ import pytest
 import torch
 from torch import nn
 
-from tests.labs import corpus_lab04
 from tests.labs.solutions import (
     assert_runs_past_with_a_stand_in,
     lab_namespace,
@@ -20,35 +19,6 @@ from workshop_labs.checks import ExerciseNotSolved
 
 DEVICE = torch.device("cpu")
 LOW = torch.bfloat16  # the lab's low_precision on the CPU
-
-
-# ----------------------------------------------------------------------------------------------
-# The answer corpus: every wrong answer refused with its reason, every right answer accepted
-# ----------------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "case", corpus_lab04.CASES, ids=lambda case: f"{case.exercise}-{case.kind}-{case.name}"
-)
-@pytest.mark.filterwarnings("ignore:CUDA is not available")
-def test_corpus_answer_gets_its_verdict(case, capsys):
-    check = getattr(lab04, f"check_{case.exercise}")
-    context = corpus_lab04.CONTEXT[case.exercise]
-    if case.refused is None:
-        check(case.answer(), *context)
-        assert "✅" in capsys.readouterr().out
-    else:
-        with pytest.raises(ExerciseNotSolved, match=case.refused):
-            check(case.answer(), *context)
-
-
-@pytest.mark.parametrize("exercise", list(corpus_lab04.CONTEXT))
-def test_corpus_holds_every_kind_of_answer_for_each_exercise(exercise):
-    kinds = [case.kind for case in corpus_lab04.CASES if case.exercise == exercise]
-    assert kinds.count(corpus_lab04.STARTER) == 1
-    assert kinds.count(corpus_lab04.REFERENCE) == 1
-    assert kinds.count(corpus_lab04.WRONG) >= 2
-    assert kinds.count(corpus_lab04.RIGHT) >= 1
 
 
 # ----------------------------------------------------------------------------------------------

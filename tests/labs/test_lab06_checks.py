@@ -6,8 +6,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.labs import corpus_lab06
-from tests.labs.corpus_lab01 import REFERENCE, RIGHT, STARTER, WRONG
 from tests.labs.solutions import (
     assert_runs_past_with_a_stand_in,
     lab_namespace,
@@ -316,29 +314,3 @@ def test_an_unsolved_prepare_for_finetuning_goes_on_with_a_frozen_body(monkeypat
     assert model(torch.zeros(2, 64)).shape == (2, 3)
     trainable = {name for name, p in model.named_parameters() if p.requires_grad}
     assert trainable == {"head.weight", "head.bias"}
-
-
-# ---- the corpus: every exercise's starter, reference, wrong and other right answers ---------
-
-CORPUS = corpus_lab06.cases()
-
-
-@pytest.mark.parametrize(
-    "case", CORPUS, ids=lambda case: f"{case.exercise}-{case.kind}-{case.name}"
-)
-def test_corpus_answer_gets_its_verdict(case, capsys):
-    check, context = getattr(lab06, f"check_{case.exercise}"), corpus_lab06.CONTEXT[case.exercise]
-    answer = case.answer()
-    if case.refused is None:
-        assert check(answer, *context) is answer
-        assert "✅" in capsys.readouterr().out
-    else:
-        with pytest.raises(ExerciseNotSolved, match=case.refused):
-            check(answer, *context)
-
-
-@pytest.mark.parametrize("exercise", corpus_lab06.EXERCISES)
-def test_corpus_holds_every_kind_of_answer_for_each_exercise(exercise):
-    kinds = [case.kind for case in CORPUS if case.exercise == exercise]
-    assert kinds.count(STARTER) == kinds.count(REFERENCE) == 1
-    assert kinds.count(WRONG) >= 2 and kinds.count(RIGHT) >= 1

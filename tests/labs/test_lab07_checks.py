@@ -17,8 +17,6 @@ from torch.optim.lr_scheduler import (
     StepLR,
 )
 
-from tests.labs import corpus_lab07
-from tests.labs.corpus_lab01 import REFERENCE, RIGHT, STARTER, WRONG
 from tests.labs.solutions import assert_runs_past_with_a_stand_in, solution, starter
 from workshop_labs import checks, lab07
 from workshop_labs.checks import ExerciseNotSolved
@@ -677,32 +675,3 @@ def test_plateau_picture_names_the_epochs_after_which_the_lr_fell():
 def test_accumulation_bars_title_names_only_the_matching_bars():
     fig = lab07.accumulation_bars({"one batch": 1.0, "right": 1.0000001, "wrong": 4.0})
     assert fig.axes[0].get_title() == "Gradient norm; same as one batch: right"
-
-
-# ---- the corpus: every exercise's starter, reference, wrong and other right answers ---------
-
-CORPUS = corpus_lab07.cases()
-
-
-@pytest.mark.parametrize(
-    "case", CORPUS, ids=lambda case: f"{case.exercise}-{case.kind}-{case.name}"
-)
-def test_corpus_answer_gets_its_verdict(case, capsys):
-    check, context = (
-        getattr(lab07, f"check_{case.exercise}"),
-        corpus_lab07.CONTEXT.get(case.exercise, ()),
-    )
-    answer = case.answer()
-    if case.refused is None:
-        assert check(answer, *context) is answer
-        assert "✅" in capsys.readouterr().out
-    else:
-        with pytest.raises(ExerciseNotSolved, match=case.refused):
-            check(answer, *context)
-
-
-@pytest.mark.parametrize("exercise", corpus_lab07.EXERCISES)
-def test_corpus_holds_every_kind_of_answer_for_each_exercise(exercise):
-    kinds = [case.kind for case in CORPUS if case.exercise == exercise]
-    assert kinds.count(STARTER) == kinds.count(REFERENCE) == 1
-    assert kinds.count(WRONG) >= 2 and kinds.count(RIGHT) >= 1
