@@ -33,6 +33,13 @@ class Case:
     refused: str | None = None
 
 
+def case(exercise: str, label: str, answer: object, refused: str | None) -> Case:
+    """A Case of ``check_<exercise>`` from a label "kind-name" (or just the kind), whose
+    ``answer()`` gives ``answer`` itself."""
+    kind, _, name = label.partition("-")
+    return Case(exercise, kind, name or kind, lambda: answer, refused)
+
+
 def answer_then_context(
     context: Mapping[str, tuple] | None = None, *, returns_answer: bool = False
 ) -> Callable[[Callable, Case], None]:

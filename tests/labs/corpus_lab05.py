@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tests.labs.corpus import Case, answer_then_context
+from tests.labs.corpus import answer_then_context, case
 from tests.labs.solutions import lab_namespace, solution, starter
 
 EXERCISES = (
@@ -159,12 +159,6 @@ class SoftmaxOverTheBatch(nn.Module):
 
     def forward(self, x):
         return torch.softmax(x, dim=0)
-
-
-def case(exercise, label, answer, refused):
-    """A Case of ``check_<exercise>`` from a label "kind-name" (or just the kind)."""
-    kind, _, name = label.partition("-")
-    return Case(exercise, kind, name or kind, lambda: answer, refused)
 
 
 def cases():

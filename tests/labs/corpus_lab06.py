@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from tests.labs.corpus import Case, answer_then_context
+from tests.labs.corpus import answer_then_context, case
 from tests.labs.solutions import lab_namespace, solution, starter
 
 EXERCISES = (
@@ -147,12 +147,6 @@ def prepare_with_a_second_head(model, num_classes):
     model.body[3].requires_grad_(True)
     model.new_head = nn.Linear(model.head.in_features, num_classes)
     return model
-
-
-def case(exercise, label, answer, refused):
-    """A Case of ``check_<exercise>`` from a label "kind-name" (or just the kind)."""
-    kind, _, name = label.partition("-")
-    return Case(exercise, kind, name or kind, lambda: answer, refused)
 
 
 def cases():

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.optim.lr_scheduler import CosineAnnealingLR, LambdaLR, LinearLR, SequentialLR
 
-from tests.labs.corpus import Case, answer_then_context
+from tests.labs.corpus import answer_then_context, case
 from tests.labs.solutions import lab_namespace, solution, starter
 
 CPU = torch.device("cpu")
@@ -167,12 +167,6 @@ SCHEDULER_STEP_PER_BATCH = (
     "if scheduler is not None:\n" + " " * 16 + "scheduler.step()\n" + " " * 12 + "running_loss += "
 )
 SAVE_BEST = "        if val_loss < best_loss:\n"
-
-
-def case(exercise, label, answer, refused):
-    """A Case of ``check_<exercise>`` from a label "kind-name" (or just the kind)."""
-    kind, _, name = label.partition("-")
-    return Case(exercise, kind, name or kind, lambda: answer, refused)
 
 
 def cases():
