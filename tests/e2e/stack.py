@@ -152,6 +152,9 @@ def organizer_folder(project: str, secrets: dict[str, str]) -> Path:
     return folder
 
 
+TEST_DISK_LIMIT = "256M"
+
+
 class HubStack:
     def __init__(self, **settings: str):
         self.project = f"{owner_tag()}{uuid.uuid4().hex[:6]}"
@@ -166,6 +169,9 @@ class HubStack:
             **TEST_IMAGES,
             "WORKSHOP_PORT": str(self.port),
             "WORKSHOP_INSTANCE": self.project,
+            # Each work disk is allocated in full: small ones, so a run's attendees need a few
+            # GB of the host's disk rather than 2 GB each.
+            "WORKSHOP_DISK_LIMIT": TEST_DISK_LIMIT,
             **settings,
         }
         self.docker = docker.from_env()
