@@ -501,7 +501,7 @@ def carry_out(
         hub.stop(timeout=30)
     try:
         return _delete(client, plan, disks, report)
-    except DockerException as error:
+    except (DockerException, DiskError) as error:
         reason = str(getattr(error, "explanation", None) or error).strip()
         raise EventError(
             f"wipe-event stopped part way ({reason}): run it again, it lists what is left"

@@ -17,7 +17,14 @@ from pathlib import Path
 import pytest
 import requests
 
-from workshop_hub.disks import DISKS_ROOT, WorkDisks, disk_paths, is_capped, remove_instance_disks
+from workshop_hub.disks import (
+    DISKS_ROOT,
+    DiskError,
+    WorkDisks,
+    disk_paths,
+    is_capped,
+    remove_instance_disks,
+)
 from workshop_hub.profiles import LOG_FILE_SIZE, LOG_FILES, WORK_DIR
 from workshop_hub.settings import parse_size
 
@@ -169,6 +176,58 @@ def test_the_root_is_read_only_and_tmp_is_capped_yet_a_lab_runs(small_stack, nei
     assert lines["lab"] == "ok True"
     container = small_stack.attendee_container("neighbour")
     assert container.attrs["HostConfig"]["ReadonlyRootfs"] is True
+
+
+def test_a_disk_in_use_is_never_resized_and_its_removal_says_so(lab_images, docker_client, caplog):
+    """A container still holding a disk (a server that outlived its hub, a stuck copy): its
+    file system is neither checked nor resized under it, nor mounted a second time, and
+    removing the disk refuses with what to do instead of doing nothing."""
+    instance = f"{owner_tag()}busy{uuid.uuid4().hex[:6]}"
+    hub_image = TEST_IMAGES["WORKSHOP_HUB_IMAGE"]
+    caplog.set_level(logging.INFO, logger="test-disks")
+    disks = WorkDisks(docker_client, hub_image, instance, 32 * MiB, logging.getLogger("test-disks"))
+    volume = f"{instance}-user-ada"
+    held = disk_paths(instance, volume).mountpoint
+    holder = None
+    try:
+        disks.prepare(volume)
+        capped_volume_files(docker_client, volume, f"echo kept > {WORK_DIR}/kept.txt")
+        holder = docker_client.containers.run(
+            hub_image,
+            ["sleep", "600"],
+            entrypoint=[],
+            detach=True,
+            network_mode="none",
+            volumes={str(held): {"bind": "/held", "mode": "rw"}},
+        )
+        disks.limit = 48 * MiB
+        disks.prepare(volume)
+        assert "keeps its size for now" in caplog.text and "busy" in caplog.text
+        # One file system, not a second mount of it: what the holder writes, the volume shows.
+        holder.exec_run(["sh", "-c", "echo from-holder > /held/holder.txt"], user="1000:100")
+        df = capped_volume_files(
+            docker_client,
+            volume,
+            f"cat {WORK_DIR}/kept.txt {WORK_DIR}/holder.txt; df -B1 {WORK_DIR}",
+        )
+        assert df.startswith("kept\nfrom-holder\n")
+        assert int(df.splitlines()[-1].split()[1]) < 32 * MiB  # not grown
+        docker_client.volumes.get(volume).remove()
+        with pytest.raises(DiskError, match="still in use by a container: stop it"):
+            disks.remove(volume)
+        assert Path(disk_paths(instance, volume).image).exists()
+        # The control: once the holder is gone the same removal works.
+        holder.remove(force=True)
+        holder = None
+        disks.remove(volume)
+        assert not Path(disk_paths(instance, volume).image).exists()
+    finally:
+        if holder is not None:
+            holder.remove(force=True)
+        for leftover in docker_client.volumes.list():
+            if leftover.name.startswith(instance):
+                leftover.remove(force=True)
+        remove_instance_disks(docker_client, hub_image, instance)
 
 
 # A kernel's double-forked daemon that names processes `dockerd`, forking (and reaping) until
