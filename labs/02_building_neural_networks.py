@@ -46,7 +46,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from workshop_labs import data, diagrams, lab02, plots, runtime
+from workshop_labs import data, diagrams, lab02, pipeline_diagram, plots, runtime
 
 features, labels = data.digits()
 print(f"{len(labels):,} digits, each {features.shape[1]} pixels; labels 0–9")
@@ -648,31 +648,64 @@ class DigitImages(Dataset):
 DigitImages = lab02.check_digit_images(DigitImages, features, labels)
 
 # %% [markdown]
-# The course's `data.digits_split()` gives ready-made train and validation datasets. Let's
-# put the training set in a shuffling `DataLoader` and look at which samples land in which
-# batch (colour and number = position in the dataset):
+# The course's `data.digits_split()` gives ready-made train and validation datasets. Each is a
+# `TensorDataset`, whose item `i` is `(features[i], labels[i])`. Ask the training set the two
+# questions of a `Dataset`, then hand it to a `DataLoader`:
 
 # %%
 train_set, val_set = data.digits_split()
+x0, y0 = train_set[0]
+print(f"len(train_set) = {len(train_set)}")
+print(f"train_set[0] = (x of shape {tuple(x0.shape)}, label {y0.item()})")
 loader = DataLoader(
-    train_set, batch_size=16, shuffle=True, generator=torch.Generator().manual_seed(0)
+    train_set,
+    batch_size=16,
+    shuffle=True,
+    num_workers=2,
+    generator=torch.Generator().manual_seed(0),
 )
-diagrams.dataloader_batches(loader, n_batches=3)
 
 # %% [markdown]
-# Without shuffling, batch 0 is always samples 0–15. With shuffling, every epoch draws a new
-# random order, yet every sample still appears exactly once per epoch. Each batch stacks 16
-# samples of shape `(64,)` into one tensor of shape `(16, 64)`:
+# The picture follows the samples through this very `loader`, in the order its next epoch will
+# use (change `batch_size`, `shuffle` or `num_workers` above, and the picture changes with it):
+
+# %%
+pipeline_diagram.data_pipeline(loader)
+
+# %% [markdown]
+# 1. The **Dataset** only says how many samples there are and what sample `i` is. It knows
+#    nothing about batches or order.
+# 2. With `shuffle=True`, the DataLoader's **sampler** draws a new random order of all indices
+#    every epoch, so the model cannot learn the order, yet every sample still comes once per
+#    epoch. (Without shuffling, batch 0 is always samples 0–15.)
+# 3. That order is cut into chunks of `batch_size`: one chunk per batch.
+# 4. For each chunk the loader reads `dataset[i]` and **collates** the 16 `(x, y)` pairs into
+#    two tensors. That is what your loop receives. The first time this cell runs, the labels
+#    are those under the pictures of batch 0; every new `iter(loader)` starts a new epoch, with
+#    a new order:
 
 # %%
 xb, yb = next(iter(loader))
 print("images:", tuple(xb.shape), xb.dtype, "  labels:", tuple(yb.shape), yb.dtype)
+print("labels of the first batch:", yb.tolist())
 
 # %% [markdown]
-# **Workers.** With `num_workers=2`, two extra processes prepare batches while the main
-# process trains. That pays off when loading a sample is slow (reading and decoding image
-# files). Our samples are already tensors in memory, so starting the workers costs more than
-# it saves. Measure before you decide:
+# 5. A dataset's length is rarely a multiple of `batch_size` (here 1,438 = 89 × 16 + 14), so
+#    the **last batch** is smaller. Code that expects every batch to be full breaks on it;
+#    `drop_last=True` leaves those samples out of the epoch instead (other ones each epoch, as
+#    the order changes):
+
+# %%
+for drop_last in (False, True):
+    sizes = [len(yb) for _, yb in DataLoader(train_set, batch_size=16, drop_last=drop_last)]
+    print(f"drop_last={drop_last}: {len(sizes)} batches, the last of {sizes[-1]} samples")
+
+# %% [markdown]
+# 6. **Workers.** With `num_workers=2`, two extra processes prepare batches while the main
+#    process trains: they take turns (worker 0 loads batches 0, 2, 4, …, worker 1 batches 1, 3,
+#    5, …), and the loop still receives the batches in order. That pays off when loading a
+#    sample is slow (reading and decoding image files). Our samples are already tensors in
+#    memory, so starting the workers costs more than it saves. Measure before you decide:
 
 
 # %%
