@@ -20,7 +20,8 @@
 #
 # **By the end of this lab you can**
 #
-# 1. explain why a network without activations is just one linear layer;
+# 1. explain why a network without activations is just one linear layer, which can only draw
+#    straight decision boundaries, and where activations go (and where they do not);
 # 2. draw ReLU, LeakyReLU, Sigmoid, Tanh, GELU and SiLU and their derivatives, letting
 #    autograd compute the derivatives for you;
 # 3. see *vanishing gradients* happen in a deep sigmoid network, layer by layer;
@@ -43,7 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from workshop_labs import data, lab05, plots
+from workshop_labs import activation_diagrams, data, lab05, plots
 from workshop_labs.runtime import pick, progress, seed_everything
 
 # %% [markdown]
@@ -74,6 +75,66 @@ with torch.no_grad():
         "with a ReLU between them            :",
         torch.allclose(second(torch.relu(first(x))), merged(x), atol=1e-6),
     )
+
+# %% [markdown]
+# What do "only straight decision boundaries" look like? Below is a two-class problem in the
+# plane: two interleaving half-moons of points, generated with torch. Four small networks
+# learn it: no hidden layer, one and two hidden layers of 16 units with a ReLU after each,
+# and two hidden layers *without* activations. Each network has one output per point, a raw
+# score (a *logit*): positive means class 1. Lab 2's `nn.BCEWithLogitsLoss` takes that logit
+# and applies the sigmoid itself. All 400 points go in at once, for 200 Adam steps: a second
+# or two.
+
+# %%
+seed_everything(0)
+per_moon = 200
+angle = torch.rand(2 * per_moon) * torch.pi
+upper = torch.stack([angle[:per_moon].cos(), angle[:per_moon].sin()], dim=1)
+lower = torch.stack([1 - angle[per_moon:].cos(), 0.5 - angle[per_moon:].sin()], dim=1)
+points = torch.cat([upper, lower]) + 0.12 * torch.randn(2 * per_moon, 2)
+point_classes = torch.cat([torch.zeros(per_moon), torch.ones(per_moon)])  # 0 upper, 1 lower
+
+
+def moons_net(hidden_layers, activation_class, width=16):
+    """`hidden_layers` layers of `width` units, each followed by the activation (None: none)."""
+    layers, size = [], 2
+    for _ in range(hidden_layers):
+        layers.append(nn.Linear(size, width))
+        if activation_class is not None:
+            layers.append(activation_class())
+        size = width
+    layers.append(nn.Linear(size, 1))  # one logit per point
+    return nn.Sequential(*layers)
+
+
+bce = nn.BCEWithLogitsLoss()
+boundary_models = {}
+for name, hidden_layers, activation_class in (
+    ("0 hidden layers", 0, None),
+    ("1 hidden layer, ReLU", 1, nn.ReLU),
+    ("2 hidden layers, ReLU", 2, nn.ReLU),
+    ("2 hidden layers, no activation", 2, None),
+):
+    seed_everything(0)
+    model = moons_net(hidden_layers, activation_class)  # a few hundred weights: CPU is quickest
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.03)
+    for _ in range(200):
+        optimizer.zero_grad()
+        loss = bce(model(points).squeeze(1), point_classes)
+        loss.backward()
+        optimizer.step()
+    boundary_models[name] = model
+
+activation_diagrams.decision_boundaries(boundary_models, points, point_classes)
+
+# %% [markdown]
+# The shading is the class each network predicts at every point of the plane, the black line
+# is where that prediction changes. Without a hidden layer the boundary is a straight line,
+# as it must be. **Two hidden layers without activations draw a straight line too**: they are
+# one linear layer in disguise, as the cell above proved, and no amount of training bends
+# them. One hidden layer with a ReLU already bends the line: each ReLU unit can add a kink,
+# so the boundary is made of straight pieces. With two hidden layers the pieces follow the
+# moons closely.
 
 # %% [markdown]
 # ## 2 · The activation zoo and its derivatives
@@ -229,6 +290,41 @@ print(f"the weights alone scale a gradient by {(passed_back.norm() / incoming.no
 # moderate amount, which comes from the initialisation and which §4 changes. This is the main
 # reason ReLU-family activations replaced the sigmoid inside networks; the sigmoid survives
 # at the *output*, where a probability is wanted.
+
+# %% [markdown]
+# ### Where activations go, and where they do not
+#
+# An activation goes *between* two layers that hold weights. The end of the network is
+# different, because the loss comes next:
+#
+# * `F.cross_entropy` (the function form of lab 2's `nn.CrossEntropyLoss`, used above) takes
+#   the raw **logits** and applies softmax inside. A softmax of your own before it would be
+#   applied twice.
+# * A **sigmoid** belongs only at a yes/no output, and even there `nn.BCEWithLogitsLoss`
+#   takes the raw logit and applies the sigmoid inside: `torch.sigmoid(logit)` is for reading
+#   a probability at prediction time.
+#
+# The picture reads two models module by module, in the order `forward()` runs them: a
+# digits network from `deep_mlp` (two hidden layers, to fit the page) with the loss used
+# above, and §1's two-moons network with its `BCEWithLogitsLoss`. Replace the first model by
+# `nn.Sequential(*deep_mlp(nn.ReLU, depth=2), nn.Softmax(dim=1))` and run the cell again: the
+# picture says what is wrong.
+
+# %%
+activation_diagrams.where_activations_go(
+    {
+        "10 digit classes: deep_mlp(nn.ReLU, depth=2)": (
+            deep_mlp(nn.ReLU, depth=2),
+            F.cross_entropy,
+            features[:1],
+        ),
+        "2 classes: §1's two-moons network": (
+            boundary_models["2 hidden layers, ReLU"],
+            bce,
+            points[:1],
+        ),
+    }
+)
 
 # %% [markdown]
 # ### Exercise 2 · gradient norm per layer, for any model
@@ -673,7 +769,10 @@ plots.table(
 # %% [markdown]
 # ## Recap
 #
-# * Without an activation, stacked linear layers collapse into one linear layer.
+# * Without an activation, stacked linear layers collapse into one linear layer: its decision
+#   boundary is a straight line, however deep the stack.
+# * Activations go between layers with weights; none before `CrossEntropyLoss` or
+#   `BCEWithLogitsLoss`, which take raw logits. A sigmoid reads a yes/no probability.
 # * Training sees an activation through its **derivative**; autograd computes it
 #   (`y.sum().backward()`, then `x.grad`), no calculus needed.
 # * **Sigmoid and Tanh saturate**; sigmoid's slope is at most 0.25, and with PyTorch's default

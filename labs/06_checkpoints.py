@@ -50,7 +50,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 from torchvision.transforms import v2
 
-from workshop_labs import data, lab06, plots, runtime
+from workshop_labs import data, diagrams, lab06, plots, runtime
 from workshop_labs.runtime import pick, seed_everything
 
 folder = runtime.work_dir() / "lab06"
@@ -125,26 +125,25 @@ class DigitsCNN(nn.Module):
 
 train_set, val_set = data.digits_split()
 model = DigitsCNN().to(device)
-example = train_set.tensors[0][:1].to(device)  # one digit, as 64 pixels
+example = train_set.tensors[0][:1].to(device)  # a batch of one digit, as 64 pixels
 
-steps = [("input", tuple(example.shape))]
-with torch.no_grad():
-    features = example
-    for layer in model.body:
-        features = layer(features)
-        steps.append((type(layer).__name__, tuple(features.shape)))
-    steps.append(("head: Linear", tuple(model.head(features).shape)))
-lab06.shape_diagram(
-    steps,
-    title=f"One digit through DigitsCNN: {steps[0][1][1]} pixels → "
-    f"{steps[-2][1][1]} features → {steps[-1][1][1]} scores",
-)
+diagrams.cnn_diagram(model, example)
 
 # %% [markdown]
-# Read the picture from left to right: the 64 pixels become a 1-channel 8 × 8 image; the
-# first convolution makes 16 channels, the second 32, both keeping 8 × 8 (`padding=1`);
-# `MaxPool2d(2)` halves the size to 4 × 4; `Flatten` lines the 32 × 4 × 4 values up into
-# 512 features for the head. `ReLU` and `Dropout` change values, never shapes.
+# The picture runs `model(example)` once and reads every layer as it passes. Read it from
+# left to right; every shape starts with the **batch dimension** N (one digit here, and the
+# same layers take a batch of 64 without a change). The 64 pixels become a 1-channel 8 × 8
+# image; the first convolution makes 16 channels, the second 32, both keeping 8 × 8 (kernel
+# 3 × 3, stride 1, `padding=1`); `MaxPool2d(2)` (a 2 × 2 window moved with stride 2) halves
+# the size to 4 × 4; `Flatten` lines the 32 × 4 × 4 values up into 512 features for the head.
+#
+# * **Parameters per layer**: the first convolution holds 16 filters of 1 × 3 × 3 weights
+#   plus 16 biases, 160 in all; the second 32 × 16 × 3 × 3 + 32 = 4,640; the head
+#   512 × 10 + 10 = 5,130. Unflatten, pooling and Flatten hold none.
+# * **On the arrows**: `ReLU` and `Dropout` hold no weights and change values, never shapes,
+#   so they are operations on the way from one tensor to the next, not tensors of their own.
+# * **Names** such as `body.1` are the attribute paths PyTorch gives the layers; section 2
+#   meets them again.
 #
 # ## 2 · What a `state_dict` is
 

@@ -480,6 +480,192 @@ def network_diagram(model: nn.Module, example_input: object) -> Figure:
 
 
 # ---------------------------------------------------------------------------------------------
+# Convolutional networks: feature maps, left to right
+# ---------------------------------------------------------------------------------------------
+
+_AXES_NAMES = {4: "N × C × H × W", 3: "N × C × L", 2: "N × features"}
+
+
+def _on_arrow(step: _Step) -> bool:
+    """A step that holds no weights and keeps the shape (ReLU, Dropout) only changes values:
+    it is drawn on the arrow between two tensors, not as a tensor of its own."""
+    return step.params == 0 and step.input_shape == step.output_shape
+
+
+def _operation_label(step: _Step, module: nn.Module | None) -> str:
+    if isinstance(module, nn.Dropout):
+        return f"{step.type}(p={module.p})"
+    return step.name if module is None else step.type
+
+
+def _pair(value: object, *, square: bool = False) -> str:
+    """A layer's size setting as it reads: ``3×3`` for a kernel, ``1`` for a stride of 1."""
+    values = tuple(value) if isinstance(value, tuple | list) else (value, value)
+    if len(set(values)) == 1 and not square:
+        return str(values[0])
+    return "×".join(str(v) for v in values)
+
+
+def _settings(layer: nn.Module | None) -> list[str]:
+    """What decides a layer's output size, as the layer holds it."""
+    if isinstance(layer, nn.Conv2d | nn.MaxPool2d | nn.AvgPool2d):
+        return [
+            f"kernel {_pair(layer.kernel_size, square=True)}",
+            f"stride {_pair(layer.stride)} · padding {_pair(layer.padding)}",
+        ]
+    if isinstance(layer, nn.Linear):
+        return [f"{layer.in_features} → {layer.out_features}"]
+    if isinstance(layer, nn.Unflatten):
+        return [f"dim {layer.dim} → {_shape_text(layer.unflattened_size)}"]
+    if isinstance(layer, nn.Flatten):
+        return [f"start_dim={layer.start_dim}, end_dim={layer.end_dim}"]
+    return []
+
+
+def cnn_diagram(model: nn.Module, example_input: torch.Tensor) -> Figure:
+    """The tensors a batch becomes, left to right, as forward() runs: images as stacks of
+    channels, vectors as bars, each with its full shape (batch dimension N first). Under each
+    tensor, the layer that made it: its kernel, stride and padding where it has them, and its
+    parameter count. Steps that hold no weights and keep the shape (ReLU, Dropout) are drawn on
+    the arrows: they change values, not the data's layout."""
+    steps = _trace(model, example_input)
+    if any(step.kind == "merge" for step in steps):
+        raise ValueError("cnn_diagram draws a chain of layers: use network_diagram for skips")
+    if not steps:
+        raise ValueError("the model ran no layers: is forward() using registered submodules?")
+    modules = dict(model.named_modules())
+    columns: list[tuple[_Step | None, tuple[int, ...], list[str]]] = [
+        (None, _shape(example_input), [])
+    ]
+    for step in steps:
+        if _on_arrow(step):
+            columns[-1][2].append(_operation_label(step, modules.get(step.name)))
+        else:
+            columns.append((step, step.output_shape, []))
+    gap = 2.3
+    fig, ax = figure(figsize=(gap * len(columns) + 0.3, 5.2))
+    ax.set_axis_off()
+    ax.grid(False)
+    ax.set_xlim(-1.15, gap * (len(columns) - 1) + 1.15)
+    ax.set_ylim(-2.9, 1.75)
+    largest_side = max((shape[-1] for _, shape, _ in columns if len(shape) == 4), default=1)
+    for index, (step, shape, operations) in enumerate(columns):
+        centre = index * gap
+        module = None if step is None else modules.get(step.name)
+        if len(shape) == 4:
+            channels, height, width = shape[1:]
+            side = 0.45 + 0.65 * height / largest_side
+            sheets = min(channels, 8)
+            for sheet in range(sheets):
+                offset = 0.05 * (sheets - 1 - sheet)
+                ax.add_patch(
+                    Rectangle(
+                        (centre - side / 2 + offset - 0.15, -side / 2 + offset),
+                        side * width / height,
+                        side,
+                        facecolor=PALETTE[0],
+                        edgecolor="white",
+                        alpha=0.5 + 0.5 * (sheet + 1) / sheets,
+                    )
+                )
+            drawn = f"{channels} channel{'s' if channels != 1 else ''} of {height}×{width}"
+        else:
+            size = shape[-1]
+            bar = 0.35 + 0.12 * max(size, 1).bit_length()
+            ax.add_patch(Rectangle((centre - 0.1, -bar / 2), 0.2, bar, facecolor=PALETTE[1]))
+            drawn = f"{size:,} values"
+        if step is None:
+            name, kind = "input", "the batch"
+        else:
+            name, kind = step.name, step.type
+        ax.text(
+            centre,
+            1.55,
+            name,
+            ha="center",
+            va="center",
+            fontsize=11,
+            weight="bold",
+            family="monospace",
+        )
+        ax.text(
+            centre,
+            1.25,
+            kind,
+            ha="center",
+            va="center",
+            fontsize=10,
+            bbox={
+                "facecolor": KIND_COLOURS["layer" if step and step.params else "reshape"],
+                "edgecolor": "#777777",
+                "boxstyle": "round,pad=0.25",
+            },
+        )
+        lines = [_shape_text(shape), _AXES_NAMES.get(len(shape), ""), drawn]
+        ax.text(
+            centre,
+            -0.9,
+            "\n".join(lines),
+            ha="center",
+            va="top",
+            fontsize=9.5,
+            linespacing=1.35,
+            gid="shape",
+        )
+        if step is not None:
+            details = [
+                *_settings(module),
+                f"{step.params:,} parameters" if step.params else "no parameters",
+            ]
+            ax.text(
+                centre,
+                -1.85,
+                "\n".join(details),
+                ha="center",
+                va="top",
+                fontsize=9.5,
+                color="#333333",
+                linespacing=1.35,
+                gid="layer",
+            )
+        if index + 1 < len(columns):
+            ax.add_patch(
+                FancyArrowPatch(
+                    (centre + 0.8, 0),
+                    (centre + gap - 0.75, 0),
+                    arrowstyle="-|>",
+                    mutation_scale=14,
+                    color="#555555",
+                )
+            )
+            if operations:
+                ax.text(
+                    centre + gap / 2 - 0.05,
+                    0.28,
+                    "\n".join(operations),
+                    ha="center",
+                    va="bottom",
+                    fontsize=9.5,
+                    gid="operation",
+                    bbox={
+                        "facecolor": KIND_COLOURS["activation"],
+                        "edgecolor": "#777777",
+                        "boxstyle": "round,pad=0.25",
+                    },
+                )
+    total = sum(p.numel() for p in model.parameters())
+    batch = columns[0][1][0]
+    ax.set_title(
+        f"{type(model).__name__}: a batch of N={batch} through every layer, {total:,} parameters"
+        "\n(on an arrow: a step that holds no weights and changes values, not the shape)",
+        loc="left",
+        fontsize=12.5,
+        weight="bold",
+    )
+    return show(fig)
+
+
+# ---------------------------------------------------------------------------------------------
 # Model class anatomy
 # ---------------------------------------------------------------------------------------------
 
@@ -714,6 +900,7 @@ def dataloader_batches(loader: DataLoader, n_batches: int = 3) -> Figure:
 
 
 __all__ = [
+    "cnn_diagram",
     "dataloader_batches",
     "layer_table",
     "model_anatomy",

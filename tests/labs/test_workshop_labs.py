@@ -281,3 +281,70 @@ def test_the_labs_readme_shows_the_days_plan():
     readme = (Path(__file__).resolve().parents[2] / "labs" / "README.md").read_text()
     rows = re.findall(r"^\| `0(\d)_\w+\.py` \|[^|]+\| (\d+) \|$", readme, re.MULTILINE)
     assert {int(lab): int(minutes) for lab, minutes in rows} == course.MINUTES_IN_THE_DAY
+
+
+class SmallCNN(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = torch.nn.Sequential(
+            torch.nn.Unflatten(1, (1, 8, 8)),
+            torch.nn.Conv2d(1, 6, kernel_size=3, padding=1),
+            torch.nn.ReLU(),
+            torch.nn.Conv2d(6, 4, kernel_size=(3, 5), stride=2, padding=(1, 2)),
+            torch.nn.ReLU(),
+            torch.nn.MaxPool2d(2),
+            torch.nn.Flatten(),
+            torch.nn.Dropout(0.3),
+        )
+        self.head = torch.nn.Linear(4 * 2 * 2, 3)
+
+    def forward(self, x):
+        return self.head(self.body(x))
+
+
+def test_cnn_diagram_shows_the_batch_each_convs_settings_and_parameters(tmp_path):
+    model = SmallCNN()
+    fig = diagrams.cnn_diagram(model, torch.zeros(5, 64))
+    fig.savefig(tmp_path / "cnn_diagram.png")
+    ax = fig.axes[0]
+    shapes = [t.get_text().splitlines() for t in ax.texts if t.get_gid() == "shape"]
+    layers = [t.get_text().splitlines() for t in ax.texts if t.get_gid() == "layer"]
+    # One tensor per step that changes the shape; every shape starts with the batch of 5.
+    assert [lines[0] for lines in shapes] == [
+        "(5, 64)",
+        "(5, 1, 8, 8)",
+        "(5, 6, 8, 8)",
+        "(5, 4, 4, 4)",
+        "(5, 4, 2, 2)",
+        "(5, 16)",
+        "(5, 3)",
+    ]
+    assert shapes[2][1] == "N × C × H × W" and shapes[-1][1] == "N × features"
+    assert "a batch of N=5" in ax.get_title(loc="left")
+    body = model.body
+    drawn = [body[0], body[1], body[3], body[5], body[6], model.head]
+    assert [sum(p.numel() for p in m.parameters()) for m in drawn] == [0, 60, 364, 0, 0, 51]
+    for module, lines in zip(drawn, layers, strict=True):
+        params = sum(p.numel() for p in module.parameters())
+        assert lines[-1] == (f"{params:,} parameters" if params else "no parameters")
+    assert layers[1][:2] == ["kernel 3×3", "stride 1 · padding 1"]
+    assert layers[2][:2] == ["kernel 3×5", "stride 2 · padding 1×2"]
+    assert layers[3][:2] == ["kernel 2×2", "stride 2 · padding 0"]
+    # ReLU and Dropout hold no weights and keep the shape: they sit on the arrows.
+    operations = [t.get_text() for t in ax.texts if t.get_gid() == "operation"]
+    assert operations == ["ReLU", "ReLU", "Dropout(p=0.3)"]
+    names = [t.get_text() for t in ax.texts if t.get_text().startswith(("body.", "head"))]
+    assert names == ["body.0", "body.1", "body.3", "body.5", "body.6", "head"]
+
+
+def test_cnn_diagram_sends_a_model_with_skips_to_network_diagram():
+    class Residual(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(2, 2, 3, padding=1)
+
+        def forward(self, x):
+            return x + self.conv(x)
+
+    with pytest.raises(ValueError, match="use network_diagram for skips"):
+        diagrams.cnn_diagram(Residual(), torch.zeros(1, 2, 4, 4))
