@@ -2,6 +2,8 @@
 
 - ``layer_table`` / ``network_diagram``: what each layer receives and returns (forward hooks),
   and where a skip connection adds an earlier tensor back in.
+- ``cnn_diagram``: a chain of layers as the tensors it makes, left to right (images as stacks
+  of channels), with each layer's kernel, stride, padding and parameters.
 - ``model_anatomy``: the source of a model class, each line coloured by the role it plays.
 - ``dataloader_batches``: which samples a DataLoader puts into which batch.
 """
