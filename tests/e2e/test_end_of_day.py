@@ -29,8 +29,14 @@ NOTE = "What I learnt today: tensors, autograd, nn.Module.\n"
 def event_hub(lab_images):
     """A stack of this module's own: the wipe deletes the users and secrets that the session's
     shared stack keeps for every other test."""
+    settings = {
+        **MAIN_STACK_LIMITS,
+        # A disk of 1 GB: ext4 file systems under 512 MB have 1 KiB blocks, whose files
+        # stop at 4 TiB, and the export test writes a 15 TiB one.
+        "WORKSHOP_DISK_LIMIT": "1G",
+    }
     with running(
-        HubStack(WORKSHOP_ACCESS_CODE="", WORKSHOP_ADMIN_PASSWORD="", **MAIN_STACK_LIMITS)
+        HubStack(WORKSHOP_ACCESS_CODE="", WORKSHOP_ADMIN_PASSWORD="", **settings)
     ) as stack:
         yield stack
 
