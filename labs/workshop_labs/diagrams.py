@@ -5,7 +5,6 @@
 - ``cnn_diagram``: a chain of layers as the tensors it makes, left to right (images as stacks
   of channels), with each layer's kernel, stride, padding and parameters.
 - ``model_anatomy``: the source of a model class, each line coloured by the role it plays.
-- ``dataloader_batches``: which samples a DataLoader puts into which batch.
 """
 
 from __future__ import annotations
@@ -24,7 +23,6 @@ from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Rectangle
 from matplotlib.path import Path
 from torch import nn
 from torch.overrides import TorchFunctionMode
-from torch.utils.data import DataLoader, RandomSampler
 
 from workshop_labs.plots import PALETTE, STYLE, figure, format_value, show
 
@@ -809,101 +807,8 @@ def model_anatomy(model_class: type) -> Figure:
     return show(fig)
 
 
-# ---------------------------------------------------------------------------------------------
-# DataLoader batches
-# ---------------------------------------------------------------------------------------------
-
-
-def _batches_without_side_effects(loader: DataLoader, n_batches: int, epochs: int):
-    """The index lists the next ``epochs`` passes over ``loader`` will produce, leaving every
-    random generator as it was (so the picture shows exactly what the next loop gets)."""
-    generator = getattr(loader.sampler, "generator", None)
-    saved = generator.get_state() if generator is not None else torch.get_rng_state()
-    try:
-        passes = []
-        for _ in range(epochs):
-            batches = []
-            for indices in loader.batch_sampler:
-                batches.append(list(indices))
-                if len(batches) == n_batches:
-                    break
-            passes.append(batches)
-        return passes
-    finally:
-        if generator is not None:
-            generator.set_state(saved)
-        else:
-            torch.set_rng_state(saved)
-
-
-def dataloader_batches(loader: DataLoader, n_batches: int = 3) -> Figure:
-    """Which dataset rows land in which batch: the unshuffled order next to this loader's
-    first two epochs. Each cell is one sample, coloured (and numbered) by its dataset index."""
-    if loader.batch_sampler is None:
-        raise ValueError("this DataLoader has batch_size=None: it yields single samples")
-    size = len(loader.dataset)
-    batch_size = loader.batch_sampler.batch_size
-    shuffled = isinstance(loader.sampler, RandomSampler)
-    epochs = _batches_without_side_effects(loader, n_batches, epochs=2 if shuffled else 1)
-    in_order = [
-        list(range(b * batch_size, min(size, (b + 1) * batch_size)))
-        for b in range(min(n_batches, len(loader)))
-    ]
-    panels = [("dataset order (shuffle=False)", in_order)]
-    if shuffled:
-        panels += [(f"this loader, epoch {e + 1} (shuffle=True)", b) for e, b in enumerate(epochs)]
-    else:
-        panels = [("this loader (shuffle=False): dataset order", epochs[0])]
-    columns = min(batch_size, 24)
-    cmap = mpl.colormaps["viridis"]
-    fig, axes = figure(
-        len(panels),
-        1,
-        figsize=(min(14.0, 2.4 + 0.5 * columns), 0.9 + len(panels) * (0.55 * n_batches + 0.75)),
-    )
-    axes = [axes] if len(panels) == 1 else list(axes)
-    first_x = _first_tensor(loader.dataset[0])
-    sample_shape = tuple(first_x.shape) if first_x is not None else ()
-    for ax, (title, batches) in zip(axes, panels, strict=True):
-        ax.set_axis_off()
-        ax.set_xlim(-2.3, columns + 1.0)
-        ax.set_ylim(len(batches) - 0.4, -0.6)
-        for row, indices in enumerate(batches):
-            shape = _shape_text((len(indices), *sample_shape))
-            ax.text(-0.2, row, f"batch {row}\nx {shape}", ha="right", va="center", fontsize=9.5)
-            for col, index in enumerate(indices[:columns]):
-                colour = cmap(index / max(1, size - 1))
-                ax.add_patch(Rectangle((col, row - 0.4), 0.94, 0.8, facecolor=colour))
-                ax.text(
-                    col + 0.47,
-                    row,
-                    str(index),
-                    ha="center",
-                    va="center",
-                    fontsize=7.5 if index < 1000 else 6.5,
-                    color="white" if index / max(1, size - 1) < 0.6 else "black",
-                )
-            if len(indices) > columns:
-                ax.text(
-                    columns + 0.2,
-                    row,
-                    f"+{len(indices) - columns}",
-                    ha="left",
-                    va="center",
-                    fontsize=9,
-                )
-        ax.set_title(title, loc="left", fontsize=11.5)
-    fig.suptitle(
-        f"{size:,} samples, batch_size={batch_size}, num_workers={loader.num_workers} → "
-        f"{len(loader)} batches per epoch (first {len(panels[0][1])} shown; colour = sample index)",
-        fontsize=11,
-    )
-    return show(fig)
-
-
 __all__ = [
     "cnn_diagram",
-    "dataloader_batches",
     "layer_table",
     "model_anatomy",
     "network_diagram",

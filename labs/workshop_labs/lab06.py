@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import math
 import pickle
 import re
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from unittest import mock
 
 import torch
 from matplotlib.figure import Figure
-from matplotlib.patches import Rectangle
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 from torch import nn
 
@@ -177,61 +175,6 @@ def resume_curves(
     )
     ax.set_xticks(list(epochs))
     ax.legend(loc="lower left")
-    return plots.show(fig)
-
-
-_STEP = 1.6  # distance between two layers in shape_diagram, in data units
-
-
-def shape_diagram(steps: Sequence[tuple[str, Sequence[int]]], *, title: str) -> Figure:
-    """One example's shape after each layer: images as stacks of channels, vectors as bars.
-
-    ``steps`` holds ``(layer name, output shape)`` pairs, batch dimension first, as the lab's
-    cell measures them.
-    """
-    fig, ax = plots.figure(figsize=(1.45 * len(steps) + 0.6, 3.9))
-    ax.axis("off")
-    ax.grid(False)
-    largest_side = max((shape[-1] for _, shape in steps if len(shape) == 4), default=1)
-    for index, (name, shape) in enumerate(steps):
-        centre, dims = index * _STEP, tuple(shape[1:])
-        if len(dims) == 3:
-            channels, height, width = dims
-            side = 0.35 + 0.55 * height / largest_side
-            layers = min(channels, 6)
-            for layer in range(layers):
-                offset = 0.05 * (layers - 1 - layer)
-                ax.add_patch(
-                    Rectangle(
-                        (centre - side / 2 + offset, -side / 2 + offset),
-                        side * width / height,
-                        side,
-                        facecolor=plots.PALETTE[0],
-                        edgecolor="white",
-                        alpha=0.55 + 0.45 * (layer + 1) / layers,
-                    )
-                )
-            text = f"{channels} ch\n{height}×{width}"
-        else:
-            size = dims[0] if dims else 1
-            height = 0.3 + 0.25 * math.log2(max(size, 1)) / 3
-            ax.add_patch(
-                Rectangle((centre - 0.09, -height / 2), 0.18, height, facecolor=plots.PALETTE[1])
-            )
-            text = f"{size:,}\nvalues"
-        ax.text(centre, -1.05, text, ha="center", va="top", fontsize=10)
-        ax.text(centre, 1.0, name, ha="center", va="bottom", fontsize=10, fontweight="bold")
-        if index:
-            ax.annotate(
-                "",
-                xy=(centre - 0.55, 0),
-                xytext=(centre - 0.85, 0),
-                arrowprops={"arrowstyle": "->", "color": "0.4"},
-            )
-    ax.set_xlim(-0.8, _STEP * (len(steps) - 1) + 0.8)
-    ax.set_ylim(-1.6, 1.4)
-    ax.set_aspect("equal")
-    ax.set_title(title)
     return plots.show(fig)
 
 

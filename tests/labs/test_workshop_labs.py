@@ -179,13 +179,6 @@ def test_layer_table_follows_forward_order():
     assert rows[0]["input shape"] == (5, 64)
 
 
-def test_dataloader_picture_leaves_the_loader_unchanged():
-    loader, _ = data.digits_loaders(batch_size=16, seed=3)
-    expected = next(iter(data.digits_loaders(batch_size=16, seed=3)[0]))[1]
-    diagrams.dataloader_batches(loader, n_batches=2)
-    assert torch.equal(next(iter(loader))[1], expected)
-
-
 def test_autograd_graph_needs_a_graph():
     with pytest.raises(ValueError, match="no grad_fn"):
         autograd_diagram.autograd_graph(torch.ones(2) * 2)
