@@ -43,9 +43,10 @@ def test_the_seven_labs_are_there():
     assert [source.name[:2] for source in LAB_SOURCES] == ["01", "02", "03", "04", "05", "06", "07"]
 
 
-# Calls that draw a figure: the generic helpers, or a lab module's function whose name says so.
+# Calls that draw a figure: the generic helpers, the drawing modules (`*_diagram(s)`), or a lab
+# module's function whose name says so.
 FIGURE_CALL = re.compile(
-    r"\b(?:plots|diagrams)\.\w+\(|"
+    r"\b(?:plots|diagrams|\w+_diagrams?)\.\w+\(|"
     r"\blab\d\d\.\w*(?:plot|draw|show|picture|diagram|figure|chart|curve|graph|tree|table|bars|grid|image)\w*\("
 )
 
