@@ -386,8 +386,10 @@ def seed_as_attendee(attendee_tmp):
     # the checkout. -E -s: only the standard library and the copy (the working folder) count.
     python = getattr(sys, "_base_executable", sys.executable)
     can_run = subprocess.run(as_attendee(python, "-E", "-s", "-c", "import json, logging"))
-    if can_run.returncode != 0:
-        pytest.skip(f"the attendee's uid cannot run {python}: install Python where all can")
+    # A failure, not a skip: these tests are the proof that the step works as the attendee.
+    assert can_run.returncode == 0, (
+        f"the attendee's uid cannot run {python}: install Python where all users can run it"
+    )
 
     def seed(shipped: Path, work: Path) -> subprocess.CompletedProcess:
         step_command = [python, "-E", "-s", "-m", "workshop_labs.workfolder"]
