@@ -10,7 +10,6 @@ import os
 import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from unittest import mock
 
 import torch
@@ -481,36 +480,6 @@ def throughput_chart(runs_ms: Mapping[int, Sequence[float]], *, n_samples: int) 
     return plots.show(fig)
 
 
-@dataclass(frozen=True)
-class Speedup:
-    """How much faster ``after`` ran than ``before``: the ratio of the median runs, and the range
-    the quartiles allow (the slower quarter of one against the faster quarter of the other)."""
-
-    ratio: float
-    low: float
-    high: float
-
-    @property
-    def within_noise(self) -> bool:
-        """The middle halves of the two sets of runs overlap: no difference beyond the noise."""
-        return self.low <= 1 <= self.high
-
-    def __str__(self) -> str:
-        quartiles = f"quartiles {self.low:.2f}–{self.high:.2f}×"
-        if self.within_noise:
-            return f"within the noise ({self.ratio:.2f}×, {quartiles})"
-        if self.ratio > 1:
-            return f"{self.ratio:.1f}× faster ({quartiles})"
-        return f"{1 / self.ratio:.1f}× slower ({self.ratio:.2f}×, {quartiles})"
-
-
-def speedup(before_ms: Sequence[float], after_ms: Sequence[float]) -> Speedup:
-    """The speed-up of ``after`` over ``before`` from their repeated runs (milliseconds)."""
-    before_q1, before_median, before_q3 = timing.quartiles(before_ms)
-    after_q1, after_median, after_q3 = timing.quartiles(after_ms)
-    return Speedup(before_median / after_median, before_q1 / after_q3, before_q3 / after_q1)
-
-
 def before_after_chart(runs_ms: Mapping[str, Sequence[float]], *, n_samples: int) -> Figure:
     """Two bars, before and after (the two keys, in that order): the median throughput with the
     quartiles of the runs as whiskers; the title says faster, slower or within the noise."""
@@ -523,7 +492,7 @@ def before_after_chart(runs_ms: Mapping[str, Sequence[float]], *, n_samples: int
         spread[label] = (n_samples / (q3 / 1000), n_samples / (q1 / 1000))
     return plots.bars(
         throughput,
-        title=f"{after} vs {before}:\n{speedup(before_runs, after_runs)}",
+        title=f"{after} vs {before}:\n{timing.speedup(before_runs, after_runs)}",
         ylabel="samples per second (median; whiskers: quartiles)",
         spread=spread,
         annotate=False,
@@ -798,6 +767,6 @@ def check_speedup(
     expect(not reason, reason)
     passed(
         f"{len(speedup_runs['before'])} and {len(speedup_runs['after'])} warm runs of the same "
-        f"work: after() is {speedup(speedup_runs['before'], speedup_runs['after'])}; the "
-        f"check's own runs agree: {speedup(own['before'], own['after'])}"
+        f"work: after() is {timing.speedup(speedup_runs['before'], speedup_runs['after'])}; the "
+        f"check's own runs agree: {timing.speedup(own['before'], own['after'])}"
     )

@@ -79,3 +79,56 @@ def measure(
 def compare(baseline: Measurement, candidate: Measurement) -> float:
     """Speed-up of ``candidate`` over ``baseline``: 2.0 means the candidate takes half the time."""
     return baseline.mean_ms / candidate.mean_ms
+
+
+# Lab 3's rule for every speed statement of the course: repeat, compare the middle halves of
+# the runs, and say "within the noise" when they overlap; never a verdict from one run.
+
+FASTER, SLOWER, WITHIN_THE_NOISE = "faster", "slower", "within the noise"
+# Every printed verdict starts with this, so a reader (and the labs' verdict tests, which run
+# the measurements again on a loaded machine) finds each one.
+VERDICT = "Verdict ·"
+
+
+@dataclass(frozen=True)
+class Speedup:
+    """How much faster ``after`` ran than ``before``: the ratio of the median runs, and the range
+    the quartiles allow (the slower quarter of one against the faster quarter of the other)."""
+
+    ratio: float
+    low: float
+    high: float
+
+    @property
+    def within_noise(self) -> bool:
+        """The middle halves of the two sets of runs overlap: no difference beyond the noise."""
+        return self.low <= 1 <= self.high
+
+    @property
+    def direction(self) -> str:
+        """FASTER, SLOWER or WITHIN_THE_NOISE: what may be said, and nothing more."""
+        if self.within_noise:
+            return WITHIN_THE_NOISE
+        return FASTER if self.ratio > 1 else SLOWER
+
+    def __str__(self) -> str:
+        quartiles = f"quartiles {self.low:.2f}–{self.high:.2f}×"
+        if self.within_noise:
+            return f"{WITHIN_THE_NOISE} ({self.ratio:.2f}×, {quartiles})"
+        if self.ratio > 1:
+            return f"{self.ratio:.1f}× {FASTER} ({quartiles})"
+        return f"{1 / self.ratio:.1f}× {SLOWER} ({self.ratio:.2f}×, {quartiles})"
+
+
+def speedup(before_ms: Sequence[float], after_ms: Sequence[float]) -> Speedup:
+    """The speed-up of ``after`` over ``before`` from their repeated runs (milliseconds)."""
+    if not before_ms or not after_ms:
+        raise ValueError("a speed-up needs runs of both: time each side at least once")
+    before_q1, before_median, before_q3 = quartiles(before_ms)
+    after_q1, after_median, after_q3 = quartiles(after_ms)
+    return Speedup(before_median / after_median, before_q1 / after_q3, before_q3 / after_q1)
+
+
+def verdict(what: str, before_ms: Sequence[float], after_ms: Sequence[float]) -> str:
+    """One printed line: ``what`` (e.g. "AMP training step vs float32") and its speed-up."""
+    return f"{VERDICT} {what}: {speedup(before_ms, after_ms)}"

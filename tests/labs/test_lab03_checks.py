@@ -250,16 +250,29 @@ def test_throughput_chart_has_log_batch_sizes_a_zero_based_y_and_run_spread():
 
 
 @pytest.mark.parametrize(
-    ("before", "after", "verdict"),
+    ("before", "after", "verdict", "direction"),
     [
-        ([10.0, 10.5, 11.0, 10.2, 10.8], [5.0, 5.2, 5.5, 5.1, 5.3], "2.0× faster (quartiles"),
-        ([5.0, 5.2, 5.5, 5.1, 5.3], [10.0, 10.5, 11.0, 10.2, 10.8], "2.0× slower (0.50×"),
-        ([10.0, 12.0, 11.0, 10.5, 11.5], [10.5, 11.8, 10.9, 11.2, 12.5], "within the noise"),
+        ([10.0, 10.5, 11.0, 10.2, 10.8], [5.0, 5.2, 5.5, 5.1, 5.3], "2.0× faster (q", "faster"),
+        ([5.0, 5.2, 5.5, 5.1, 5.3], [10.0, 10.5, 11.0, 10.2, 10.8], "2.0× slower (0.50×", "slower"),
+        (
+            [10.0, 12.0, 11.0, 10.5, 11.5],
+            [10.5, 11.8, 10.9, 11.2, 12.5],
+            "within the noise",
+            "within the noise",
+        ),
     ],
     ids=["faster", "slower", "overlapping-quartiles"],
 )
-def test_speedup_says_faster_slower_or_within_the_noise(before, after, verdict):
-    assert str(lab03.speedup(before, after)).startswith(verdict)
+def test_speedup_says_faster_slower_or_within_the_noise(before, after, verdict, direction):
+    assert str(timing.speedup(before, after)).startswith(verdict)
+    assert timing.speedup(before, after).direction == direction
+    line = timing.verdict("after vs before", before, after)
+    assert line == f"Verdict · after vs before: {timing.speedup(before, after)}"
+
+
+def test_a_speedup_without_runs_says_what_is_missing():
+    with pytest.raises(ValueError, match="needs runs of both"):
+        timing.speedup([], [1.0])
 
 
 def test_before_after_chart_has_quartile_whiskers_and_a_title_from_the_runs():
