@@ -27,7 +27,17 @@ from workshop_labs.notebooks import lab_sources
 from .stack import BROKEN_HOOK_FLAG, TEST_PREFIX, owner_tag, progress
 
 REPO = Path(__file__).resolve().parents[2]
-STATIC_CHECKS = ["system", "versions", "pins", "gpu", "amp_cpu", "amp_cuda", "dataloader", "kernel"]
+STATIC_CHECKS = [
+    "system",
+    "versions",
+    "pins",
+    "gpu",
+    "amp_cpu",
+    "amp_cuda",
+    "dataloader",
+    "kernel",
+    "compile",
+]
 LAB_UID = 1000
 # The repository's lab sources, which hold the solutions the images leave out.
 LAB_SOURCES = "/opt/workshop/lab-sources"

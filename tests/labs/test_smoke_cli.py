@@ -17,7 +17,17 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-STATIC_CHECKS = ["system", "versions", "pins", "gpu", "amp_cpu", "amp_cuda", "dataloader", "kernel"]
+STATIC_CHECKS = [
+    "system",
+    "versions",
+    "pins",
+    "gpu",
+    "amp_cpu",
+    "amp_cuda",
+    "dataloader",
+    "kernel",
+    "compile",
+]
 
 
 def run_smoke(tmp_path: Path, *args: str, env: dict | None = None):
@@ -57,7 +67,7 @@ def test_every_check_passes_or_skips_with_a_reason(full_run):
         assert check["verdict"] in {"pass", "skip"}, check
         assert check["note"], f"{check['name']} gives no note"
         assert check["seconds"] >= 0
-    for name in ("system", "versions", "pins", "amp_cpu", "dataloader", "kernel"):
+    for name in ("system", "versions", "pins", "amp_cpu", "dataloader", "kernel", "compile"):
         assert checks[name]["verdict"] == "pass", checks[name]
 
 
@@ -89,6 +99,24 @@ def test_figures_are_measured(full_run):
     assert dataloader["shm_bytes"] == shutil.disk_usage("/dev/shm").total
     assert dataloader["workers"] == 2
     assert checks["kernel"]["figures"]["result"] == "2"
+    assert checks["compile"]["figures"]["max_abs_difference"] < 1e-3
+
+
+def test_torch_compile_without_a_compiler_fails_naming_the_fix(tmp_path):
+    """The image without g++: the check fails with the cause and the fix, not a traceback. A
+    fresh inductor cache, or an earlier build would be reused without any compiler."""
+    completed, report = run_smoke(
+        tmp_path,
+        "--only",
+        "compile",
+        env={"CXX": str(tmp_path / "no-such-g++"), "TORCHINDUCTOR_CACHE_DIR": str(tmp_path)},
+    )
+    assert completed.returncode != 0
+    (check,) = report["checks"]
+    assert check["verdict"] == "fail"
+    assert "torch.compile could not build for the CPU" in check["note"]
+    assert "g++ and Python's headers" in check["note"]
+    assert "Traceback" not in completed.stdout + completed.stderr
 
 
 def test_gpu_checks_report_the_assigned_devices(full_run):

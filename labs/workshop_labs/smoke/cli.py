@@ -13,6 +13,7 @@ from pathlib import Path
 
 from workshop_labs.smoke import report
 from workshop_labs.smoke.amp import check_amp_cpu, check_amp_cuda
+from workshop_labs.smoke.compiler import check_compile
 from workshop_labs.smoke.core import FAIL, PASS, Check, Options, Result, Verdict, progress
 from workshop_labs.smoke.dataloader import check_dataloader
 from workshop_labs.smoke.gpu import check_gpu
@@ -30,6 +31,7 @@ STATIC_CHECKS = [
     Check("amp_cuda", "amp", check_amp_cuda),
     Check("dataloader", "runtime", check_dataloader),
     Check("kernel", "runtime", check_kernel),
+    Check("compile", "runtime", check_compile),
 ]
 
 
