@@ -185,6 +185,51 @@ def test_exercises_have_solution_then_check(source: Path):
         assert check.source.strip(), f"{where}\nthe check cell is empty"
 
 
+# A numbered section of a lab: "## 3 · Reshaping, indexing and combining tensors".
+SECTION_HEADING = re.compile(r"^## (\d+) · (.+)$", re.MULTILINE)
+
+
+def sections(nb: nbformat.NotebookNode) -> dict[str, list[nbformat.NotebookNode]]:
+    """Each numbered section's cells, from its heading to the next heading of any level two
+    section (the recap included, which ends the last one)."""
+    found: dict[str, list[nbformat.NotebookNode]] = {}
+    current = None
+    for cell in nb.cells:
+        if cell.cell_type == "markdown" and re.search(r"^## ", cell.source, re.MULTILINE):
+            heading = SECTION_HEADING.search(cell.source)
+            current = f"§{heading.group(1)} {heading.group(2)}" if heading else None
+            if current:
+                found[current] = []
+        if current:
+            found[current].append(cell)
+    return found
+
+
+@labs
+def test_every_section_gives_the_attendee_something_to_do(source: Path):
+    """Reading alone teaches little: each numbered section holds at least one exercise."""
+    found = sections(built(source))
+    assert len(found) >= 3, f"{source.name}: no numbered sections ('## N · title') found"
+    idle = [name for name, cells in found.items() if not any("exercise" in tags(c) for c in cells)]
+    assert not idle, f"{source.name}: sections without an exercise: {idle}"
+
+
+def test_sections_are_split_at_their_headings():
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_markdown_cell("# Lab\n## 1 · One"),
+        nbformat.v4.new_code_cell("x = None", metadata={"tags": ["exercise"]}),
+        nbformat.v4.new_markdown_cell("## 2 · Two"),
+        nbformat.v4.new_code_cell("print(1)"),
+        nbformat.v4.new_markdown_cell("## Recap"),
+        nbformat.v4.new_code_cell("y = None", metadata={"tags": ["exercise"]}),
+    ]
+    found = sections(nb)
+    assert list(found) == ["§1 One", "§2 Two"]
+    assert [len(cells) for cells in found.values()] == [2, 2]
+    assert not any("exercise" in tags(c) for c in found["§2 Two"])
+
+
 @labs
 def test_lab_draws_at_least_two_figures(source: Path):
     calls = [m.group(0) for c in code_cells(built(source)) for m in FIGURE_CALL.finditer(c.source)]
