@@ -24,7 +24,8 @@
 # 4. move data between NumPy and PyTorch, and know when the two **share memory**;
 # 5. let **autograd** compute gradients, read the computational graph it records, and switch
 #    it off with `torch.no_grad()` or `torch.inference_mode()`;
-# 6. write a **training loop** by hand and train a first tiny network on the digits.
+# 6. write a **training loop** by hand, train a first tiny network on the digits, and
+#    read its **confusion matrix**: precision and recall per class.
 #
 # Every exercise is followed by a check cell: run it, and it tells you what is wrong or prints
 # a ✅. Ask your instructor if you are stuck. Each exercise's solution cell shows the solution
@@ -189,7 +190,8 @@ except RuntimeError as error:
 # %% [markdown]
 # ### Exercise 2 · normalise the rows of a square matrix
 #
-# `counts[i, j]` says how often a model guessed class `j` when the answer was class `i`.
+# `counts[i, j]` says how often a model guessed class `j` when the answer was class `i` (a
+# *confusion matrix*: section 6 draws the one of your own model).
 # Turn it into `probabilities`, where every **row** sums to 1: divide each count by the
 # total of its own row. The matrix is square, so the broadcasting mistake will not raise an
 # error; the check will tell you.
@@ -757,6 +759,57 @@ lab01.digit_grid(
 )
 
 # %% [markdown]
+# ### Beyond accuracy: the confusion matrix
+#
+# Accuracy is one number for all ten digits. To see *which* digits the model mixes up, count,
+# for every true class (row) and every guess (column), how many validation digits landed
+# there. That grid is the **confusion matrix**; Exercise 2's `counts` was a small one. Right
+# guesses sit on the diagonal, every other cell is one kind of mistake:
+
+# %%
+confusion = torch.zeros(10, 10, dtype=torch.int64)
+for true_class, guess in zip(y_val.tolist(), predictions.tolist(), strict=True):
+    confusion[true_class, guess] += 1
+mistakes = confusion.sum() - confusion.trace()
+lab01.confusion_picture(
+    confusion, title=f"Confusion matrix: {confusion.trace()} right, {mistakes} mistakes"
+)
+
+# %% [markdown]
+# Two numbers per class read it. For class `k`:
+#
+# - **precision**: of all the digits the model *guessed* to be `k` (column `k`), the fraction
+#   that really are `k`. Low precision: the model says `k` too easily.
+# - **recall**: of all the digits that really *are* `k` (row `k`), the fraction the model
+#   found. Low recall: the model misses `k`.
+#
+# Both are the diagonal count divided by a total: which total is the whole difference.
+#
+# ### Exercise 7 · precision and recall per class
+#
+# From `confusion`, compute `precision` and `recall`: two float tensors of shape `(10,)`, one
+# value per class, each between 0 and 1.
+
+# %% tags=["exercise"]
+# TODO: per class, the diagonal count divided by the right total (see the definitions above)
+precision = None
+recall = None
+
+# %% [markdown] tags=["solution"]
+# <details><summary>Solution</summary>
+#
+# ```python
+# right_guesses = confusion.diagonal()
+# precision = right_guesses / confusion.sum(dim=0)  # column totals: everything guessed k
+# recall = right_guesses / confusion.sum(dim=1)  # row totals: every digit that is k
+# ```
+#
+# </details>
+
+# %%
+precision, recall = lab01.check_precision_recall((precision, recall), confusion)
+
+# %% [markdown]
 # Since each score is a weighted sum of pixels, we can *look* at the weights: reshape the
 # `(10, 64)` weight matrix to `(10, 8, 8)`, draw row `k` as an 8×8 image, and you see which
 # pixels push the score of digit `k` up (red) or down (blue).
@@ -785,6 +838,9 @@ lab01.weight_images(model.weight.reshape(10, 8, 8))
 #   backward (`t * w` fails, `t + w` works) and they cannot be changed in place.
 # - A training step is `zero_grad → forward → loss → backward → step`, repeated over
 #   shuffled batches for several epochs, with a validation set to check real progress.
+# - The **confusion matrix** counts true class (row) × guess (column). Per class,
+#   **precision** = diagonal / column total (how often a guess of `k` is right), **recall** =
+#   diagonal / row total (how many real `k` were found).
 #
 # **Next:** in Lab 2 you package a model as an `nn.Module` class with several layers, and
 # let a `DataLoader` do the batching and shuffling you did by hand here.

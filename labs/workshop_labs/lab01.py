@@ -241,6 +241,53 @@ def weight_images(pictures: torch.Tensor) -> Figure:
     return plots.show(fig)
 
 
+def confusion_picture(confusion: torch.Tensor, *, title: str) -> Figure:
+    """A confusion matrix as a grid of counts: row = the true class, column = the guess. The
+    diagonal (right guesses) is green, the rest grows redder with its count."""
+    counts = confusion.detach().cpu()
+    if counts.dim() != 2 or counts.shape[0] != counts.shape[1]:
+        raise ValueError(
+            f"a confusion matrix is square (classes × classes), got shape {tuple(counts.shape)}"
+        )
+    classes = counts.shape[0]
+    off_diagonal = counts.clone()
+    off_diagonal.fill_diagonal_(0)
+    worst = max(int(off_diagonal.max()), 1)
+    fig, ax = plots.figure(figsize=(0.62 * classes + 2.2, 0.55 * classes + 1.6))
+    for row in range(classes):
+        for col in range(classes):
+            count = int(counts[row, col])
+            if row == col:
+                color, alpha = plots.PALETTE[2], 0.55
+            else:
+                color, alpha = plots.PALETTE[3], 0.08 + 0.7 * count / worst
+            ax.add_patch(
+                Rectangle(
+                    (col, classes - 1 - row), 1, 1, facecolor=color, alpha=alpha, edgecolor="white"
+                )
+            )
+            ax.text(
+                col + 0.5,
+                classes - 0.5 - row,
+                str(count),
+                ha="center",
+                va="center",
+                fontsize=9,
+                color="black" if count else "0.6",
+            )
+    ax.set_xlim(0, classes)
+    ax.set_ylim(0, classes)
+    ax.set_aspect("equal")
+    ax.grid(False)
+    ax.set_xticks([c + 0.5 for c in range(classes)], [str(c) for c in range(classes)])
+    ax.set_yticks([classes - 0.5 - r for r in range(classes)], [str(r) for r in range(classes)])
+    ax.tick_params(length=0)
+    ax.set_xlabel("the model's guess (column)")
+    ax.set_ylabel("the true class (row)")
+    ax.set_title(title, fontsize=11)
+    return plots.show(fig)
+
+
 # ----------------------------------------------------------------------------------------------
 # Exercise 1 · shape, dtype, device
 # ----------------------------------------------------------------------------------------------
@@ -618,3 +665,105 @@ def check_train_step(train_step: Callable) -> None:
         "zero_grad(), forward, loss, backward(), step(), once each per call",
     )
     passed("train_step: zero_grad → forward → loss → backward → step, and returns the loss")
+
+
+# ----------------------------------------------------------------------------------------------
+# Exercise 7 · precision and recall from the confusion matrix
+# ----------------------------------------------------------------------------------------------
+
+
+def _per_class(value: object, name: str, classes: int) -> torch.Tensor:
+    """``value`` as a 1-D tensor of one number per class (a list or an array is fine too)."""
+    expect(value is not None, f"`{name}` is None: replace the None with your answer")
+    if not isinstance(value, torch.Tensor):
+        try:
+            value = torch.as_tensor(value)
+        except (TypeError, ValueError, RuntimeError):
+            expect(False, f"`{name}` is a {type(value).__name__}, not a tensor of numbers")
+    assert isinstance(value, torch.Tensor)
+    expect(
+        value.dim() == 1,
+        f"`{name}` has shape {tuple(value.shape)}: it needs one number per class, shape "
+        f"({classes},)",
+    )
+    expect(
+        len(value) != classes - 1,
+        f"`{name}` has {classes - 1} values, one short: the classes are 0 to {classes - 1}, "
+        f"{classes} of them (range({classes}) starts at 0)",
+    )
+    expect(
+        len(value) == classes,
+        f"`{name}` has {len(value)} values but there are {classes} classes: one per class",
+    )
+    expect(
+        value.is_floating_point(),
+        f"`{name}` has dtype {value.dtype}: `//` (or an integer dtype) rounds every fraction "
+        "down to 0 or 1. Divide with `/`",
+    )
+    return value.detach().cpu().double()
+
+
+def _same(got: torch.Tensor, want: torch.Tensor) -> bool:
+    return torch.allclose(got, want, atol=1e-4, equal_nan=True)
+
+
+def _explain_per_class(
+    got: torch.Tensor, name: str, confusion: torch.Tensor, right: torch.Tensor, swapped_name: str
+) -> None:
+    """Raise the reason ``got`` is not ``right``: the mistakes a beginner makes."""
+    correct = confusion.diagonal()
+    other = correct / confusion.sum(dim=1 if name == "precision" else 0)
+    divides_by = "COLUMN" if name == "precision" else "ROW"
+    of_what = "everything guessed k" if name == "precision" else "every digit that is k"
+    expect(
+        not _same(got, other),
+        f"`{name}` holds the {swapped_name}: rows are the TRUE class, columns the GUESS. "
+        f"{name.capitalize()} of class k divides the diagonal by its {divides_by} total "
+        f"({of_what})",
+    )
+    expect(
+        not _same(got, correct / confusion.sum()),
+        f"`{name}` divides by the number of ALL digits: that only splits the accuracy across "
+        f"the classes. Divide each diagonal count by its {divides_by} total ({of_what})",
+    )
+    expect(
+        not _same(got, right * 100),
+        f"`{name}` is in percent: give fractions between 0 and 1",
+    )
+    expect(
+        not any(_same(got, right.roll(shift)) for shift in (1, -1)),
+        f"`{name}` is shifted by one class: {name}[k] must be class k's, and the classes "
+        "count from 0",
+    )
+    expect(
+        _same(got, right),
+        f"`{name}` is not the diagonal count divided by the {divides_by} total ({of_what})",
+    )
+
+
+@exercise()
+def check_precision_recall(answer: object, confusion: torch.Tensor) -> None:
+    """`(precision, recall)`: per class, the diagonal of `confusion` divided by the column
+    totals (everything guessed k) and by the row totals (every true k)."""
+    expect(
+        isinstance(answer, tuple) and len(answer) == 2,
+        "pass the two answers as (precision, recall)",
+    )
+    confusion = confusion.detach().cpu().double()
+    classes = len(confusion)
+    correct = confusion.diagonal()
+    right_precision = correct / confusion.sum(dim=0)
+    right_recall = correct / confusion.sum(dim=1)
+    precision, recall = (
+        _per_class(value, name, classes)
+        for value, name in zip(answer, ("precision", "recall"), strict=True)
+    )
+    if not _same(precision, right_precision):
+        _explain_per_class(precision, "precision", confusion, right_precision, "recall")
+    if not _same(recall, right_recall):
+        _explain_per_class(recall, "recall", confusion, right_recall, "precision")
+    lowest = int(right_recall.nan_to_num(nan=2.0).argmin())
+    passed(
+        f"precision and recall per class; the lowest recall is class {lowest}'s "
+        f"({right_recall[lowest]:.2f}): its row shows what it was taken for"
+    )

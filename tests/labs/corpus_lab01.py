@@ -19,6 +19,8 @@ PICTURES = [torch.arange(64.0).reshape(8, 8) / 64 + i for i in range(4)]  # told
 IMAGE_NP = np.arange(64, dtype=np.float32).reshape(8, 8) / 64
 X = torch.tensor([1.0, 2.0, 3.0])
 Y_TRUE = torch.tensor([2.0, 4.0, 6.0])
+# Rows: true class, columns: guess; its row totals differ from its column totals, class by class.
+CONFUSION = torch.tensor([[9, 1, 0, 0], [3, 6, 1, 0], [0, 2, 7, 1], [1, 0, 0, 8]])
 
 # The check's arguments after the answer, per exercise.
 CONTEXT = {
@@ -28,6 +30,7 @@ CONTEXT = {
     "shares_memory": (IMAGE_NP,),
     "gradient": (X, Y_TRUE),
     "train_step": (),
+    "precision_recall": (CONFUSION,),
 }
 
 # ----------------------------------------------------------------------------------------------
@@ -486,6 +489,126 @@ TRAIN_STEP = [
     ),
 ]
 
-CASES = BATCH + ROW_NORMALISED + DIGIT_BATCH + SHARES_MEMORY + GRADIENT + TRAIN_STEP
+# ----------------------------------------------------------------------------------------------
+# Exercise 7: precision and recall from the confusion matrix
+# ----------------------------------------------------------------------------------------------
+
+RIGHT_GUESSES = CONFUSION.diagonal()
+COLUMN_TOTALS, ROW_TOTALS = CONFUSION.sum(dim=0), CONFUSION.sum(dim=1)
+
+
+def published_precision_recall() -> tuple:
+    namespace = solution_namespace(1, "precision", confusion=CONFUSION)
+    return namespace["precision"], namespace["recall"]
+
+
+def precision_recall_by_loop(first_class: int = 0) -> tuple[list[float], list[float]]:
+    """The answer written as a loop over the classes, from ``first_class`` on."""
+    precision, recall = [], []
+    for k in range(first_class, len(CONFUSION)):
+        precision.append(CONFUSION[k, k].item() / CONFUSION[:, k].sum().item())
+        recall.append(CONFUSION[k, k].item() / CONFUSION[k, :].sum().item())
+    return precision, recall
+
+
+PRECISION_RECALL = [
+    Case(
+        "precision_recall",
+        STARTER,
+        "starter",
+        lambda: (starter(1, "precision"), starter(1, "recall")),
+        r"`precision` is None",
+    ),
+    Case("precision_recall", REFERENCE, "solution", published_precision_recall),
+    Case(
+        "precision_recall",
+        WRONG,
+        "rows-and-columns-swapped",
+        lambda: (RIGHT_GUESSES / ROW_TOTALS, RIGHT_GUESSES / COLUMN_TOTALS),
+        r"`precision` holds the recall: rows are the TRUE class.*COLUMN total",
+    ),
+    Case(
+        "precision_recall",
+        WRONG,
+        "recall-by-columns-too",
+        lambda: (RIGHT_GUESSES / COLUMN_TOTALS, RIGHT_GUESSES / COLUMN_TOTALS),
+        r"`recall` holds the precision: .*ROW total",
+    ),
+    Case(
+        "precision_recall",
+        WRONG,
+        "divided-by-the-total",
+        lambda: (RIGHT_GUESSES / CONFUSION.sum(), RIGHT_GUESSES / CONFUSION.sum()),
+        r"`precision` divides by the number of ALL digits",
+    ),
+    Case(
+        "precision_recall",
+        WRONG,
+        "integer-division",
+        lambda: (RIGHT_GUESSES // COLUMN_TOTALS, RIGHT_GUESSES // ROW_TOTALS),
+        r"`precision` has dtype torch\.int64: `//` .* Divide with `/`",
+    ),
+    Case(
+        "precision_recall",
+        WRONG,
+        "classes-from-one",
+        lambda: precision_recall_by_loop(first_class=1),
+        r"`precision` has 3 values, one short: the classes are 0 to 3",
+    ),
+    Case(
+        "precision_recall",
+        WRONG,
+        "next-class-total",
+        lambda: (
+            RIGHT_GUESSES / COLUMN_TOTALS.roll(1),
+            RIGHT_GUESSES / ROW_TOTALS,
+        ),
+        r"`precision` is not the diagonal count divided by the COLUMN total",
+    ),
+    Case(
+        "precision_recall",
+        WRONG,
+        "shifted-by-one",
+        lambda: ((RIGHT_GUESSES / COLUMN_TOTALS).roll(1), RIGHT_GUESSES / ROW_TOTALS),
+        r"`precision` is shifted by one class",
+    ),
+    Case(
+        "precision_recall",
+        WRONG,
+        "percent",
+        lambda: (100 * RIGHT_GUESSES / COLUMN_TOTALS, 100 * RIGHT_GUESSES / ROW_TOTALS),
+        r"`precision` is in percent",
+    ),
+    Case(
+        "precision_recall",
+        WRONG,
+        "one-number",
+        lambda: ((RIGHT_GUESSES / COLUMN_TOTALS).mean(), RIGHT_GUESSES / ROW_TOTALS),
+        r"`precision` has shape \(\): it needs one number per class, shape \(4,\)",
+    ),
+    Case("precision_recall", RIGHT, "loop-of-floats", precision_recall_by_loop),
+    Case(
+        "precision_recall",
+        RIGHT,
+        "diag-and-transpose",
+        lambda: (
+            CONFUSION.diag().float() / CONFUSION.T.sum(dim=1),
+            CONFUSION.diag().float() / CONFUSION.sum(dim=1).float(),
+        ),
+    ),
+    Case(
+        "precision_recall",
+        RIGHT,
+        "numpy",
+        lambda: (
+            np.diag(CONFUSION.numpy()) / CONFUSION.numpy().sum(axis=0),
+            np.diag(CONFUSION.numpy()) / CONFUSION.numpy().sum(axis=1),
+        ),
+    ),
+]
+
+CASES = (
+    BATCH + ROW_NORMALISED + DIGIT_BATCH + SHARES_MEMORY + GRADIENT + TRAIN_STEP + PRECISION_RECALL
+)
 EXERCISES = tuple(CONTEXT)
 run = answer_then_context(CONTEXT)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from tests.labs import corpus_lab01
-from tests.labs.corpus_lab01 import COUNTS, PICTURES, Y_TRUE, X
+from tests.labs.corpus_lab01 import CONFUSION, COUNTS, PICTURES, Y_TRUE, X
 from tests.labs.solutions import starter
 from workshop_labs import autograd_diagram, checks, lab01
 from workshop_labs.checks import ExerciseNotSolved
@@ -118,6 +118,22 @@ def test_weight_images_wants_pictures_the_lab_reshaped():
     assert [ax.get_title() for ax in fig.axes[:2]] == ["score 0", "score 1"]
     with pytest.raises(ValueError, match=r"reshape the weight to \(10, 8, 8\)"):
         lab01.weight_images(torch.randn(10, 64))
+
+
+def test_confusion_picture_shows_every_count_with_true_rows_and_guessed_columns():
+    fig = lab01.confusion_picture(CONFUSION, title="a confusion matrix")
+    (ax,) = fig.axes
+    assert [text.get_text() for text in ax.texts] == [str(int(n)) for n in CONFUSION.flatten()]
+    assert ax.get_ylabel() == "the true class (row)"
+    assert ax.get_xlabel() == "the model's guess (column)"
+    with pytest.raises(ValueError, match=r"square .* got shape \(4, 3\)"):
+        lab01.confusion_picture(CONFUSION[:, :3], title="not square")
+
+
+def test_unsolved_precision_recall_runs_past_with_the_answer_as_it_is(lenient, capsys):
+    unsolved = (None, None)
+    assert lab01.check_precision_recall(unsolved, CONFUSION) is unsolved
+    assert "`precision` is None" in capsys.readouterr().out
 
 
 def box_texts(fig) -> list[str]:
