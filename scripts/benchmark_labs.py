@@ -23,7 +23,15 @@ from pathlib import Path
 import nbformat
 
 from workshop_labs import course
-from workshop_labs.notebooks import LabFailed, apply_solutions, build_notebook, execute, lab_sources
+from workshop_labs.notebooks import (
+    LabFailed,
+    apply_solutions,
+    build_notebook,
+    execute,
+    exercise_cells,
+    lab_sources,
+    sections,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 QUICK_TOTAL_GOAL_S = 180.0
@@ -56,6 +64,37 @@ def _record_time(path: Path, run_name: str, started_at: float, status: str) -> N
     path.write_text(json.dumps(times, indent=2) + "\n")
 
 
+def lab_table(
+    sources: list[Path], modes: list[str], times: dict[tuple[str, str], tuple[float, str]]
+) -> str:
+    """One row per lab: its sections, exercises and minutes in the day, each mode's run time
+    and, for a full run, its share of the lab's minutes."""
+    header = ["lab", "sections", "exercises", "minutes", *[f"{mode} run" for mode in modes]]
+    if "full" in modes:
+        header.append("share of minutes")
+    rows = [header]
+    for source in sources:
+        nb = build_notebook(source)
+        lab = int(source.name[:2])
+        minutes = course.MINUTES_IN_THE_DAY[lab]
+        row = [source.name, str(len(sections(nb))), str(len(exercise_cells(nb.cells)))]
+        row.append(str(minutes))
+        for mode in modes:
+            seconds, status = times[(source.name, mode)]
+            row.append(f"{seconds:.1f} s" if status == "ok" else "FAILED")
+        if "full" in modes:
+            row.append(f"{times[(source.name, 'full')][0] / (minutes * 60):.1%}")
+        rows.append(row)
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(
+            cell.ljust(w) if i == 0 else cell.rjust(w)
+            for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+        )
+        for row in rows
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--modes", default="quick,full", help="comma-separated: quick, full")
@@ -82,14 +121,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {seconds:7.1f} s  {status}", flush=True)
 
     print()
-    name_w = max(len(s.name) for s in sources)
-    print(f"{'lab':<{name_w}}" + "".join(f"  {mode:>12}" for mode in modes))
-    for source in sources:
-        cells = []
-        for mode in modes:
-            seconds, status = times[(source.name, mode)]
-            cells.append(f"  {seconds:>10.1f} s" if status == "ok" else f"  {'FAILED':>12}")
-        print(f"{source.name:<{name_w}}" + "".join(cells))
+    print(lab_table(sources, modes, times))
 
     print()
     verdicts = []

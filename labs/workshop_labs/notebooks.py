@@ -54,6 +54,31 @@ def tags(cell: nbformat.NotebookNode) -> list[str]:
     return list(cell.get("metadata", {}).get("tags", []))
 
 
+# A numbered section of a lab: "## 3 · Reshaping, indexing and combining tensors".
+SECTION_HEADING = re.compile(r"^## (\d+) · (.+)$", re.MULTILINE)
+
+
+def sections(nb: nbformat.NotebookNode) -> dict[str, list[nbformat.NotebookNode]]:
+    """Each numbered section's cells ("§3 Reshaping, …"), from its heading to the next level
+    two heading (the recap's ends the last one)."""
+    found: dict[str, list[nbformat.NotebookNode]] = {}
+    current = None
+    for cell in nb.cells:
+        if cell.cell_type == "markdown" and re.search(r"^## ", cell.source, re.MULTILINE):
+            heading = SECTION_HEADING.search(cell.source)
+            current = f"§{heading.group(1)} {heading.group(2)}" if heading else None
+            if current:
+                found[current] = []
+        if current:
+            found[current].append(cell)
+    return found
+
+
+def exercise_cells(cells: list[nbformat.NotebookNode]) -> list[nbformat.NotebookNode]:
+    """The cells an attendee answers in: code cells tagged ``exercise``."""
+    return [cell for cell in cells if "exercise" in tags(cell)]
+
+
 def build_notebook(source: Path | str) -> nbformat.NotebookNode:
     """The notebook of a lab source: no outputs, python3 kernel, stable cell ids."""
     import jupytext

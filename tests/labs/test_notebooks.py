@@ -19,7 +19,9 @@ from workshop_labs.notebooks import (
     attendee_edition,
     build_notebook,
     execute,
+    exercise_cells,
     lab_sources,
+    sections,
     solution_code,
     solutions_catalog,
     tags,
@@ -185,32 +187,12 @@ def test_exercises_have_solution_then_check(source: Path):
         assert check.source.strip(), f"{where}\nthe check cell is empty"
 
 
-# A numbered section of a lab: "## 3 · Reshaping, indexing and combining tensors".
-SECTION_HEADING = re.compile(r"^## (\d+) · (.+)$", re.MULTILINE)
-
-
-def sections(nb: nbformat.NotebookNode) -> dict[str, list[nbformat.NotebookNode]]:
-    """Each numbered section's cells, from its heading to the next heading of any level two
-    section (the recap included, which ends the last one)."""
-    found: dict[str, list[nbformat.NotebookNode]] = {}
-    current = None
-    for cell in nb.cells:
-        if cell.cell_type == "markdown" and re.search(r"^## ", cell.source, re.MULTILINE):
-            heading = SECTION_HEADING.search(cell.source)
-            current = f"§{heading.group(1)} {heading.group(2)}" if heading else None
-            if current:
-                found[current] = []
-        if current:
-            found[current].append(cell)
-    return found
-
-
 @labs
 def test_every_section_gives_the_attendee_something_to_do(source: Path):
     """Reading alone teaches little: each numbered section holds at least one exercise."""
     found = sections(built(source))
     assert len(found) >= 3, f"{source.name}: no numbered sections ('## N · title') found"
-    idle = [name for name, cells in found.items() if not any("exercise" in tags(c) for c in cells)]
+    idle = [name for name, cells in found.items() if not exercise_cells(cells)]
     assert not idle, f"{source.name}: sections without an exercise: {idle}"
 
 
@@ -227,7 +209,7 @@ def test_sections_are_split_at_their_headings():
     found = sections(nb)
     assert list(found) == ["§1 One", "§2 Two"]
     assert [len(cells) for cells in found.values()] == [2, 2]
-    assert not any("exercise" in tags(c) for c in found["§2 Two"])
+    assert not exercise_cells(found["§2 Two"])
 
 
 @labs
