@@ -15,6 +15,11 @@ authenticates every caller: the service asks the hub whose token a request carri
 - ``GET /services/console/api/solutions/LAB/EXERCISE``: an exercise's solution, for any
   attendee's token, once the instructor revealed it (solutions.py); until then it says so.
 - ``GET /services/console/api/announcement.atom``: the announcement, for JupyterLab's news.
+- ``POST``, ``GET`` and ``DELETE /services/console/api/hand``: an attendee's raised hand
+  ("I'm stuck" or "I'm done", with a note and the open notebook), with the server's token:
+  raise it (or change what it says), see who is on the way, lower it (hands.py).
+- ``GET /services/console/api/hands``, and ``POST .../api/hands/NAME/on-my-way`` or
+  ``.../done``: the help queue and the instructor's answers, for instructors (audited).
 - ``GET /services/console/``: the console page, and ``GET /services/console/api/room``, the
   data it shows (room_view.py). Both need the `access:services!service=console` scope,
   which JupyterHub's admin role holds and attendees' roles do not: the browser logs in with
@@ -40,7 +45,7 @@ from jupyterhub.utils import url_path_join
 from tornado import web
 from tornado.httpserver import HTTPServer
 
-from . import announcement, instructor_actions, work_view
+from . import announcement, hands, instructor_actions, work_view
 from .access.names import INSTRUCTOR_ROLE
 from .access.sessions import HubApi
 from .firewall import CONSOLE_PORT, HUB_SERVICE
@@ -163,12 +168,18 @@ class ConsoleHandler(ConsoleBase):
         return
 
     def initialize(
-        self, hub_auth: HubAuth, book: ProgressBook, solutions: Solutions, rate: ReportRate
+        self,
+        hub_auth: HubAuth,
+        book: ProgressBook,
+        solutions: Solutions,
+        rate: ReportRate,
+        hand_queue: hands.HandQueue,
     ) -> None:
         self.hub_auth = hub_auth
         self.book = book
         self.solutions = solutions
         self.rate = rate
+        self.hand_queue = hand_queue
 
     async def caller(self) -> dict:
         header = self.request.headers.get("Authorization", "")
@@ -185,8 +196,9 @@ class ConsoleHandler(ConsoleBase):
         return bool(model.get("admin")) or ADMIN_SCOPE in model.get("scopes", ())
 
 
-def in_the_book(book: ProgressBook, work: Callable, *args) -> Awaitable:
-    """``work(*args)`` on the book's own thread: SQLite never blocks the event loop."""
+def in_the_book(book: ProgressBook | hands.HandQueue, work: Callable, *args) -> Awaitable:
+    """``work(*args)`` on the book's (or the queue's) own thread: SQLite never blocks the
+    event loop."""
     return asyncio.get_running_loop().run_in_executor(book.worker, work, *args)
 
 
@@ -226,6 +238,37 @@ class ProgressHandler(ConsoleHandler):
                 }
             }
         )
+
+
+class HandHandler(ConsoleHandler):
+    """The caller's own hand: raise it (POST), see it (GET), lower it (DELETE)."""
+
+    async def post(self) -> None:
+        model = await self.caller()
+        wait_seconds = self.rate.wait_before_next(model["name"])
+        if wait_seconds:
+            await asyncio.sleep(wait_seconds)
+            raise TooManyReports(wait_seconds)
+        try:
+            request = hands.request_from_body(json.loads(self.request.body or b"null"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise web.HTTPError(HTTPStatus.BAD_REQUEST, "send one JSON object") from None
+        except hands.BadHand as error:
+            raise web.HTTPError(HTTPStatus.BAD_REQUEST, str(error)) from None
+        queue = self.hand_queue
+        hand = await in_the_book(queue, queue.raise_hand, model["name"], request)
+        self.set_status(HTTPStatus.CREATED)
+        self.finish({"hand": hand.as_json(queue.clock())})
+
+    async def get(self) -> None:
+        model = await self.caller()
+        hand = await in_the_book(self.hand_queue, self.hand_queue.mine, model["name"])
+        self.finish({"hand": hand.as_json(self.hand_queue.clock()) if hand else None})
+
+    async def delete(self) -> None:
+        model = await self.caller()
+        hand = await in_the_book(self.hand_queue, self.hand_queue.lower, model["name"])
+        self.finish({"lowered": hand is not None})
 
 
 class SolutionHandler(ConsoleHandler):
@@ -380,6 +423,38 @@ class WorkHandler(InstructorHandler):
         self.finish(page.html)
 
 
+class HandsHandler(InstructorHandler):
+    """GET .../api/hands: the help queue, oldest first, and the day's waits."""
+
+    @web.authenticated
+    async def get(self) -> None:
+        self.finish(await in_the_book(self.room.hands, self.room.hands.queue))
+
+
+class HandActionHandler(InstructorHandler):
+    """POST .../api/hands/NAME/on-my-way or .../done: the instructor's answer, audited."""
+
+    @web.authenticated
+    async def post(self, name: str, answer: str) -> None:
+        attendee, by = self.attendee_name(name), self.current_user["name"]
+        queue = self.room.hands
+        act = {"on-my-way": queue.take, "done": queue.done}.get(answer)
+        if act is None:
+            raise web.HTTPError(HTTPStatus.NOT_FOUND, "answer a hand with on-my-way or done")
+        try:
+            hand = await in_the_book(queue, act, attendee, by)
+        except hands.HandRefused as error:
+            instructor_actions.audit(by, f"hand: {answer}", attendee, f"refused: {error}")
+            raise web.HTTPError(HTTPStatus.CONFLICT, str(error)) from None
+        instructor_actions.audit(
+            by,
+            f"hand: {answer}",
+            attendee,
+            f"{hand.kind} hand, waited {hand.waited(queue.clock()):.0f} s",
+        )
+        self.finish({"hand": hand.as_json(queue.clock())})
+
+
 class AnnouncementHandler(InstructorHandler):
     """GET/POST .../api/announcement: what every hub page shows on top ("" takes it down)."""
 
@@ -458,10 +533,15 @@ class Room:
     """The console's view of the room, from the hub, Docker and the progress book."""
 
     def __init__(
-        self, book: ProgressBook, users: HubUsers, containers: Containers, solutions: Solutions
+        self,
+        book: ProgressBook,
+        users: HubUsers,
+        containers: Containers,
+        solutions: Solutions,
+        hand_queue: hands.HandQueue,
     ):
         self.book, self.users, self.containers = book, users, containers
-        self.solutions = solutions
+        self.solutions, self.hands = solutions, hand_queue
 
     async def view(self) -> dict:
         loop = asyncio.get_running_loop()
@@ -483,17 +563,25 @@ def make_app(
     hub_auth: HubAuth,
     book: ProgressBook,
     solutions: Solutions,
+    hand_queue: hands.HandQueue,
     prefix: str,
     room: Room | None = None,
 ) -> ConsoleApplication:
     rate = ReportRate(REPORT_BURST, REPORTS_PER_SECOND)
-    arguments = {"hub_auth": hub_auth, "book": book, "solutions": solutions, "rate": rate}
+    arguments = {
+        "hub_auth": hub_auth,
+        "book": book,
+        "solutions": solutions,
+        "rate": rate,
+        "hand_queue": hand_queue,
+    }
     api = url_path_join(prefix, "api/progress")
     handlers = [
         (api, ProgressHandler, arguments),
         (url_path_join(api, "([^/]+)"), ProgressHandler, arguments),
         (url_path_join(prefix, r"api/solutions/(\d+)/(\w+)"), SolutionHandler, arguments),
         (url_path_join(prefix, "api/announcement.atom"), AnnouncementFeedHandler),
+        (url_path_join(prefix, "api/hand"), HandHandler, arguments),
     ]
     if room is not None:
         # The one HubOAuth of this process: the OAuth callback finds the login it began
@@ -507,6 +595,8 @@ def make_app(
             (url_path_join(prefix, "work/([^/]+)/(.*)"), WorkHandler, instructor),
             (url_path_join(prefix, "api/announcement"), AnnouncementHandler, instructor),
             (url_path_join(prefix, "api/solutions"), RevealHandler, instructor),
+            (url_path_join(prefix, "api/hands"), HandsHandler, instructor),
+            (url_path_join(prefix, "api/hands/([^/]+)/([a-z-]+)"), HandActionHandler, instructor),
             (url_path_join(prefix, "oauth_callback"), HubOAuthCallbackHandler),
         ]
     # The OAuth cookie's key: new at each start, so a console restart only means logging in
@@ -556,8 +646,9 @@ def main() -> None:
         containers = AttendeePods(instance)
     else:
         containers = Containers(instance)
-    room = Room(book, HubUsers(), containers, solutions)
-    app = make_app(HubAuth(), book, solutions, prefix, room)
+    hand_queue = hands.HandQueue()
+    room = Room(book, HubUsers(), containers, solutions, hand_queue)
+    app = make_app(HubAuth(), book, solutions, hand_queue, prefix, room)
     asyncio.run(serve(app, background=containers.sample_memory_forever))
 
 

@@ -36,7 +36,7 @@ from docker.errors import APIError, ContainerError, DockerException, NotFound
 from docker.types import Mount
 from escapism import unescape
 
-from . import announcement, credentials, instructor_actions, progress, rehearsal, solutions
+from . import announcement, credentials, hands, instructor_actions, progress, rehearsal, solutions
 from .disks import DiskError, WorkDisks, disk_paths, instance_folder, is_capped, own_image
 from .docker_host import (
     COMPOSE_ONE_OFF_LABEL,
@@ -105,6 +105,7 @@ HUB_STATE_MEANINGS = {
     credentials.ATTENDEE_PASSWORDS_FILE.name: "every attendee's name and password",
     credentials.REHEARSAL_TOKEN_FILE.name: "the rehearsal's API token",
     progress.PROGRESS_FILE.name: "every exercise check attendees ran",
+    hands.HANDS_FILE.name: "every hand raised for help, and who answered it",
     announcement.ANNOUNCEMENT_FILE.name: "the announcement",
     instructor_actions.ACTIONS_LOG.name: "the console's log of instructor actions",
     solutions.REVEALED_FILE.name: "which solutions were revealed",

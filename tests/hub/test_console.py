@@ -23,6 +23,7 @@ from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
 from workshop_hub.console import REPORT_BURST, Room, console_server, make_app
+from workshop_hub.hands import HandQueue
 from workshop_hub.progress import ProgressBook
 from workshop_hub.room_sources import Containers, HubUsers
 from workshop_hub.solutions import Solutions
@@ -47,15 +48,20 @@ def book(tmp_path):
 
 
 @pytest.fixture
-def app(book, tmp_path, monkeypatch):
+def hand_queue(tmp_path):
+    return HandQueue(tmp_path / "hands.sqlite")
+
+
+@pytest.fixture
+def app(book, hand_queue, tmp_path, monkeypatch):
     # What JupyterHub gives a managed service; nothing listens at this hub address.
     monkeypatch.setenv("JUPYTERHUB_API_URL", "http://127.0.0.1:9/hub/api")
     monkeypatch.setenv("JUPYTERHUB_API_TOKEN", "the-services-token")
     monkeypatch.setenv("JUPYTERHUB_CLIENT_ID", "service-console")
     monkeypatch.setenv("JUPYTERHUB_SERVICE_PREFIX", PREFIX)
     solutions = Solutions({1: {"batch": "the solution"}}, tmp_path / "revealed.json")
-    room = Room(book, HubUsers(), Containers("test-instance"), solutions)
-    return make_app(HubThatKnowsTokens(), book, solutions, PREFIX, room)
+    room = Room(book, HubUsers(), Containers("test-instance"), solutions, hand_queue)
+    return make_app(HubThatKnowsTokens(), book, solutions, hand_queue, PREFIX, room)
 
 
 def serve_on_loopback(server: HTTPServer) -> tuple[str, int]:
@@ -234,13 +240,15 @@ SERVE = textwrap.dedent(
     from pathlib import Path
     from jupyterhub.services.auth import HubAuth
     from workshop_hub.console import make_app, serve
+    from workshop_hub.hands import HandQueue
     from workshop_hub.progress import ProgressBook
     from workshop_hub.solutions import Solutions
 
     logging.basicConfig(level=logging.INFO)
     port, folder = int(sys.argv[1]), Path(sys.argv[2])
     book = ProgressBook(folder / "progress.sqlite")
-    app = make_app(HubAuth(), book, Solutions({}, folder / "revealed.json"), "/console/")
+    solutions = Solutions({}, folder / "revealed.json")
+    app = make_app(HubAuth(), book, solutions, HandQueue(folder / "hands.sqlite"), "/console/")
     asyncio.run(serve(app, port, background=lambda: asyncio.sleep(3600)))
     """
 )
@@ -294,3 +302,75 @@ def test_the_console_stops_quietly_when_the_hub_stops_it(stop_signal, tmp_path, 
 def test_control_a_bare_ioloop_prints_a_traceback_on_sigint(tmp_path):
     stopped = stopped_by(signal.SIGINT, SERVE_BARE, tmp_path)
     assert "KeyboardInterrupt" in stopped.stderr and "Traceback" in stopped.stderr
+
+
+def as_attendee(token: str, **options) -> dict:
+    return {"headers": {"Authorization": f"token {token}"}, **options}
+
+
+async def test_a_hand_is_raised_seen_and_lowered_by_its_owner_only(console, hand_queue):
+    raised = await fetch(
+        console + "api/hand",
+        method="POST",
+        body=json.dumps({"kind": "stuck", "note": "Ex 3\nhelp", "notebook": "lab1.ipynb"}),
+        **as_attendee("ada-token"),
+    )
+    assert raised.code == 201
+    hand = json.loads(raised.body)["hand"]
+    assert (hand["attendee"], hand["kind"], hand["note"]) == ("ada", "stuck", "Ex 3 help")
+    # Bob's token sees Bob's hand, none, and cannot lower Ada's.
+    bobs = await fetch(console + "api/hand", **as_attendee("bob-token"))
+    assert json.loads(bobs.body) == {"hand": None}
+    lowered = await fetch(console + "api/hand", method="DELETE", **as_attendee("bob-token"))
+    assert json.loads(lowered.body) == {"lowered": False}
+    assert hand_queue.mine("ada") is not None
+    lowered = await fetch(console + "api/hand", method="DELETE", **as_attendee("ada-token"))
+    assert json.loads(lowered.body) == {"lowered": True}
+    assert hand_queue.mine("ada") is None
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ({"kind": "admin"}, "'kind' must be one of stuck, done"),
+        ({"kind": "stuck", "note": "x" * 201}, "say it in 200"),
+        ({"kind": "stuck", "notebook": "../../etc/passwd.ipynb"}, "path in the work folder"),
+        ({"kind": "stuck", "notebook": "/home/jovyan/x.ipynb"}, "path in the work folder"),
+        ({"kind": "stuck", "notebook": "run.sh"}, "path in the work folder"),
+        ([1, 2], "a hand is a JSON object"),
+    ],
+    ids=["kind", "long-note", "dotdot", "absolute", "not-a-notebook", "list"],
+)
+async def test_a_hand_an_attendee_could_not_send_is_400_and_not_kept(
+    console, hand_queue, body, reason
+):
+    refused = await fetch(
+        console + "api/hand", method="POST", body=json.dumps(body), **as_attendee("ada-token")
+    )
+    assert refused.code == 400
+    assert reason in json.loads(refused.body)["message"]
+    assert hand_queue.mine("ada") is None
+
+
+async def test_hands_without_a_token_or_as_a_stranger_are_refused(console, hand_queue):
+    anonymous = await fetch(console + "api/hand", method="POST", body='{"kind": "stuck"}')
+    assert anonymous.code == 401
+    stranger = await fetch(
+        console + "api/hand", method="POST", body='{"kind": "stuck"}', **as_attendee("forged")
+    )
+    assert stranger.code == 403
+    assert hand_queue.queue()["open"] == []
+
+
+async def test_the_queue_and_its_answers_need_an_instructors_login(console, hand_queue):
+    """Without the hub's login (an attendee's server token is not one: tests/e2e/test_console.py
+    sends one against the real hub), the queue goes to the hub's login and "done" is refused
+    before anything changes."""
+    await fetch(
+        console + "api/hand", method="POST", body='{"kind": "stuck"}', **as_attendee("ada-token")
+    )
+    queue = await fetch(console + "api/hands")
+    assert queue.code == 302 and "/hub/api/oauth2/authorize" in queue.headers["Location"]
+    done = await fetch(console + "api/hands/ada/done", method="POST", body="{}")
+    assert done.code == 403
+    assert hand_queue.mine("ada") is not None
