@@ -39,8 +39,6 @@ from workshop_labs import setup
 device = setup()
 
 # %%
-import statistics
-
 import torch
 from torch import nn
 
@@ -99,6 +97,42 @@ else:
         {True: "yes", False: "no"}.get(bf16_units, "cannot tell (no /proc/cpuinfo)"),
     )
 print(f"This lab's low-precision type on {device.type}: {low_precision}")
+
+# %% [markdown]
+# ### Exercise 1 · What does a 16-bit type store?
+#
+# Write `stored_as(value, dtype)`: put the Python number `value` in a tensor (float32, the
+# default), convert it to `dtype`, and give back what is stored, as a Python number
+# (`.item()`). Before you run the check, predict what float16 and bfloat16 store for
+# **70,000** (a large activation), **1e-8** (a tiny gradient) and **1.001** (a weight of 1
+# after an update of 0.001). The check tries all three in both types.
+
+
+# %% tags=["exercise"]
+def stored_as(value, dtype):
+    # TODO: a tensor of value, converted to dtype, read back as a Python number
+    return value
+
+
+# %% [markdown] tags=["solution"]
+# <details><summary>Solution</summary>
+#
+# ```python
+# def stored_as(value, dtype):
+#     return torch.tensor(value).to(dtype).item()
+# ```
+#
+# </details>
+
+# %%
+stored_as = lab04.check_stored_as(stored_as)
+
+# %% [markdown]
+# Each 16-bit type fails one of the three. float16 stores 70,000 as `inf`: its largest number
+# is 65,504, and one `inf` in a forward pass turns the loss into `inf` or NaN. It stores 1e-8
+# as 0, the underflow we saw above. bfloat16 has the range for both, but keeps only 2–3
+# digits: 1.001 comes back as 1.0, **the update of 0.001 is lost**. That is why mixed
+# precision keeps the weights, and their updates, in float32 (section 2).
 
 # %% [markdown]
 # ## 2 · `torch.autocast`: which op runs in which dtype
@@ -175,7 +209,7 @@ lab04.dtype_picture(rows, title=f"The dtype each op produced on {device.type}")
 # `torch.inference_mode()` because prediction needs no autograd graph.
 
 # %% [markdown]
-# ### Exercise 1 · Predict under autocast
+# ### Exercise 2 · Predict under autocast
 #
 # Write `predict_amp(model, inputs)` that returns the model's class scores computed under
 # `torch.autocast` with `device_type=inputs.device.type` and `dtype=low_precision`, inside
@@ -277,7 +311,7 @@ plots.curves(
 # shrugs off, because the weights and their updates stay in float32.
 
 # %% [markdown]
-# ### Exercise 2 · A bfloat16 training step
+# ### Exercise 3 · A bfloat16 training step
 #
 # Write `train_step_bf16(model, optimizer, loss_fn, inputs, targets)`: zero the gradients, run
 # the forward pass **and** the loss under `torch.autocast(inputs.device.type,
@@ -344,7 +378,7 @@ lab04.gradient_underflow(gradients, scale=2.0**16)
 # bfloat16 has float32's range, so its gradients do not underflow: no scaler needed.
 
 # %% [markdown]
-# ### Exercise 3 · A float16 training step with a GradScaler
+# ### Exercise 4 · A float16 training step with a GradScaler
 #
 # Write `train_step_fp16(model, optimizer, scaler, loss_fn, inputs, targets)` with the three
 # scaler calls **in the right order**, the forward pass and the loss under
@@ -424,10 +458,10 @@ print(f"accuracy {accuracy(fp16_model):.1%}")
 # raises an error.
 
 # %% [markdown]
-# ### Exercise 4 · Clip the gradients of a float16 step
+# ### Exercise 5 · Clip the gradients of a float16 step
 #
 # Write `train_step_fp16_clipped(model, optimizer, scaler, loss_fn, inputs, targets,
-# max_norm)`: your float16 step from Exercise 3, with the gradients clipped to `max_norm`
+# max_norm)`: your float16 step from Exercise 4, with the gradients clipped to `max_norm`
 # before the optimizer step. Put `scaler.unscale_(optimizer)` and
 # `torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)` where they belong. The check
 # gives your function a `max_norm` a quarter of the gradients' true norm, then measures the
@@ -507,18 +541,45 @@ print("after load_state_dict:", resumed_scaler.state_dict())
 # ## 6 · Speed and memory, side by side
 #
 # Does AMP pay off on *this* machine? We time one training step and one inference pass of a
-# wider network, in float32 and with AMP, with warm-up and repeats (lab 3). Each bar is the
-# median of the runs; its whisker spans the middle half of them (first to third quartile),
-# so two bars whose whiskers overlap do not differ beyond the noise.
+# wider network, in float32 and with AMP, with warm-up and repeats (lab 3), and judge them
+# with lab 3's rule: the median runs give the ratio, and when the middle halves of the runs
+# (first to third quartile) overlap, the verdict is "within the noise".
+#
+# The network's size comes from the device. A GPU's tensor cores only pay off on big matrix
+# multiplications: with a few hundred units they finish in microseconds, and launching the
+# kernels and casting costs more than the math saves. So on a GPU `lab04.mlp_sizes` takes
+# thousands of units and samples (multiples of 64), as large as your share of the GPU's
+# memory allows; on the CPU it keeps the network small enough for two cores.
+#
+# One more precaution: `alternating_runs` times the modes in turns, a few runs of each per
+# round. When the machine gets busier half-way (a neighbour starts a job), every mode feels
+# it, not only the one that happened to be timed last.
 
 # %%
-width, batch_size = runtime.pick(full=2048, quick=256), runtime.pick(full=512, quick=128)
-big_model = nn.Sequential(
-    nn.Linear(64, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(), nn.Linear(width, 10)
-).to(device)
+usable_memory = lab04.usable_gpu_memory(device)  # None on the CPU
+width, batch_size = lab04.mlp_sizes(
+    device.type, usable_memory, quick=runtime.pick(full=False, quick=True)
+)
+if usable_memory is not None:
+    print(f"GPU memory you may use: {usable_memory / 2**30:.1f} GiB")
+print(f"on {device.type}: layer width {width}, batch {batch_size}")
+
+
+def mlp(width: int) -> nn.Module:
+    """Three Linear layers, `width` units wide: this section's network at any size."""
+    runtime.seed_everything(0)
+    return nn.Sequential(
+        nn.Linear(64, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(), nn.Linear(width, 10)
+    ).to(device)
+
+
+def random_batch(size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.rand(size, 64, device=device), torch.randint(0, 10, (size,), device=device)
+
+
+big_model = mlp(width)
 big_optimizer = torch.optim.SGD(big_model.parameters(), lr=0.01)
-inputs = torch.rand(batch_size, 64, device=device)
-targets = torch.randint(0, 10, (batch_size,), device=device)
+inputs, targets = random_batch(batch_size)
 
 modes = {"float32": None, f"AMP {low_precision}": low_precision}
 if device.type == "cuda" and bf16_units:
@@ -547,46 +608,67 @@ def inference(mode: str) -> None:
             big_model(inputs)
 
 
-repeats = runtime.pick(full=10, quick=3)
-timings = {"training step": {}, "inference": {}}  # every timed call, in milliseconds
-speed, spread = {task: {} for task in timings}, {task: {} for task in timings}
-for mode in runtime.progress(modes, desc="measuring"):
-    for task, fn in (("training step", training_step), ("inference", inference)):
-        result = timing.measure(lambda f=fn, m=mode: f(m), device=device, warmup=3, repeats=repeats)
-        timings[task][mode] = result.runs
-        low, median, high = statistics.quantiles(result.runs, n=4, method="inclusive")
-        speed[task][mode], spread[task][mode] = median, (low, high)  # quartiles: the whisker
-    print(
-        f"{mode:>20}: training step {speed['training step'][mode]:.2f} ms, "
-        f"inference {speed['inference'][mode]:.2f} ms"
-    )
+def alternating_runs(fns: dict, repeats: int, rounds: int = 5) -> dict[str, tuple[float, ...]]:
+    """Every timed run of each function, in milliseconds: `rounds` rounds of timing.measure,
+    the functions in turn, `repeats // rounds` runs each per round."""
+    runs = {name: () for name in fns}
+    for round_number in range(rounds):
+        for name, fn in fns.items():
+            warmup = 3 if round_number == 0 else 1
+            measured = timing.measure(fn, device=device, warmup=warmup, repeats=repeats // rounds)
+            runs[name] += measured.runs
+    return runs
 
+
+repeats = 10
+tasks = {"training step": training_step, "inference": inference}
+timings = {}  # task → mode → every timed call, in milliseconds
+for task, fn in runtime.progress(tasks.items(), desc="measuring", total=len(tasks)):
+    timings[task] = alternating_runs({mode: lambda f=fn, m=mode: f(m) for mode in modes}, repeats)
+speed = {
+    task: {m: timing.quartiles(r)[1] for m, r in runs.items()} for task, runs in timings.items()
+}
+spread = {
+    task: {m: timing.quartiles(r)[::2] for m, r in runs.items()} for task, runs in timings.items()
+}
+
+for mode in list(modes)[1:]:
+    for task, runs in timings.items():
+        print(timing.verdict(f"{mode} {task} vs float32", runs["float32"], runs[mode]))
 amp = f"AMP {low_precision}"
-ratio = {task: speed[task]["float32"] / speed[task][amp] for task in speed}
+amp_speedup = {task: timing.speedup(runs["float32"], runs[amp]) for task, runs in timings.items()}
 plots.grouped_bars(
     speed,
     spread=spread,
-    title=f"On {device.type}, {amp} was {ratio['training step']:.2f}× as fast as float32 for "
-    f"a training step\nand {ratio['inference']:.2f}× for inference (time per call: lower "
-    "is better)",
-    ylabel="milliseconds",
+    title=f"On {device.type}, {amp} against float32, time per call (lower is better):\n"
+    f"training step {amp_speedup['training step']}\ninference {amp_speedup['inference']}",
+    ylabel="milliseconds (median, whiskers: middle half)",
 )
+print(lab04.verdict(device, amp_speedup["training step"], amp_speedup["inference"]))
 
 # %% [markdown]
-# Memory is measured in two ways, and the bars say which is which:
+# Speed depends on the hardware: a GPU's tensor cores, or a CPU's bfloat16 units (AVX-512
+# BF16 or AMX on recent Intel and AMD server chips), make the big matrix multiplications
+# faster. A CPU **without** such units only emulates bfloat16: every cast costs time and the
+# multiplications get no faster, so there AMP is usually *slower*. That is the common case
+# on laptops, and why AMP is mainly a GPU tool. The sentence under the verdicts says which
+# case you measured.
 #
-# * **saved for backward**, on every device: *saved-tensor hooks* are a pair of functions
-#   autograd calls for every tensor it stores for the backward pass (`pack`) and when it
-#   takes it back (`unpack`). Our `pack` adds up the bytes of each stored tensor, once per
-#   block of memory. They split into the **activations** and the **low-precision copies of
-#   the weights** that autocast casts for its matrix multiplications and autograd keeps for
-#   the backward pass (`lab04.is_weight_copy` tells them apart by following the tensor's
-#   graph back to a parameter). float32 training saves no weight copy: it keeps a reference
-#   to the weight itself, which costs no new memory and is not counted.
-# * **peak GPU memory of a training step**, on a GPU only: the allocator's own counter
-#   (`torch.cuda.max_memory_allocated`). It includes everything alive at the peak: weights,
-#   gradients and optimizer state (float32 with or without AMP) on top of the above. The CPU
-#   has no such counter.
+# Memory is measured with *saved-tensor hooks*: a pair of functions autograd calls for every
+# tensor it stores for the backward pass (`pack`) and when it takes it back (`unpack`). Our
+# `pack` adds up the bytes of each stored tensor, once per block of memory. They split into
+# the **activations** and the **low-precision copies of the weights** that autocast casts for
+# its matrix multiplications and autograd keeps for the backward pass (`lab04.is_weight_copy`
+# tells them apart by following the tensor's graph back to a parameter). float32 training
+# saves no weight copy: it keeps a reference to the weight itself, which costs no new memory
+# and is not counted.
+#
+# We measure two shapes of the same network: **wide layers with a small batch** (few
+# activations, big weights) and **narrow layers with a big batch** (many activations, small
+# weights). On a GPU a third group adds the allocator's own count for a training step of the
+# network timed above, **peak GPU memory** (`torch.cuda.max_memory_allocated`): everything
+# alive at the peak, weights, gradients and optimizer state (float32 with or without AMP)
+# included. The CPU has no such counter.
 
 
 # %%
@@ -614,77 +696,106 @@ def saved_for_backward(model, inputs, targets, dtype) -> dict[str, int]:
     return totals
 
 
-PEAK = "peak GPU memory\nof a training step"
-memory = {}
-for mode, dtype in modes.items():
-    for kind, nbytes in saved_for_backward(big_model, inputs, targets, dtype).items():
-        memory.setdefault(f"{kind}\nsaved for backward", {})[mode] = nbytes / 2**20
-    if device.type == "cuda":
+shapes = {"wide, small batch": (width, width // 16), "narrow, big batch": (width // 8, 2 * width)}
+memory, saved_total = {}, {}  # MiB per bar group and mode; MiB saved in all per shape and mode
+for shape, (shape_width, shape_batch) in shapes.items():
+    shape_model = mlp(shape_width)
+    for mode, dtype in modes.items():
+        saved = saved_for_backward(shape_model, *random_batch(shape_batch), dtype)
+        for kind, nbytes in saved.items():
+            memory.setdefault(f"{shape}:\n{kind}", {})[mode] = nbytes / 2**20
+        saved_total.setdefault(shape, {})[mode] = sum(saved.values()) / 2**20
+if device.type == "cuda":
+    for mode in modes:
         torch.cuda.reset_peak_memory_stats()
         training_step(mode)
-        memory.setdefault(PEAK, {})[mode] = torch.cuda.max_memory_allocated() / 2**20
+        peak = torch.cuda.max_memory_allocated() / 2**20
+        memory.setdefault("peak GPU memory of\nthe timed training step", {})[mode] = peak
 
-print(f"layer width {width}, batch {batch_size}")
-for what, by_mode in memory.items():  # every mode measured (on a GPU: bfloat16 too)
-    label = " ".join(what.split())
-    print(f"{label}: " + ", ".join(f"{mode} {mib:.2f} MiB" for mode, mib in by_mode.items()))
-saved_total = {mode: sum(memory[w][mode] for w in memory if w != PEAK) for mode in modes}
-memory_measure = "peak GPU memory" if device.type == "cuda" else "memory saved for backward"
-memory_ratio = (
-    memory[PEAK][amp] / memory[PEAK]["float32"]
-    if device.type == "cuda"
-    else saved_total[amp] / saved_total["float32"]
-)
+for shape, (shape_width, shape_batch) in shapes.items():
+    totals = ", ".join(f"{mode} {mib:.2f} MiB" for mode, mib in saved_total[shape].items())
+    print(f"{shape} (width {shape_width}, batch {shape_batch}), saved for backward: {totals}")
+for what, by_mode in memory.items():  # every bar of the figure, every mode measured
+    print(
+        f"  {' '.join(what.split())}: "
+        + ", ".join(f"{m} {mib:.2f} MiB" for m, mib in by_mode.items())
+    )
+saved_ratio = {shape: totals[amp] / totals["float32"] for shape, totals in saved_total.items()}
 plots.grouped_bars(
     memory,
-    title=f"On {device.type}, {amp} needed {memory_ratio:.2f}× float32's {memory_measure}",
+    title=f"Saved for backward, {amp} against float32: "
+    + ", ".join(f"{ratio:.2f}× with {shape}" for shape, ratio in saved_ratio.items()),
     ylabel="MiB (2**20 bytes), measured (lower is better)",
-)
-print(
-    lab04.verdict(
-        device,
-        speedup=ratio["training step"],
-        memory_ratio=memory_ratio,
-        memory=memory_measure,
-    )
 )
 
 # %% [markdown]
-# Read the memory bars group by group. The **activations** take 2 bytes per number instead
-# of 4 (the loss and a few small tensors stay float32, so a bit more than half). The **weight
-# copies** exist only with AMP: 2 bytes per weight of each layer whose backward needs its
-# weight (all but the first, whose input needs no gradient). Which of the
-# two is larger depends on the shapes: activations grow with the batch size times the layer
-# width, weight copies with the width squared. Compare the two AMP bars for the sizes used
-# here (printed above the verdict): AMP saves memory in total only where the activations
-# dominate (big batches, long sequences, large images). On a GPU the **peak** bar
-# adds weights, gradients and optimizer state, which AMP keeps in float32, so its ratio stays
-# closer to 1 than the activations' ratio.
+# Read the bars shape by shape, with the printed numbers. The **activations** take 2 bytes
+# per number instead of 4 (the loss and a few small tensors stay float32, so a bit more than
+# half). The **weight copies** exist only with AMP: 2 bytes per weight of each layer whose
+# backward needs its weight (all but the first, whose input needs no gradient). Activations
+# grow with the batch size times the layer width, weight copies with the width squared:
 #
-# Speed depends on the hardware: a GPU's tensor cores, or a CPU's bfloat16 units (AVX-512
-# BF16 or AMX on recent Intel and AMD server chips), make the big matrix multiplications
-# faster. A CPU **without** such units only emulates bfloat16: every cast costs time and the
-# multiplications get no faster, so there AMP is usually *slower*. That is the common case
-# on laptops, and why AMP is mainly a GPU tool. On a large GPU the network must also be big
-# enough: when each matrix multiplication takes microseconds, launching the kernels and the
-# casts costs more than the math, and AMP gains nothing (the verdict above says which case
-# you measured).
+# * **wide layers, small batch**: the weight copies outweigh what the activations save, and
+#   AMP needs *more* memory than float32;
+# * **narrow layers, big batch**: the activations dominate, and AMP needs about *half*.
+#
+# So AMP saves memory where activations dominate: big batches, long sequences, large images,
+# which is where memory runs out in practice. On a GPU the **peak** bar adds weights,
+# gradients and optimizer state, which AMP keeps in float32, so its ratio stays closer to 1.
+
+# %% [markdown]
+# ### Exercise 6 · Time both sides with lab 3's rule
+#
+# A verdict needs every run of both sides. Write `time_both(before, after)`: time each
+# function (it takes no argument) with `timing.measure`, warm-up included, `repeats` times
+# (10, from the cell above) on `device`, and return `(before_runs, after_runs)`, every timed
+# run of each, in milliseconds (a `Measurement`'s `.runs`). The check hands your function two
+# functions of its own, one taking 6 ms and one 2 ms (and longer on their first call), and
+# believes only runs that those calls can have taken.
+
+
+# %% tags=["exercise"]
+def time_both(before, after):
+    # TODO: one run is no verdict: warm up, then time each side repeatedly
+    before_runs = [timing.measure(before, device=device, warmup=0, repeats=1).mean_ms]
+    after_runs = [timing.measure(after, device=device, warmup=0, repeats=1).mean_ms]
+    return before_runs, after_runs
+
+
+# %% [markdown] tags=["solution"]
+# <details><summary>Solution</summary>
+#
+# ```python
+# def time_both(before, after):
+#     before_runs = timing.measure(before, device=device, warmup=3, repeats=repeats).runs
+#     after_runs = timing.measure(after, device=device, warmup=3, repeats=repeats).runs
+#     return before_runs, after_runs
+# ```
+#
+# </details>
+
+# %%
+time_both = lab04.check_time_both(time_both)
+
+# %% [markdown]
+# `print(timing.verdict("what", before_runs, after_runs))` turns such runs into the verdict
+# lines printed above.
 #
 # ## 7 · When AMP does not help
 #
 # AMP speeds up the matrix math. Where that math is not what takes the time, there is
-# nothing to gain and the casts are pure cost. Two typical cases, measured:
-#
-# The wide MLP's bar below is section 6's inference measurement (the same runs, so the same
-# number); the two new cases are measured here the same way. Each whisker spans the ratios
-# the middle halves of the runs allow: from float32's first quartile over AMP's third, to
-# float32's third quartile over AMP's first.
+# nothing to gain and the casts are pure cost. Two typical cases, measured for inference
+# beside section 6's network (its bar uses section 6's inference runs):
 #
 # * a **tiny model** (16 hidden units, 8 samples): each op is so small that fixed per-call
 #   costs dominate (lab 3), and autocast adds a cast per op;
 # * a **memory-bound op**: an element-wise computation on a big tensor does one addition per
 #   number loaded from memory, so its speed is set by memory bandwidth. autocast does not
 #   even change it: element-wise ops are not on its lists and run in float32.
+#
+# Each bar is the ratio of the median runs; its whisker spans the ratios the middle halves
+# allow (float32's first quartile over AMP's third, to float32's third over AMP's first);
+# its colour is the verdict: green faster, red slower, grey within the noise.
 
 # %%
 tiny_model = nn.Sequential(nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 10)).to(device)
@@ -692,15 +803,8 @@ tiny_inputs = torch.rand(8, 64, device=device)
 big_tensor = torch.rand(runtime.pick(full=4096, quick=1024), 1024, device=device)
 
 
-def speedup_of(float32_runs, amp_runs) -> tuple[float, tuple[float, float]]:
-    """AMP's speed-up (median over median) and its range from the quartiles of the runs."""
-    fp32_low, fp32_median, fp32_high = statistics.quantiles(float32_runs, n=4, method="inclusive")
-    amp_low, amp_median, amp_high = statistics.quantiles(amp_runs, n=4, method="inclusive")
-    return fp32_median / amp_median, (fp32_low / amp_high, fp32_high / amp_low)
-
-
-def autocast_runs(fn, enabled: bool) -> tuple[float, ...]:
-    """Times of `fn` in milliseconds, with autocast off or on, after warm-up."""
+def under_autocast(fn, enabled: bool):
+    """`fn` run for inference, with autocast off (float32) or on."""
 
     def call():
         with (
@@ -709,30 +813,65 @@ def autocast_runs(fn, enabled: bool) -> tuple[float, ...]:
         ):
             fn()
 
-    return timing.measure(
-        call, device=device, warmup=3, repeats=runtime.pick(full=20, quick=10)
-    ).runs
+    return call
+
+
+def float32_and_amp_runs(fn) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    runs = alternating_runs(
+        {"float32": under_autocast(fn, False), "AMP": under_autocast(fn, True)},
+        repeats=runtime.pick(full=20, quick=10),
+    )
+    return runs["float32"], runs["AMP"]
 
 
 cases = {
     f"wide MLP ({width} units)": (timings["inference"]["float32"], timings["inference"][amp]),
-    "tiny MLP (16 units)": tuple(
-        autocast_runs(lambda: tiny_model(tiny_inputs), on) for on in (False, True)
-    ),
-    "element-wise op": tuple(
-        autocast_runs(lambda: torch.relu(big_tensor) * 2 + 1, on) for on in (False, True)
-    ),
+    "tiny MLP (16 units)": float32_and_amp_runs(lambda: tiny_model(tiny_inputs)),
+    "element-wise op": float32_and_amp_runs(lambda: torch.relu(big_tensor) * 2 + 1),
 }
-speedups, speedup_spread = {}, {}
 for case, (float32_runs, amp_runs) in cases.items():
-    speedups[case], speedup_spread[case] = speedup_of(float32_runs, amp_runs)
-gains = sum(value > 1.1 for value in speedups.values())
+    print(timing.verdict(f"AMP inference, {case}", float32_runs, amp_runs))
 lab04.speedup_bars(
-    speedups,
-    spread=speedup_spread,
-    title=f"AMP ({low_precision}) was more than 1.1× as fast in {gains} of {len(speedups)} "
-    f"cases on {device.type} (inference)",
+    {case: timing.speedup(*runs) for case, runs in cases.items()},
+    title=f"AMP ({low_precision}) against float32 for inference on {device.type}",
 )
+
+# %% [markdown]
+# ### Exercise 7 · Where did AMP pay off?
+#
+# Write `amp_gains(cases)`: `cases` maps a case's name to `(float32_runs, amp_runs)`, like
+# `cases` above; return the names of the cases where AMP was **faster beyond the noise**.
+# The starter counts every ratio above 1. The check first tries made-up cases, each a way of
+# judging speed going wrong, then the cases measured above.
+
+
+# %% tags=["exercise"]
+def amp_gains(cases):
+    gains = []
+    for case, (float32_runs, amp_runs) in cases.items():
+        speedup = timing.speedup(float32_runs, amp_runs)
+        if speedup.ratio > 1:  # TODO: a ratio above 1 is not enough: apply lab 3's rule
+            gains.append(case)
+    return gains
+
+
+# %% [markdown] tags=["solution"]
+# <details><summary>Solution</summary>
+#
+# ```python
+# def amp_gains(cases):
+#     gains = []
+#     for case, (float32_runs, amp_runs) in cases.items():
+#         speedup = timing.speedup(float32_runs, amp_runs)
+#         if speedup.direction == timing.FASTER:
+#             gains.append(case)
+#     return gains
+# ```
+#
+# </details>
+
+# %%
+amp_gains = lab04.check_amp_gains(amp_gains, cases)
 
 # %% [markdown]
 # ## Recap
@@ -751,6 +890,8 @@ lab04.speedup_bars(
 #   save `scaler.state_dict()` in checkpoints.
 # * `torch.cuda.is_bf16_supported(including_emulation=False)` tells whether a GPU really has
 #   bfloat16 units; without the argument, emulating GPUs (T4, V100) say yes too.
-# * Measure before you believe: AMP halves the activations but adds low-precision weight
-#   copies, so total memory falls only where activations dominate; it speeds up only big
-#   matrix math on hardware with low-precision units.
+# * Measure before you believe, with lab 3's rule: AMP halves the activations but adds
+#   low-precision weight copies, so memory falls only where activations dominate (big
+#   batches, long sequences); it speeds up only big matrix math on hardware with
+#   low-precision units, and a ratio above 1 is a gain only when the middle halves of the
+#   runs do not overlap.

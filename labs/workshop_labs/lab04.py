@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+import statistics
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +15,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import FancyBboxPatch
 from torch import nn
 
-from workshop_labs import plots
+from workshop_labs import plots, runtime, timing
 from workshop_labs.checks import exercise, expect, passed
 
 DTYPE_COLORS = {
@@ -33,6 +36,54 @@ def cpu_bf16_units() -> bool | None:
         return None
     flags = cpuinfo.read_text(errors="ignore").split()
     return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+# Section 6's network, (width, batch) per device. On a GPU each matrix multiplication must be
+# big enough to keep the tensor cores busy (sides in multiples of 64, thousands wide): with
+# width 2048 and batch 512 an H200 ran float16 training at 0.65× of float32, launch and cast
+# overheads outweighing the math. The largest that fits the attendee's memory is taken.
+GPU_SIZES = ((8192, 8192), (8192, 4096), (4096, 4096), (4096, 2048), (2048, 2048), (1024, 1024))
+GPU_QUICK_SIZES = ((4096, 2048), (2048, 2048), (1024, 1024))
+# On the CPU, sizes that keep the lab's run short on two cores.
+CPU_SIZES, CPU_QUICK_SIZES = (2048, 512), (256, 128)
+
+
+def training_bytes(width: int, batch: int) -> int:
+    """A generous estimate of the memory section 6 needs for its network at these sizes: the
+    float32 weights, their gradients and AMP's 16-bit copies (10 bytes a weight), and a dozen
+    float32 batch × width tensors (outputs, what autograd saves, their gradients)."""
+    weights = width * width + (64 + 10 + 1) * width + 10
+    return 10 * weights + 12 * 4 * batch * width
+
+
+def mlp_sizes(device_type: str, usable_bytes: float | None, *, quick: bool) -> tuple[int, int]:
+    """(width, batch) for section 6's network on a device of type ``device_type`` ("cuda",
+    "cpu") whose attendee may use ``usable_bytes`` of its memory (None: unknown, no limit).
+
+    On a GPU: the largest of GPU_SIZES (GPU_QUICK_SIZES in quick mode) whose estimate needs at
+    most half of ``usable_bytes``, the rest left for the memory measurements and what the lab
+    already holds; the smallest when none fits. On the CPU: the small sizes, whatever the
+    memory."""
+    if device_type != "cuda":
+        return CPU_QUICK_SIZES if quick else CPU_SIZES
+    candidates = GPU_QUICK_SIZES if quick else GPU_SIZES
+    for width, batch in candidates:
+        if usable_bytes is None or 2 * training_bytes(width, batch) <= usable_bytes:
+            return width, batch
+    return candidates[-1]
+
+
+def usable_gpu_memory(device: torch.device) -> float | None:
+    """Bytes of GPU memory this attendee may still allocate: the free memory, capped by their
+    share (WORKSHOP_GPU_MEMORY_FRACTION, which setup() applied) less what PyTorch already holds.
+    None on the CPU."""
+    if device.type != "cuda":
+        return None
+    free, total = torch.cuda.mem_get_info(device)
+    share = runtime.gpu_memory_fraction()
+    if share is None:
+        return float(free)
+    return float(min(free, share * total - torch.cuda.memory_reserved(device)))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -196,25 +247,26 @@ def is_weight_copy(tensor: torch.Tensor) -> bool:
     return node is not None and node.name() == "torch::autograd::AccumulateGrad"
 
 
-def verdict(
-    device: torch.device, speedup: float, memory_ratio: float, memory: str = "memory"
-) -> str:
-    """A sentence, generated from the measurements, saying what AMP did on this hardware."""
+def verdict(device: torch.device, training: timing.Speedup, inference: timing.Speedup) -> str:
+    """A sentence saying what AMP did to speed on this hardware, and why, from the Speedups of
+    section 6's repeated runs (lab 3's rule: it says only what the middle halves allow)."""
     where = "GPU" if device.type == "cuda" else "CPU"
-    pace = "faster" if speedup > 1.1 else ("slower" if speedup < 0.9 else "about as fast")
-    text = (
-        f"On this {where} a training step with AMP was {speedup:.2f}× as fast as float32 "
-        f"({pace}) and needed {memory_ratio:.2f}× the {memory}. "
-    )
-    if device.type == "cuda":
-        if speedup > 1.1:
+    text = f"On this {where} AMP was {training} for a training step and {inference} for inference. "
+    if training.direction == timing.FASTER:
+        if device.type == "cuda":
             return text + "The tensor cores did the matrix math in low precision."
+        units = "This CPU has bfloat16 units, so " if cpu_bf16_units() else ""
+        return text + units + "the big matrix multiplies got cheaper in bfloat16."
+    if training.direction == timing.WITHIN_THE_NOISE:
+        return text + (
+            "No difference beyond the noise: what the low precision saves, the casts cost here "
+            "(or the machine was too busy to tell; run the cell again)."
+        )
+    if device.type == "cuda":
         return text + "The model is too small to keep the tensor cores busy: overhead dominates."
-    if speedup > 1.1:
-        return text + "This CPU has bfloat16 units, so the big matrix multiplies got cheaper."
     if cpu_bf16_units() is False:
         return text + "This CPU has no bfloat16 units: every cast costs and nothing gets faster."
-    return text + "Casting costs as much as the lower precision saves here."
+    return text + "Casting costs more than the lower precision saves at these sizes."
 
 
 # ----------------------------------------------------------------------------------------------
@@ -431,7 +483,68 @@ def _expect_linear_dtype(spy: _ForwardSpy, wanted: torch.dtype, device: torch.de
 
 
 # ----------------------------------------------------------------------------------------------
-# Exercise 1: inference under autocast
+# Exercise 1: what a 16-bit type stores
+# ----------------------------------------------------------------------------------------------
+
+# Three numbers a network meets: a large activation, a tiny gradient, a weight after an update
+# of 0.001. Each shows what one 16-bit type gives up (range, range, precision).
+STORED_VALUES = (70000.0, 1e-8, 1.001)
+SIXTEEN_BITS = (torch.float16, torch.bfloat16)
+
+
+def _stored(value: float, dtype: torch.dtype) -> float:
+    """The number ``dtype`` keeps of the float32 ``value``, back as a Python float."""
+    return float(torch.full((1,), value, dtype=torch.float32).to(dtype)[0])
+
+
+def _same_number(a: float, b: float) -> bool:
+    return a == b or (math.isnan(a) and math.isnan(b))
+
+
+@exercise()
+def check_stored_as(stored_as: Callable) -> None:
+    """``stored_as(value, dtype)`` gives back, as a Python float, the number ``dtype`` stores for
+    ``value``: float16 overflows 70,000 to inf and flushes 1e-8 to 0, bfloat16 rounds 1.001 to
+    1.0. Nothing later uses it, so an unsolved one is returned as it is."""
+    _expect_function(stored_as, "stored_as", "value, dtype")
+    for dtype in SIXTEEN_BITS:
+        other = SIXTEEN_BITS[1 - SIXTEEN_BITS.index(dtype)]
+        for value in STORED_VALUES:
+            call = f"stored_as({value:g}, torch.{_dtype_name(dtype)})"
+            got, error = _call(stored_as, value, dtype)
+            _expect_no_error(error, call)
+            expect(
+                not isinstance(got, torch.Tensor),
+                f"{call} returned a tensor: give back a Python number with .item()",
+            )
+            expect(
+                isinstance(got, float | int) and not isinstance(got, bool),
+                f"{call} returned a {type(got).__name__}: give back a Python float (.item())",
+            )
+            want = _stored(value, dtype)
+            if _same_number(got, want):
+                continue
+            expect(
+                not _same_number(got, _stored(value, other)),
+                f"{call} returned {got:g}, what {_dtype_name(other)} stores: convert to the "
+                f"dtype you were given (.to(dtype)), not always to {_dtype_name(other)}",
+            )
+            expect(
+                not _same_number(got, _stored(value, torch.float32)),
+                f"{call} returned {got:g}, the float32 value: make a tensor of the value, "
+                "convert it with .to(dtype), then read it back with .item()",
+            )
+            expect(False, f"{call} returned {got:g}, but {_dtype_name(dtype)} stores {want:g}")
+    fp16 = [_stored(value, torch.float16) for value in STORED_VALUES[:2]]
+    passed(
+        f"float16 stores 70,000 as {fp16[0]:g} and 1e-8 as {fp16[1]:g}; bfloat16 keeps both "
+        f"(1e-8 as {_stored(1e-8, torch.bfloat16):.3g}) but stores 1.001 as "
+        f"{_stored(1.001, torch.bfloat16):g}"
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Exercise 2: inference under autocast
 # ----------------------------------------------------------------------------------------------
 
 
@@ -520,7 +633,7 @@ class _SpiedStep:
 
 
 # ----------------------------------------------------------------------------------------------
-# Exercise 2: a bfloat16 training step, no scaler
+# Exercise 3: a bfloat16 training step, no scaler
 # ----------------------------------------------------------------------------------------------
 
 
@@ -565,12 +678,12 @@ def check_train_step_bf16(train_step_bf16: Callable, device: torch.device) -> No
 
 
 # ----------------------------------------------------------------------------------------------
-# Exercise 3: a float16 training step with GradScaler
+# Exercise 4: a float16 training step with GradScaler
 # ----------------------------------------------------------------------------------------------
 
 
 def float32_step(model, optimizer, scaler, loss_fn, inputs, targets, max_norm=None):
-    """What the cells below Exercises 3 and 4 train with while they are unsolved: section 3's
+    """What the cells below Exercises 4 and 5 train with while they are unsolved: section 3's
     plain float32 step, without autocast. float32 gradients do not underflow, so the scaler is
     left alone (its scale stays where it is), and nothing is clipped (``max_norm`` is unused).
     The float16 recipe is the exercises' hidden solution."""
@@ -647,7 +760,7 @@ def check_train_step_fp16(train_step_fp16: Callable, device: torch.device) -> No
 
 
 # ----------------------------------------------------------------------------------------------
-# Exercise 4: a float16 training step that clips its gradients
+# Exercise 5: a float16 training step that clips its gradients
 # ----------------------------------------------------------------------------------------------
 
 
@@ -728,36 +841,231 @@ def check_train_step_fp16_clipped(train_step: Callable, device: torch.device) ->
     )
 
 
-def speedup_bars(
-    speedups: Mapping[str, float],
-    *,
-    title: str,
-    spread: Mapping[str, tuple[float, float]] | None = None,
-) -> Figure:
-    """Bars of AMP's speed-up per case: green a real gain, red a loss, grey within ±10 %.
+# ----------------------------------------------------------------------------------------------
+# Exercise 6: time both sides with lab 3's rule
+# ----------------------------------------------------------------------------------------------
 
-    ``spread`` gives each bar's (low, high) range, e.g. from the quartiles of the timings.
-    """
+# A side needs this many timed runs for its middle half to mean anything.
+MIN_RUNS = 5
+
+
+class _Sleeper:
+    """A function for the check to time: each call sleeps ``ms`` milliseconds, the first one
+    ``first_ms`` (the one-off cost a first call pays: allocation, kernel selection). It counts
+    its calls, so the check knows how many runs can be real."""
+
+    def __init__(self, ms: float, first_ms: float):
+        self.ms, self.first_ms, self.calls = ms, first_ms, 0
+
+    def __call__(self) -> None:
+        self.calls += 1
+        time.sleep((self.first_ms if self.calls == 1 else self.ms) / 1000)
+
+
+def _expect_runs(runs: object, side: str, sleeper: _Sleeper) -> list[float]:
+    """The runs of one side, as milliseconds the check can believe."""
+    expect(
+        not isinstance(runs, timing.Measurement),
+        f"{side} is a Measurement: return its .runs, every timed run in milliseconds",
+    )
+    expect(
+        isinstance(runs, Sequence) and not isinstance(runs, str),
+        f"{side} is a {type(runs).__name__}, not the list of runs: return every timed run "
+        "(timing.measure(...).runs); a mean or a median alone cannot say whether the middle "
+        "halves overlap",
+    )
+    expect(
+        all(isinstance(run, float | int) and not isinstance(run, bool) for run in runs),
+        f"{side} must hold numbers (milliseconds), one per timed run",
+    )
+    expect(
+        len(runs) >= MIN_RUNS,
+        f"{side} holds {len(runs)} run(s): a verdict needs repeated runs. Time each side at "
+        f"least {MIN_RUNS} times (timing.measure's repeats)",
+    )
+    expect(
+        sleeper.calls > 0,
+        f"{side} holds runs of a function that never ran: time the function you were given",
+    )
+    expect(
+        max(runs) >= 0.1 * sleeper.ms,
+        f"{side}: each call takes {sleeper.ms:g} ms or more, but the runs are all below "
+        f"{max(runs):.3g}: they are in seconds. Give milliseconds, as timing.measure does "
+        "(or multiply seconds by 1000)",
+    )
+    return [float(run) for run in runs]
+
+
+@exercise()
+def check_time_both(time_both: Callable) -> None:
+    """``time_both(before, after)`` returns ``(before_runs, after_runs)``: every timed run of
+    each function, in milliseconds, after a warm-up. The check hands it two functions that
+    sleep (6 ms and 2 ms, longer on their first call) and believes only runs those calls can
+    have taken. Nothing later uses it, so an unsolved one is returned as it is."""
+    _expect_function(time_both, "time_both", "before, after")
+    before, after = _Sleeper(ms=6, first_ms=30), _Sleeper(ms=2, first_ms=30)
+    start = time.perf_counter()
+    result, error = _call(time_both, before, after)
+    elapsed_ms = (time.perf_counter() - start) * 1000
+    _expect_no_error(error, "time_both")
+    expect(result is not None, "time_both returned None: return (before_runs, after_runs)")
+    expect(
+        isinstance(result, tuple | list) and len(result) == 2,
+        "time_both must return two things, (before_runs, after_runs)",
+    )
+    sides = {"before_runs": (result[0], before), "after_runs": (result[1], after)}
+    runs = {name: _expect_runs(got, name, sleeper) for name, (got, sleeper) in sides.items()}
+    expect(
+        statistics.median(runs["before_runs"]) >= 0.9 * before.ms
+        or statistics.median(runs["after_runs"]) < 0.9 * before.ms,
+        "before_runs holds after()'s times: return the runs in the order of the arguments, "
+        "(before_runs, after_runs)",
+    )
+    for name, (_, sleeper) in sides.items():
+        expect(
+            min(runs[name]) >= 0.9 * sleeper.ms,
+            f"{name} holds runs shorter than a call takes ({min(runs[name]):.3g} ms, a call "
+            f"sleeps {sleeper.ms:g} ms): time each call from just before it to just after it",
+        )
+        expect(
+            sleeper.calls >= len(runs[name]) and sum(runs[name]) <= elapsed_ms,
+            f"{name} holds {len(runs[name])} runs adding up to {sum(runs[name]):.0f} ms, but "
+            f"the function ran {sleeper.calls} times and time_both took {elapsed_ms:.0f} ms: "
+            "time real calls, never write the numbers yourself",
+        )
+        expect(
+            sleeper.calls > len(runs[name]),
+            f"{name}: every call was timed, the first one too, which pays one-off costs (here "
+            f"{sleeper.first_ms:g} ms instead of {sleeper.ms:g}): warm up first, untimed "
+            "(timing.measure(..., warmup=3))",
+        )
+    speedup = timing.speedup(runs["before_runs"], runs["after_runs"])
+    passed(
+        f"{len(runs['before_runs'])} and {len(runs['after_runs'])} timed runs after a warm-up: "
+        f"after() (2 ms) against before() (6 ms): {speedup}"
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Exercise 7: which cases AMP sped up
+# ----------------------------------------------------------------------------------------------
+
+# Made-up runs (milliseconds, float32 then AMP), each case a way of judging speed going wrong.
+GAIN, NOISE, OUTLIER, LOSS = (
+    "AMP clearly faster",
+    "medians 1.3× apart, middle halves overlapping",
+    "one slow float32 run",
+    "AMP clearly slower",
+)
+JUDGED_CASES = {
+    GAIN: ((10.0, 10.2, 10.4, 10.1, 10.3, 9.9), (5.0, 5.1, 5.2, 4.9, 5.0, 5.1)),
+    NOISE: ((8.0, 9.0, 12.0, 13.0, 14.0, 16.0), (7.0, 8.0, 9.0, 10.0, 11.0, 13.0)),
+    OUTLIER: ((5.0, 5.0, 5.1, 4.9, 5.0, 60.0), (5.1, 5.0, 4.9, 5.0, 5.1, 5.0)),
+    LOSS: ((5.0, 5.1, 4.9, 5.0, 5.2, 5.0), (10.0, 10.1, 9.9, 10.2, 10.0, 10.3)),
+}
+
+
+def _expect_case_names(found: object, cases: Mapping[str, object]) -> set[str]:
+    expect(found is not None, "amp_gains returned None: return the names of the cases")
+    expect(
+        isinstance(found, list | tuple | set) and all(isinstance(name, str) for name in found),
+        f"amp_gains returned a {type(found).__name__}: return a list of case names (the keys "
+        "of the dict it was given)",
+    )
+    unknown = [name for name in found if name not in cases]
+    expect(not unknown, f"amp_gains returned names it was not given: {unknown}")
+    return set(found)
+
+
+@exercise()
+def check_amp_gains(amp_gains: Callable, cases: Mapping[str, tuple]) -> None:
+    """``amp_gains(cases)`` names the cases, of ``{name: (float32_runs, amp_runs)}``, in which
+    AMP was faster beyond the noise (lab 3's rule). It is judged on made-up cases that each
+    catch one wrong way of judging, then on the lab's own measured ``cases``. Nothing later
+    uses it, so an unsolved one is returned as it is."""
+    _expect_function(amp_gains, "amp_gains", "cases")
+    found, error = _call(amp_gains, dict(JUDGED_CASES))
+    _expect_no_error(error, "amp_gains")
+    found = _expect_case_names(found, JUDGED_CASES)
+    expect(
+        not (LOSS in found and GAIN not in found),
+        f"amp_gains counted {LOSS!r} and not {GAIN!r}: the runs are the wrong way round. "
+        "timing.speedup(before, after) takes float32's runs first, then AMP's",
+    )
+    expect(
+        LOSS not in found,
+        f"amp_gains counted {LOSS!r}: a speed-up below 1 (direction 'slower') is no gain",
+    )
+    expect(
+        OUTLIER not in found,
+        f"amp_gains counted {OUTLIER!r}: one slow run pulls float32's mean up, the middle "
+        "halves are the same. Compare with timing.speedup (medians and quartiles), not means",
+    )
+    expect(
+        NOISE not in found,
+        f"amp_gains counted {NOISE!r}: its median ratio is 1.32×, but the middle halves of "
+        "the runs overlap, so it is within the noise, not a gain. Judge with "
+        "timing.speedup(...).direction, not the ratio",
+    )
+    expect(GAIN in found, f"amp_gains missed {GAIN!r}: AMP was faster beyond the noise there")
+    measured, error = _call(amp_gains, dict(cases))
+    _expect_no_error(error, "amp_gains")
+    measured = _expect_case_names(measured, cases)
+    truth = {
+        name for name, runs in cases.items() if timing.speedup(*runs).direction == timing.FASTER
+    }
+    expect(
+        measured == truth,
+        f"on the lab's measurements amp_gains named {sorted(measured)}, but AMP was faster "
+        f"beyond the noise in {sorted(truth)}",
+    )
+    passed(
+        "only the clear gain counts; on this machine AMP was faster beyond the noise in: "
+        + (", ".join(sorted(truth)) or "none of the cases")
+    )
+
+
+# Each verdict's colour: green faster, red slower, a neutral grey for "within the noise".
+DIRECTION_COLORS = {
+    timing.FASTER: plots.PALETTE[2],
+    timing.WITHIN_THE_NOISE: plots.PALETTE[7],
+    timing.SLOWER: plots.PALETTE[3],
+}
+
+
+def directions_count(speedups: Mapping[str, timing.Speedup]) -> str:
+    """ "faster in 1, within the noise in 1, slower in 1 of 3 cases": how many cases got each
+    verdict, in that order, leaving out a verdict no case got."""
+    counts = Counter(speedup.direction for speedup in speedups.values())
+    parts = [f"{direction} in {counts[direction]}" for direction in DIRECTION_COLORS]
+    kept = [
+        part for part, direction in zip(parts, DIRECTION_COLORS, strict=True) if counts[direction]
+    ]
+    return f"{', '.join(kept)} of {len(speedups)} cases"
+
+
+def speedup_bars(speedups: Mapping[str, timing.Speedup], *, title: str) -> Figure:
+    """Bars of AMP's speed-up per case (the ratio of the median runs), each whisker spanning
+    the range the quartiles allow, each bar coloured by its verdict (lab 3's rule); the title
+    ends with how many cases got each verdict, so it always agrees with the colours."""
     fig, ax = plots.figure(figsize=(max(6.0, 2.2 * len(speedups) + 1), 4.5))
     names = list(speedups)
-    values = [speedups[name] for name in names]
-    colors = [
-        plots.PALETTE[2] if v > 1.1 else plots.PALETTE[3] if v < 0.9 else plots.PALETTE[7]
-        for v in values
-    ]
+    values = [speedups[name].ratio for name in names]
+    colors = [DIRECTION_COLORS[speedups[name].direction] for name in names]
     rects = ax.bar(names, values, color=colors, width=0.6)
-    if spread:
-        lows = [
-            v - spread[n][0] if n in spread else 0.0 for n, v in zip(names, values, strict=True)
-        ]
-        highs = [
-            spread[n][1] - v if n in spread else 0.0 for n, v in zip(names, values, strict=True)
-        ]
-        ax.errorbar(names, values, yerr=[lows, highs], fmt="none", ecolor="#333333", capsize=5)
+    lows = [value - speedups[name].low for name, value in zip(names, values, strict=True)]
+    highs = [speedups[name].high - value for name, value in zip(names, values, strict=True)]
+    ax.errorbar(names, values, yerr=[lows, highs], fmt="none", ecolor="#333333", capsize=5)
     ax.bar_label(rects, labels=[f"{v:.2f}×" for v in values], padding=3)
-    ax.axhline(1.0, color="0.3", linestyle="--", label="1× = no gain")
-    ax.legend(loc="upper right")
+    no_difference = ax.axhline(1.0, color="0.3", linestyle="--")
+    handles = [FancyBboxPatch((0, 0), 1, 1, color=color) for color in DIRECTION_COLORS.values()]
+    handles.append(no_difference)
+    labels = [*DIRECTION_COLORS, "1× = no difference"]
+    ax.legend(handles, labels, loc="upper right")
     ax.margins(y=0.2)
     ax.grid(axis="x", visible=False)
-    ax.set(title=title, ylabel="AMP speed-up (× float32 speed)")
+    ax.set(
+        title=f"{title}\nAMP was {directions_count(speedups)}",
+        ylabel="AMP speed-up (× float32 speed)",
+    )
     return plots.show(fig)

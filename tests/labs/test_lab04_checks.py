@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from matplotlib.colors import to_hex
 from torch import nn
 
 from tests.labs.solutions import (
@@ -14,7 +15,7 @@ from tests.labs.solutions import (
     solution,
     starter,
 )
-from workshop_labs import checks, lab04
+from workshop_labs import checks, lab04, timing
 from workshop_labs.checks import ExerciseNotSolved
 
 DEVICE = torch.device("cpu")
@@ -422,14 +423,145 @@ def test_is_weight_copy_tells_a_cast_weight_from_an_activation():
     assert not lab04.is_weight_copy(torch.rand(3, 4))
 
 
-def test_speedup_bars_draw_the_spread():
-    figure = lab04.speedup_bars(
-        {"a": 2.0, "b": 0.5}, title="t", spread={"a": (1.5, 2.5), "b": (0.4, 0.6)}
-    )
-    assert figure.axes[0].get_title() == "t"
+FASTER_RUNS = ((10.0, 10.2, 10.1, 9.9, 10.3), (5.0, 5.1, 4.9, 5.2, 5.0))
+NOISY_RUNS = ((8.0, 9.0, 12.0, 13.0, 14.0, 16.0), (7.0, 8.0, 9.0, 10.0, 11.0, 13.0))
+SLOWER_RUNS = (FASTER_RUNS[1], FASTER_RUNS[0])
 
 
-@pytest.mark.parametrize(("speedup", "word"), [(2.0, "faster"), (0.5, "slower"), (1.0, "about")])
-def test_verdict_describes_the_measurement(speedup, word):
-    sentence = lab04.verdict(DEVICE, speedup=speedup, memory_ratio=0.5)
-    assert f"{speedup:.2f}×" in sentence and word in sentence
+def test_speedup_bars_colour_each_case_by_its_verdict():
+    """Colours and title follow lab 3's rule: a ratio of 1.32× whose middle halves overlap is
+    grey (within the noise), not a gain."""
+    speedups = {
+        name: timing.speedup(*runs)
+        for name, runs in {"a": FASTER_RUNS, "b": NOISY_RUNS, "c": SLOWER_RUNS}.items()
+    }
+    assert speedups["b"].ratio > 1.3 and speedups["b"].direction == timing.WITHIN_THE_NOISE
+    figure = lab04.speedup_bars(speedups, title="t")
+    ax = figure.axes[0]
+    assert ax.get_title() == "t\nAMP was faster in 1, within the noise in 1, slower in 1 of 3 cases"
+    colours = [to_hex(bar.get_facecolor()) for bar in ax.patches[:3]]
+    assert colours == [to_hex(lab04.DIRECTION_COLORS[d]) for d in lab04.DIRECTION_COLORS]
+    assert len(set(colours)) == 3
+
+
+def test_directions_count_leaves_out_verdicts_no_case_got():
+    noise = {"x": timing.speedup(*NOISY_RUNS), "y": timing.speedup(*NOISY_RUNS)}
+    assert lab04.directions_count(noise) == "within the noise in 2 of 2 cases"
+
+
+@pytest.mark.parametrize(
+    ("runs", "words"),
+    [
+        (FASTER_RUNS, "faster"),
+        (SLOWER_RUNS, "slower"),
+        (NOISY_RUNS, "No difference beyond the noise"),
+    ],
+    ids=["faster", "slower", "noise"],
+)
+def test_verdict_describes_the_measurement(runs, words):
+    """The sentence takes Speedups and says no more than their direction allows."""
+    training = timing.speedup(*runs)
+    sentence = lab04.verdict(DEVICE, training, timing.speedup(*NOISY_RUNS))
+    assert str(training) in sentence and words in sentence
+    assert "faster" not in sentence.replace(str(training), "") or runs is FASTER_RUNS
+
+
+@pytest.mark.parametrize(
+    ("device_type", "usable_gib", "quick", "sizes"),
+    [
+        ("cpu", None, False, (2048, 512)),
+        ("cpu", None, True, (256, 128)),
+        ("cuda", 78, False, (8192, 8192)),  # an H100 to itself
+        ("cuda", 139, False, (8192, 8192)),  # an H200
+        ("cuda", 78 / 8, False, (8192, 8192)),  # an eighth of an H100
+        ("cuda", 5, False, (8192, 4096)),
+        ("cuda", 2, False, (4096, 4096)),
+        ("cuda", 1, False, (2048, 2048)),
+        ("cuda", 0.1, False, (1024, 1024)),  # nothing fits: the smallest
+        ("cuda", None, True, (4096, 2048)),
+    ],
+)
+def test_mlp_sizes_fit_the_device(device_type, usable_gib, quick, sizes):
+    usable = None if usable_gib is None else usable_gib * 2**30
+    assert lab04.mlp_sizes(device_type, usable, quick=quick) == sizes
+    width, batch = sizes
+    if device_type == "cuda":
+        # big enough for tensor cores: sides in multiples of 64, thousands wide
+        assert width % 64 == 0 and batch % 64 == 0 and width >= 1024
+        if usable is not None and sizes != lab04.GPU_SIZES[-1]:
+            assert 2 * lab04.training_bytes(width, batch) <= usable
+
+
+def test_training_bytes_counts_weights_and_activations():
+    width, batch = 1024, 512
+    weights = width * width + 75 * width + 10
+    assert lab04.training_bytes(width, batch) >= 10 * weights + 8 * batch * width
+
+
+@pytest.mark.parametrize(("width", "batch_from_width"), [(2048, 1 / 16), (256, 1 / 16)])
+def test_amp_saves_memory_only_where_activations_dominate(width, batch_from_width):
+    """Section 6's two shapes, at the CPU's full and quick widths: wide layers with a small
+    batch need more memory under AMP (weight copies), narrow layers with a big batch about
+    half (activations)."""
+    saved_for_backward = lab_namespace(4, "saved_for_backward", loss_fn=nn.CrossEntropyLoss())[
+        "saved_for_backward"
+    ]
+
+    def ratio(shape_width, shape_batch):
+        torch.manual_seed(0)
+        model = nn.Sequential(
+            nn.Linear(64, shape_width),
+            nn.ReLU(),
+            nn.Linear(shape_width, shape_width),
+            nn.ReLU(),
+            nn.Linear(shape_width, 10),
+        )
+        inputs, targets = torch.rand(shape_batch, 64), torch.randint(0, 10, (shape_batch,))
+        fp32, amp = (
+            sum(saved_for_backward(model, inputs, targets, dtype).values())
+            for dtype in (None, torch.bfloat16)
+        )
+        return amp / fp32
+
+    assert ratio(width, int(width * batch_from_width)) > 1.5
+    assert ratio(width // 8, 2 * width) < 0.6
+
+
+def test_alternating_runs_time_every_function_in_turns():
+    calls = []
+    alternating_runs = lab_namespace(4, "alternating_runs", device=DEVICE)["alternating_runs"]
+    runs = alternating_runs({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, 10)
+    assert {name: len(times) for name, times in runs.items()} == {"a": 10, "b": 10}
+    # five rounds, each a's runs then b's: a change of load mid-way hits both
+    assert calls[:5] == ["a"] * 5 and calls[5:10] == ["b"] * 5 and calls[10:13] == ["a"] * 3
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+@pytest.mark.parametrize(
+    ("name", "check", "context"),
+    [
+        ("predict_amp", lab04.check_predict_amp, (torch.float16,)),
+        ("train_step_bf16", lab04.check_train_step_bf16, ()),
+        ("train_step_fp16", lab04.check_train_step_fp16, ()),
+        ("train_step_fp16_clipped", lab04.check_train_step_fp16_clipped, ()),
+    ],
+)
+def test_the_autocast_checks_accept_the_solutions_and_refuse_the_starters_on_cuda(
+    name, check, context, capsys
+):
+    """On a GPU the lab's low precision is float16 and the checks' model, batch, autocast
+    watch and scaler live on CUDA (backward's hooks run on the GPU's autograd thread, which
+    inherits the caller's autocast state)."""
+    cuda = torch.device("cuda")
+    check(solution(4, name, low_precision=torch.float16), cuda, *context)
+    assert "✅" in capsys.readouterr().out
+    with pytest.raises(ExerciseNotSolved):
+        check.unchecked(starter(4, name, low_precision=torch.float16), cuda, *context)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_backward_inside_autocast_is_refused_on_cuda():
+    from tests.labs.corpus_lab04 import fp16_backward_inside
+
+    with pytest.raises(ExerciseNotSolved, match=r"^backward\(\) ran inside the autocast block"):
+        lab04.check_train_step_fp16.unchecked(fp16_backward_inside, torch.device("cuda"))
