@@ -20,6 +20,9 @@ authenticates every caller: the service asks the hub whose token a request carri
   raise it (or change what it says), see who is on the way, lower it (hands.py).
 - ``GET /services/console/api/hands``, and ``POST .../api/hands/NAME/on-my-way`` or
   ``.../done``: the help queue and the instructor's answers, for instructors (audited).
+- ``GET /services/console/api/notices?after=N&boot=B&wait=S``: an attendee's news since
+  notice N (announcements, revealed solutions, answers to their hand, an instructor looking at
+  their notebook), waiting up to S seconds for some (notices.py).
 - ``GET /services/console/``: the console page, and ``GET /services/console/api/room``, the
   data it shows (room_view.py). Both need the `access:services!service=console` scope,
   which JupyterHub's admin role holds and attendees' roles do not: the browser logs in with
@@ -49,6 +52,7 @@ from . import announcement, hands, instructor_actions, work_view
 from .access.names import INSTRUCTOR_ROLE
 from .access.sessions import HubApi
 from .firewall import CONSOLE_PORT, HUB_SERVICE
+from .notices import ANNOUNCEMENT, HAND, SOLUTION, Notices
 from .progress import BadReport, ProgressBook, ReportRate, attempt_from_report
 from .room_sources import Containers, HubUsers
 from .room_view import room_view
@@ -174,12 +178,14 @@ class ConsoleHandler(ConsoleBase):
         solutions: Solutions,
         rate: ReportRate,
         hand_queue: hands.HandQueue,
+        notices: Notices,
     ) -> None:
         self.hub_auth = hub_auth
         self.book = book
         self.solutions = solutions
         self.rate = rate
         self.hand_queue = hand_queue
+        self.notices = notices
 
     async def caller(self) -> dict:
         header = self.request.headers.get("Authorization", "")
@@ -271,6 +277,30 @@ class HandHandler(ConsoleHandler):
         self.finish({"lowered": hand is not None})
 
 
+class NoticesHandler(ConsoleHandler):
+    """GET .../api/notices?after=N&boot=B&wait=S: the caller's news (see notices.py)."""
+
+    async def get(self) -> None:
+        model = await self.caller()
+        try:
+            after = self.get_query_argument("after", None)
+            after = int(after) if after is not None else None
+            wait = float(self.get_query_argument("wait", "0"))
+        except ValueError:
+            raise web.HTTPError(
+                HTTPStatus.BAD_REQUEST, "'after' is a notice's number, 'wait' seconds"
+            ) from None
+        boot = self.get_query_argument("boot", None)
+        news = await self.notices.wait(after, boot, model["name"], max(0.0, wait))
+        if not self.gone:
+            self.finish(news)
+
+    gone = False
+
+    def on_connection_close(self) -> None:
+        self.gone = True  # the attendee's server gave up waiting: nobody to answer
+
+
 class SolutionHandler(ConsoleHandler):
     async def get(self, lab: str, exercise: str) -> None:
         await self.caller()
@@ -284,9 +314,10 @@ class InstructorHandler(HubOAuthenticated, ConsoleBase):
     """Pages, data and actions for admins only: JupyterHub's OAuth and scopes decide who gets
     in (the browser logs in through the hub; a script sends an admin's API token)."""
 
-    def initialize(self, hub_auth: HubOAuth, room: Room) -> None:
+    def initialize(self, hub_auth: HubOAuth, room: Room, notices: Notices) -> None:
         self.hub_auth = hub_auth
         self.room = room
+        self.notices = notices
 
     def check_xsrf_cookie(self) -> None:
         # Tornado calls this before the handler knows its caller; HubOAuth calls it again
@@ -417,6 +448,9 @@ class WorkHandler(InstructorHandler):
         instructor_actions.audit(
             self.current_user["name"], "view work", attendee, path or "their notebooks"
         )
+        if page.status == HTTPStatus.OK:
+            what = f"your notebook {path}" if path else "your notebooks"
+            self.notices.looking(self.current_user["name"], attendee, what)
         self.set_status(page.status)
         for header, value in work_view.PAGE_HEADERS.items():
             self.set_header(header, value)
@@ -446,6 +480,8 @@ class HandActionHandler(InstructorHandler):
         except hands.HandRefused as error:
             instructor_actions.audit(by, f"hand: {answer}", attendee, f"refused: {error}")
             raise web.HTTPError(HTTPStatus.CONFLICT, str(error)) from None
+        text = f"On my way: {by}" if answer == "on-my-way" else f"{by} closed your raised hand"
+        self.notices.publish(HAND, text, to=attendee)
         instructor_actions.audit(
             by,
             f"hand: {answer}",
@@ -474,6 +510,8 @@ class AnnouncementHandler(InstructorHandler):
         instructor_actions.audit(
             entry["by"], "announce", "everyone", entry["text"] or "(taken down)"
         )
+        if entry["text"]:
+            self.notices.publish(ANNOUNCEMENT, entry["text"])
         self.finish(entry)
 
 
@@ -510,6 +548,9 @@ class RevealHandler(InstructorHandler):
             "everyone",
             outcome,
         )
+        if revealed:
+            for name in changed:
+                self.notices.publish(SOLUTION, f"The solution to lab {lab} · {name} is out")
         self.finish({"outcome": outcome, "changed": changed})
 
 
@@ -568,12 +609,14 @@ def make_app(
     room: Room | None = None,
 ) -> ConsoleApplication:
     rate = ReportRate(REPORT_BURST, REPORTS_PER_SECOND)
+    notices = Notices()
     arguments = {
         "hub_auth": hub_auth,
         "book": book,
         "solutions": solutions,
         "rate": rate,
         "hand_queue": hand_queue,
+        "notices": notices,
     }
     api = url_path_join(prefix, "api/progress")
     handlers = [
@@ -582,12 +625,13 @@ def make_app(
         (url_path_join(prefix, r"api/solutions/(\d+)/(\w+)"), SolutionHandler, arguments),
         (url_path_join(prefix, "api/announcement.atom"), AnnouncementFeedHandler),
         (url_path_join(prefix, "api/hand"), HandHandler, arguments),
+        (url_path_join(prefix, "api/notices"), NoticesHandler, arguments),
     ]
     if room is not None:
         # The one HubOAuth of this process: the OAuth callback finds the login it began
         # (its PKCE verifier is kept in this object) through HubOAuth.instance() too.
         oauth = HubOAuth.instance(cache_max_age=60)
-        instructor = {"hub_auth": oauth, "room": room}
+        instructor = {"hub_auth": oauth, "room": room, "notices": notices}
         handlers += [
             (prefix, PageHandler, instructor),
             (url_path_join(prefix, "api/room"), RoomHandler, instructor),
@@ -601,7 +645,9 @@ def make_app(
         ]
     # The OAuth cookie's key: new at each start, so a console restart only means logging in
     # again through the hub, silently.
-    return ConsoleApplication(handlers, cookie_secret=os.urandom(32), xsrf_cookies=True)
+    app = ConsoleApplication(handlers, cookie_secret=os.urandom(32), xsrf_cookies=True)
+    app.notices = notices  # what the handlers publish, for tests to read and publish too
+    return app
 
 
 def console_server(app: web.Application) -> HTTPServer:

@@ -374,3 +374,24 @@ async def test_the_queue_and_its_answers_need_an_instructors_login(console, hand
     done = await fetch(console + "api/hands/ada/done", method="POST", body="{}")
     assert done.code == 403
     assert hand_queue.mine("ada") is not None
+
+
+async def test_notices_wait_for_news_and_bring_only_the_callers(app, console):
+    start = json.loads((await fetch(console + "api/notices", **as_attendee("ada-token"))).body)
+    query = f"api/notices?after={start['seq']}&boot={start['boot']}&wait=10"
+    adas = asyncio.ensure_future(fetch(console + query, **as_attendee("ada-token")))
+    bobs = asyncio.ensure_future(fetch(console + query, **as_attendee("bob-token")))
+    await asyncio.sleep(0.3)
+    assert not adas.done()
+    started = time.monotonic()
+    app.notices.publish("hand", "On my way: kim", to="ada")
+    news = json.loads((await adas).body)
+    assert time.monotonic() - started < 2
+    assert [notice["text"] for notice in news["notices"]] == ["On my way: kim"]
+    bobs.cancel()
+
+
+async def test_notices_without_a_token_or_with_nonsense_are_refused(console):
+    assert (await fetch(console + "api/notices")).code == 401
+    nonsense = await fetch(console + "api/notices?after=x", **as_attendee("ada-token"))
+    assert nonsense.code == 400
