@@ -40,13 +40,11 @@ from workshop_labs import setup
 device = setup()
 
 # %%
-import time
-
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from workshop_labs import data, diagrams, lab02, pipeline_diagram, plots, runtime
+from workshop_labs import data, diagrams, lab02, pipeline_diagram, plots, runtime, timing
 
 features, labels = data.digits()
 print(f"{len(labels):,} digits, each {features.shape[1]} pixels; labels 0–9")
@@ -75,6 +73,28 @@ print(predict(features[:4], w1, b1, w2, b2).shape)
 # the optimizer, when saving, when moving to the GPU. With ten layers that is forty tensors
 # to keep in sync by hand.
 #
+# ### Exercise 1 · the bookkeeping, by hand
+#
+# Create `optimizer_by_hand`: a `torch.optim.SGD` with `lr=0.1` that trains `predict`'s
+# numbers. An optimizer takes the list of tensors it should change.
+
+# %% tags=["exercise"]
+# TODO: an SGD optimizer over every tensor predict() learns
+optimizer_by_hand = None
+
+# %% [markdown] tags=["solution"]
+# <details><summary>Solution</summary>
+#
+# ```python
+# optimizer_by_hand = torch.optim.SGD([w1, b1, w2, b2], lr=0.1)
+# ```
+#
+# </details>
+
+# %%
+optimizer_by_hand = lab02.check_optimizer_by_hand(optimizer_by_hand, w1, b1, w2, b2)
+
+# %% [markdown]
 # A **class** keeps the numbers (*state*) and the computation (*behaviour*) together. And by
 # inheriting from `nn.Module`, the class gets the bookkeeping for free: `parameters()` for
 # the optimizer, `.to(device)`, `state_dict()` for saving, `train()`/`eval()` (section 8),
@@ -118,6 +138,37 @@ diagrams.model_anatomy(DigitClassifier)
 #   files the layer under the name `fc1`.
 # - `forward` runs **every time** data goes through: it *uses* the layers.
 #
+# ### Exercise 2 · your first model class
+#
+# Write `LinearDigits`: lab 1's model (one `nn.Linear(64, 10)`: 64 pixels in, 10 scores out) as
+# an `nn.Module` class, with each part in its place.
+
+
+# %% tags=["exercise"]
+class LinearDigits(nn.Module):
+    # TODO: __init__ that builds the layer, and forward that uses it
+    pass
+
+
+# %% [markdown] tags=["solution"]
+# <details><summary>Solution</summary>
+#
+# ```python
+# class LinearDigits(nn.Module):
+#     def __init__(self):
+#         super().__init__()
+#         self.linear = nn.Linear(64, 10)
+#
+#     def forward(self, x):
+#         return self.linear(x)
+# ```
+#
+# </details>
+
+# %%
+LinearDigits = lab02.check_linear_digits(LinearDigits)
+
+# %% [markdown]
 # ### What breaks without `super().__init__()`?
 #
 # Let's forget it on purpose and read the real error:
@@ -202,7 +253,7 @@ print("plain list    state_dict keys:", list(hidden["plain list"].state_dict()))
 print("nn.ModuleList state_dict keys:", list(hidden["nn.ModuleList"].state_dict())[:4], "...")
 
 # %% [markdown]
-# ### Exercise 1 · a class that works, with every layer registered
+# ### Exercise 3 · a class that works, with every layer registered
 #
 # `DeepNet(depth)` is `Linear(64, 32)`, then `depth` hidden `Linear(32, 32)` layers with ReLU,
 # then `Linear(32, 10)`. It has two bugs. The first stops it from being created at all (run
@@ -287,13 +338,7 @@ handle.remove()
 diagrams.network_diagram(model, x)
 
 # %% [markdown]
-# The same information as a table:
-
-# %%
-plots.table(diagrams.layer_table(model, x), title="DigitClassifier, layer by layer")
-
-# %% [markdown]
-# ### Exercise 2 · a forward that fits the data
+# ### Exercise 4 · a forward that fits the data
 #
 # `ImageClassifier` receives the digits as **images** of shape `(batch, 8, 8)`. Its layers are
 # correct, but `forward` fails. Run the check to read the error, then fix `forward` so it
@@ -358,6 +403,50 @@ print("after a second backward, grad / first grad =", round((twice / once).nanme
 # This cell starts with `model.zero_grad()`, so running it again prints the same ratio. Without
 # that line, every re-run would add one more gradient to `.grad`.
 #
+# Gradients land only where the loss came from. `WithSpare` registers a layer that `forward`
+# never uses:
+
+
+# %%
+class WithSpare(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(64, 10)
+        self.spare = nn.Linear(64, 10)  # registered, but forward never uses it
+
+    def forward(self, x):
+        return self.fc(x)
+
+
+spare_model = WithSpare()
+print([name for name, _ in spare_model.named_parameters()])
+
+# %% [markdown]
+# ### Exercise 5 · where do the gradients land?
+#
+# Predict, without running it: after `loss_fn(spare_model(x), labels[:16]).backward()`, which
+# parameters of `spare_model` have a `.grad` (not `None`)? Write their names, as printed above.
+
+# %% tags=["exercise"]
+# TODO: the set of parameter names whose .grad is filled, e.g. {"name.weight", ...}
+have_grad = None
+
+# %% [markdown] tags=["solution"]
+# <details><summary>Solution</summary>
+#
+# ```python
+# have_grad = {"fc.weight", "fc.bias"}
+# ```
+#
+# `spare` is registered (it is in `parameters()`, so an optimizer holds it), but the loss does
+# not depend on it: `backward()` never reaches it and its `.grad` stays `None`.
+#
+# </details>
+
+# %%
+have_grad = lab02.check_have_grad(have_grad, spare_model, x)
+
+# %% [markdown]
 # ## 6 · Losses and output activations
 #
 # A loss turns the model's output and the target into one number to make smaller. The right
@@ -438,7 +527,7 @@ for reduction in ("mean", "sum", "none"):
     print(f'reduction="{reduction}": shape {tuple(loss.shape)}', loss.detach().flatten()[:4])
 
 # %% [markdown]
-# ### Exercise 3 · pick the loss
+# ### Exercise 6 · pick the loss
 #
 # Two models both end with a `Linear` layer, so both output raw logits. Fill in the loss for
 # each: a **binary** model (one logit per sample, targets 0.0 or 1.0) and a **10-class** model
@@ -480,7 +569,7 @@ print(sequential)
 # inputs, a loop, a printout. Modules also **compose**: a module can hold other modules,
 # including a `Sequential` and your own classes.
 #
-# ### Exercise 4 · a residual block
+# ### Exercise 7 · a residual block
 #
 # A **residual block** adds its input back to what its layers make of it:
 # `output = x + layer(x)`. The `x +` part is a *skip connection*, which `Sequential` cannot
@@ -595,6 +684,36 @@ regularized.train()
 print("after train():", [m.training for m in regularized.modules()])
 
 # %% [markdown]
+# ### Exercise 8 · guesses with Dropout off
+#
+# Write `guess_classes(model, xb)`: it returns the class guesses (`argmax` over the scores) for the
+# batch with Dropout switched off, and leaves the model in training mode, so training can go on.
+
+
+# %% tags=["exercise"]
+def guess_classes(model, xb):
+    # TODO: switch Dropout off, guess, and switch training behaviour back on
+    return model(xb).argmax(dim=1)
+
+
+# %% [markdown] tags=["solution"]
+# <details><summary>Solution</summary>
+#
+# ```python
+# def guess_classes(model, xb):
+#     model.eval()
+#     with torch.no_grad():
+#         guesses = model(xb).argmax(dim=1)
+#     model.train()
+#     return guesses
+# ```
+#
+# </details>
+
+# %%
+guess_classes = lab02.check_guess_classes(guess_classes)
+
+# %% [markdown]
 # ## 9 · `Dataset` and `DataLoader`
 #
 # Training takes the data in small **batches**. PyTorch splits this job in two:
@@ -605,7 +724,7 @@ print("after train():", [m.training for m in regularized.modules()])
 #   **shuffle** the order every epoch (so the model does not learn the order) and load in
 #   parallel **worker** processes.
 #
-# ### Exercise 5 · your own Dataset
+# ### Exercise 9 · your own Dataset
 #
 # Complete `DigitImages`: it holds the digit features `(N, 64)` and labels `(N,)`; item `i`
 # must be `(the 8×8 image of sample i, its label)`.
@@ -705,23 +824,29 @@ for drop_last in (False, True):
 #    process trains: they take turns (worker 0 loads batches 0, 2, 4, …, worker 1 batches 1, 3,
 #    5, …), and the loop still receives the batches in order. That pays off when loading a
 #    sample is slow (reading and decoding image files). Our samples are already tensors in
-#    memory, so starting the workers costs more than it saves. Measure before you decide:
+#    memory, so starting the workers may cost more than it saves. Measure before you decide:
+#    time several epochs each way, because one timing can be off by chance. The verdict line
+#    compares the middle half of each side's runs and says "within the noise" when they
+#    overlap (lab 3 is all about measuring like this):
 
 
 # %%
-def one_epoch_seconds(num_workers):
-    loader = DataLoader(train_set, batch_size=64, shuffle=True, num_workers=num_workers)
-    start = time.perf_counter()
-    for _ in loader:
+def one_epoch(num_workers):
+    for _ in DataLoader(train_set, batch_size=64, shuffle=True, num_workers=num_workers):
         pass
-    return time.perf_counter() - start
 
 
-for workers in (0, 2):
-    print(f"num_workers={workers}: one epoch in {one_epoch_seconds(workers) * 1000:.0f} ms")
+repeats = runtime.pick(full=7, quick=5)
+epoch_ms = {
+    workers: timing.measure(lambda w=workers: one_epoch(w), device="cpu", repeats=repeats).runs
+    for workers in (0, 2)
+}
+for workers, runs in epoch_ms.items():
+    print(f"num_workers={workers}: one epoch in {timing.quartiles(runs)[1]:.0f} ms (median)")
+print(timing.verdict("an epoch with num_workers=2 vs 0", epoch_ms[0], epoch_ms[2]))
 
 # %% [markdown]
-# ### Exercise 6 · one epoch over a DataLoader
+# ### Exercise 10 · one epoch over a DataLoader
 #
 # Write `train_epoch`: for every batch of `loader` do one training step (the five lines from
 # lab 1), and return the **mean** of the batch losses as a Python float.
@@ -768,7 +893,9 @@ train_epoch = lab02.check_train_epoch(train_epoch)
 # - **`torch.optim.SGD(params, lr)`**: `w ← w − lr × grad`. It keeps nothing.
 # - **`SGD(params, lr, momentum=0.9)`**: keeps a *momentum buffer* per weight, a running sum
 #   of past gradients (the older, the smaller), and steps along it: steps grow where the
-#   gradients agree and cancel where they flip back and forth. Lab 5 uses it.
+#   gradients agree and cancel where they flip back and forth. Each step is
+#   `buffer ← 0.9 × buffer + grad`, then `w ← w − lr × buffer` (the buffer starts as the first
+#   gradient). Lab 5 uses it.
 # - **`torch.optim.Adam(params, lr)`**: keeps a running average of the gradient (`exp_avg`)
 #   and of its square (`exp_avg_sq`) per weight, plus a step count, and divides the one by the
 #   square root of the other: every weight gets its own step size.
@@ -788,6 +915,29 @@ for name, make_optimizer in optimizers.items():
     optimizer.step()
     state = {key: tuple(value.shape) for key, value in optimizer.state[layer.weight].items()}
     print(f"{name:15} keeps, for a weight of shape (2, 3): {state or 'nothing'}")
+
+# %% [markdown]
+# ### Exercise 11 · momentum, by hand
+#
+# A weight starts at `w = 1.0` and its gradient is `1` at every step (the loss is `w` itself).
+# Predict `w` after **two** steps of `SGD(lr=0.1, momentum=0.9)`, with the rule above; write
+# the number.
+
+# %% tags=["exercise"]
+# TODO: w after two steps (plain SGD would give 0.8)
+w_after_two_steps = None
+
+# %% [markdown] tags=["solution"]
+# <details><summary>Solution</summary>
+#
+# ```python
+# w_after_two_steps = 0.71  # step 1: buffer 1, w = 1 - 0.1; step 2: buffer 1.9, w = 0.9 - 0.19
+# ```
+#
+# </details>
+
+# %%
+w_after_two_steps = lab02.check_momentum_steps(w_after_two_steps)
 
 # %% [markdown]
 # Now everything together: a `DataLoader` pair, your `ResidualNet` moved to the device, and
@@ -856,7 +1006,8 @@ for name, (net, _) in runs.items():
 # - Assigning a module to `self` **registers** it; layers in a plain `list` are invisible, so
 #   use **`nn.ModuleList`** / **`nn.ModuleDict`**.
 # - **`model(x)`** goes through `__call__` (hooks) into **`forward`**; never call `forward`
-#   directly. **`backward()`** fills `.grad` of registered parameters, and `.grad` adds up
+#   directly. **`backward()`** fills `.grad` of the registered parameters that `forward`
+#   used (a registered layer left out of `forward` keeps `.grad = None`), and `.grad` adds up
 #   until `zero_grad()`.
 # - Losses take the **raw logits**: `CrossEntropyLoss` for one class out of several (or
 #   `LogSoftmax` + `NLLLoss`), `BCEWithLogitsLoss` for yes/no, `MSELoss` / `L1Loss` for
@@ -864,10 +1015,11 @@ for name, (net, _) in runs.items():
 # - **`nn.Sequential`** for a straight chain; a **subclass** for anything else, such as a skip
 #   connection; modules **compose** into trees with dotted names.
 # - **`model.train()`** / **`model.eval()`** switch Dropout and BatchNorm between their
-#   training and their use behaviour; LayerNorm is the same in both.
+#   training and their use behaviour; LayerNorm is the same in both. Switch back to
+#   `train()` after evaluating.
 # - A **`Dataset`** says how many samples and what sample `i` is; a **`DataLoader`** batches,
 #   shuffles and can load in parallel workers.
-# - **SGD** keeps no state, **momentum** a running sum of gradients, **Adam** two running
-#   averages per weight.
+# - **SGD** keeps no state, **momentum** a running sum of gradients
+#   (`buffer ← 0.9 × buffer + grad`), **Adam** two running averages per weight.
 #
 # Next, lab 3 measures how fast all this runs, and how to make it faster.

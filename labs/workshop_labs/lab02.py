@@ -3,6 +3,7 @@ call-flow picture."""
 
 from __future__ import annotations
 
+import copy
 import math
 import warnings
 from collections.abc import Callable
@@ -214,7 +215,7 @@ def _run(model: nn.Module, x: torch.Tensor, name: str) -> torch.Tensor:
 
 
 class PlainBlock(nn.Module):
-    """ResidualNet's stand-in block while Exercise 4 is unsolved: a Linear and a ReLU, with no
+    """ResidualNet's stand-in block while Exercise 7 is unsolved: a Linear and a ReLU, with no
     skip connection, so the network still builds, draws and trains."""
 
     def __init__(self, width):
@@ -280,12 +281,50 @@ def unregistered_modules(model: nn.Module) -> dict[str, int]:
     return found
 
 
+# ----------------------------------------------------------------------------------------------
+# §2 · a first class: lab 1's model as an nn.Module
+# ----------------------------------------------------------------------------------------------
+
+
+@exercise()
+def check_linear_digits(cls: object) -> None:
+    """Exercise 2: LinearDigits() registers one Linear(64, 10) and forward returns its
+    output."""
+    model = _instantiate(cls, "LinearDigits")
+    expect(
+        list(model.parameters()),
+        "LinearDigits() registers no parameters: create the layer in __init__ and assign it to "
+        "self (a layer made inside forward is a new, untrained one at every call)",
+    )
+    layers = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    expect(
+        [(m.in_features, m.out_features) for m in layers] == [(64, 10)],
+        "LinearDigits needs exactly one nn.Linear(64, 10): 64 pixels in, 10 scores out; it has "
+        + (", ".join(f"Linear({m.in_features}, {m.out_features})" for m in layers) or "none"),
+    )
+    x = torch.rand(5, 64, generator=torch.Generator().manual_seed(2))
+    out = _run(model, x, "LinearDigits()")
+    expect(out is not None, "forward returned None: end it with `return` and the scores")
+    expect(
+        not isinstance(out, nn.Module),
+        f"forward returned the layer ({type(out).__name__}), not scores: call it on the input, "
+        "self.<layer>(x)",
+    )
+    expect_tensor(out, name="LinearDigits()(x) for x of shape (5, 64)", shape=(5, 10))
+    with torch.no_grad():
+        expect(
+            torch.allclose(out, layers[0](x), atol=1e-6),
+            "forward's scores are not the registered layer's output: return self.<layer>(x)",
+        )
+    passed("LinearDigits: super().__init__(), one registered Linear(64, 10), and a forward")
+
+
 DEPTHS_TRIED = (1, 4)  # besides the lab's: a count written where `depth` belongs shows
 
 
 @exercise()
 def check_deep_net(cls: object, depth: int = 3) -> None:
-    """Exercise 1: DeepNet calls super().__init__(), registers its hidden layers (nn.ModuleList,
+    """Exercise 3: DeepNet calls super().__init__(), registers its hidden layers (nn.ModuleList,
     not a list), makes `depth` of them and calls every one in forward."""
     for tried in (depth, *(d for d in DEPTHS_TRIED if d != depth)):
         model = _instantiate(cls, "DeepNet", tried)
@@ -340,7 +379,7 @@ def _own_reference(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]
 
 @exercise()
 def check_image_classifier(cls: object) -> None:
-    """Exercise 2: forward takes images (batch, 8, 8) and returns logits (batch, 10), each
+    """Exercise 4: forward takes images (batch, 8, 8) and returns logits (batch, 10), each
     computed from its own image through fc1, the activation and fc2."""
     model = _instantiate(cls, "ImageClassifier")
     for batch in (16, 3):
@@ -453,7 +492,7 @@ def _loss_value(loss_fn: Callable, logits: torch.Tensor, targets: torch.Tensor) 
 
 @exercise()
 def check_loss_choice(loss_fns: object) -> None:
-    """Exercise 3: BCEWithLogitsLoss for one logit and a 0/1 target, CrossEntropyLoss for
+    """Exercise 6: BCEWithLogitsLoss for one logit and a 0/1 target, CrossEntropyLoss for
     10 logits and a class index (LogSoftmax + NLLLoss is the same, and accepted)."""
     expect(
         isinstance(loss_fns, dict) and set(loss_fns) == set(LOSS_PROBLEMS),
@@ -511,7 +550,7 @@ RESIDUAL_WIDTHS = (8, 3)  # the lab's width, and another: a width written in as 
 
 @exercise(stand_in=lambda: PlainBlock, stand_in_is="a plain block without the skip connection")
 def check_residual_block(cls: object, width: int = 8) -> None:
-    """Exercise 4: ResidualBlock(width) returns x + ReLU(Linear(x)), its layers registered,
+    """Exercise 7: ResidualBlock(width) returns x + ReLU(Linear(x)), its layers registered,
     leaving its input as it was and letting gradients flow back."""
     for tried in (width, *(w for w in RESIDUAL_WIDTHS if w != width)):
         _check_residual_block(cls, tried)
@@ -577,7 +616,7 @@ def _check_residual_block(cls: object, width: int) -> None:
 
 @exercise()
 def check_digit_images(cls: object, features: torch.Tensor, labels: torch.Tensor) -> None:
-    """Exercise 5: a Dataset whose item i is (the 8×8 float image of sample i, its int64 label),
+    """Exercise 9: a Dataset whose item i is (the 8×8 float image of sample i, its int64 label),
     checked at several indices of samples that do not start at the notebook's first."""
     expect(cls is not None, "`DigitImages` is None: define the class")
     # Every other sample from 100 on: an answer that reads the notebook's own `features`, or
@@ -674,7 +713,7 @@ def _fresh_gradient(
 
 @exercise()
 def check_train_epoch(train_epoch: Callable) -> None:
-    """Exercise 6: one pass over a loader, one step per batch with the optimizer it is given,
+    """Exercise 10: one pass over a loader, one step per batch with the optimizer it is given,
     gradients reset each step, and the mean batch loss returned."""
     expect(callable(train_epoch), "`train_epoch` is not a function: define it with def")
     generator = torch.Generator().manual_seed(2)
@@ -773,4 +812,243 @@ def _expect_mean_loss(returned: object, losses: list[float], samples: int) -> No
         math.isclose(float(returned), mean_loss, rel_tol=1e-4),
         f"train_epoch returned {returned:.4f} but the mean of the batch losses is "
         f"{mean_loss:.4f}: add up loss.item() for every batch and divide by len(loader)",
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# §1 · a function's parameters are yours to list
+# ----------------------------------------------------------------------------------------------
+
+
+@exercise()
+def check_optimizer_by_hand(optimizer: object, *parameters: torch.Tensor) -> None:
+    """`optimizer`: any torch optimizer given exactly ``parameters`` (w1, b1, w2, b2), the very
+    tensors, not copies."""
+    expect(optimizer is not None, "`optimizer_by_hand` is None: create an optimizer, e.g. SGD")
+    expect(
+        isinstance(optimizer, torch.optim.Optimizer),
+        f"`optimizer_by_hand` is a {type(optimizer).__name__}, not an optimizer: "
+        "torch.optim.SGD([...], lr=0.1)",
+    )
+    assert isinstance(optimizer, torch.optim.Optimizer)
+    given = [p for group in optimizer.param_groups for p in group["params"]]
+    names = ("w1", "b1", "w2", "b2")
+    wanted = dict(zip(names, parameters, strict=True))
+    copies = [
+        name
+        for name, tensor in wanted.items()
+        if not any(p is tensor for p in given)
+        and any(p.shape == tensor.shape and torch.equal(p.detach(), tensor.detach()) for p in given)
+    ]
+    expect(
+        not copies,
+        f"the optimizer holds copies of {', '.join(copies)} (.clone(), .detach(), "
+        "torch.tensor(...)): it would update the copies and predict() would never change. "
+        "List the tensors themselves",
+    )
+    missing = [name for name, tensor in wanted.items() if not any(p is tensor for p in given)]
+    expect(
+        not missing,
+        f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} missing from the list: "
+        "the optimizer would never change "
+        f"{'it' if len(missing) == 1 else 'them'}. With a function, listing every learnable "
+        "tensor is your job",
+    )
+    extra = len(given) - len(wanted)
+    expect(
+        extra == 0,
+        f"the optimizer holds {extra} tensor(s) besides w1, b1, w2, b2: data such as `features` "
+        "is not learned; list the four parameters only",
+    )
+    passed(
+        "the optimizer holds w1, b1, w2 and b2, listed by you: nn.Module's parameters() will "
+        "do this bookkeeping for you"
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# §5 · which parameters backward() reaches
+# ----------------------------------------------------------------------------------------------
+
+
+def expect_names(answer: object, what: str) -> set[str]:
+    """A set, list or tuple of names as a set (a lone string is one name, not its letters)."""
+    expect(answer is not None, f"`{what}` is None: write a set of names")
+    if isinstance(answer, str):
+        answer = {answer}
+    expect(
+        isinstance(answer, set | list | tuple | frozenset)
+        and all(isinstance(name, str) for name in answer),
+        f"`{what}` is a {type(answer).__name__}: write a set of names (strings)",
+    )
+    assert isinstance(answer, set | list | tuple | frozenset)
+    return set(answer)
+
+
+@exercise()
+def check_have_grad(have_grad: object, model: nn.Module, x: torch.Tensor) -> None:
+    """`have_grad`: the names of the parameters of ``model`` whose .grad is filled by one
+    backward pass of a loss on ``model(x)``; measured on a copy of the model."""
+    predicted = expect_names(have_grad, "have_grad")
+    probe = copy.deepcopy(model)
+    probe.zero_grad(set_to_none=True)
+    probe(x).square().mean().backward()
+    parameters = dict(probe.named_parameters())
+    reached = {name for name, p in parameters.items() if p.grad is not None}
+    modules = {name.rpartition(".")[0] for name in parameters}
+    expect(
+        not predicted & modules,
+        f"{sorted(predicted & modules)} name layers, not parameters: name each tensor as "
+        f"named_parameters() does, e.g. {sorted(parameters)[0]!r}",
+    )
+    unknown = predicted - set(parameters)
+    expect(
+        not unknown,
+        f"the model has no parameter {sorted(unknown)}: its parameters are {sorted(parameters)}",
+    )
+    never = sorted(predicted - reached)
+    expect(
+        not never,
+        f"{never} are registered, but forward() never uses them, so backward() never reaches "
+        "them and their .grad stays None: registering a layer is not using it",
+    )
+    forgotten = sorted(reached - predicted)
+    biases = [name for name in forgotten if name.endswith("bias")]
+    expect(
+        not forgotten or biases != forgotten,
+        f"{biases} get a gradient too: a bias is a parameter like the weight, and backward() "
+        "fills the .grad of every parameter the loss depends on",
+    )
+    expect(
+        not forgotten,
+        f"{forgotten} also get a gradient: forward() uses them, so the loss depends on them",
+    )
+    passed(
+        f"{', '.join(sorted(reached))} get a gradient; "
+        f"{', '.join(sorted(set(parameters) - reached)) or 'none'} stay None: "
+        "backward() reaches only what forward() used"
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# §8 · guesses in eval mode, then back to training
+# ----------------------------------------------------------------------------------------------
+
+
+def _dropout_problem() -> tuple[nn.Module, torch.Tensor]:
+    """A small model with Dropout, in training mode, and a batch; seeded, so the same each time."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(3)
+        model = nn.Sequential(nn.Linear(12, 32), nn.ReLU(), nn.Dropout(0.5), nn.Linear(32, 5))
+        x = torch.randn(64, 12)
+    return model.train(), x
+
+
+@exercise()
+def check_guess_classes(guess_classes: object) -> None:
+    """`guess_classes(model, xb)`: the class guesses (argmax) with Dropout off, the model back in
+    training mode afterwards."""
+    expect(callable(guess_classes), "`guess_classes` is not a function: define it with def")
+    assert callable(guess_classes)
+    model, x = _dropout_problem()
+    with torch.no_grad():
+        want = model.eval()(x).argmax(dim=1)
+    model.train()
+    with torch.random.fork_rng(devices=[]), calling("guess_classes(model, xb)"):
+        torch.manual_seed(0)  # the same Dropout mask every time the check runs
+        guess = guess_classes(model, x)
+    guess = expect_tensor(guess, name="guess_classes(model, xb)")
+    expect(
+        guess.dim() != 2,
+        f"guess_classes returned shape {tuple(guess.shape)}: those are the scores; return one "
+        "class per sample, .argmax(dim=1)",
+    )
+    expect(
+        tuple(guess.shape) == (len(x),),
+        f"guess_classes returned shape {tuple(guess.shape)}, but a batch of {len(x)} needs "
+        f"{len(x)} guesses: .argmax(dim=1)",
+    )
+    expect(
+        torch.equal(guess.long().cpu(), want),
+        "the guesses are not those of the model with Dropout off: Dropout still zeroed values. "
+        "Call model.eval() (with the parentheses) before the forward pass",
+    )
+    expect(
+        model.training and all(module.training for module in model.modules()),
+        "after guess_classes the model is still in eval mode: training would go on with Dropout "
+        "switched off. Call model.train() before returning",
+    )
+    passed("guess_classes: Dropout off for the guesses, and the model back in training mode")
+
+
+# ----------------------------------------------------------------------------------------------
+# §10 · momentum by hand
+# ----------------------------------------------------------------------------------------------
+
+MOMENTUM_START, MOMENTUM_LR, MOMENTUM = 1.0, 0.1, 0.9
+
+
+def _momentum_steps(steps: int) -> list[float]:
+    """The weight after each of ``steps`` steps of SGD with momentum on the loss ``w`` (whose
+    gradient is always 1), measured with torch.optim.SGD itself."""
+    w = torch.tensor(MOMENTUM_START, requires_grad=True)
+    optimizer = torch.optim.SGD([w], lr=MOMENTUM_LR, momentum=MOMENTUM)
+    values = []
+    for _ in range(steps):
+        optimizer.zero_grad()
+        w.backward()
+        optimizer.step()
+        values.append(w.item())
+    return values
+
+
+@exercise()
+def check_momentum_steps(w_after_two_steps: object) -> None:
+    """`w_after_two_steps`: w after two SGD steps with momentum 0.9, lr 0.1, gradient 1."""
+    expect(
+        w_after_two_steps is not None,
+        "`w_after_two_steps` is None: write the number you predict",
+    )
+    expect(
+        not isinstance(w_after_two_steps, str),
+        f"`w_after_two_steps` is the text {w_after_two_steps!r}: write the number, no quotes",
+    )
+    try:
+        got = float(w_after_two_steps)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ExerciseNotSolved(
+            f"`w_after_two_steps` is a {type(w_after_two_steps).__name__}: write a number"
+        ) from None
+    first, second = _momentum_steps(2)
+    plain = MOMENTUM_START - 2 * MOMENTUM_LR
+
+    def near(value: float) -> bool:
+        return math.isclose(got, value, abs_tol=1e-3)
+
+    expect(
+        not near(plain),
+        f"{got:g} is plain SGD: two steps of lr × gradient. Momentum keeps the buffer: the "
+        f"second step uses buffer = {MOMENTUM} × 1 + 1",
+    )
+    expect(
+        not near(MOMENTUM_START + (MOMENTUM_START - second)),
+        f"{got:g} moved w UP: a step goes against the gradient, w ← w − lr × buffer",
+    )
+    expect(
+        not near(first - MOMENTUM * MOMENTUM_LR),
+        f"{got:g}: the second step is not {MOMENTUM} × the first. The buffer ADDS the new "
+        f"gradient to {MOMENTUM} × the old buffer: {MOMENTUM} × 1 + 1",
+    )
+    expect(
+        not near(first),
+        f"{got:g} is w after ONE step: the exercise asks for two",
+    )
+    expect(
+        near(second),
+        f"w after two steps is not {got:g}: step 1 uses buffer = 1, step 2 buffer = "
+        f"{MOMENTUM} × 1 + 1; each step subtracts lr × buffer",
+    )
+    passed(
+        f"w = {MOMENTUM_START:g} → {first:.2f} → {second:.2f}: the second step is "
+        f"{(first - second) / (MOMENTUM_START - first):.1f}× the first, as the gradients agree"
     )

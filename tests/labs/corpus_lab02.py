@@ -8,28 +8,42 @@ import torch
 from torch import nn
 
 from tests.labs.corpus import REFERENCE, RIGHT, STARTER, WRONG, Case, answer_then_context
-from tests.labs.solutions import solution, starter
+from tests.labs.solutions import lab_namespace, solution, starter
 from workshop_labs import data
 
 FEATURES, LABELS = data.digits()
+# predict()'s numbers in §1, made as the lab makes them.
+W1, B1 = torch.randn(64, 32, requires_grad=True), torch.zeros(32, requires_grad=True)
+W2, B2 = torch.randn(32, 10, requires_grad=True), torch.zeros(10, requires_grad=True)
+SPARE_MODEL = lab_namespace(2, "WithSpare")["WithSpare"]()
 
 # The check's arguments after the answer, per exercise.
 CONTEXT = {
+    "optimizer_by_hand": (W1, B1, W2, B2),
+    "linear_digits": (),
     "deep_net": (),
     "image_classifier": (),
+    "have_grad": (SPARE_MODEL, FEATURES[:16]),
     "loss_choice": (),
     "residual_block": (),
+    "guess_classes": (),
     "digit_images": (FEATURES, LABELS),
     "train_epoch": (),
+    "momentum_steps": (),
 }
 
 NAMES = {
+    "optimizer_by_hand": "optimizer_by_hand",
+    "linear_digits": "LinearDigits",
     "deep_net": "DeepNet",
     "image_classifier": "ImageClassifier",
+    "have_grad": "have_grad",
     "loss_choice": "loss_fns",
     "residual_block": "ResidualBlock",
+    "guess_classes": "guess_classes",
     "digit_images": "DigitImages",
     "train_epoch": "train_epoch",
+    "momentum_steps": "w_after_two_steps",
 }
 
 
@@ -55,7 +69,7 @@ def edited(exercise: str, kind: str, name: str, *edits, refused: str | None = No
 
 
 # ----------------------------------------------------------------------------------------------
-# Exercise 1: DeepNet, every layer registered
+# Exercise 3: DeepNet, every layer registered
 # ----------------------------------------------------------------------------------------------
 
 SUPER = "super().__init__()"
@@ -129,7 +143,7 @@ DEEP_NET = [
 ]
 
 # ----------------------------------------------------------------------------------------------
-# Exercise 2: a forward that fits the data
+# Exercise 4: a forward that fits the data
 # ----------------------------------------------------------------------------------------------
 
 FLATTEN = "x = self.flatten(x)"
@@ -182,7 +196,7 @@ IMAGE_CLASSIFIER = [
 ]
 
 # ----------------------------------------------------------------------------------------------
-# Exercise 3: pick the loss
+# Exercise 6: pick the loss
 # ----------------------------------------------------------------------------------------------
 
 RIGHT_LOSSES = {"binary": nn.BCEWithLogitsLoss(), "10 classes": nn.CrossEntropyLoss()}
@@ -243,7 +257,7 @@ LOSS_CHOICE = [
 ]
 
 # ----------------------------------------------------------------------------------------------
-# Exercise 4: a residual block
+# Exercise 7: a residual block
 # ----------------------------------------------------------------------------------------------
 
 RESIDUAL = "return x + self.layer(x)"
@@ -335,7 +349,7 @@ RESIDUAL_BLOCK = [
 ]
 
 # ----------------------------------------------------------------------------------------------
-# Exercise 5: your own Dataset
+# Exercise 9: your own Dataset
 # ----------------------------------------------------------------------------------------------
 
 LENGTH = "return len(self.labels)"
@@ -436,7 +450,7 @@ DIGIT_IMAGES = [
 ]
 
 # ----------------------------------------------------------------------------------------------
-# Exercise 6: one epoch over a DataLoader
+# Exercise 10: one epoch over a DataLoader
 # ----------------------------------------------------------------------------------------------
 
 
@@ -609,6 +623,260 @@ TRAIN_EPOCH = [
     edited("train_epoch", RIGHT, "model-zero-grad", ("optimizer.zero_grad()", "model.zero_grad()")),
 ]
 
-CASES = DEEP_NET + IMAGE_CLASSIFIER + LOSS_CHOICE + RESIDUAL_BLOCK + DIGIT_IMAGES + TRAIN_EPOCH
+# ----------------------------------------------------------------------------------------------
+# Exercise 1: an optimizer for a function's parameters
+# ----------------------------------------------------------------------------------------------
+
+OPTIMIZER_BY_HAND = [
+    unsolved("optimizer_by_hand", r"`optimizer_by_hand` is None"),
+    edited("optimizer_by_hand", REFERENCE, "solution", w1=W1, b1=B1, w2=W2, b2=B2),
+    Case(
+        "optimizer_by_hand",
+        WRONG,
+        "weights-only",
+        lambda: torch.optim.SGD([W1, W2], lr=0.1),
+        r"b1, b2 are missing from the list: the optimizer would never change them",
+    ),
+    Case(
+        "optimizer_by_hand",
+        WRONG,
+        "copies",
+        lambda: torch.optim.SGD([W1.detach().clone(), B1.detach().clone(), W2, B2], lr=0.1),
+        r"the optimizer holds copies of w1, b1",
+    ),
+    Case(
+        "optimizer_by_hand",
+        WRONG,
+        "with-the-data",
+        lambda: torch.optim.SGD([W1, B1, W2, B2, FEATURES], lr=0.1),
+        r"holds 1 tensor\(s\) besides w1, b1, w2, b2: data such as `features`",
+    ),
+    Case(
+        "optimizer_by_hand",
+        WRONG,
+        "the-function",
+        lambda: lab_namespace(2)["torch"].optim,
+        r"`optimizer_by_hand` is a module, not an optimizer",
+    ),
+    Case("optimizer_by_hand", RIGHT, "adam", lambda: torch.optim.Adam([W1, B1, W2, B2])),
+    Case(
+        "optimizer_by_hand",
+        RIGHT,
+        "groups-other-order",
+        lambda: torch.optim.SGD([{"params": [W2, B2]}, {"params": [W1, B1]}], lr=0.1),
+    ),
+]
+
+# ----------------------------------------------------------------------------------------------
+# Exercise 2: a first model class
+# ----------------------------------------------------------------------------------------------
+
+LAYER_LINE = "self.linear = nn.Linear(64, 10)"
+RETURN_LINE = "return self.linear(x)"
+
+
+class LayerMadeInForward(nn.Module):
+    def __init__(self):
+        super().__init__()
+
+    def forward(self, x):
+        return nn.Linear(64, 10)(x)
+
+
+class WrappedInSequential(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.scores = nn.Sequential(nn.Linear(64, 10))
+
+    def forward(self, x):
+        return self.scores(x)
+
+
+LINEAR_DIGITS = [
+    unsolved("linear_digits", r"LinearDigits\(\) registers no parameters"),
+    solved("linear_digits"),
+    edited(
+        "linear_digits",
+        WRONG,
+        "no-super",
+        ("super().__init__()", "pass"),
+        refused=r"AttributeError: .*Call super\(\)\.__init__\(\) as the first line",
+    ),
+    Case(
+        "linear_digits",
+        WRONG,
+        "layer-made-in-forward",
+        lambda: LayerMadeInForward,
+        r"registers no parameters: create the layer in __init__",
+    ),
+    edited(
+        "linear_digits",
+        WRONG,
+        "returns-the-layer",
+        (RETURN_LINE, "return self.linear"),
+        refused=r"forward returned the layer \(Linear\), not scores",
+    ),
+    edited(
+        "linear_digits",
+        WRONG,
+        "no-return",
+        (RETURN_LINE, "self.linear(x)"),
+        refused=r"forward returned None",
+    ),
+    edited(
+        "linear_digits",
+        WRONG,
+        "transposed-layer",
+        (LAYER_LINE, "self.linear = nn.Linear(10, 64)"),
+        refused=r"exactly one nn\.Linear\(64, 10\).*it has Linear\(10, 64\)",
+    ),
+    edited(
+        "linear_digits",
+        RIGHT,
+        "other-name",
+        (LAYER_LINE, "self.fc = nn.Linear(64, 10)"),
+        (RETURN_LINE, "return self.fc(x)"),
+    ),
+    Case("linear_digits", RIGHT, "sequential-inside", lambda: WrappedInSequential),
+]
+
+# ----------------------------------------------------------------------------------------------
+# Exercise 5: where gradients land
+# ----------------------------------------------------------------------------------------------
+
+HAVE_GRAD = [
+    unsolved("have_grad", r"`have_grad` is None"),
+    solved("have_grad"),
+    Case(
+        "have_grad",
+        WRONG,
+        "every-registered-parameter",
+        lambda: {"fc.weight", "fc.bias", "spare.weight", "spare.bias"},
+        r"\['spare\.bias', 'spare\.weight'\] are registered, but forward\(\) never uses them",
+    ),
+    Case(
+        "have_grad",
+        WRONG,
+        "weights-only",
+        lambda: {"fc.weight"},
+        r"\['fc\.bias'\] get a gradient too: a bias is a parameter",
+    ),
+    Case(
+        "have_grad",
+        WRONG,
+        "layer-names",
+        lambda: {"fc"},
+        r"\['fc'\] name layers, not parameters",
+    ),
+    Case(
+        "have_grad",
+        WRONG,
+        "nothing",
+        lambda: set(),
+        r"\['fc\.bias', 'fc\.weight'\] also get a gradient",
+    ),
+    Case(
+        "have_grad",
+        WRONG,
+        "typo",
+        lambda: {"fc1.weight", "fc1.bias"},
+        r"the model has no parameter \['fc1\.bias', 'fc1\.weight'\]",
+    ),
+    Case("have_grad", RIGHT, "list", lambda: ["fc.bias", "fc.weight"]),
+]
+
+# ----------------------------------------------------------------------------------------------
+# Exercise 8: guesses with Dropout off, then back to training
+# ----------------------------------------------------------------------------------------------
+
+GUESSES_IN_EVAL = "model.eval()"
+BACK_TO_TRAINING = "model.train()\n"
+
+
+def guesses_restoring_the_mode(model, xb):
+    was_training = model.training
+    model.eval()
+    with torch.inference_mode():
+        guesses = model(xb).argmax(1)
+    model.train(was_training)
+    return guesses
+
+
+GUESS_CLASSES = [
+    unsolved("guess_classes", r"Dropout still zeroed values.*model\.eval\(\)"),
+    solved("guess_classes"),
+    edited(
+        "guess_classes",
+        WRONG,
+        "no-train-after",
+        ("    model.train()\n", ""),
+        refused=r"still in eval mode: .*model\.train\(\) before returning",
+    ),
+    edited(
+        "guess_classes",
+        WRONG,
+        "eval-without-parentheses",
+        (GUESSES_IN_EVAL, "model.eval"),
+        refused=r"Dropout still zeroed values.*with the parentheses",
+    ),
+    edited(
+        "guess_classes",
+        WRONG,
+        "scores",
+        (".argmax(dim=1)", ""),
+        refused=r"returned shape \(64, 5\): those are the scores",
+    ),
+    edited(
+        "guess_classes",
+        WRONG,
+        "train-instead-of-eval",
+        (GUESSES_IN_EVAL, "model.train()"),
+        refused=r"Dropout still zeroed values",
+    ),
+    Case("guess_classes", RIGHT, "restores-the-mode", lambda: guesses_restoring_the_mode),
+    edited("guess_classes", RIGHT, "without-no-grad", ("with torch.no_grad():", "if True:")),
+]
+
+# ----------------------------------------------------------------------------------------------
+# Exercise 11: momentum by hand
+# ----------------------------------------------------------------------------------------------
+
+MOMENTUM_STEPS = [
+    unsolved("momentum_steps", r"`w_after_two_steps` is None"),
+    solved("momentum_steps"),
+    Case("momentum_steps", WRONG, "plain-sgd", lambda: 0.8, r"0\.8 is plain SGD"),
+    Case(
+        "momentum_steps",
+        WRONG,
+        "second-step-0.9-of-the-first",
+        lambda: 0.81,
+        r"the second step is not 0\.9 × the first",
+    ),
+    Case("momentum_steps", WRONG, "uphill", lambda: 1.29, r"moved w UP"),
+    Case("momentum_steps", WRONG, "one-step", lambda: 0.9, r"w after ONE step"),
+    Case(
+        "momentum_steps",
+        WRONG,
+        "text",
+        lambda: "0.71",
+        r"is the text '0\.71': write the number, no quotes",
+    ),
+    Case("momentum_steps", RIGHT, "worked-out", lambda: 1 - 0.1 * 1 - 0.1 * (0.9 * 1 + 1)),
+    Case("momentum_steps", RIGHT, "tensor", lambda: torch.tensor(0.71)),
+]
+
+CASES = (
+    OPTIMIZER_BY_HAND
+    + LINEAR_DIGITS
+    + DEEP_NET
+    + IMAGE_CLASSIFIER
+    + HAVE_GRAD
+    + LOSS_CHOICE
+    + RESIDUAL_BLOCK
+    + GUESS_CLASSES
+    + DIGIT_IMAGES
+    + TRAIN_EPOCH
+    + MOMENTUM_STEPS
+)
 EXERCISES = tuple(CONTEXT)
 run = answer_then_context(CONTEXT)

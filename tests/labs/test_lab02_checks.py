@@ -89,7 +89,7 @@ def test_an_unsolved_exercise_goes_on_with_the_answer_as_it_is(name, monkeypatch
 def test_an_unsolved_residual_block_goes_on_with_a_plain_block_that_builds_the_net(
     monkeypatch, capsys
 ):
-    """ResidualNet is built and trained below Exercise 4: it gets a block without the skip
+    """ResidualNet is built and trained below Exercise 7: it gets a block without the skip
     connection (the skip is the hidden solution), which the check refuses."""
     monkeypatch.setenv(STRICT_ENV, "0")
     stand_in = lab02.check_residual_block(lab_starter("ResidualBlock"))
@@ -142,3 +142,34 @@ def test_a_skip_from_the_input_starts_above_the_first_layer():
 
     (step,) = [s for s in diagrams._trace(AddInput(), torch.zeros(2, 4)) if s.type == "add"]
     assert step.skip_from == diagrams.INPUT
+
+
+@pytest.mark.parametrize(
+    ("check", "reason"),
+    [
+        ("optimizer_by_hand", "`optimizer_by_hand` is None"),
+        ("have_grad", "`have_grad` is None"),
+        ("guess_classes", "Dropout still zeroed values"),
+        ("momentum_steps", "`w_after_two_steps` is None"),
+    ],
+)
+def test_unsolved_small_exercises_run_past_with_the_answer_as_it_is(
+    check, reason, monkeypatch, capsys
+):
+    """Nothing below these exercises needs their answer: the lab goes on with it as it is."""
+    from tests.labs import corpus_lab02
+
+    monkeypatch.setenv(STRICT_ENV, "0")
+    unsolved = starter(2, corpus_lab02.NAMES[check])
+    returned = getattr(lab02, f"check_{check}")(unsolved, *corpus_lab02.CONTEXT[check])
+    assert returned is unsolved
+    out = capsys.readouterr().out
+    assert reason in out and "the cells below use your answer as it is" in out
+
+
+def test_have_grad_measures_a_copy_and_leaves_the_model_without_gradients():
+    from tests.labs import corpus_lab02
+
+    model, x = corpus_lab02.CONTEXT["have_grad"]
+    lab02.check_have_grad.unchecked({"fc.weight", "fc.bias"}, model, x)
+    assert all(p.grad is None for p in model.parameters())
