@@ -83,7 +83,7 @@ with torch.no_grad():
 # and two hidden layers *without* activations. Each network has one output per point, a raw
 # score (a *logit*): positive means class 1. Lab 2's `nn.BCEWithLogitsLoss` takes that logit
 # and applies the sigmoid itself. All 400 points go in at once, for 200 Adam steps: a second
-# or two.
+# or two. First the data and the four networks, untrained:
 
 # %%
 seed_everything(0)
@@ -107,7 +107,6 @@ def moons_net(hidden_layers, activation_class, width=16):
     return nn.Sequential(*layers)
 
 
-bce = nn.BCEWithLogitsLoss()
 boundary_models = {}
 for name, hidden_layers, activation_class in (
     ("0 hidden layers", 0, None),
@@ -116,14 +115,47 @@ for name, hidden_layers, activation_class in (
     ("2 hidden layers, no activation", 2, None),
 ):
     seed_everything(0)
-    model = moons_net(hidden_layers, activation_class)  # a few hundred weights: CPU is quickest
+    boundary_models[name] = moons_net(hidden_layers, activation_class)
+print(list(boundary_models))
+
+# %% [markdown]
+# ### Exercise 1 · predict the straight ones
+#
+# Before they train: which of these four networks can only ever draw a **straight** boundary,
+# however long they train? Write their names (as printed above) in a set.
+
+# %% tags=["exercise"]
+# TODO: the names of the networks whose boundary must stay a straight line
+straight_only = None
+
+# %% [markdown] tags=["solution"]
+# <details><summary>Solution</summary>
+#
+# ```python
+# straight_only = {"0 hidden layers", "2 hidden layers, no activation"}
+# ```
+#
+# Without an activation, stacked `Linear` layers merge into one (this section's first cell
+# showed it), and one `Linear` layer with a single output is positive on one side of a straight
+# line.
+#
+# </details>
+
+# %%
+straight_only = lab05.check_straight_only(straight_only, boundary_models)
+
+# %% [markdown]
+# Now train them all (a few hundred weights each, so the CPU is quickest):
+
+# %%
+bce = nn.BCEWithLogitsLoss()
+for model in boundary_models.values():
     optimizer = torch.optim.Adam(model.parameters(), lr=0.03)
     for _ in range(200):
         optimizer.zero_grad()
         loss = bce(model(points).squeeze(1), point_classes)
         loss.backward()
         optimizer.step()
-    boundary_models[name] = model
 
 activation_diagrams.decision_boundaries(boundary_models, points, point_classes)
 
@@ -131,7 +163,7 @@ activation_diagrams.decision_boundaries(boundary_models, points, point_classes)
 # The shading is the class each network predicts at every point of the plane, the black line
 # is where that prediction changes. Without a hidden layer the boundary is a straight line,
 # as it must be. **Two hidden layers without activations draw a straight line too**: they are
-# one linear layer in disguise, as the cell above proved, and no amount of training bends
+# one linear layer in disguise, as this section's first cell proved, and no training bends
 # them. One hidden layer with a ReLU already bends the line: each ReLU unit can add a kink,
 # so the boundary is made of straight pieces. With two hidden layers the pieces follow the
 # moons closely.
@@ -191,7 +223,7 @@ lab05.activation_curves(x, curves)
 # `nn.Sequential` and show up when you print a model; the functions are handy inside `forward`.
 
 # %% [markdown]
-# ### Exercise 1 · a derivative calculator
+# ### Exercise 2 · a derivative calculator
 #
 # Write `autograd_derivative(activation, x)` that returns `activation'(x)` at every point of `x`,
 # computed by autograd. The caller's `x` is a normal tensor that does not require gradients,
@@ -327,7 +359,7 @@ activation_diagrams.where_activations_go(
 )
 
 # %% [markdown]
-# ### Exercise 2 · gradient norm per layer, for any model
+# ### Exercise 3 · gradient norm per layer, for any model
 #
 # Turn the measurement into a reusable function `layer_grad_norms(model, x, y)`:
 #
@@ -388,7 +420,7 @@ print(f"Kaiming init: weight std {layer.weight.std():.3f}, √(2/64)   = {(2 / 6
 # To re-initialise a whole model, `model.apply(fn)` calls `fn(module)` on every module inside
 # the model (nested ones too, and the model itself); `fn` picks the modules it wants to change.
 #
-# ### Exercise 3 · Kaiming initialisation for a whole model
+# ### Exercise 4 · Kaiming initialisation for a whole model
 #
 # Write `init_kaiming(module)`: when `module` is an `nn.Linear`, fill its weight with
 # `nn.init.kaiming_normal_(..., nonlinearity="relu")` and set its bias to zero with
@@ -420,7 +452,7 @@ init_kaiming = lab05.check_init_kaiming(init_kaiming)
 # Now the 10-layer ReLU network of §3, built twice from the same seed: once as PyTorch
 # initialises it, once after `model.apply(init_kaiming)`. On the way forward we record the
 # size (standard deviation) of each linear layer's output; on the way back, your
-# `layer_grad_norms` from Exercise 2 measures the gradients.
+# `layer_grad_norms` from Exercise 3 measures the gradients.
 
 
 # %%
@@ -469,7 +501,7 @@ print(lab05.gradient_loss_summary(init_gradient_norms))
 # corner is; `b = 0` gives exactly ReLU).
 #
 # **As a plain function.** Any function built from tensor operations works, and autograd
-# differentiates it for free (here through your `autograd_derivative` from Exercise 1):
+# differentiates it for free (here through your `autograd_derivative` from Exercise 2):
 
 
 # %%
@@ -505,7 +537,7 @@ class Squareplus(nn.Module):
 print(nn.Sequential(nn.Linear(64, 32), Squareplus(b=0.5), nn.Linear(32, 10)))
 
 # %% [markdown]
-# ### Exercise 4 · a learnable LeakyReLU
+# ### Exercise 5 · a learnable LeakyReLU
 #
 # LeakyReLU uses a fixed slope for negative inputs. Make the slope **learnable**: write
 # `LearnableLeakyReLU(initial_slope=0.1)` whose forward returns `x` where `x >= 0` and
@@ -582,7 +614,7 @@ print(
 )
 
 # %% [markdown]
-# ### Exercise 5 · ELU with a hand-written backward
+# ### Exercise 6 · ELU with a hand-written backward
 #
 # ELU is `x` for `x > 0` and `exp(x) - 1` otherwise. Its forward is written for you; write
 # `backward`. Its derivative is `1` for `x > 0` and `exp(x)` otherwise; remember the chain
@@ -669,11 +701,11 @@ def train_and_evaluate(activation_class, epochs, init=None):
 # `train_and_evaluate` builds a new model from the same seed every time, so running the race
 # again trains every network from scratch and draws the same curves.
 #
-# ### Exercise 6 · your contender
+# ### Exercise 7 · your contender
 #
 # Add one more activation to the race: any `nn.Module` class that is not in it yet, such as
 # `nn.ELU`, `nn.Mish`, `nn.LeakyReLU`, `nn.Hardswish`, or your own `LearnableLeakyReLU` from
-# Exercise 4. Give the class itself (`nn.ELU`, not `nn.ELU()`): `deep_mlp` creates one per
+# Exercise 5. Give the class itself (`nn.ELU`, not `nn.ELU()`): `deep_mlp` creates one per
 # layer. Before you run the race, guess where its curve will end up.
 
 # %% tags=["exercise"]
@@ -683,7 +715,7 @@ my_activation = None  # TODO: an activation class for the race
 # <details><summary>Solution</summary>
 #
 # ```python
-# my_activation = LearnableLeakyReLU  # our own module from Exercise 4: its slope learns too
+# my_activation = LearnableLeakyReLU  # our own module from Exercise 5: its slope learns too
 # ```
 #
 # </details>

@@ -14,6 +14,7 @@ from torch import nn
 
 from workshop_labs import plots
 from workshop_labs.checks import ExerciseNotSolved, exercise, expect, expect_tensor, passed
+from workshop_labs.lab02 import expect_names
 
 # ----------------------------------------------------------------------------------------------
 # Figures
@@ -135,7 +136,60 @@ def signal_and_gradient_bars(
 
 
 # ----------------------------------------------------------------------------------------------
-# Exercise 1 · derivatives with autograd
+# Exercise 1 · which networks can only draw a straight boundary
+# ----------------------------------------------------------------------------------------------
+
+
+def is_affine(model: nn.Module, inputs: int = 2) -> bool:
+    """True when ``model(x)`` is ``W @ x + b`` for some W, b: then f(a + b) = f(a) + f(b) - f(0)
+    at any points a, b (probed at random points, far enough apart to cross any ReLU kink)."""
+    generator = torch.Generator().manual_seed(0)
+    a, b = (3 * torch.randn(64, inputs, generator=generator) for _ in range(2))
+    with torch.no_grad():
+        zero = model(torch.zeros(1, inputs))
+        return torch.allclose(model(a + b), model(a) + model(b) - zero, atol=1e-4)
+
+
+@exercise()
+def check_straight_only(straight_only: object, networks: Mapping[str, nn.Module]) -> None:
+    """`straight_only`: the names of the ``networks`` that are one linear layer in disguise
+    (measured on the networks themselves), which can only draw a straight boundary."""
+    predicted = expect_names(straight_only, "straight_only")
+    unknown = sorted(predicted - set(networks))
+    expect(
+        not unknown,
+        f"{unknown} is not the name of a network: copy names from {sorted(networks)}",
+    )
+    linear = {name for name, model in networks.items() if is_affine(model)}
+    for name in sorted(linear - predicted):
+        parts = [m for m in networks[name].modules() if not list(m.children())]
+        activations = [type(m).__name__ for m in parts if not isinstance(m, nn.Linear)]
+        layers = sum(isinstance(m, nn.Linear) for m in parts)
+        expect(
+            layers == 1,
+            f"'{name}' draws a straight boundary too: with no activation between them its "
+            f"{layers} Linear layers are ONE linear layer in disguise (this section's first "
+            "cell merged two)",
+        )
+        expect(
+            False,
+            f"'{name}' can only draw a straight boundary: one Linear layer is W @ x + b"
+            + (f", and {activations} does not bend it" if activations else ""),
+        )
+    for name in sorted(predicted - linear):
+        expect(
+            False,
+            f"'{name}' can bend its boundary: an activation between two Linear layers puts a "
+            "kink in it, so the layers no longer merge into one",
+        )
+    passed(
+        f"{sorted(linear)} are linear maps, so their boundaries are straight: no "
+        "training changes that. The others can bend"
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Exercise 2 · derivatives with autograd
 # ----------------------------------------------------------------------------------------------
 
 _REFERENCE_DERIVATIVES: dict[str, tuple[Callable, Callable]] = {
@@ -159,7 +213,7 @@ def _region_error(got: torch.Tensor, want: torch.Tensor, x: torch.Tensor) -> str
 
 
 def central_difference(activation: Callable, x: torch.Tensor, step: float = 1e-3) -> torch.Tensor:
-    """What the cells below Exercise 1 use while it is unsolved: the slope measured between
+    """What the cells below Exercise 2 use while it is unsolved: the slope measured between
     x - step and x + step, without autograd (autograd's way is the hidden solution). Close to
     f'(x) for a smooth f, and blurred within ``step`` of a corner."""
     x = x.detach()
@@ -235,7 +289,7 @@ def check_autograd_derivative(autograd_derivative_fn: Callable) -> None:
 
 
 # ----------------------------------------------------------------------------------------------
-# Exercise 2 · gradient norm per layer
+# Exercise 3 · gradient norm per layer
 # ----------------------------------------------------------------------------------------------
 
 
@@ -269,7 +323,7 @@ class _WrappedNet(nn.Module):
 
 
 def walkthrough_layer_grad_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> list[float]:
-    """What the cells below Exercise 2 use while it is unsolved: the lines of the walk-through
+    """What the cells below Exercise 3 use while it is unsolved: the lines of the walk-through
     in section 3, as they are. They loop over the model itself, so they work for an
     nn.Sequential only, and assume a fresh model (nothing clears .grad first): both are what
     the exercise asks you to do better."""
@@ -352,12 +406,12 @@ def check_layer_grad_norms(layer_grad_norms_fn: Callable) -> None:
 
 
 # ----------------------------------------------------------------------------------------------
-# Exercise 3 · Kaiming initialisation with nn.init and model.apply
+# Exercise 4 · Kaiming initialisation with nn.init and model.apply
 # ----------------------------------------------------------------------------------------------
 
 
 def default_times_root_six(module: nn.Module) -> None:
-    """What the cells below Exercise 3 use while it is unsolved: PyTorch's default weights,
+    """What the cells below Exercise 4 use while it is unsolved: PyTorch's default weights,
     uniform within ±1/√fan_in (std 1/√(3·fan_in)), multiplied by √6, which gives them the
     standard deviation of Kaiming's rule, √(2/fan_in), as a uniform rather than a normal
     distribution. Biases keep their default values. (nn.init's way is the hidden solution.)"""
@@ -476,7 +530,7 @@ def check_init_kaiming(init_fn: Callable) -> None:
 
 
 # ----------------------------------------------------------------------------------------------
-# Exercise 4 · a custom activation as an nn.Module with a learnable parameter
+# Exercise 5 · a custom activation as an nn.Module with a learnable parameter
 # ----------------------------------------------------------------------------------------------
 
 
@@ -540,7 +594,7 @@ def check_learnable_leaky_relu(module_class: type) -> None:
 
 
 # ----------------------------------------------------------------------------------------------
-# Exercise 5 · a custom torch.autograd.Function with a hand-written backward
+# Exercise 6 · a custom torch.autograd.Function with a hand-written backward
 # ----------------------------------------------------------------------------------------------
 
 
@@ -632,7 +686,7 @@ def check_elu_function(function: type) -> None:
 
 
 # ----------------------------------------------------------------------------------------------
-# Exercise 6 · your contender in the training race
+# Exercise 7 · your contender in the training race
 # ----------------------------------------------------------------------------------------------
 
 

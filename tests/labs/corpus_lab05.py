@@ -12,6 +12,7 @@ from tests.labs.corpus import answer_then_context, case
 from tests.labs.solutions import lab_namespace, solution, starter
 
 EXERCISES = (
+    "straight_only",
     "autograd_derivative",
     "layer_grad_norms",
     "init_kaiming",
@@ -20,6 +21,7 @@ EXERCISES = (
     "my_activation",
 )
 DEFINES = {
+    "straight_only": "straight_only",
     "autograd_derivative": "autograd_derivative",
     "layer_grad_norms": "layer_grad_norms",
     "init_kaiming": "init_kaiming",
@@ -32,6 +34,23 @@ DEFINES = {
 def with_edits(exercise, *edits):
     """The published solution of ``exercise`` with each (old, new) text replaced."""
     return solution(5, DEFINES[exercise], edits=edits)
+
+
+# ---- straight_only ---------------------------------------------------------------------------
+
+STRAIGHT = ("0 hidden layers", "2 hidden layers, no activation")
+BENT = ("1 hidden layer, ReLU", "2 hidden layers, ReLU")
+
+
+def boundary_networks() -> dict[str, nn.Module]:
+    """The four untrained networks of section 1, built by the lab's own `moons_net`."""
+    moons_net = lab_namespace(5, "moons_net")["moons_net"]
+    layers = {STRAIGHT[0]: (0, None), BENT[0]: (1, nn.ReLU), BENT[1]: (2, nn.ReLU)}
+    layers[STRAIGHT[1]] = (2, None)
+    return {name: moons_net(*spec) for name, spec in layers.items()}
+
+
+NETWORKS = boundary_networks()
 
 
 # ---- autograd_derivative --------------------------------------------------------------------
@@ -166,6 +185,41 @@ def cases():
     kaiming = 'nn.init.kaiming_normal_(module.weight, nonlinearity="relu")'
     leaky = solution(5, "LearnableLeakyReLU")
     return [
+        # straight_only
+        case("straight_only", "starter", starter(5, "straight_only"), "is None"),
+        case("straight_only", "reference", with_edits("straight_only"), None),
+        case("straight_only", "right-list", [STRAIGHT[1], STRAIGHT[0]], None),
+        case(
+            "straight_only",
+            "wrong-no-hidden-layer-only",
+            {STRAIGHT[0]},
+            r"'2 hidden layers, no activation' draws a straight boundary too: .*3 Linear layers "
+            r"are ONE linear layer in disguise",
+        ),
+        case(
+            "straight_only",
+            "wrong-all-four",
+            set(STRAIGHT + BENT),
+            r"'1 hidden layer, ReLU' can bend its boundary",
+        ),
+        case(
+            "straight_only",
+            "wrong-one-relu-layer-too",
+            {*STRAIGHT, BENT[0]},
+            r"'1 hidden layer, ReLU' can bend",
+        ),
+        case(
+            "straight_only",
+            "wrong-only-the-deep-linear",
+            {STRAIGHT[1]},
+            r"'0 hidden layers' can only draw a straight boundary: one Linear layer",
+        ),
+        case(
+            "straight_only",
+            "wrong-name",
+            {"no hidden layer", STRAIGHT[1]},
+            r"\['no hidden layer'\] is not the name of a network",
+        ),
         # autograd_derivative
         case("autograd_derivative", "starter", starter(5, "autograd_derivative"), "is None"),
         case("autograd_derivative", "reference", with_edits("autograd_derivative"), None),
@@ -340,5 +394,5 @@ def cases():
     ]
 
 
-run = answer_then_context(returns_answer=True)
+run = answer_then_context({"straight_only": (NETWORKS,)}, returns_answer=True)
 CASES = cases()

@@ -247,7 +247,7 @@ def test_learnable_leaky_relu_accepts_solution(capsys):
 
 
 def test_learnable_leaky_relu_unsolved_goes_on_as_it_is(not_strict, capsys):
-    """Nothing below uses it but Exercise 6, whose check refuses a broken class."""
+    """Nothing below uses it but Exercise 7, whose check refuses a broken class."""
     unsolved = lab_starter("LearnableLeakyReLU")
     assert lab05.check_learnable_leaky_relu(unsolved) is unsolved
     assert "the cells below use your answer as it is" in capsys.readouterr().out
@@ -389,3 +389,10 @@ def test_activation_panels_state_the_measured_slope_range():
     x = torch.linspace(-4, 4, 81)
     fig = lab05.activation_curves(x, {"Sigmoid": (torch.sigmoid(x), torch.sigmoid(x) / 4)})
     assert fig.axes[0].get_title() == "Sigmoid\nslope 0.0045 to 0.25"
+
+
+def test_is_affine_tells_stacked_linear_layers_from_ones_with_an_activation():
+    torch.manual_seed(0)
+    assert lab05.is_affine(nn.Sequential(nn.Linear(2, 16), nn.Linear(16, 16), nn.Linear(16, 1)))
+    assert not lab05.is_affine(nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Linear(16, 1)))
+    assert not lab05.is_affine(nn.Sequential(nn.Linear(2, 16), nn.Tanh(), nn.Linear(16, 1)))
