@@ -20,16 +20,19 @@
 #
 # **By the end of this lab you can**
 #
-# 1. read a small convolutional network: what `nn.Conv2d` and `nn.MaxPool2d` do to the shape
-#    of an image batch (N × C × H × W);
-# 2. explain what a `state_dict` is and why you save it instead of the whole model;
+# 1. read a small convolutional network: compute what `nn.Conv2d` and `nn.MaxPool2d` do to
+#    the shape of an image batch (N × C × H × W), and place a `nn.BatchNorm2d`;
+# 2. explain what a `state_dict` is (parameters and buffers) and why you save it instead of
+#    the whole model;
 # 3. load files safely with `weights_only=True`, allow your own safe types, and pick the
 #    device with `map_location`;
 # 4. save model + optimizer + scheduler + epoch + random state, and resume **exactly**;
 # 5. keep the best checkpoint by validation accuracy, not the last one;
-# 6. reuse a model you trained as the start of a new task (transfer learning: freeze the
-#    body, replace the head, fine-tune), with random image transforms for more variety;
-# 7. say what `torch.export` and ONNX are for, and export a model.
+# 6. build a `torchvision.transforms.v2` pipeline (augmentation for training only), and
+#    reuse a model you trained as the start of a new task (transfer learning: freeze the
+#    body, replace the head, fine-tune), judged over several seeds;
+# 7. export a model with `torch.export` and to ONNX, and check ONNX Runtime's scores
+#    against PyTorch's.
 #
 # **After a kernel restart** (*Kernel › Restart*, or a crash when memory ran out) your edits
 # are still here but every variable is gone: click the cell you were working on and choose
@@ -41,16 +44,19 @@ from workshop_labs import setup
 device = setup()
 
 # %%
+import contextlib
+import copy
 import dataclasses
-import importlib.util
+import io
 
+import onnxruntime
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 from torchvision.transforms import v2
 
-from workshop_labs import data, diagrams, lab06, plots, runtime
+from workshop_labs import data, diagrams, lab06, runtime, timing
 from workshop_labs.runtime import pick, seed_everything
 
 folder = runtime.work_dir() / "lab06"
@@ -96,11 +102,64 @@ print(f"weights of Conv2d(1, 16, 3): {tuple(nn.Conv2d(1, 16, 3).weight.shape)}")
 # The weights of a convolution have the shape out_channels × in_channels × kernel × kernel:
 # 16 filters of 1 × 3 × 3 is 144 weights (plus 16 biases), whatever the image size.
 #
+# ### Exercise 1 · the side of a layer's output
+#
+# Write `conv_side(size, kernel_size, stride=1, padding=0)` that returns the height (or
+# width) a `Conv2d` makes from an input of side `size`, as an `int`. `MaxPool2d(2)` follows
+# the same formula with kernel 2 and stride 2. The check compares it with real layers.
+
+
+# %% tags=["exercise"]
+def conv_side(size, kernel_size, stride=1, padding=0):
+    # TODO: the formula above
+    return size
+
+
+# %% [markdown] tags=["solution"]
+# <details><summary>Solution</summary>
+#
+# ```python
+# def conv_side(size, kernel_size, stride=1, padding=0):
+#     return (size + 2 * padding - kernel_size) // stride + 1
+# ```
+#
+# </details>
+
+# %%
+conv_side = lab06.check_conv_side(conv_side)
+
+# %% [markdown]
+# **`nn.BatchNorm2d(channels)`** makes training steadier. In `train()` mode it takes each
+# channel over the whole batch and every position (N × H × W numbers), subtracts their mean
+# and divides by their standard deviation, then multiplies by a learned `weight` and adds a
+# learned `bias` (2 parameters per channel). It also keeps a **running mean and variance** of
+# what it saw; in `eval()` mode it uses those instead of the batch's, so a single image gives
+# the same answer whatever batch it comes in. Those running averages are **buffers**: they
+# belong to the model and are saved with it, but no optimizer changes them. It goes right
+# after a convolution, with that convolution's number of output channels.
+
+# %%
+norm = nn.BatchNorm2d(4)
+features = nn.Conv2d(1, 4, kernel_size=3, padding=1)(torch.rand(16, 1, 8, 8)) * 5 + 3
+per_channel = features.mean(dim=(0, 2, 3))  # one mean per channel: over N, H and W
+print("before BatchNorm2d: channel means", [round(m, 2) for m in per_channel.tolist()])
+normed = norm(features)  # a new module is in train() mode
+print(
+    "after  (train)    : channel means", [round(m, 2) for m in normed.mean(dim=(0, 2, 3)).tolist()]
+)
+print(
+    "                    channel stds ", [round(m, 2) for m in normed.std(dim=(0, 2, 3)).tolist()]
+)
+print("parameters:", [name for name, _ in norm.named_parameters()])
+print("buffers   :", [name for name, _ in norm.named_buffers()])
+
+# %% [markdown]
 # The lab's model has a **body** that turns the image into 512 features and a **head**, one
 # linear layer, that turns them into one score per class. Keeping body and head apart will
-# matter for transfer learning in section 7. The body ends with `nn.Dropout(0.2)`, which
-# lab 2 introduced: after `model.train()` it zeroes a random 20 % of the features, after
-# `model.eval()` it passes them through unchanged.
+# matter for transfer learning in section 7. The first convolution is followed by a
+# `BatchNorm2d(16)`. The body ends with `nn.Dropout(0.2)`, which lab 2 introduced: after
+# `model.train()` it zeroes a random 20 % of the features, after `model.eval()` it passes
+# them through unchanged.
 
 
 # %%
@@ -110,6 +169,7 @@ class DigitsCNN(nn.Module):
         self.body = nn.Sequential(
             nn.Unflatten(1, (1, 8, 8)),  # 64 pixels -> a 1-channel 8×8 image
             nn.Conv2d(1, 16, kernel_size=3, padding=1),
+            nn.BatchNorm2d(16),  # normalizes each of the 16 channels
             nn.ReLU(),
             nn.Conv2d(16, 32, kernel_size=3, padding=1),
             nn.ReLU(),
@@ -138,13 +198,55 @@ diagrams.cnn_diagram(model, example)
 # the size to 4 × 4; `Flatten` lines the 32 × 4 × 4 values up into 512 features for the head.
 #
 # * **Parameters per layer**: the first convolution holds 16 filters of 1 × 3 × 3 weights
-#   plus 16 biases, 160 in all; the second 32 × 16 × 3 × 3 + 32 = 4,640; the head
-#   512 × 10 + 10 = 5,130. Unflatten, pooling and Flatten hold none.
+#   plus 16 biases, 160 in all; `BatchNorm2d(16)` a weight and a bias per channel, 32; the
+#   second convolution 32 × 16 × 3 × 3 + 32 = 4,640; the head 512 × 10 + 10 = 5,130.
+#   Unflatten, pooling and Flatten hold none.
 # * **On the arrows**: `ReLU` and `Dropout` hold no weights and change values, never shapes,
 #   so they are operations on the way from one tensor to the next, not tensors of their own.
+#   `BatchNorm2d` keeps the shape too, but it holds weights, so it has a column.
 # * **Names** such as `body.1` are the attribute paths PyTorch gives the layers; section 2
 #   meets them again.
 #
+# ### Exercise 2 · a `BatchNorm2d` and the shapes of a small CNN
+#
+# `small_cnn` is a smaller cousin of `DigitsCNN`. Complete it:
+#
+# * put an `nn.BatchNorm2d` right after the convolution (with how many channels?);
+# * give `nn.Linear` the number of features `Flatten` hands it: work the sides out with your
+#   `conv_side` (the convolution has stride 2, then `MaxPool2d(2)` halves them), then
+#   channels × height × width.
+
+# %% tags=["exercise"]
+small_cnn = nn.Sequential(
+    nn.Unflatten(1, (1, 8, 8)),
+    nn.Conv2d(1, 8, kernel_size=3, stride=2, padding=1),  # TODO: a BatchNorm2d after this
+    nn.ReLU(),
+    nn.MaxPool2d(2),
+    nn.Flatten(),
+    nn.Linear(8 * 8 * 8, 10),  # TODO: how many features does Flatten give?
+)
+
+# %% [markdown] tags=["solution"]
+# <details><summary>Solution</summary>
+#
+# ```python
+# small_cnn = nn.Sequential(
+#     nn.Unflatten(1, (1, 8, 8)),
+#     nn.Conv2d(1, 8, kernel_size=3, stride=2, padding=1),
+#     nn.BatchNorm2d(8),
+#     nn.ReLU(),
+#     nn.MaxPool2d(2),
+#     nn.Flatten(),
+#     nn.Linear(8 * 2 * 2, 10),
+# )
+# ```
+#
+# </details>
+
+# %%
+small_cnn = lab06.check_small_cnn(small_cnn)
+
+# %% [markdown]
 # ## 2 · What a `state_dict` is
 
 # %%
@@ -154,7 +256,9 @@ for name, tensor in model.state_dict().items():
 # %% [markdown]
 # `model.state_dict()` is an ordered dictionary from each parameter's **name** (the attribute
 # path you gave it in `__init__`: `body.1.weight`, `head.bias`) to its **tensor**. Nothing
-# else: no code, no class. Buffers such as BatchNorm's running averages are included too.
+# else: no code, no class. The **buffers** are in it too: `body.2`'s running mean and
+# variance, and `num_batches_tracked` (an int64 count of the batches it has seen), which
+# `model.parameters()` does not list, because no optimizer should change them.
 #
 # The optimizer has a `state_dict()` as well. After one training step, Adam (lab 2) keeps two
 # running averages per parameter (`exp_avg`, `exp_avg_sq`) and a step counter, plus its
@@ -199,6 +303,34 @@ print(
         for a, b in zip(model.state_dict().values(), restored.state_dict().values(), strict=True)
     ),
 )
+
+# %% [markdown]
+# ### Exercise 3 · what else a `state_dict` holds
+#
+# Write `non_parameters(model)` that returns the names of every entry of
+# `model.state_dict()` that is **not** a parameter (`model.named_parameters()` gives the
+# names of those). The check tries it on `DigitsCNN` and on other models.
+
+
+# %% tags=["exercise"]
+def non_parameters(model):
+    # TODO: the state_dict names that are not parameter names
+    return []
+
+
+# %% [markdown] tags=["solution"]
+# <details><summary>Solution</summary>
+#
+# ```python
+# def non_parameters(model):
+#     parameter_names = {name for name, _ in model.named_parameters()}
+#     return [name for name in model.state_dict() if name not in parameter_names]
+# ```
+#
+# </details>
+
+# %%
+non_parameters = lab06.check_non_parameters(non_parameters, DigitsCNN)
 
 # %% [markdown]
 # ## 3 · Why not save the whole model? Loading safely
@@ -287,7 +419,7 @@ print(
 )
 
 # %% [markdown]
-# ### Exercise 1 · a safe loader
+# ### Exercise 4 · a safe loader
 #
 # Write `load_trusted(path, device)` that loads a checkpoint
 #
@@ -384,7 +516,7 @@ lab06.checkpoint_tree(
 # number, a string, a list or a dict: `weights_only=True` loads it without any permission.
 
 # %% [markdown]
-# ### Exercise 2 · `save_checkpoint`
+# ### Exercise 5 · `save_checkpoint`
 #
 # Write `save_checkpoint(path, model, optimizer, scheduler, epoch)` that saves one dict with
 # the five keys of the table above (`"model"`, `"optimizer"`, `"scheduler"`, `"epoch"`,
@@ -430,7 +562,7 @@ save_checkpoint = lab06.check_save_checkpoint(save_checkpoint, rng_state)
 # Then do it again, but "crash" halfway: throw every object away, build fresh ones (with a
 # different seed, to prove nothing survives by accident), load the checkpoint and continue.
 # A third run resumes from the weights only, as if we had saved `model.state_dict()` alone.
-# The first session saves its checkpoints with your `save_checkpoint` from Exercise 2. Every
+# The first session saves its checkpoints with your `save_checkpoint` from Exercise 5. Every
 # run builds fresh objects, so running the cell again repeats the same experiment.
 
 
@@ -468,7 +600,7 @@ def run_epochs(model, optimizer, scheduler, loader, epochs, checkpoint_path=None
     return losses
 
 
-total_epochs = pick(full=12, quick=4)
+total_epochs = pick(full=12, quick=2)
 crash_after = total_epochs // 2
 resume_path = folder / "resume.pt"
 
@@ -524,7 +656,7 @@ print(
 # is no longer like for like.
 
 # %% [markdown]
-# ### Exercise 3 · `resume`
+# ### Exercise 6 · `resume`
 #
 # Write `resume(path, model, optimizer, scheduler)` that restores a checkpoint written by
 # `save_checkpoint` into freshly built objects (model, optimizer, scheduler and random state)
@@ -568,7 +700,10 @@ resume = lab06.check_resume(resume, rng_state)
 #
 # The model we keep here is the start of section 7: we pretrain on digits **0–4** only, and
 # later reuse it for digits **5–9**. Two small helpers first: one keeps only some classes of
-# a dataset (relabelled 0, 1, …), the other measures the accuracy in `eval()` mode.
+# a dataset (relabelled 0, 1, …), the other measures the accuracy in `eval()` mode. Section
+# 7 feeds this model through a transforms pipeline that *normalizes* every pixel (subtracts
+# the mean pixel, divides by the standard deviation), and a model must see the same
+# normalization in every dataset, so the pretraining digits are normalized the same way.
 
 
 # %%
@@ -592,13 +727,23 @@ def accuracy(model, dataset):
     return (model(x.to(device)).argmax(dim=1) == y.to(device)).float().mean().item()
 
 
+pixel_mean, pixel_std = train_set.tensors[0].mean().item(), train_set.tensors[0].std().item()
+normalize = v2.Normalize(mean=[pixel_mean], std=[pixel_std])  # section 7 explains it
+
+
+def normalized(dataset):
+    """The same digits, every pixel normalized as section 7's transforms will do it."""
+    x, y = dataset.tensors
+    return TensorDataset(normalize(x.view(-1, 1, 8, 8)).flatten(1), y)
+
+
 old_classes, new_classes = range(0, 5), range(5, 10)
-pretrain_set = digits_subset(train_set, old_classes)
-pretrain_val = digits_subset(val_set, old_classes)
+pretrain_set = normalized(digits_subset(train_set, old_classes))
+pretrain_val = normalized(digits_subset(val_set, old_classes))
 print(f"digits 0–4: {len(pretrain_set)} for training, {len(pretrain_val)} for validation")
 
 # %% [markdown]
-# ### Exercise 4 · keep the best checkpoint
+# ### Exercise 7 · keep the best checkpoint
 #
 # Write `save_if_best(path, model, epoch, val_accuracy, best_accuracy)`, called once after
 # every epoch:
@@ -664,76 +809,142 @@ print(f"the last epoch, {len(pretrain_accuracies)}: {pretrain_accuracies[-1]:.1%
 # weights: keep (**freeze**) the body, **replace the head** with a new one for the new
 # classes, and train only the head (**fine-tune**). Freezing means `requires_grad=False`:
 # autograd computes no gradient for those parameters, so the optimizer never changes them.
+# It does not freeze BatchNorm's running averages: they are buffers, and in `train()` mode
+# they go on following the batches (here, the new digits). Call `model.body.eval()` as well
+# where they must stay as they were.
 #
 # Our new task: learn digits **5–9** from only a handful of examples per class.
 #
-# **More variety from few examples: transforms.** With 5 images of each digit, the model sees
-# the same 25 pictures every epoch. `torchvision.transforms.v2` changes an image at random each
-# time it is used: `RandomAffine(degrees=10, translate=(0.125, 0.125))` rotates it by up to
-# 10° and shifts it by up to one pixel (1/8 of the width); bilinear interpolation blends
-# neighbouring pixels where a rotated pixel lands between them. The transforms work on tensors laid
-# out as C × H × W, so a digit is reshaped to 1 × 8 × 8 first. `Normalize(mean, std)`
-# subtracts the mean and divides by the standard deviation, channel by channel.
+# **A transforms pipeline.** Pictures usually arrive as 8-bit integers (0–255), height ×
+# width, as an image file holds them; our digits are turned back into that form below.
+# `torchvision.transforms.v2` turns such a picture into what a model takes, one step after
+# the other, and `v2.Compose([...])` chains the steps into one callable:
+#
+# * `v2.ToImage()`: a NumPy array (or PIL image) becomes a tensor laid out **C × H × W**
+#   (1 × 8 × 8 here), still `uint8`;
+# * `v2.ToDtype(torch.float32, scale=True)`: float pixels, and `scale=True` divides by 255,
+#   so they lie in 0–1 (without it they stay 0–255, only as floats);
+# * `v2.RandomAffine(degrees=10, translate=(0.125, 0.125))`: **augmentation**, a new random
+#   change every time a picture is read: a rotation of up to 10° and a shift of up to one
+#   pixel (1/8 of the width), blending neighbouring pixels (bilinear) where a moved pixel
+#   lands between them. With 5 pictures of each digit, the model then sees the same 25
+#   pictures a little differently every epoch;
+# * `v2.Normalize(mean, std)`: subtracts the mean and divides by the standard deviation,
+#   channel by channel, with the numbers of the pretraining pixels (section 6).
+#
+# The cell runs the first steps on one picture and draws a few random draws of
+# `RandomAffine`.
+
 
 # %%
+class DigitPictures(Dataset):
+    """Digits as 8-bit pictures (H × W, 0–255) with their labels; `transform` turns each
+    picture into the model's input every time it is read."""
+
+    def __init__(self, dataset, transform):
+        x, self.labels = dataset.tensors
+        self.pictures = (x.view(-1, 8, 8) * 255).round().to(torch.uint8).numpy()
+        self.transform = transform
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, index):
+        return self.transform(self.pictures[index]).flatten(), self.labels[index]
+
+
 per_class = pick(full=5, quick=5)
-finetune_set = digits_subset(train_set, new_classes, per_class=per_class)
-new_val = digits_subset(val_set, new_classes)
+five_to_nine = DigitPictures(digits_subset(train_set, new_classes, per_class=per_class), None)
+picture = five_to_nine.pictures[0]
+print(f"as loaded          : {type(picture).__name__} {picture.dtype}, shape {picture.shape}")
+image = v2.ToImage()(picture)
+print(f"v2.ToImage()       : {type(image).__name__} {image.dtype}, shape {tuple(image.shape)}")
+for scale in (False, True):
+    pixels = v2.ToDtype(torch.float32, scale=scale)(image)
+    print(
+        f"ToDtype(scale={scale!s:5}): {pixels.dtype}, values {pixels.min():.0f}–{pixels.max():.0f}"
+    )
 
 augment = v2.RandomAffine(
     degrees=10, translate=(0.125, 0.125), interpolation=v2.InterpolationMode.BILINEAR
 )
-digits_5_to_9 = finetune_set.tensors[0][::per_class].view(-1, 1, 8, 8)  # one of each, C×H×W
+one_of_each = torch.stack(
+    [v2.ToImage()(p) for p in five_to_nine.pictures[::per_class]]
+)  # a 5, a 6, …, a 9
 draws = 3
 lab06.digit_grid(
     {
-        "as loaded": digits_5_to_9,
+        "as loaded": one_of_each,
         **{
-            f"augment, draw {i}": torch.stack([augment(image) for image in digits_5_to_9])
+            f"RandomAffine, draw {i}": torch.stack([augment(image) for image in one_of_each])
             for i in range(1, draws + 1)
         },
     },
-    title=f"{len(digits_5_to_9)} fine-tuning digits and {draws} random draws of RandomAffine",
+    title=f"{len(one_of_each)} fine-tuning digits and {draws} random draws of RandomAffine",
 )
 
-pixels = finetune_set.tensors[0].view(-1, 1, 8, 8)
-normalize = v2.Normalize(mean=[pixels.mean().item()], std=[pixels.std().item()])
-normalized = normalize(pixels)
-print(f"pixels as loaded : mean {pixels.mean():.2f}, std {pixels.std():.2f}")
-print(f"after Normalize  : mean {normalized.mean():.2f}, std {normalized.std():.2f}")
-
 # %% [markdown]
-# Each draw moves every digit a little differently, and a 5 is still a 5. To use a transform
-# in training, a `Dataset` (lab 2) applies it in `__getitem__`: every epoch then sees new
-# versions of the same few digits.
+# Each draw moves every digit a little differently, and a 5 is still a 5. Augmentation is for
+# **training only**: the validation pictures must stay the same, or every evaluation would
+# measure the model on other digits.
 #
-# We do **not** use `Normalize` here. The body we reuse was trained on pixels between 0 and
-# 1; a `Normalize` belongs to every dataset a model sees (pretraining, fine-tuning,
-# inference) or to none, otherwise the body gets inputs unlike any it learned from.
+# ### Exercise 8 · compose the pipeline
+#
+# Write `make_transform(train)` that returns a `v2.Compose` of `ToImage`,
+# `ToDtype(torch.float32, scale=True)`, the `RandomAffine` above **only when `train` is
+# True**, and `Normalize(mean=[pixel_mean], std=[pixel_std])`. Order matters: `Normalize`
+# takes floats, and a random transform needs an image, not a NumPy array.
 
+
+# %% tags=["exercise"]
+def make_transform(train):
+    # TODO: ToImage, ToDtype(float32, scale=True), RandomAffine (train only), Normalize
+    return v2.Compose([v2.ToImage()])
+
+
+# %% [markdown] tags=["solution"]
+# <details><summary>Solution</summary>
+#
+# ```python
+# def make_transform(train):
+#     steps = [v2.ToImage(), v2.ToDtype(torch.float32, scale=True)]
+#     if train:
+#         steps.append(
+#             v2.RandomAffine(
+#                 degrees=10, translate=(0.125, 0.125), interpolation=v2.InterpolationMode.BILINEAR
+#             )
+#         )
+#     steps.append(v2.Normalize(mean=[pixel_mean], std=[pixel_std]))
+#     return v2.Compose(steps)
+# ```
+#
+# </details>
 
 # %%
-class AugmentedDigits(Dataset):
-    """A dataset of flat 8×8 digits, each transformed anew every time it is read."""
-
-    def __init__(self, dataset, transform):
-        self.dataset, self.transform = dataset, transform
-
-    def __len__(self):
-        return len(self.dataset)
-
-    def __getitem__(self, index):
-        pixels, label = self.dataset[index]
-        return self.transform(pixels.view(1, 8, 8)).flatten(), label
-
-
-augmented_set = AugmentedDigits(finetune_set, augment)
-print("reading digit 0 twice gives the same image:", end=" ")
-print(torch.equal(augmented_set[0][0], augmented_set[0][0]))
+make_transform = lab06.check_make_transform(make_transform, pixel_mean, pixel_std)
 
 # %% [markdown]
-# The same index gives a new image each time it is read, which is the point.
-#
+# The training `Dataset` reads every picture through `make_transform(True)`: the same index
+# gives a new version each time it is read, which is the point. The validation pictures go
+# through `make_transform(False)` once; they never change, so the result is kept as a
+# `TensorDataset`.
+
+# %%
+training_pictures = DigitPictures(
+    digits_subset(train_set, new_classes, per_class=per_class), make_transform(True)
+)
+validation_pictures = DigitPictures(digits_subset(val_set, new_classes), make_transform(False))
+new_val = TensorDataset(
+    torch.stack([pixels for pixels, _ in validation_pictures]), validation_pictures.labels
+)
+same = torch.equal(training_pictures[0][0], training_pictures[0][0])
+print(f"reading training digit 0 twice gives the same input: {same}")
+print(
+    f"validation: {len(new_val)} digits, pixels from {new_val.tensors[0].min():.2f} "
+    f"to {new_val.tensors[0].max():.2f} after Normalize"
+)
+
+# %% [markdown]
 # Now the recipe: load the best checkpoint, freeze the body, replace the head. A new
 # `nn.Linear` assigned to `model.head` is registered automatically (lab 2) and its
 # parameters require gradients; the optimizer will get only the parameters that still
@@ -771,7 +982,7 @@ for name, build in (
     print(f"{name:22} {trainable_share(build())}")
 
 # %% [markdown]
-# ### Exercise 5 · prepare a model for fine-tuning
+# ### Exercise 9 · prepare a model for fine-tuning
 #
 # A middle way between the two: start from the pretrained weights, but let the **last body
 # layer** adapt too, so that the highest-level features can fit the new digits. Write
@@ -783,7 +994,7 @@ for name, build in (
 # * returns the model.
 #
 # Count before you expect a saving: in this small network the second convolution holds
-# 4,640 of the body's 4,800 weights (16 × 32 × 3 × 3 + 32), so your model trains nearly as
+# 4,640 of the body's 4,832 weights (16 × 32 × 3 × 3 + 32), so your model trains nearly as
 # many parameters as the one from scratch. What it keeps is the pretrained *starting point*.
 # In large networks the last block is a small share of the weights, and unfreezing it is
 # cheap. The cell after the check fine-tunes the model your function returns, next to the
@@ -814,11 +1025,15 @@ def prepare_for_finetuning(model, num_classes):
 prepare_for_finetuning = lab06.check_prepare_for_finetuning(prepare_for_finetuning, DigitsCNN)
 
 # %% [markdown]
-# The three candidates train on the same digits in the same order, with Adam on their
-# trainable parameters only. Each is built afresh in the cell, so running it again repeats
-# the comparison instead of training further. `augment_finetuning` chooses the data: the 25
-# digits as they are, or `augmented_set`. Whether augmentation helps on so few 8×8 digits is
-# worth a try: set it to `True`, run the cell again, and compare the printouts.
+# **One run proves little.** Which 25 digits you happen to draw, and the new head's random
+# start, move the accuracy as much as the starting weights may. So the comparison repeats
+# for several seeds: each seed draws other training digits, another head initialisation and
+# another shuffling, the same for every candidate. Then lab 3's rule, written for
+# accuracies: compare the **middle halves** of the runs (first to third quartile); one side
+# is ahead only when its middle half lies wholly above the other's, otherwise the difference
+# is **within the noise**. The three candidates train with Adam on their trainable
+# parameters only, reading the training pictures through `make_transform(True)`; each is
+# built afresh, so running the cell again repeats the comparison instead of training further.
 
 # %%
 candidates = {
@@ -828,80 +1043,69 @@ candidates = {
     ).to(device),
     "from scratch": from_scratch,
 }
-augment_finetuning = False
-finetune_data = augmented_set if augment_finetuning else finetune_set
-finetune_epochs = pick(full=25, quick=2)
-finetuned, curves = {}, {}
-for name, build in candidates.items():
-    seed_everything(1)  # the same new-head initialisation for every candidate
-    candidate = build()
-    print(f"{name:37} {trainable_share(candidate)}")
-    seed_everything(2)  # the same shuffling (and random transforms) for every candidate
-    trainable = [p for p in candidate.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(trainable, lr=3e-3)
-    loader = DataLoader(finetune_data, batch_size=16, shuffle=True)
-    curves[name] = []
-    for _ in range(finetune_epochs):
-        train_one_epoch(candidate, loader, optimizer)
-        curves[name].append(accuracy(candidate, new_val))
-    finetuned[name] = candidate
+seeds = range(pick(full=5, quick=2))
+finetune_epochs = pick(full=15, quick=2)
+runs = {name: [] for name in candidates}  # per candidate: one accuracy curve per seed
+finetuned = {}  # per candidate: the model of the last seed
+for seed in seeds:
+    pictures = digits_subset(train_set, new_classes, per_class=per_class, seed=seed)
+    loader_data = DigitPictures(pictures, make_transform(True))
+    for name, build in candidates.items():
+        seed_everything(seed)  # the same new-head initialisation for every candidate
+        candidate = build()
+        seed_everything(100 + seed)  # the same shuffling and random transforms for all
+        trainable = [p for p in candidate.parameters() if p.requires_grad]
+        optimizer = torch.optim.Adam(trainable, lr=3e-3)
+        loader = DataLoader(loader_data, batch_size=16, shuffle=True)
+        curve = []
+        for _ in range(finetune_epochs):
+            train_one_epoch(candidate, loader, optimizer)
+            curve.append(accuracy(candidate, new_val))
+        runs[name].append(curve)
+        finetuned[name] = candidate
 
 
-def ahead(epoch):
-    """Who is ahead after `epoch`: the better pretrained model, or the model from scratch."""
-    pretrained = max(curve[epoch] for name, curve in curves.items() if name != "from scratch")
-    scratch = curves["from scratch"][epoch]
-    return (
-        "pretrained" if pretrained > scratch else "from scratch" if scratch > pretrained else "tie"
-    )
+def accuracy_verdict(runs_a, runs_b):
+    """Lab 3's rule for accuracies: ahead or behind only when the middle halves do not meet."""
+    a_low, _, a_high = timing.quartiles(runs_a)
+    b_low, _, b_high = timing.quartiles(runs_b)
+    return "ahead" if a_low > b_high else "behind" if a_high < b_low else "within the noise"
 
 
-plots.curves(
-    curves,
-    title=f"Digits 5–9 from {per_class} examples per class"
-    f"{' (augmented)' if augment_finetuning else ''}\n"
-    f"ahead after epoch 1: {ahead(0)} · after epoch {finetune_epochs}: {ahead(-1)}",
-    xlabel="epoch",
+lab06.seed_curves(
+    runs,
+    title=f"Digits 5–9 from {per_class} pictures per class, {len(seeds)} seeds",
     ylabel="validation accuracy on digits 5–9",
 )
-goal = 0.85
-first_at_goal = {  # the first epoch at the goal; None: never reached
-    name: next((i for i, a in enumerate(curve, start=1) if a >= goal), None)
-    for name, curve in curves.items()
-}
-for name, curve in curves.items():
-    reached = f"epoch {first_at_goal[name]}" if first_at_goal[name] else "never"
-    print(
-        f"{name:37} after epoch 1: {curve[0]:6.1%}   after epoch {len(curve)}: {curve[-1]:6.1%}"
-        f"   first at {goal:.0%}: {reached}"
-    )
-pretrained_names = [name for name in curves if name != "from scratch"]
-scratch_curve, scratch_at_goal = curves["from scratch"], first_at_goal["from scratch"]
-started_ahead = [name for name in pretrained_names if curves[name][0] > scratch_curve[0]]
-ended_ahead = [name for name in pretrained_names if curves[name][-1] > scratch_curve[-1]]
-sooner = [
-    name
-    for name in pretrained_names
-    if first_at_goal[name] and (scratch_at_goal is None or first_at_goal[name] < scratch_at_goal)
-]
-print(f"ahead of the model from scratch after epoch 1: {', '.join(started_ahead) or 'none'}")
-print(f"at {goal:.0%} in fewer epochs than from scratch: {', '.join(sooner) or 'none'}")
-print(f"ahead of it after epoch {len(scratch_curve)}: {', '.join(ended_ahead) or 'none'}")
+for epoch in sorted({0, min(2, finetune_epochs - 1), finetune_epochs - 1}):
+    scratch = [curve[epoch] for curve in runs["from scratch"]]
+    for name, curves_of_name in runs.items():
+        accuracies = [curve[epoch] for curve in curves_of_name]
+        low, median, high = timing.quartiles(accuracies)
+        versus = (
+            ""
+            if name == "from scratch"
+            else f"   vs from scratch: {accuracy_verdict(accuracies, scratch)}"
+        )
+        print(
+            f"after epoch {epoch + 1:2}  {name:37} median {median:6.1%} "
+            f"(middle half {low:6.1%}–{high:6.1%}){versus}"
+        )
 print(
     f"{len(new_val)} validation digits: one digit more or less moves the accuracy by "
     f"{1 / len(new_val):.1%}"
 )
 
 # %% [markdown]
-# Read the printout as well as the lines. What pretrained weights can buy is a **head start**:
-# if the features learned on 0–4 (strokes, loops) already separate 5–9, a pretrained model
-# has little to learn on top of them, is ahead after the first epochs and reaches 85 % in
-# fewer epochs, so less compute for the same accuracy. The last three lines say whether this
-# run shows that, and the answer varies with the machine and the seed: a small CNN learns
-# 8×8 digits from 25 images almost as well from scratch, so here the model from scratch can
-# lead from an early epoch and finish ahead, and the accuracy on this small validation set
-# moves by a few digits from one epoch to the next (the printout says how much one digit is
-# worth). Believe the printout, not this paragraph. This toy problem cannot show why almost
+# Read the verdicts, not only the lines. What pretrained weights *can* buy is a **head
+# start**: if the features learned on 0–4 (strokes, loops) already separate 5–9, a
+# pretrained model has less to learn and is ahead after the first epochs, so less compute
+# for the same accuracy. Whether this run shows it is what the printout says: "ahead" only
+# where the middle halves of the seeds do not overlap. On this toy problem they often
+# overlap, above all after the last epoch: a small CNN learns 8×8 digits from 25 pictures
+# almost as well from scratch, and the seed (which 25 digits, which head) moves the accuracy
+# by as much as the starting weights do. "Within the noise" is then the honest answer, and
+# one run alone could have told you either story. This toy problem cannot show why almost
 # every practical vision or language model starts from pretrained weights: a large network
 # pretrained on millions of images holds far more than a small task could teach it, and
 # there the advantage is large and lasts.
@@ -920,56 +1124,152 @@ print(
 #   the example is fixed; `dynamic_shapes` says which dimension may vary (here the batch).
 # * **ONNX** is a file format that many runtimes read (ONNX Runtime, TensorRT, OpenVINO, web
 #   browsers). `torch.onnx.export(model, (example,), dynamo=True)` builds it from the same
-#   exported graph. It needs the `onnx` and `onnxscript` packages; the last line of the cell
-#   below says whether this environment has them. This lab only describes it.
+#   exported graph (with the `onnx` and `onnxscript` packages), and **ONNX Runtime**
+#   (`onnxruntime`) runs it without PyTorch.
 #
 # We export the fine-tuned model with the frozen body, in `eval()` mode, since that is how it
-# would run when deployed.
+# would run when deployed: Dropout passes its input through and BatchNorm uses its running
+# averages.
 
 # %%
 deployed = finetuned["pretrained: frozen body, new head"].eval()
-example = new_val.tensors[0][:2].to(device)
-exported = torch.export.export(
-    deployed, (example,), dynamic_shapes={"x": {0: torch.export.Dim("batch")}}
-)
+example = new_val.tensors[0][:2].to(device)  # a batch of 2 digits, as the model takes it
+exported = torch.export.export(deployed, (example,))
 for node in exported.graph.nodes:
     if node.op == "call_function":
         # the arguments that are not earlier nodes of the graph are the operation's settings
         settings = [arg for arg in node.args if not isinstance(arg, torch.fx.Node)]
         shape = " × ".join(str(size) for size in node.meta["val"].shape)
-        print(f"{str(node.target):26} {str(settings):22} -> {shape}")
+        print(f"{str(node.target):42} {str(settings)[:28]:28} -> {shape}")
 
 export_path = folder / "digits_5_to_9.pt2"
 torch.export.save(exported, export_path)
 reloaded = torch.export.load(export_path).module()
-digits = new_val.tensors[0].to(device)
 with torch.no_grad():
-    same = torch.allclose(reloaded(digits), deployed(digits))
+    same = torch.allclose(reloaded(example), deployed(example))
 print(
     f"{export_path.name}: {export_path.stat().st_size / 1024:.0f} KiB; the reloaded program "
-    f"gives the same scores on {len(digits)} digits: {same}"
+    f"gives the model's scores: {same}"
 )
-missing = [name for name in ("onnx", "onnxscript") if importlib.util.find_spec(name) is None]
-print(f"packages torch.onnx.export needs that are missing here: {', '.join(missing) or 'none'}")
+digits = new_val.tensors[0].to(device)  # every validation digit
+try:
+    reloaded(digits[:7])
+except Exception as error:
+    print("a batch of 7 digits ->", str(error).strip().splitlines()[0][:90])
 
 # %% [markdown]
 # The graph is the lab's `DigitsCNN` written out as operations: `aten` is PyTorch's library of
 # tensor operations. Each line is one operation, its settings (for `conv2d` the stride and
-# the padding, for `max_pool2d` the window and the stride) and the shape of its output. The
-# first dimension is a symbol (such as `s77`), not a number: the exported program accepts any
-# batch size, which is why 2 example digits were enough to export it and the whole
-# validation set could be run through it. Dropout is still there, with `p` and
-# `train=False`: in an exported eval-mode model it passes its input through. The `.pt2` file
-# needs neither `DigitsCNN` nor this notebook to run.
+# the padding, for `max_pool2d` the window and the stride) and the shape of its output.
+# BatchNorm in `eval()` mode became an operation that uses the stored running averages, and
+# Dropout is gone or passes its input through. The `.pt2` file needs neither `DigitsCNN` nor
+# this notebook to run.
 #
+# Every size is fixed, the batch of 2 too: the program refuses a batch of 7. To let the batch
+# vary, name that dimension: `dynamic_shapes={"x": {0: torch.export.Dim("batch")}}` (`x` is
+# the name of `forward`'s argument, 0 its first dimension). The example batch must then hold
+# at least 2 samples: with 1, export treats the size as fixed.
+#
+# ### Exercise 10 · export for serving
+#
+# Write `export_for_serving(model, example)` that returns an `ExportedProgram` of `model` as
+# it runs when deployed, for batches of **any size**. A model fresh from training is in
+# `train()` mode: the check hands yours one like that, and compares the program's scores
+# with the model's in `eval()` mode, for the example's batch size and another one.
+
+
+# %% tags=["exercise"]
+def export_for_serving(model, example):
+    # TODO: the model as it runs when deployed, for batches of any size
+    return torch.export.export(model, (example,))
+
+
+# %% [markdown] tags=["solution"]
+# <details><summary>Solution</summary>
+#
+# ```python
+# def export_for_serving(model, example):
+#     model.eval()
+#     batch = torch.export.Dim("batch")
+#     return torch.export.export(model, (example,), dynamic_shapes={"x": {0: batch}})
+# ```
+#
+# </details>
+
+# %%
+export_for_serving = lab06.check_export_for_serving(export_for_serving, deployed, digits)
+
+# %% [markdown]
+# **ONNX.** `torch.onnx.export(..., dynamo=True)` exports the same way and returns an
+# `ONNXProgram`, whose `save` writes the `.onnx` file; `dynamic_shapes` works as above.
+# ONNX Runtime then loads the file into an `InferenceSession` and runs it on NumPy arrays:
+# `session.run(None, {input_name: array})` returns the list of outputs. The model is
+# exported from the CPU, where ONNX Runtime runs here. The export prints its progress; the
+# cell keeps that out of the way and prints its own summary.
+
+# %%
+cpu_model = copy.deepcopy(deployed).cpu()
+onnx_path = folder / "digits_5_to_9.onnx"
+with contextlib.redirect_stdout(io.StringIO()):  # the exporter's progress lines
+    onnx_program = torch.onnx.export(
+        cpu_model, (example.cpu(),), dynamo=True, dynamic_shapes={"x": {0: "batch"}}
+    )
+onnx_program.save(onnx_path)
+session = onnxruntime.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
+inputs = [f"{i.name} {i.type} {i.shape}" for i in session.get_inputs()]
+print(f"{onnx_path.name}: {onnx_path.stat().st_size / 1024:.0f} KiB, inputs: {inputs}")
+(onnx_scores_all,) = session.run(None, {"x": digits.cpu().numpy()})
+with torch.no_grad():
+    torch_scores = cpu_model(digits.cpu())
+difference = (torch.from_numpy(onnx_scores_all) - torch_scores).abs().max().item()
+agree = (torch.from_numpy(onnx_scores_all).argmax(1) == torch_scores.argmax(1)).float().mean()
+print(f"ONNX Runtime vs PyTorch on {len(digits)} digits: largest difference {difference:.1e}")
+print(f"same predicted digit: {agree:.1%}")
+
+# %% [markdown]
+# The scores differ in the last digits only (the two libraries add in different orders), and
+# the predictions agree. That comparison is what to run after every export.
+#
+# ### Exercise 11 · run an ONNX file
+#
+# Write `onnx_scores(path, digits)` that runs the ONNX file at `path` on `digits` (a float32
+# tensor N × 64, maybe on the GPU) with ONNX Runtime and returns the scores as a **tensor**.
+# ONNX Runtime takes NumPy arrays on the CPU, of the dtype the file names
+# (`session.get_inputs()` says which), and its input name comes from there as well.
+
+
+# %% tags=["exercise"]
+def onnx_scores(path, digits):
+    session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+    # TODO: run the session on `digits`; return the scores as a tensor
+    return session
+
+
+# %% [markdown] tags=["solution"]
+# <details><summary>Solution</summary>
+#
+# ```python
+# def onnx_scores(path, digits):
+#     session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+#     name = session.get_inputs()[0].name
+#     (scores,) = session.run(None, {name: digits.cpu().numpy()})
+#     return torch.from_numpy(scores)
+# ```
+#
+# </details>
+
+# %%
+onnx_scores = lab06.check_onnx_scores(onnx_scores, onnx_path, cpu_model, digits)
+
 # ## Recap
 #
 # * Images are **N × C × H × W** tensors. `nn.Conv2d` slides small filters over them (each
 #   side becomes `(size + 2 × padding − kernel) // stride + 1`); `nn.MaxPool2d(2)` halves
-#   height and width.
-# * A **`state_dict`** maps parameter names to tensors. Save it, not the whole model: a pickled
-#   model only remembers *where* its class was, breaks when you refactor, and pickles can run
-#   code when loaded.
+#   height and width; `nn.BatchNorm2d(channels)` normalizes each channel, with learned
+#   weight and bias, and running averages kept as buffers for `eval()`.
+# * A **`state_dict`** maps parameter and buffer names to tensors. Save it, not the whole
+#   model: a pickled model only remembers *where* its class was, breaks when you refactor,
+#   and pickles can run code when loaded.
 # * Load with **`torch.load(path, weights_only=True)`**; allow a trusted class of your own with
 #   `torch.serialization.safe_globals([...])`; choose the device with **`map_location`**.
 # * A **complete checkpoint** holds model, optimizer, scheduler, epoch and RNG state. With all
@@ -979,7 +1279,12 @@ print(f"packages torch.onnx.export needs that are missing here: {', '.join(missi
 # * Keep a separate **best checkpoint**: save only when the validation accuracy beats the best
 #   so far.
 # * **Transfer learning**: load a trained body, freeze it (`requires_grad_(False)`), replace the
-#   head, give the optimizer only the trainable parameters, fine-tune. Random **transforms**
-#   (`torchvision.transforms.v2`) give a small dataset more variety.
-# * A checkpoint is for resuming in PyTorch; **`torch.export`** (a `.pt2` file) and **ONNX**
-#   hold the computation itself, for deploying a model without its Python code.
+#   head, give the optimizer only the trainable parameters, fine-tune. Compare with a model
+#   from scratch over several seeds: "ahead" only when the middle halves do not overlap.
+# * A **transforms pipeline**: `v2.Compose([ToImage(), ToDtype(torch.float32, scale=True),
+#   RandomAffine(...), Normalize(...)])`, random augmentation for training only, the same
+#   normalization for every dataset the model sees.
+# * A checkpoint is for resuming in PyTorch; **`torch.export`** (a `.pt2` file; `eval()`
+#   first, `dynamic_shapes` for the batch) and **ONNX** (run by ONNX Runtime, compared with
+#   PyTorch's scores) hold the computation itself, for deploying a model without its Python
+#   code.

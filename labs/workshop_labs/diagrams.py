@@ -3,7 +3,8 @@
 - ``layer_table`` / ``network_diagram``: what each layer receives and returns (forward hooks),
   and where a skip connection adds an earlier tensor back in.
 - ``cnn_diagram``: a chain of layers as the tensors it makes, left to right (images as stacks
-  of channels), with each layer's kernel, stride, padding and parameters.
+  of channels), with each layer's kernel, stride, padding and parameters (a BatchNorm2d with
+  the channels it normalizes and its buffers).
 - ``model_anatomy``: the source of a model class, each line coloured by the role it plays.
 """
 
@@ -515,6 +516,8 @@ def _settings(layer: nn.Module | None) -> list[str]:
         ]
     if isinstance(layer, nn.Linear):
         return [f"{layer.in_features} → {layer.out_features}"]
+    if isinstance(layer, nn.BatchNorm2d):
+        return [f"normalizes {layer.num_features} channels", "+ running mean, var (buffers)"]
     if isinstance(layer, nn.Unflatten):
         return [f"dim {layer.dim} → {_shape_text(layer.unflattened_size)}"]
     if isinstance(layer, nn.Flatten):

@@ -13,11 +13,12 @@ from unittest import mock
 
 import torch
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 from torch import nn
 
-from workshop_labs import plots
-from workshop_labs.checks import ExerciseNotSolved, exercise, expect, passed
+from workshop_labs import data, plots
+from workshop_labs.checks import ExerciseNotSolved, calling, error_text, exercise, expect, passed
+from workshop_labs.timing import quartiles
 
 # ----------------------------------------------------------------------------------------------
 # Figures and small helpers
@@ -238,7 +239,233 @@ def _load_safely(path: Path) -> dict:
 
 
 # ----------------------------------------------------------------------------------------------
-# Exercise 1 · load safely, on the right device
+# Section 1 · the side of a convolution's output, and a BatchNorm2d in a small CNN
+# ----------------------------------------------------------------------------------------------
+
+# (size, kernel_size, stride, padding): padding that keeps the size, strides that halve it or
+# leave a remainder, a kernel larger than the stride, and MaxPool2d(2)'s settings.
+_CONV_SETTINGS = (
+    (8, 3, 1, 0),
+    (8, 3, 1, 1),
+    (8, 3, 2, 1),
+    (8, 5, 1, 2),
+    (7, 3, 2, 0),
+    (9, 2, 2, 0),
+    (28, 5, 3, 1),
+    (8, 2, 2, 0),
+)
+
+
+# What a beginner's formula computes instead, and what the check then says.
+_SIDE_MISTAKES = (
+    (
+        lambda size, k, s, p: (size + p - k) // s + 1,
+        "padding counted once: it adds a border on both sides, so the formula has 2 × padding",
+    ),
+    (
+        lambda size, k, s, p: (size - k) // s + 1,
+        "padding left out: it adds 2 × padding to the size",
+    ),
+    (
+        lambda size, k, s, p: (size + 2 * p - k) // s,
+        "the + 1 is missing: the kernel's first position counts too",
+    ),
+    (
+        lambda size, k, s, p: size + 2 * p - k + 1,
+        "stride left out: the kernel moves `stride` pixels at a time, so divide by it",
+    ),
+)
+
+
+@exercise()
+def check_conv_side(conv_side_fn: Callable) -> None:
+    """Check the shape exercise: conv_side gives the side nn.Conv2d (and so MaxPool2d) makes."""
+    name = "conv_side"
+    expect(callable(conv_side_fn), f"`{name}` is not a function")
+    answers, real = {}, {}
+    for size, kernel, stride, padding in _CONV_SETTINGS:
+        call = f"{name}({size}, {kernel}, stride={stride}, padding={padding})"
+        image = torch.zeros(1, 1, size, size)
+        real[call] = nn.Conv2d(1, 1, kernel, stride=stride, padding=padding)(image).shape[-1]
+        with calling(call):
+            got = conv_side_fn(size, kernel, stride, padding)
+        expect(got is not None, f"`{call}` returned None: return the output side")
+        expect(
+            not isinstance(got, float),
+            f"`{call}` returned {got!r}, a float: use // (floor division), since a layer makes "
+            "whole pixels and drops a last position that does not fit",
+        )
+        expect(
+            isinstance(got, int) and not isinstance(got, bool),
+            f"`{call}` returned a {type(got).__name__}: return an int",
+        )
+        answers[call] = got
+    wrong = [call for call in answers if answers[call] != real[call]]
+    if wrong:
+        for formula, mistake in _SIDE_MISTAKES:
+            expect(
+                any(
+                    answers[call] != formula(*setting)
+                    for call, setting in zip(answers, _CONV_SETTINGS, strict=True)
+                ),
+                f"`{wrong[0]}` returned {answers[wrong[0]]} but nn.Conv2d makes "
+                f"{real[wrong[0]]}: {mistake}",
+            )
+        expect(
+            False, f"`{wrong[0]}` returned {answers[wrong[0]]} but nn.Conv2d makes {real[wrong[0]]}"
+        )
+    passed(
+        f"{name} gives the side nn.Conv2d makes for {len(_CONV_SETTINGS)} settings, "
+        "MaxPool2d(2)'s (kernel 2, stride 2) among them"
+    )
+
+
+def _flat_layers(model: nn.Module) -> list[nn.Module]:
+    return [m for m in model.modules() if not list(m.children())]
+
+
+@exercise()
+def check_small_cnn(small_cnn: object) -> None:
+    """Check the BatchNorm2d exercise: one BatchNorm2d on the conv's channels, before Flatten,
+    used in forward, and a Linear layer that takes what Flatten gives."""
+    name = "small_cnn"
+    expect(small_cnn is not None, f"`{name}` is None: build the model")
+    expect(
+        isinstance(small_cnn, nn.Module), f"`{name}` is a {type(small_cnn).__name__}, not a model"
+    )
+    layers = _flat_layers(small_cnn)
+    expect(
+        not any(isinstance(m, nn.BatchNorm1d) for m in layers),
+        "BatchNorm1d normalizes vectors (N × features); after a Conv2d the tensor is "
+        "N × C × H × W: use nn.BatchNorm2d",
+    )
+    expect(
+        any(isinstance(m, nn.BatchNorm2d) for m in layers),
+        f"no nn.BatchNorm2d in `{name}`: add one right after the Conv2d",
+    )
+    ran: list[nn.Module] = []  # every layer forward() reaches, in order
+    linear: dict[str, tuple[int, int]] = {}
+
+    def reached(module, args) -> None:
+        ran.append(module)
+        if isinstance(module, nn.Linear) and not linear:
+            linear["sizes"] = (module.in_features, args[0].shape[-1])
+
+    hooks = [layer.register_forward_pre_hook(reached) for layer in layers]
+    try:
+        output = small_cnn(data.digits()[0][:5])
+        failure = None
+    except Exception as error:
+        output, failure = None, error
+    finally:
+        for hook in hooks:
+            hook.remove()
+    norms = [m for m in ran if isinstance(m, nn.BatchNorm2d)]
+    expect(
+        norms or failure is not None,
+        "the BatchNorm2d is registered but forward never uses it: put it in the chain of layers",
+    )
+    if norms:
+        norm = norms[0]
+        before = ran[: ran.index(norm)]
+        convs = [m for m in before if isinstance(m, nn.Conv2d)]
+        expect(convs, "the BatchNorm2d runs before any Conv2d: put it right after the convolution")
+        expect(
+            not any(isinstance(m, nn.Flatten) for m in before),
+            "the BatchNorm2d comes after Flatten, where the images are rows of numbers: put it "
+            "right after the Conv2d",
+        )
+        channels = convs[-1].out_channels
+        expect(
+            norm.num_features == channels,
+            f"BatchNorm2d({norm.num_features}) normalizes {norm.num_features} channel(s), but "
+            f"the Conv2d before it makes {channels}: nn.BatchNorm2d({channels})",
+        )
+    takes, given = linear.get("sizes", (None, None))
+    expect(
+        takes == given,
+        f"nn.Linear takes {takes} features but Flatten hands it {given}: compute each side "
+        "with the formula (Conv2d, then MaxPool2d), then channels × height × width",
+    )
+    if failure is not None:
+        raise ExerciseNotSolved(f"`{name}(x)` raised {error_text(failure)}") from None
+    expect(norms, f"no nn.BatchNorm2d runs in `{name}`: add one right after the Conv2d")
+    expect(
+        isinstance(output, torch.Tensor) and tuple(output.shape) == (5, 10),
+        f"`{name}` turns 5 digits into {getattr(output, 'shape', type(output).__name__)}, "
+        "not 5 × 10 scores",
+    )
+    parameters = sum(p.numel() for p in norm.parameters())
+    passed(
+        f"{name}: BatchNorm2d({norm.num_features}) after the convolution ({parameters} "
+        f"parameters, and running averages as buffers); the Linear layer takes the {takes} "
+        "features Flatten gives"
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Section 2 · what a state_dict holds besides the parameters
+# ----------------------------------------------------------------------------------------------
+
+
+class _Scaled(nn.Module):
+    """A model with a buffer of its own (not BatchNorm's): an answer must find it too."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(3, 2)
+        self.register_buffer("scale", torch.ones(2))
+
+    def forward(self, x):
+        return self.linear(x) * self.scale
+
+
+@exercise()
+def check_non_parameters(non_parameters_fn: Callable, model_class: type) -> None:
+    """Check the state_dict exercise: the names of every state_dict entry that is not a
+    parameter, for the lab's model and for others."""
+    name = "non_parameters"
+    expect(callable(non_parameters_fn), f"`{name}` is not a function")
+    for model in (model_class(), _Scaled(), nn.Sequential(nn.Linear(2, 2), nn.ReLU())):
+        parameters, expected = dict(model.named_parameters()), _buffer_names(model)
+        with calling(f"{name}(model)"):
+            got = non_parameters_fn(model)
+        expect(got is not None, f"`{name}` returned None: return the list of names")
+        expect(
+            not isinstance(got, str | Mapping) and all(isinstance(n, str) for n in got),
+            f"`{name}` returned a {type(got).__name__}: return a list of names (strings)",
+        )
+        got = list(got)
+        extra = [key for key in got if key in parameters]
+        expect(
+            not extra,
+            f"`{extra[0] if extra else ''}` is a parameter (it is in model.named_parameters()): "
+            "keep only the state_dict entries that are not parameters",
+        )
+        unknown = [key for key in got if key not in expected]
+        expect(not unknown, f"`{unknown[0] if unknown else ''}` is not a key of model.state_dict()")
+        missing = [key for key in expected if key not in got]
+        expect(
+            not missing,
+            f"`{missing[0] if missing else ''}` is missing: every state_dict entry that is not a "
+            "parameter counts (BatchNorm's running_mean, running_var and num_batches_tracked, "
+            "and any other buffer)",
+        )
+        expect(len(got) == len(expected), f"`{name}` names some entries more than once")
+    passed(
+        f"{name}: besides the parameters, a state_dict holds buffers such as "
+        f"{', '.join(_buffer_names(model_class()))}"
+    )
+
+
+def _buffer_names(model: nn.Module) -> list[str]:
+    """The state_dict names of ``model`` that are not parameters."""
+    parameters = dict(model.named_parameters())
+    return [key for key in model.state_dict() if key not in parameters]
+
+
+# ----------------------------------------------------------------------------------------------
+# Exercise 4 · load safely, on the right device
 # ----------------------------------------------------------------------------------------------
 
 _payload_runs: list[str] = []
@@ -256,7 +483,7 @@ class _Payload:
 
 @exercise()
 def check_load_trusted(load_trusted_fn: Callable, config_class: type) -> None:
-    """Check exercise 1: weights_only=True, TrainingConfig allowed, map_location honoured."""
+    """Check exercise 4: weights_only=True, TrainingConfig allowed, map_location honoured."""
     name = "load_trusted"
     expect(callable(load_trusted_fn), f"`{name}` is not a function")
     config = config_class()
@@ -314,7 +541,7 @@ def check_load_trusted(load_trusted_fn: Callable, config_class: type) -> None:
 
 
 # ----------------------------------------------------------------------------------------------
-# Exercise 2 · save a complete checkpoint
+# Exercise 5 · save a complete checkpoint
 # ----------------------------------------------------------------------------------------------
 
 REQUIRED_KEYS = {
@@ -327,7 +554,7 @@ REQUIRED_KEYS = {
 
 
 def walkthrough_checkpoint(rng_state_fn: Callable) -> Callable:
-    """What the cells below Exercise 2 use while it is unsolved: the checkpoint of the cell
+    """What the cells below Exercise 9 use while it is unsolved: the checkpoint of the cell
     above the exercise, whose tree the lab draws, written for the epoch given. Section 5's
     resumed run reads it back, so the stand-in must hold all five parts; the exercise's own
     answer is the instructor's to reveal."""
@@ -345,7 +572,7 @@ def walkthrough_checkpoint(rng_state_fn: Callable) -> Callable:
     stand_in_is="the five parts of the checkpoint drawn above the exercise",
 )
 def check_save_checkpoint(save_checkpoint_fn: Callable, rng_state_fn: Callable) -> None:
-    """Check exercise 2: the file holds model, optimizer, scheduler, epoch and RNG state."""
+    """Check exercise 5: the file holds model, optimizer, scheduler, epoch and RNG state."""
     name = "save_checkpoint"
     expect(callable(save_checkpoint_fn), f"`{name}` is not a function")
     model, optimizer, scheduler = _trained_setup()
@@ -415,13 +642,13 @@ def check_save_checkpoint(save_checkpoint_fn: Callable, rng_state_fn: Callable) 
 
 
 # ----------------------------------------------------------------------------------------------
-# Exercise 3 · resume from a checkpoint
+# Exercise 6 · resume from a checkpoint
 # ----------------------------------------------------------------------------------------------
 
 
 @exercise()
 def check_resume(resume_fn: Callable, rng_state_fn: Callable) -> None:
-    """Check exercise 3: everything restored and the next epoch returned."""
+    """Check exercise 6: everything restored and the next epoch returned."""
     name = "resume"
     expect(callable(resume_fn), f"`{name}` is not a function")
     model, optimizer, scheduler = _trained_setup()
@@ -509,7 +736,7 @@ def check_resume(resume_fn: Callable, rng_state_fn: Callable) -> None:
 
 
 # ----------------------------------------------------------------------------------------------
-# Exercise 4 · keep the best checkpoint, not the last
+# Exercise 7 · keep the best checkpoint, not the last
 # ----------------------------------------------------------------------------------------------
 
 # The best epoch is neither first nor last, and a later epoch ties it: the file must keep the
@@ -518,7 +745,7 @@ _VAL_ACCURACIES = (0.60, 0.85, 0.80, 0.90, 0.70, 0.90, 0.75)
 
 
 def save_every_epoch(path, model, epoch, val_accuracy, best_accuracy):
-    """What the cells below Exercise 4 use while it is unsolved: the starter's way, which
+    """What the cells below Exercise 7 use while it is unsolved: the starter's way, which
     saves after every epoch, so the file holds the last epoch, not the best one (keeping the
     best is the exercise, its solution hidden)."""
     torch.save({"model": model.state_dict(), "epoch": epoch, "val_accuracy": val_accuracy}, path)
@@ -530,7 +757,7 @@ def save_every_epoch(path, model, epoch, val_accuracy, best_accuracy):
     stand_in_is="every epoch saved, so best.pt holds the last epoch, not the best",
 )
 def check_save_if_best(save_if_best_fn: Callable) -> None:
-    """Check exercise 4: the file keeps the best epoch so far, and the best accuracy is returned."""
+    """Check exercise 7: the file keeps the best epoch so far, and the best accuracy is returned."""
     name = "save_if_best"
     expect(callable(save_if_best_fn), f"`{name}` is not a function")
     model = nn.Linear(2, 2)
@@ -607,12 +834,12 @@ def check_save_if_best(save_if_best_fn: Callable) -> None:
 
 
 # ----------------------------------------------------------------------------------------------
-# Exercise 5 · prepare a pretrained model for fine-tuning
+# Exercise 9 · prepare a pretrained model for fine-tuning
 # ----------------------------------------------------------------------------------------------
 
 
 def frozen_body_new_head(model: nn.Module, classes: int) -> nn.Module:
-    """What the cells below Exercise 5 use while it is unsolved: the walk-through's recipe
+    """What the cells below Exercise 9 use while it is unsolved: the walk-through's recipe
     above the exercise, the whole body frozen and a new head (unfreezing the body's last layer
     is the exercise, its solution hidden)."""
     model.body.requires_grad_(False)
@@ -625,7 +852,7 @@ def frozen_body_new_head(model: nn.Module, classes: int) -> nn.Module:
     stand_in_is="the walk-through's whole frozen body with a new head",
 )
 def check_prepare_for_finetuning(prepare_fn: Callable, model_class: type) -> None:
-    """Check exercise 5: body frozen except its last layer with weights, new trainable head."""
+    """Check exercise 9: body frozen except its last layer with weights, new trainable head."""
     name = "prepare_for_finetuning"
     expect(callable(prepare_fn), f"`{name}` is not a function")
     torch.manual_seed(0)
@@ -694,3 +921,279 @@ def check_prepare_for_finetuning(prepare_fn: Callable, model_class: type) -> Non
         f"body frozen except `{last_name}`, new 3-class head: {trainable:,} of {total:,} "
         "parameters will train"
     )
+
+
+# ----------------------------------------------------------------------------------------------
+# Section 7 · a transforms pipeline for the training and the validation pictures
+# ----------------------------------------------------------------------------------------------
+
+
+def pictures(count: int = 6):
+    """``count`` digits as 8-bit pictures (H × W NumPy arrays of 0–255), as an image file holds
+    them."""
+    return [
+        picture.numpy()
+        for picture in (data.digits()[0][:count].view(-1, 8, 8) * 255).round().to(torch.uint8)
+    ]
+
+
+def scaled_and_normalized(mean: float, std: float) -> Callable:
+    """What the cells below the transforms exercise use while it is unsolved: every picture
+    scaled to 0–1 and normalized, never augmented, written without transforms.v2 (composing
+    the pipeline is the exercise, its solution hidden)."""
+
+    def make_transform(train):
+        def transform(picture):
+            pixels = torch.as_tensor(picture, dtype=torch.float32).unsqueeze(0) / 255
+            return (pixels - mean) / std
+
+        return transform
+
+    return make_transform
+
+
+def _transformed(transform: Callable, picture, call: str) -> torch.Tensor:
+    try:
+        out = transform(picture)
+    except Exception as error:
+        text = str(error)
+        expect(
+            "should be a float tensor" not in text,
+            f"`{call}` raised {error_text(error)}: Normalize works on floats, so "
+            "v2.ToDtype(torch.float32, scale=True) comes before v2.Normalize",
+        )
+        expect(
+            "No image" not in text,
+            f"`{call}` raised {error_text(error)}: a random transform met the NumPy picture "
+            "before v2.ToImage() made it an image: put ToImage first",
+        )
+        raise ExerciseNotSolved(f"`{call}` raised {error_text(error)}") from None
+    expect(
+        isinstance(out, torch.Tensor),
+        f"`{call}` gives a {type(out).__name__}, not a tensor: start with v2.ToImage()",
+    )
+    expect(
+        out.dtype == torch.float32,
+        f"`{call}` gives {out.dtype} pixels: add v2.ToDtype(torch.float32, scale=True)",
+    )
+    expect(
+        tuple(out.shape) == (1, 8, 8),
+        f"`{call}` gives shape {tuple(out.shape)}, not 1 × 8 × 8 (C × H × W)",
+    )
+    return out
+
+
+@exercise(
+    stand_in=scaled_and_normalized,
+    stand_in_is="pictures scaled to 0–1 and normalized, never augmented",
+)
+def check_make_transform(make_transform_fn: Callable, mean: float, std: float) -> None:
+    """Check the transforms exercise: make_transform(False) scales to 0–1 and normalizes, the
+    same every time; make_transform(True) does the same with a random change each time."""
+    name = "make_transform"
+    expect(callable(make_transform_fn), f"`{name}` is not a function")
+    with calling(f"{name}(False)"):
+        validation = make_transform_fn(False)
+    with calling(f"{name}(True)"):
+        training = make_transform_fn(True)
+    for transform, train in ((validation, False), (training, True)):
+        expect(callable(transform), f"`{name}({train})` returned {transform!r}, not a transform")
+    samples = pictures()
+    lowest, highest = (0 - mean) / std, (1 - mean) / std
+    for picture in samples:
+        call = f"{name}(False)(picture)"
+        first = _transformed(validation, picture, call)
+        expect(
+            torch.equal(first, _transformed(validation, picture, call)),
+            f"`{name}(False)` changes a picture at random: the validation pictures must stay "
+            "as they are (augmenting them measures the model on other digits each time): "
+            "random transforms only when train is True",
+        )
+        pixels = torch.as_tensor(picture, dtype=torch.float32).unsqueeze(0)
+        expected = (pixels / 255 - mean) / std
+        if torch.allclose(first, expected, atol=1e-4):
+            continue
+        expect(
+            not torch.allclose(first, (pixels - mean) / std, atol=1e-3),
+            f"`{name}(False)` keeps pixels of 0–255: ToDtype(torch.float32, scale=True) "
+            "divides them by 255 (without scale=True it only changes the dtype)",
+        )
+        expect(
+            not torch.allclose(first, pixels / 255, atol=1e-4),
+            f"`{name}(False)` leaves out v2.Normalize(mean=[pixel_mean], std=[pixel_std]): "
+            "the model was trained on normalized pixels",
+        )
+        expect(
+            False,
+            f"`{name}(False)` gives other values than (pixel / 255 − {mean:.3f}) / {std:.3f}: "
+            "ToImage, ToDtype(torch.float32, scale=True), Normalize(mean=[pixel_mean], "
+            "std=[pixel_std])",
+        )
+    draws = [_transformed(training, samples[0], f"{name}(True)(picture)") for _ in range(6)]
+    expect(
+        any(not torch.equal(draws[0], draw) for draw in draws[1:]),
+        f"`{name}(True)` gives the same picture every time: add v2.RandomAffine(...) for the "
+        "training pictures",
+    )
+    everything = torch.stack(draws)
+    expect(
+        everything.max() <= highest + 1e-3,
+        f"`{name}(True)` gives values up to {everything.max():.1f}, above "
+        f"(1 − mean) / std = {highest:.2f}: pixels of 0–255 are not scaled, "
+        "ToDtype(torch.float32, scale=True)",
+    )
+    expect(
+        abs(everything.min() - lowest) < 1e-3,
+        f"`{name}(True)` leaves out v2.Normalize: a white pixel should become "
+        f"(0 − mean) / std = {lowest:.2f}, as in validation, but the smallest value is "
+        f"{everything.min():.2f}",
+    )
+    passed(
+        f"{name}(False) scales and normalizes the same way every time; {name}(True) adds a "
+        "random change on top"
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Section 8 · export a trained model for serving
+# ----------------------------------------------------------------------------------------------
+
+
+@exercise()
+def check_export_for_serving(export_fn: Callable, model: nn.Module, digits: torch.Tensor) -> None:
+    """Check the torch.export exercise: an ExportedProgram that gives the model's eval() scores
+    for a batch of any size. The check hands over a copy of the model in train mode, as
+    training leaves it."""
+    name = "export_for_serving"
+    expect(callable(export_fn), f"`{name}` is not a function")
+    trained = copy.deepcopy(model).train()
+    reference = copy.deepcopy(model).eval()
+    example = digits[:2]
+    try:
+        program = export_fn(trained, example)
+    except Exception as error:
+        raise ExerciseNotSolved(
+            f"`{name}(model, example)` raised {error_text(error)}: the example goes in as the "
+            "model takes it, a tuple holding one batch of shape N × 64, N ≥ 2 (a batch of one "
+            "fixes the size)"
+        ) from None
+    expect(program is not None, f"`{name}` returned None: return what torch.export.export gives")
+    expect(
+        isinstance(program, torch.export.ExportedProgram),
+        f"`{name}` returned a {type(program).__name__}, not an ExportedProgram: "
+        "return torch.export.export(...)",
+    )
+    module = program.module()
+    with torch.no_grad():
+        wanted = reference(example)
+        try:
+            got = module(example)
+        except Exception as error:
+            raise ExerciseNotSolved(
+                f"the exported program refuses the example batch: {error_text(error)}"
+            ) from None
+        expect(
+            torch.allclose(got, wanted, atol=1e-5),
+            "the exported program gives other scores than the model in eval(): it was "
+            "exported in train mode (Dropout drops, BatchNorm uses the batch's statistics). "
+            "Call model.eval() before torch.export.export",
+        )
+        batch = digits[:7]
+        try:
+            scores = module(batch)
+        except Exception:
+            raise ExerciseNotSolved(
+                f"the exported program takes only batches of {len(example)}, the example's "
+                "size: pass dynamic_shapes={'x': {0: torch.export.Dim('batch')}} so the batch "
+                "dimension may vary"
+            ) from None
+        difference = (scores - reference(batch)).abs().max().item()
+    expect(difference < 1e-4, f"the exported program's scores differ by up to {difference:.1e}")
+    passed(
+        f"{name}: the ExportedProgram gives the eval() model's scores for batches of "
+        f"{len(example)} and {len(batch)} (largest difference {difference:.1e})"
+    )
+
+
+@exercise()
+def check_onnx_scores(onnx_scores_fn: Callable, path: Path, model: nn.Module, digits) -> None:
+    """Check the ONNX Runtime exercise: the scores of the file, as a tensor, equal to PyTorch's
+    within float32's rounding."""
+    name = "onnx_scores"
+    expect(callable(onnx_scores_fn), f"`{name}` is not a function")
+    try:
+        scores = onnx_scores_fn(path, digits)
+    except Exception as error:
+        text = error_text(error)
+        expect(
+            "numpy" not in text.lower() or "cuda" in text.lower(),
+            f"`{name}` raised {text}: ONNX Runtime takes NumPy arrays, digits.cpu().numpy()",
+        )
+        expect(
+            "cuda" not in text.lower() and "cpu()" not in text,
+            f"`{name}` raised {text}: the digits are on the GPU; NumPy needs them on the CPU, "
+            "digits.cpu().numpy()",
+        )
+        expect(
+            "data type" not in text.lower(),
+            f"`{name}` raised {text}: the file takes float32 (tensor(float)); keep the digits' "
+            "dtype, digits.cpu().numpy()",
+        )
+        expect(
+            "input name" not in text.lower(),
+            f"`{name}` raised {text}: the input's name is session.get_inputs()[0].name",
+        )
+        raise ExerciseNotSolved(f"your `{name}` raised {text}") from None
+    expect(scores is not None, f"`{name}` returned None: return the scores")
+    expect(
+        not isinstance(scores, list),
+        f"`{name}` returned a list: session.run returns one array per output; "
+        "take the first, then torch.from_numpy(...)",
+    )
+    expect(
+        isinstance(scores, torch.Tensor),
+        f"`{name}` returned a {type(scores).__name__}: return a tensor, torch.from_numpy(...)",
+    )
+    with torch.no_grad():
+        wanted = model(digits.to(next(model.parameters()).device)).cpu()
+    expect(
+        tuple(scores.shape) == tuple(wanted.shape),
+        f"`{name}` gives shape {tuple(scores.shape)}, PyTorch {tuple(wanted.shape)}",
+    )
+    difference = (scores.cpu().float() - wanted).abs().max().item()
+    expect(
+        difference < 1e-4, f"ONNX Runtime's scores differ from PyTorch's by up to {difference:.1e}"
+    )
+    passed(
+        f"{name}: ONNX Runtime gives PyTorch's scores on {len(wanted)} digits "
+        f"(largest difference {difference:.1e})"
+    )
+
+
+def seed_curves(runs: Mapping[str, list[list[float]]], *, title: str, ylabel: str) -> Figure:
+    """Per series, the median over seeds of each epoch's value, with the middle half of the
+    seeds (first to third quartile) shaded around it."""
+    fig, ax = plots.figure(figsize=(8.5, 4.8))
+    for index, (label, curves) in enumerate(runs.items()):
+        epochs = range(1, len(curves[0]) + 1)
+        bands = [quartiles([curve[i] for curve in curves]) for i in range(len(curves[0]))]
+        colour = plots.PALETTE[index % len(plots.PALETTE)]
+        ax.fill_between(
+            epochs, [b[0] for b in bands], [b[2] for b in bands], color=colour, alpha=0.18
+        )
+        ax.plot(
+            epochs,
+            [b[1] for b in bands],
+            color=colour,
+            linewidth=2,
+            marker="o",
+            label=f"{label} (median of {len(curves)})",
+        )
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set(
+        title=f"{title}\nline: median over the seeds · shaded: their middle half",
+        xlabel="epoch",
+        ylabel=ylabel,
+    )
+    ax.legend(loc="lower right")
+    return plots.show(fig)

@@ -222,7 +222,7 @@ NEW_HEAD = "model.head = nn.Linear(model.head.in_features, num_classes)"
         ),
         (
             solution_with("prepare_for_finetuning", (UNFREEZE_LAST, "")),
-            "last body layer `body.3` is still frozen",
+            "last body layer `body.4` is still frozen",
         ),
     ],
     ids=["none", "keeping-head", "wrong-classes", "frozen-head", "no-freeze", "freeze-all"],
@@ -245,8 +245,43 @@ def test_checkpoint_tree_draws_every_top_level_key():
     checkpoint = {"model": model.state_dict(), "epoch": 3, "rng": rng_state()}
     figure = lab06.checkpoint_tree(checkpoint)
     texts = " ".join(text.get_text() for text in figure.axes[0].texts)
-    for expected in ("model", "head.weight: tensor 10×512 · float32", "epoch: 3", "rng"):
+    for expected in (
+        "model  (dict, 11 entries)",
+        "body.2.running_mean: tensor 16 · float32",
+        "epoch: 3",
+        "rng",
+    ):
         assert expected in texts
+
+
+def test_seed_curves_draws_each_median_inside_its_shaded_middle_half(tmp_path):
+    runs = {
+        "pretrained": [[0.5, 0.7, 0.9], [0.6, 0.8, 0.9], [0.4, 0.75, 0.85]],
+        "from scratch": [[0.3, 0.6, 0.9], [0.5, 0.7, 0.95], [0.35, 0.65, 0.8]],
+    }
+    figure = lab06.seed_curves(runs, title="Digits 5–9", ylabel="accuracy")
+    figure.savefig(tmp_path / "seed_curves.png")
+    ax = figure.axes[0]
+    lines = ax.get_lines()
+    assert [line.get_label() for line in lines] == [
+        "pretrained (median of 3)",
+        "from scratch (median of 3)",
+    ]
+    assert list(lines[0].get_ydata()) == [0.5, 0.75, 0.9]
+    assert list(lines[1].get_xdata()) == [1, 2, 3]
+    bands = ax.collections
+    assert len(bands) == 2
+    for band, line in zip(bands, lines, strict=True):
+        ys = band.get_paths()[0].vertices[:, 1]
+        assert min(ys) <= min(line.get_ydata()) and max(ys) >= max(line.get_ydata())
+    assert "middle half" in ax.get_title()
+
+
+def test_pictures_are_8_bit_images_of_the_digits():
+    pictures = lab06.pictures(3)
+    assert len(pictures) == 3
+    assert pictures[0].shape == (8, 8) and str(pictures[0].dtype) == "uint8"
+    assert pictures[0].max() > 200
 
 
 # ---- running past an unsolved exercise ------------------------------------------------------
@@ -314,3 +349,20 @@ def test_an_unsolved_prepare_for_finetuning_goes_on_with_a_frozen_body(monkeypat
     assert model(torch.zeros(2, 64)).shape == (2, 3)
     trainable = {name for name, p in model.named_parameters() if p.requires_grad}
     assert trainable == {"head.weight", "head.bias"}
+
+
+def test_an_unsolved_make_transform_goes_on_with_pictures_that_are_never_augmented(
+    monkeypatch, capsys
+):
+    """The fine-tuning below reads its pictures through what comes back: scaled and
+    normalized as the solution does, but never augmented, and written without v2."""
+    unsolved = lab_starter("make_transform")
+    stand_in = assert_runs_past_with_a_stand_in(
+        lab06.check_make_transform, unsolved, (0.3, 0.4), monkeypatch, capsys
+    )
+    picture = lab06.pictures(1)[0]
+    for train in (True, False):
+        out = stand_in(train)(picture)
+        assert out.shape == (1, 8, 8) and out.dtype == torch.float32
+        expected = (torch.as_tensor(picture, dtype=torch.float32) / 255 - 0.3) / 0.4
+        assert torch.allclose(out[0], expected)

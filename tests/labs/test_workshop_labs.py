@@ -330,6 +330,36 @@ def test_cnn_diagram_shows_the_batch_each_convs_settings_and_parameters(tmp_path
     assert names == ["body.0", "body.1", "body.3", "body.5", "body.6", "head"]
 
 
+def test_cnn_diagram_gives_a_batchnorm2d_a_column_with_its_channels_and_buffers():
+    """BatchNorm2d keeps the shape but holds weights: it is a layer of its own, not an arrow."""
+    model = torch.nn.Sequential(
+        torch.nn.Unflatten(1, (1, 8, 8)),
+        torch.nn.Conv2d(1, 6, kernel_size=3, padding=1),
+        torch.nn.BatchNorm2d(6),
+        torch.nn.ReLU(),
+        torch.nn.Flatten(),
+        torch.nn.Linear(6 * 8 * 8, 3),
+    )
+    ax = diagrams.cnn_diagram(model, torch.zeros(4, 64)).axes[0]
+    shapes = [t.get_text().splitlines()[0] for t in ax.texts if t.get_gid() == "shape"]
+    assert shapes == [
+        "(4, 64)",
+        "(4, 1, 8, 8)",
+        "(4, 6, 8, 8)",
+        "(4, 6, 8, 8)",
+        "(4, 384)",
+        "(4, 3)",
+    ]
+    layers = [t.get_text().splitlines() for t in ax.texts if t.get_gid() == "layer"]
+    assert layers[2] == [
+        "normalizes 6 channels",
+        "+ running mean, var (buffers)",
+        "12 parameters",
+    ]
+    operations = [t.get_text() for t in ax.texts if t.get_gid() == "operation"]
+    assert operations == ["ReLU"]
+
+
 def test_cnn_diagram_sends_a_model_with_skips_to_network_diagram():
     class Residual(torch.nn.Module):
         def __init__(self):
