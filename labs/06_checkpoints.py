@@ -1261,6 +1261,7 @@ def onnx_scores(path, digits):
 # %%
 onnx_scores = lab06.check_onnx_scores(onnx_scores, onnx_path, cpu_model, digits)
 
+# %% [markdown]
 # ## Recap
 #
 # * Images are **N × C × H × W** tensors. `nn.Conv2d` slides small filters over them (each
