@@ -6,14 +6,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 venv=.venv
-stamp="$venv/.installed-$(cat constraints.txt tests/requirements.txt labs/pyproject.toml hub/pyproject.toml | sha256sum | cut -c1-16)"
+stamp="$venv/.installed-$(cat constraints.txt tests/requirements.txt labs/pyproject.toml hub/pyproject.toml lab-extension/pyproject.toml | sha256sum | cut -c1-16)"
 if [ ! -e "$stamp" ]; then
   echo "==> Preparing the test virtualenv in $venv (first time: downloads torch, a few minutes)"
   python3 -m venv "$venv"
   # Only this project's pins apply: a machine's pip config or local wheel folder must not
   # swap in another build of torch (torchvision only loads with the torch it was built for).
   env -u PIP_FIND_LINKS PIP_CONFIG_FILE=/dev/null "$venv/bin/pip" install --quiet \
-    --disable-pip-version-check -c constraints.txt -r tests/requirements.txt -e labs -e hub
+    --disable-pip-version-check -c constraints.txt -r tests/requirements.txt -e labs -e hub -e lab-extension
   touch "$stamp"
 fi
 

@@ -17,29 +17,15 @@ from pathlib import Path
 from threading import current_thread, main_thread
 
 import pytest
-from jupyterhub.services.auth import HubAuth
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from tornado.httpserver import HTTPServer
-from tornado.netutil import bind_sockets
 
-from workshop_hub.console import REPORT_BURST, Room, console_server, make_app
+from tests.console_app import PREFIX, console_app, serve_on_loopback
+from workshop_hub.console import REPORT_BURST, console_server
 from workshop_hub.hands import HandQueue
 from workshop_hub.progress import ProgressBook
-from workshop_hub.room_sources import Containers, HubUsers
-from workshop_hub.solutions import Solutions
 
-PREFIX = "/services/console/"
-# The tokens this test's hub knows, and whose they are.
-TOKENS = {"ada-token": "ada", "bob-token": "bob"}
 FLOOD_BYTES = 90 * 2**20
-
-
-class HubThatKnowsTokens(HubAuth):
-    """The hub's answer for TOKENS, without a hub."""
-
-    async def user_for_token(self, token, use_cache=True, session_id="", *, sync=True):
-        name = TOKENS.get(token)
-        return {"kind": "user", "name": name, "admin": False, "scopes": []} if name else None
 
 
 @pytest.fixture
@@ -54,21 +40,7 @@ def hand_queue(tmp_path):
 
 @pytest.fixture
 def app(book, hand_queue, tmp_path, monkeypatch):
-    # What JupyterHub gives a managed service; nothing listens at this hub address.
-    monkeypatch.setenv("JUPYTERHUB_API_URL", "http://127.0.0.1:9/hub/api")
-    monkeypatch.setenv("JUPYTERHUB_API_TOKEN", "the-services-token")
-    monkeypatch.setenv("JUPYTERHUB_CLIENT_ID", "service-console")
-    monkeypatch.setenv("JUPYTERHUB_SERVICE_PREFIX", PREFIX)
-    solutions = Solutions({1: {"batch": "the solution"}}, tmp_path / "revealed.json")
-    room = Room(book, HubUsers(), Containers("test-instance"), solutions, hand_queue)
-    return make_app(HubThatKnowsTokens(), book, solutions, hand_queue, PREFIX, room)
-
-
-def serve_on_loopback(server: HTTPServer) -> tuple[str, int]:
-    sockets = bind_sockets(0, "127.0.0.1")
-    server.add_sockets(sockets)
-    port = sockets[0].getsockname()[1]
-    return f"http://127.0.0.1:{port}{PREFIX}", port
+    return console_app(tmp_path, monkeypatch, book, hand_queue)
 
 
 @pytest.fixture
