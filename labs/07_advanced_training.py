@@ -27,7 +27,9 @@
 #    norms out of the decay;
 # 5. implement **early stopping** with patience;
 # 6. assemble a complete training loop: device, DataLoader, AMP, accumulation, clipping,
-#    scheduler, early stopping, best-checkpoint saving, progress bar.
+#    scheduler, early stopping, best-checkpoint saving, progress bar;
+# 7. run data-parallel training in two processes with `torchrun`, and average gradients
+#    across processes with an all-reduce.
 #
 # **After a kernel restart** (*Kernel › Restart*, or a crash when memory ran out) your edits
 # are still here but every variable is gone: click the cell you were working on and choose
@@ -40,7 +42,6 @@ device = setup()
 
 # %%
 import math
-import time
 
 import torch
 from torch import nn
@@ -54,7 +55,7 @@ from torch.optim.lr_scheduler import (
     StepLR,
 )
 
-from workshop_labs import data, lab07, plots, runtime
+from workshop_labs import data, lab07, plots, runtime, timing
 
 # %% [markdown]
 # All experiments use the digits from the earlier labs, through `DataLoader`s (Lab 2), and
@@ -79,6 +80,35 @@ steps_per_epoch = len(train_loader)
 total_steps = epochs * steps_per_epoch
 print(f"{len(train_loader.dataset)} training digits → {steps_per_epoch} batches per epoch")
 print(f"{epochs} epochs → {total_steps} optimizer steps")
+
+# %% [markdown]
+# `evaluate(model, loader)` returns the mean loss and the accuracy over a loader, in
+# `torch.no_grad()` (lab 1). It asks `cross_entropy` for `reduction="sum"` (lab 2 introduced
+# `reduction`): the sum over each batch, added up and divided once by the number of digits,
+# is the exact mean even though the last batch is smaller. On a GPU with bf16 units it runs
+# under `torch.autocast` (lab 4); section 6 explains the rest of its habits.
+
+# %%
+# bf16 autocast pays off only on a GPU with bf16 units (Lab 4). is_bf16_supported() alone also
+# says yes for GPUs that merely emulate bf16 (T4, V100), where it would be slower.
+use_amp = device.type == "cuda" and torch.cuda.is_bf16_supported(including_emulation=False)
+print("AMP (bf16 autocast):", "on" if use_amp else "off")
+
+
+def evaluate(model, loader):
+    """Mean loss and accuracy over a loader, without building autograd graphs."""
+    model.eval()
+    total_loss = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device)
+    with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+        for xb, yb in loader:
+            xb, yb = xb.to(device), yb.to(device)
+            logits = model(xb)
+            total_loss += nn.functional.cross_entropy(logits.float(), yb, reduction="sum")
+            correct += (logits.argmax(dim=1) == yb).sum()
+    count = len(loader.dataset)
+    return total_loss.item() / count, correct.item() / count
+
 
 # %% [markdown]
 # ## 1 · Learning-rate schedulers
@@ -164,7 +194,7 @@ for step, (xb, yb) in enumerate(train_loader):
 # validation loss: it is stepped once per epoch **with the metric**, `scheduler.step(val_loss)`,
 # and multiplies the lr by `factor` once the metric has not improved for `patience` epochs in a
 # row. Below we feed it a made-up validation-loss curve that improves, then stalls twice (a
-# real curve comes in section 6), and record the lr each epoch uses.
+# real curve comes after Exercise 3), and record the lr each epoch uses.
 
 # %%
 made_up_val_losses = [1.0, 0.7, 0.55, 0.5, 0.5, 0.51, 0.52, 0.45, 0.44, 0.45, 0.46, 0.45, 0.44]
@@ -265,6 +295,73 @@ def train_one_epoch(model, loader, optimizer, scheduler, loss_fn, device):
 train_one_epoch = lab07.check_one_cycle_epoch(train_one_epoch, device)
 
 # %% [markdown]
+# ### Exercise 3 · ReduceLROnPlateau in a training loop
+#
+# `train_with_plateau` trains for `epochs` epochs with a `ReduceLROnPlateau` and records,
+# every epoch, the lr it trained with and the validation loss. Its scheduler call is written
+# as for OneCycleLR in Exercise 2, and that is wrong here: give the scheduler the number it
+# watches, at the moment that number exists. The check trains it on a tiny problem whose
+# validation loss gets worse every epoch, and re-measures the number each call got.
+
+
+# %% tags=["exercise"]
+def train_with_plateau(model, optimizer, scheduler, train_loader, val_loader, epochs):
+    history = {"lr": [], "validation loss": []}
+    for _ in range(epochs):
+        history["lr"].append(optimizer.param_groups[0]["lr"])  # the lr this epoch trains with
+        model.train()
+        for xb, yb in train_loader:
+            xb, yb = xb.to(device), yb.to(device)
+            optimizer.zero_grad()
+            loss = loss_fn(model(xb), yb)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()  # TODO: the right call, at the right place?
+        val_loss, val_accuracy = evaluate(model, val_loader)
+        history["validation loss"].append(val_loss)
+    return history
+
+
+# %% [markdown] tags=["solution"]
+# <details><summary>Solution</summary>
+#
+# ```python
+# def train_with_plateau(model, optimizer, scheduler, train_loader, val_loader, epochs):
+#     history = {"lr": [], "validation loss": []}
+#     for _ in range(epochs):
+#         history["lr"].append(optimizer.param_groups[0]["lr"])  # the lr this epoch trains with
+#         model.train()
+#         for xb, yb in train_loader:
+#             xb, yb = xb.to(device), yb.to(device)
+#             optimizer.zero_grad()
+#             loss = loss_fn(model(xb), yb)
+#             loss.backward()
+#             optimizer.step()
+#         val_loss, val_accuracy = evaluate(model, val_loader)
+#         history["validation loss"].append(val_loss)
+#         scheduler.step(val_loss)  # once per epoch, with the metric it watches
+#     return history
+# ```
+#
+# </details>
+
+# %%
+train_with_plateau = lab07.check_plateau(train_with_plateau, device, use_amp)
+
+# %% [markdown]
+# Now on the digits, with a real validation loss. SGD with momentum at a constant lr soon
+# stops improving the validation loss; the scheduler then cuts the lr, `patience` epochs
+# after each stall.
+
+# %%
+plateau_epochs = runtime.pick(full=30, quick=3)
+model = make_model()
+optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+plateau = ReduceLROnPlateau(optimizer, mode="min", factor=0.5, patience=2)
+history = train_with_plateau(model, optimizer, plateau, train_loader, val_loader, plateau_epochs)
+lab07.plateau_picture(history["validation loss"], history["lr"], factor=0.5, patience=2)
+
+# %% [markdown]
 # ## 2 · Exploding gradients and gradient clipping
 #
 # The **gradient norm** is the length of the gradient of *all* parameters taken as one long
@@ -352,7 +449,7 @@ lab07.clipping_curves(grad_norms, losses)
 # single batch can throw the weights away. Clipping is a seat belt, not a cure: the real fix
 # here is to normalise the inputs, but the seat belt costs nothing.
 #
-# ### Exercise 3 · clip at the right moment
+# ### Exercise 4 · clip at the right moment
 #
 # Complete `clipped_step`: one training step that clips the gradient norm to `max_norm` and
 # returns the norm measured **before** clipping (a Python float).
@@ -462,7 +559,46 @@ lab07.accumulation_bars({name: gradient.norm().item() for name, gradient in grad
 # the micro-batch; and a schedule counts **optimizer steps**, so with k micro-batches per
 # step an epoch has k times fewer of them.
 #
-# ### Exercise 4 · accumulate gradients
+# What accumulation buys is memory, not time: the same 256 digits now go through the model in
+# four passes instead of one. Let us time both ways to the same gradient with lab 3's rule
+# (warm-up, repeated runs, the middle halves compared). They are timed in turns, a few runs
+# of each per round, so that a moment when the machine is busier slows both, not only one.
+
+# %%
+
+
+def one_big_batch():
+    model.zero_grad()
+    loss_fn(model(big_x), big_y).backward()
+
+
+def accumulated_micro_batches():
+    model.zero_grad()
+    for xb, yb in micro_batches:
+        (loss_fn(model(xb), yb) / accumulation_steps).backward()
+
+
+big_batch_runs, accumulated_runs = [], []
+for _ in range(runtime.pick(full=8, quick=4)):
+    big_batch_runs += timing.measure(one_big_batch, device=device, repeats=5).runs
+    accumulated_runs += timing.measure(accumulated_micro_batches, device=device, repeats=5).runs
+for name, runs in [("one batch of 256", big_batch_runs), ("4 × 64 accumulated", accumulated_runs)]:
+    low, median, high = timing.quartiles(runs)
+    print(f"{name:19} median {median:.2f} ms (middle half {low:.2f}–{high:.2f} ms)")
+print(
+    timing.verdict(
+        "4 accumulated micro-batches of 64 vs one batch of 256", big_batch_runs, accumulated_runs
+    )
+)
+
+# %% [markdown]
+# The verdict line says what this machine measured. For a network this small, each pass
+# costs mostly fixed overhead (launching the operations), so four small passes are expected
+# to take longer than one big one, and the verdict says whether this run could tell them
+# apart. With a big network on a busy GPU the difference shrinks, but accumulation does not
+# make a step faster: use it when the batch you want does not fit.
+#
+# ### Exercise 5 · accumulate gradients
 #
 # Complete `train_accumulated`: one epoch in which every `accumulation_steps` batches give one
 # optimizer step, with the gradient one batch of all of them together would give. (The
@@ -575,7 +711,7 @@ plots.curves(
 # optimizer = torch.optim.AdamW(groups, lr=3e-3)
 # ```
 #
-# ### Exercise 5 · AdamW without decay on biases and norms
+# ### Exercise 6 · AdamW without decay on biases and norms
 #
 # Complete `adamw_decay_groups(model, lr, weight_decay)`: an `AdamW` in which every parameter
 # with two or more dimensions (`p.ndim >= 2`: the weight matrices) decays by `weight_decay`,
@@ -624,7 +760,7 @@ adamw_decay_groups = lab07.check_decay_groups(adamw_decay_groups)
 # goes up for an epoch or two and then reaches a new low. Patience is how many bad epochs in a
 # row we tolerate. You will see it on a real run in section 6.
 #
-# ### Exercise 6 · an early stopper
+# ### Exercise 7 · an early stopper
 #
 # Complete `EarlyStopping.step(val_loss)`: it records one epoch's validation loss and
 # returns `True` when training should stop (after `patience` epochs in a row without a new
@@ -704,34 +840,10 @@ EarlyStopping = lab07.check_early_stopping(EarlyStopping)
 # `DataLoader(..., pin_memory=True)` provides. From ordinary memory, as here, it is an ordinary
 # copy; on the CPU there is no copy at all, so it does nothing.
 #
-# `evaluate` is given. It asks `cross_entropy` for `reduction="sum"` (lab 2 introduced
-# `reduction`): the sum over each batch, added up and divided once by the number of digits,
-# is the exact mean even though the last batch is smaller.
-
-# %%
-# bf16 autocast pays off only on a GPU with bf16 units (Lab 4). is_bf16_supported() alone also
-# says yes for GPUs that merely emulate bf16 (T4, V100), where it would be slower.
-use_amp = device.type == "cuda" and torch.cuda.is_bf16_supported(including_emulation=False)
-print("AMP (bf16 autocast):", "on" if use_amp else "off")
-
-
-def evaluate(model, loader):
-    """Mean loss and accuracy over a loader, without building autograd graphs."""
-    model.eval()
-    total_loss = torch.zeros((), device=device)
-    correct = torch.zeros((), device=device)
-    with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-        for xb, yb in loader:
-            xb, yb = xb.to(device), yb.to(device)
-            logits = model(xb)
-            total_loss += nn.functional.cross_entropy(logits.float(), yb, reduction="sum")
-            correct += (logits.argmax(dim=1) == yb).sum()
-    count = len(loader.dataset)
-    return total_loss.item() / count, correct.item() / count
-
+# The validation half of the loop is `evaluate`, from the top of the lab.
 
 # %% [markdown]
-# ### Exercise 7 · assemble `fit`
+# ### Exercise 8 · assemble `fit`
 #
 # The loop below already trains, validates and keeps the best checkpoint. Fill in its TODOs
 # with the pieces of this lab: accumulation (as in your `train_accumulated`, section 3),
@@ -854,7 +966,7 @@ fit = lab07.check_fit(fit, device, use_amp)
 # 3. **Adam + L2, warm-up + cosine**: Adam (lab 2) with its coupled weight decay, and your
 #    `warmup_cosine` from Exercise 1;
 # 4. **AdamW, warm-up + cosine, clipping, early stopping**: the full production recipe, with
-#    your `adamw_decay_groups` from Exercise 5.
+#    your `adamw_decay_groups` from Exercise 6.
 #
 # Every run saves its best epoch to its own checkpoint file in the work folder. Every run
 # starts from `make_model()`, so re-running the cell trains new models instead of training
@@ -908,7 +1020,6 @@ histories, rows, checkpoints = {}, [], {}
 for index, (name, recipe) in enumerate(recipes.items(), start=1):
     model = make_model()
     checkpoints[name] = runtime.work_dir() / f"lab07_recipe{index}_best.pt"
-    started = time.perf_counter()
     history = fit(
         model,
         train_loader=train_loader,
@@ -918,7 +1029,6 @@ for index, (name, recipe) in enumerate(recipes.items(), start=1):
         name=name,
         **recipe(model),
     )
-    seconds = time.perf_counter() - started
     best_epoch = min(
         range(len(history["validation loss"])), key=history["validation loss"].__getitem__
     )
@@ -930,7 +1040,6 @@ for index, (name, recipe) in enumerate(recipes.items(), start=1):
             "best epoch": best_epoch + 1,
             "best val. loss": history["validation loss"][best_epoch],
             "val. accuracy at best": f"{history['validation accuracy'][best_epoch]:.1%}",
-            "time (s)": round(seconds, 1),
         }
     )
 
@@ -966,8 +1075,8 @@ for first, second in [(1, 0), (2, 3)]:
     print(f"best validation loss: {a} {best_val_loss[a]:.3f} vs {b} {best_val_loss[b]:.3f}")
 
 # %% [markdown]
-# Things to look for in the table and the two lines under it (the exact numbers, and the
-# times most of all, depend on the machine and on the number of epochs):
+# Things to look for in the table and the two lines under it (the exact numbers depend on the
+# machine and on the number of epochs):
 # - Does the schedule help SGD? OneCycle's large middle steps make fast progress and its tiny
 #   final steps are meant to settle into a lower validation loss than the constant lr reaches.
 #   It needs the whole schedule to do that: in a short (quick-mode) run it may not.
@@ -998,7 +1107,193 @@ print(f"validation loss of the restored model:    {restored_loss:.4f} ({restored
 # %% [markdown]
 # The restored model reproduces the best epoch's validation loss: the checkpoint is the model
 # to ship.
+
+# %% [markdown]
+# ## 7 · A first look at data-parallel training
 #
+# Everything so far ran in one process. When one device is too slow, **data-parallel**
+# training runs the same model in several processes (one per GPU; here, two CPU processes),
+# and splits every batch between them. After `backward()` each process holds the gradient of
+# *its* share of the batch. The processes then **average** their gradients: every one sends
+# its gradient and receives the mean (an **all-reduce**). With equal shares, that mean is the
+# gradient of the whole batch (the same reasoning as accumulation in section 3), so every
+# process takes the same step and the copies of the model stay identical.
+#
+# PyTorch's pieces, each one line in the script below:
+#
+# - `torchrun` (`python -m torch.distributed.run`) starts N copies of a script and tells each
+#   its **rank** (0 … N−1) and the **world size** N;
+# - `dist.init_process_group("gloo")` connects them: gloo works on CPUs (NVIDIA GPUs use nccl);
+# - `DistributedSampler(dataset)` gives each rank its own share of the samples, and
+#   `sampler.set_epoch(epoch)` reshuffles them every epoch, the same way on every rank;
+# - `DistributedDataParallel(model)` (DDP) copies rank 0's weights to every rank, then averages
+#   the gradients during `backward()`;
+# - `dist.all_reduce(tensor, op=dist.ReduceOp.SUM)` replaces `tensor`, on every rank, by the
+#   sum of everyone's.
+#
+# ### Exercise 9 · average the gradients yourself
+#
+# Before DDP does it for you, do it by hand. Write `average_gradients(model)`: every process
+# calls it after its own `backward()`, and it must replace each parameter's `.grad` by the
+# mean over all processes: `dist.all_reduce` with `op=dist.ReduceOp.SUM` adds the gradients
+# up in place, then divide by `dist.get_world_size()`. The check starts three processes
+# (on this machine, over loopback) and runs your function in each.
+
+
+# %%
+import inspect
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import torch.distributed as dist
+
+from workshop_labs import data_parallel_diagram
+
+print("gloo, the CPU backend, is available:", dist.is_gloo_available())
+
+
+# %% tags=["exercise"]
+def average_gradients(model):
+    # TODO: replace every p.grad by its mean over all processes (all_reduce, then divide)
+    pass
+
+
+# %% [markdown] tags=["solution"]
+# <details><summary>Solution</summary>
+#
+# ```python
+# def average_gradients(model):
+#     world_size = dist.get_world_size()
+#     for p in model.parameters():
+#         dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
+#         p.grad /= world_size
+# ```
+#
+# </details>
+
+# %%
+average_gradients = lab07.check_average_gradients(average_gradients)
+
+# %% [markdown]
+# Now a complete data-parallel training script. The cell below writes it into your work
+# folder, with your `average_gradients` copied in and the digits saved beside it. It trains a
+# small network on the digits. For the first batch it runs `backward()` inside
+# `model.no_sync()` (which stops DDP from averaging), so each process prints its **own**
+# gradient, then the gradient after your `average_gradients`, then the one DDP computes.
+# After that it trains normally, and at the end each process compares its weights with the
+# others' (`dist.all_gather` collects every process's copy).
+
+# %%
+DATA_PARALLEL_SCRIPT = '''"""Data-parallel training: torchrun runs this file in every process."""
+import json
+import sys
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
+
+# average_gradients
+
+
+def first_numbers(tensor):
+    return [round(value, 6) for value in tensor[:3].tolist()]
+
+
+dist.init_process_group("gloo")  # torchrun told this process its rank and the world size
+rank, world_size = dist.get_rank(), dist.get_world_size()
+epochs = int(sys.argv[1])
+
+torch.manual_seed(0)
+model = DistributedDataParallel(nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10)))
+pixels, labels = torch.load(Path(__file__).with_name("lab07_digits.pt"))  # saved by the lab
+dataset = TensorDataset(pixels, labels)
+sampler = DistributedSampler(dataset, seed=0)  # this rank's share of the samples
+loader = DataLoader(dataset, batch_size=32, sampler=sampler)  # 32 per rank: 64 per step
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+loss_fn = nn.CrossEntropyLoss()
+bias = model.module[2].bias  # the parameter we look at: the last layer's bias
+
+xb, yb = next(iter(loader))  # the first batch, by hand
+first_batch = list(sampler)[: len(xb)]  # the dataset indices in it
+with model.no_sync():  # no averaging: this process's own gradient
+    loss_fn(model(xb), yb).backward()
+own = first_numbers(bias.grad)
+average_gradients(model)
+yours = first_numbers(bias.grad)
+optimizer.zero_grad()
+loss_fn(model(xb), yb).backward()  # DDP averages during backward
+averaged = first_numbers(bias.grad)
+print(f"rank {rank}: own gradient {own}, after average_gradients {yours}, DDP's {averaged}",
+      flush=True)
+
+steps = 0
+for epoch in range(epochs):
+    sampler.set_epoch(epoch)  # a new shuffle every epoch, the same one on every rank
+    for xb, yb in loader:
+        optimizer.zero_grad()
+        loss_fn(model(xb), yb).backward()  # gradients averaged across the ranks here
+        optimizer.step()
+        steps += 1
+
+weights = torch.cat([p.detach().flatten() for p in model.parameters()])
+copies = [torch.empty_like(weights) for _ in range(world_size)]
+dist.all_gather(copies, weights)  # every rank's weights, on every rank
+identical = all(torch.equal(weights, copy) for copy in copies)
+print(f"rank {rank}: {steps} steps on {len(sampler)} of {len(dataset)} samples per epoch; "
+      f"weights identical on all {world_size} ranks: {identical}", flush=True)
+report = {"rank": rank, "world_size": world_size, "parameter": "the last layer's bias",
+          "samples": first_batch, "own": own, "yours": yours, "averaged": averaged,
+          "steps": steps, "identical": identical}
+Path(__file__).with_name(f"lab07_data_parallel_rank{rank}.json").write_text(json.dumps(report))
+dist.destroy_process_group()
+'''
+script = runtime.work_dir() / "lab07_data_parallel.py"
+torch.save(data.digits(), script.with_name("lab07_digits.pt"))
+your_function = textwrap.dedent(inspect.getsource(average_gradients))
+script.write_text(DATA_PARALLEL_SCRIPT.replace("# average_gradients\n", your_function))
+print(f"wrote {script}")
+
+# %% [markdown]
+# Run it with `torchrun`: two processes on this machine, connected over loopback
+# (`--standalone`: no other machine takes part). The command is what you would type in a
+# terminal; `sys.executable` makes sure it is this notebook's Python.
+
+# %%
+ddp_epochs = runtime.pick(full=2, quick=1)
+reports = [script.with_name(f"lab07_data_parallel_rank{rank}.json") for rank in range(2)]
+for report in reports:
+    report.unlink(missing_ok=True)  # no stale report from an earlier run
+command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+# One thread per process: the two share this machine's cores.
+environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+finished = subprocess.run(
+    [*command, str(script), str(ddp_epochs)],
+    capture_output=True,
+    text=True,
+    timeout=300,
+    env=environment,
+)
+print(finished.stdout)
+if finished.returncode != 0:
+    print(finished.stderr[-3000:])
+finished.check_returncode()
+data_parallel_diagram.data_parallel_picture([json.loads(r.read_text()) for r in reports])
+
+# %% [markdown]
+# Each rank saw different digits, so the two "own" gradients differ; after the all-reduce
+# (yours, then DDP's) both hold the same mean, every step applies the same update, and the
+# weights stay identical to the last bit. On GPUs the same script needs three changes: the
+# "nccl" backend, the model and each batch on `cuda:{local_rank}` (torchrun also sets
+# `LOCAL_RANK`), and `--nproc_per_node` set to the number of GPUs. Here both processes share
+# the same CPU cores, so this run shows what data parallelism computes, not how fast it is.
+
+# %% [markdown]
 # ## Recap
 #
 # - A **scheduler** changes the lr during training; call `scheduler.step()` after
@@ -1018,6 +1313,9 @@ print(f"validation loss of the restored model:    {restored_loss:.4f} ({restored
 # - The production loop puts it all together: device, DataLoader, `train()`/`eval()`,
 #   `zero_grad`, autocast, backward with accumulation, clipping, step, scheduler, validation
 #   without grad, checkpoint, early stopping, progress bar.
+# - **Data-parallel training** runs one process per device (`torchrun`), each on its share of
+#   the data (`DistributedSampler`); `DistributedDataParallel` averages the gradients with an
+#   all-reduce during `backward()`, so every process takes the same step.
 #
 # That completes the day: you can now build, benchmark, speed up, checkpoint and train
 # PyTorch models the way production code does. Good luck with the certification!

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import marshal
 import math
+import os
+import socket
+import subprocess
+import sys
+import tempfile
 import warnings
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -16,7 +24,7 @@ from torch.optim.lr_scheduler import LRScheduler
 from torch.utils.data import DataLoader, TensorDataset
 
 from workshop_labs import plots
-from workshop_labs.checks import exercise, expect, passed
+from workshop_labs.checks import ExerciseNotSolved, exercise, expect, passed
 
 # ----------------------------------------------------------------------------------------------
 # Learning-rate schedules
@@ -391,7 +399,7 @@ def check_one_cycle_epoch(train_one_epoch: Callable, device: torch.device | str)
 
 
 # ----------------------------------------------------------------------------------------------
-# Exercise 3 · clip after backward, before step
+# Exercise 4 · clip after backward, before step
 # ----------------------------------------------------------------------------------------------
 
 
@@ -491,7 +499,7 @@ def check_clipped_step(clipped_step: Callable) -> None:
 
 
 # ----------------------------------------------------------------------------------------------
-# Exercise 4 · early stopping
+# Exercise 7 · early stopping
 # ----------------------------------------------------------------------------------------------
 
 _VALIDATION_LOSSES = [1.0, 0.8, 0.7, 0.75, 0.72, 0.65, 0.66, 0.67, 0.66, 0.68, 0.69, 0.70, 0.71]
@@ -623,7 +631,135 @@ def plateau_picture(
 
 
 # ----------------------------------------------------------------------------------------------
-# Exercise 4 · gradient accumulation
+# Exercise 3 · ReduceLROnPlateau, stepped once per epoch with the validation loss
+# ----------------------------------------------------------------------------------------------
+
+
+def constant_lr_loop(device: torch.device | str) -> Callable[..., dict]:
+    """What the cells below Exercise 3 use while it is unsolved: a loop that trains and
+    validates every epoch but never steps the scheduler, so the lr stays where it started (the
+    scheduler call is the exercise, its solution hidden)."""
+    device = torch.device(device)
+
+    def train_with_plateau(model, optimizer, scheduler, train_loader, val_loader, epochs):
+        history = {"lr": [], "validation loss": []}
+        for _ in range(epochs):
+            history["lr"].append(optimizer.param_groups[0]["lr"])
+            _plain_epoch(model, optimizer, train_loader, device)
+            history["validation loss"].append(_validate(model, val_loader, device)[0])
+        return history
+
+    return train_with_plateau
+
+
+@exercise(
+    stand_in=lambda device, use_amp: constant_lr_loop(device),
+    stand_in_is="a loop that never steps the scheduler: a constant lr",
+)
+def check_plateau(train_with_plateau: Callable, device: torch.device | str, use_amp: bool) -> None:
+    """`train_with_plateau(model, optimizer, scheduler, train_loader, val_loader, epochs)` steps
+    its ReduceLROnPlateau once per epoch, after validation, with that epoch's validation loss."""
+    expect(
+        callable(train_with_plateau), "`train_with_plateau` is not a function: define it with def"
+    )
+    batches, epochs = 4, 4
+    model, loader = _tiny_problem(batches)
+    model.to(device)
+    features, labels = loader.dataset.tensors
+    # Validation labels one class off the training labels: training makes the validation loss
+    # worse every epoch (a plateau at once) while the training loss keeps falling.
+    val_batch = (features, (labels + 1) % 3)
+    val_loader = DataLoader(TensorDataset(*val_batch), batch_size=16)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=1)
+    records = _record_steps(optimizer, model)
+    metrics: list[dict] = []
+    original_step = scheduler.step
+
+    def recorded_step(*args, **kwargs):
+        metric = kwargs.get("metrics", args[0] if args else None)
+        expect(
+            metric is not None,
+            "scheduler.step() was called without the metric: ReduceLROnPlateau decides from a "
+            "number you give it, so call scheduler.step(val_loss) with the epoch's validation loss",
+        )
+        weights = [p.detach().cpu().clone() for p in model.parameters()]
+        metrics.append({"metric": metric, "weights": weights, "steps": len(records)})
+        return original_step(*args, **kwargs)
+
+    scheduler.step = recorded_step
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        history = train_with_plateau(model, optimizer, scheduler, loader, val_loader, epochs)
+    expect(
+        len(records) == batches * epochs,
+        f"optimizer.step() ran {len(records)} times in {epochs} epochs of {batches} batches: "
+        "train as before, one optimizer step per batch",
+    )
+    expect(
+        bool(metrics),
+        "scheduler.step(...) was never called: after validating each epoch, call "
+        "scheduler.step(val_loss)",
+    )
+    expect(
+        len(metrics) != batches * epochs,
+        f"scheduler.step(...) ran {len(metrics)} times in {epochs} epochs: once per batch. "
+        "ReduceLROnPlateau counts EPOCHS without improvement: step it once per epoch, after "
+        "the validation",
+    )
+    expect(
+        len(metrics) == epochs,
+        f"scheduler.step(...) ran {len(metrics)} times in {epochs} epochs: step it exactly once "
+        "per epoch, after the validation",
+    )
+    rtol = 0.03 if use_amp else 1e-4  # bf16 autocast rounds the validation loss
+    for epoch, call in enumerate(metrics, start=1):
+        expect(
+            isinstance(call["metric"], (int, float, torch.Tensor)),
+            f"scheduler.step got a {type(call['metric']).__name__}: give it the validation "
+            "loss, one number",
+        )
+        given = float(call["metric"])
+        # Re-measured: the validation loss of the weights the model had when the scheduler ran.
+        val_loss = float(_loss_at(call["weights"], [val_batch]))
+        if math.isclose(given, val_loss, rel_tol=rtol):
+            continue
+        epoch_steps = records[(epoch - 1) * batches : epoch * batches]
+        batch_losses = [
+            float(_loss_at(record["weights"], [batch]))
+            for record, batch in zip(epoch_steps, loader, strict=True)
+        ]
+        training_losses = [
+            *batch_losses,
+            sum(batch_losses) / len(batch_losses),
+            float(_loss_at(call["weights"], list(loader))),
+        ]
+        expect(
+            not any(math.isclose(given, loss, rel_tol=0.02) for loss in training_losses),
+            f"after epoch {epoch} scheduler.step got {given:.4f}, a TRAINING loss; the "
+            f"validation loss was {val_loss:.4f}. The training loss keeps falling while the "
+            "model stops getting better: give the scheduler the validation loss",
+        )
+        expect(
+            False,
+            f"after epoch {epoch} scheduler.step got {given:.4f}, but the model's validation "
+            f"loss, measured at that moment, was {val_loss:.4f}: call scheduler.step(val_loss) "
+            "after computing this epoch's validation loss",
+        )
+    expect(
+        isinstance(history, dict) and len(history.get("lr", [])) == epochs,
+        "train_with_plateau should return the history dictionary, with one lr per epoch",
+    )
+    lrs = list(history["lr"])
+    cuts = [epoch for epoch in range(1, epochs) if lrs[epoch] < lrs[epoch - 1]]
+    passed(
+        f"scheduler.step(val_loss) once per epoch: the validation loss stalled, so the lr was "
+        f"cut after epoch {', '.join(map(str, cuts)) or 'none'} ({lrs[0]:g} → {lrs[-1]:g})"
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Exercise 5 · gradient accumulation
 # ----------------------------------------------------------------------------------------------
 
 
@@ -760,12 +896,12 @@ def check_accumulation(train_accumulated: Callable, device: torch.device | str) 
 
 
 # ----------------------------------------------------------------------------------------------
-# Exercise 5 · AdamW that decays weights, not biases and norms
+# Exercise 6 · AdamW that decays weights, not biases and norms
 # ----------------------------------------------------------------------------------------------
 
 
 def decay_everything(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
-    """What the cells below Exercise 5 use while it is unsolved: the starter's AdamW, one group
+    """What the cells below Exercise 6 use while it is unsolved: the starter's AdamW, one group
     in which every parameter decays, biases and norms too (the two groups are the exercise,
     its solution hidden)."""
     return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
@@ -844,43 +980,53 @@ def check_decay_groups(adamw_decay_groups: Callable) -> None:
 
 
 # ----------------------------------------------------------------------------------------------
-# Exercise 7 · fit, assembled from the lab's pieces
+# Exercise 8 · fit, assembled from the lab's pieces
 # ----------------------------------------------------------------------------------------------
 
 
+def _plain_epoch(
+    model: nn.Module, optimizer: torch.optim.Optimizer, loader: DataLoader, device: torch.device
+) -> float:
+    """One epoch of lab 1's loop in float32 (a step after every batch); the mean training loss."""
+    model.train()
+    summed = 0.0
+    for inputs, labels in loader:
+        inputs, labels = inputs.to(device), labels.to(device)
+        optimizer.zero_grad()
+        batch_loss = nn.functional.cross_entropy(model(inputs), labels)
+        batch_loss.backward()
+        optimizer.step()
+        summed += batch_loss.item() * len(labels)
+    return summed / len(loader.dataset)
+
+
+def _validate(model: nn.Module, loader: DataLoader, device: torch.device) -> tuple[float, float]:
+    """Mean loss and accuracy over ``loader``, without autograd, in float32."""
+    model.eval()
+    summed, hits = 0.0, 0
+    with torch.no_grad():
+        for inputs, labels in loader:
+            scores = model(inputs.to(device))
+            labels = labels.to(device)
+            summed += nn.functional.cross_entropy(scores, labels, reduction="sum").item()
+            hits += int((scores.argmax(dim=1) == labels).sum())
+    return summed / len(loader.dataset), hits / len(loader.dataset)
+
+
 def plain_fit(device: torch.device | str) -> Callable[..., dict]:
-    """What the comparison below Exercise 7 trains with while it is unsolved: a plain loop of
+    """What the comparison below Exercise 8 trains with while it is unsolved: a plain loop of
     lab 1 that steps the optimizer after every batch, in float32, validates and keeps the best
     epoch's weights. It takes fit's options and leaves them unused: no scheduler, clipping,
     accumulation, early stopping or autocast (putting them in is the exercise, its solution
     hidden), so every recipe runs all its epochs at its optimizer's learning rate."""
     device = torch.device(device)
 
-    def validate(model: nn.Module, loader: DataLoader) -> tuple[float, float]:
-        model.eval()
-        summed, hits = 0.0, 0
-        with torch.no_grad():
-            for inputs, labels in loader:
-                scores = model(inputs.to(device))
-                labels = labels.to(device)
-                summed += nn.functional.cross_entropy(scores, labels, reduction="sum").item()
-                hits += int((scores.argmax(dim=1) == labels).sum())
-        return summed / len(loader.dataset), hits / len(loader.dataset)
-
     def fit(model, optimizer, train_loader, val_loader, *, epochs, checkpoint_path, **unused):
         history = {"training loss": [], "validation loss": [], "validation accuracy": []}
         for epoch in range(1, epochs + 1):
-            model.train()
-            summed = 0.0
-            for inputs, labels in train_loader:
-                inputs, labels = inputs.to(device), labels.to(device)
-                optimizer.zero_grad()
-                batch_loss = nn.functional.cross_entropy(model(inputs), labels)
-                batch_loss.backward()
-                optimizer.step()
-                summed += batch_loss.item() * len(labels)
-            val_loss, val_accuracy = validate(model, val_loader)
-            history["training loss"].append(summed / len(train_loader.dataset))
+            training_loss = _plain_epoch(model, optimizer, train_loader, device)
+            val_loss, val_accuracy = _validate(model, val_loader, device)
+            history["training loss"].append(training_loss)
             history["validation loss"].append(val_loss)
             history["validation accuracy"].append(val_accuracy)
             if val_loss <= min(history["validation loss"]):
@@ -899,8 +1045,6 @@ def check_fit(fit: Callable, device: torch.device | str, use_amp: bool) -> None:
     """`fit(model, optimizer, train_loader, val_loader, *, epochs, checkpoint_path, scheduler,
     max_norm, patience, accumulation_steps, name)` trains with accumulation, clipping, the
     scheduler and early stopping, saves the best epoch and returns the history."""
-    import tempfile
-    from pathlib import Path
 
     expect(callable(fit), "`fit` is not a function: define it with def")
     batches, k = 4, 2
@@ -1066,4 +1210,169 @@ def accumulation_bars(norms: Mapping[str, float]) -> Figure:
         norms,
         title=f"Gradient norm; same as {reference_name}: {verdict}",
         ylabel="gradient norm",
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Exercise 9 · averaging the gradients of every process by hand
+# ----------------------------------------------------------------------------------------------
+
+# What each process of the check runs: the attendee's function (its code object, handed over
+# with marshal: the same interpreter runs both sides) on a gradient that differs per rank.
+_AVERAGING_PROCESS = """
+import json, marshal, sys, types
+import torch
+import torch.distributed as dist
+from torch import nn
+
+dist.init_process_group("gloo")
+rank, world_size = dist.get_rank(), dist.get_world_size()
+with open(sys.argv[1], "rb") as answer:
+    code, defaults = marshal.load(answer)
+names = {"torch": torch, "dist": dist, "nn": nn, "__builtins__": __builtins__}
+average_gradients = types.FunctionType(code, names, "average_gradients", defaults)
+torch.manual_seed(0)
+model = nn.Linear(3, 2)  # the same weights on every rank; the gradient differs
+for p in model.parameters():
+    p.grad = (rank + 1) * torch.arange(1.0, p.numel() + 1).view_as(p)
+def flat(tensors):
+    return torch.cat([t.detach().flatten() for t in tensors]).tolist()
+
+report = {"rank": rank, "error": None}
+report["own"] = flat(p.grad for p in model.parameters())
+report["weights before"] = flat(model.parameters())
+try:
+    average_gradients(model)
+except Exception as error:
+    report["error"] = f"{type(error).__name__}: {str(error).strip().splitlines()[0]}"
+report["grads"] = flat(p.grad for p in model.parameters())
+report["weights"] = flat(model.parameters())
+print(json.dumps(report), flush=True)
+dist.destroy_process_group()
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _in_processes(function: Callable, world_size: int, timeout: float) -> list[dict]:
+    """Run ``function(model)`` in ``world_size`` processes joined by gloo on loopback; each
+    process's report: its rank, its gradients and weights after the call, an error or None."""
+    with tempfile.TemporaryDirectory() as folder:
+        answer = Path(folder) / "answer.marshal"
+        answer.write_bytes(marshal.dumps((function.__code__, function.__defaults__)))
+        program = Path(folder) / "averaging.py"
+        program.write_text(_AVERAGING_PROCESS)
+        shared = {
+            **os.environ,
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(_free_port()),
+            "WORLD_SIZE": str(world_size),
+            "OMP_NUM_THREADS": "1",
+        }
+        processes = [
+            subprocess.Popen(
+                [sys.executable, str(program), str(answer)],
+                env={**shared, "RANK": str(rank), "LOCAL_RANK": str(rank)},
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for rank in range(world_size)
+        ]
+        try:
+            outputs = [process.communicate(timeout=timeout) for process in processes]
+        except subprocess.TimeoutExpired:
+            for process in processes:
+                process.kill()
+                process.communicate()
+            raise ExerciseNotSolved(
+                f"the {world_size} processes were still waiting for each other after "
+                f"{timeout:g} s: every rank must make the same dist calls, for the same tensors, "
+                "in the same order (call dist.all_reduce on every rank, not only on one)"
+            ) from None
+    reports = []
+    for rank, (stdout, stderr) in enumerate(outputs):
+        lines = [line for line in stdout.splitlines() if line.startswith("{")]
+        expect(
+            bool(lines),
+            f"process {rank} stopped without a report: "
+            f"{(stderr.strip().splitlines() or ['no message'])[-1]}",
+        )
+        reports.append(json.loads(lines[-1]))
+    return reports
+
+
+def own_gradients_only():
+    """What the cells below Exercise 9 use while it is unsolved: a function that leaves every
+    process with its own gradient (the averaging is the exercise, its solution hidden)."""
+
+    def average_gradients(model):
+        """Stand-in for the exercise: averages nothing."""
+
+    return average_gradients
+
+
+@exercise(stand_in=own_gradients_only, stand_in_is="a function that averages nothing")
+def check_average_gradients(average_gradients: Callable) -> None:
+    """`average_gradients(model)`, run in every process, replaces each parameter's .grad by the
+    mean over all processes of that parameter's .grad, and leaves the weights alone."""
+    expect(
+        callable(average_gradients) and hasattr(average_gradients, "__code__"),
+        "`average_gradients` is not a function: define it with def",
+    )
+    expect(
+        not average_gradients.__code__.co_freevars,
+        "`average_gradients` uses variables of an enclosing function: define it at the top "
+        "level of the cell, so it can be sent to other processes",
+    )
+    world_size = 3  # not 2, so that dividing by a fixed 2 shows
+    reports = _in_processes(average_gradients, world_size, timeout=120)
+    error = next((f"{r['error']} (rank {r['rank']})" for r in reports if r["error"]), None)
+    expect(error is None, f"your `average_gradients` raised {error}")
+    expect(
+        all(report["weights"] == report["weights before"] for report in reports),
+        "your function changed the weights: average each parameter's .grad (p.grad), not the "
+        "parameter itself (p or p.data)",
+    )
+    grads = [torch.tensor(report["grads"]) for report in reports]
+    own = [torch.tensor(report["own"]) for report in reports]
+    total = sum(own)
+    mean = total / world_size
+
+    def everywhere(expected: torch.Tensor) -> bool:
+        return all(torch.allclose(g, expected, rtol=1e-5) for g in grads)
+
+    expect(
+        not all(torch.allclose(g, o) for g, o in zip(grads, own, strict=True)),
+        "every process still has only its own gradient: dist.all_reduce(p.grad, "
+        "op=dist.ReduceOp.SUM) on each parameter's .grad adds up the gradients of all processes",
+    )
+    expect(
+        not everywhere(total),
+        f"every process holds the SUM of the {world_size} processes' gradients, not their "
+        "mean: after the all_reduce divide by dist.get_world_size()",
+    )
+    expect(
+        not everywhere(total / 2),
+        f"the sum was divided by 2, but this check runs {world_size} processes: divide by "
+        "dist.get_world_size(), never by a fixed number",
+    )
+    expect(
+        all(torch.allclose(g, grads[0]) for g in grads),
+        "after your function the processes still hold different gradients: every process must "
+        "end with the same gradient, the mean (all_reduce, then divide)",
+    )
+    expect(
+        everywhere(mean),
+        f"the processes agree on a gradient ({grads[0][:3].tolist()}, ...), but it is not the "
+        f"mean of their gradients ({mean[:3].tolist()}, ...): all_reduce with op=SUM, then "
+        "divide by the world size",
+    )
+    passed(
+        f"{world_size} processes: each gradient replaced by the mean of all {world_size}, "
+        "the weights untouched"
     )

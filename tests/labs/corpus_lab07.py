@@ -17,31 +17,37 @@ CPU = torch.device("cpu")
 EXERCISES = (
     "warmup_cosine",
     "one_cycle_epoch",
+    "plateau",
     "clipped_step",
     "early_stopping",
     "accumulation",
     "decay_groups",
     "fit",
+    "average_gradients",
 )
 DEFINES = {
     "warmup_cosine": "warmup_cosine",
     "one_cycle_epoch": "train_one_epoch",
+    "plateau": "train_with_plateau",
     "clipped_step": "clipped_step",
     "early_stopping": "EarlyStopping",
     "accumulation": "train_accumulated",
     "decay_groups": "adamw_decay_groups",
     "fit": "fit",
+    "average_gradients": "average_gradients",
 }
 # What each check is given besides the answer, as the lab's cell gives it (CPU, no AMP).
 CONTEXT = {
     "one_cycle_epoch": (CPU,),
+    "plateau": (CPU, False),
     "accumulation": (CPU,),
     "fit": (CPU, False),
 }
 
 
 def fit_namespace():
-    """What the lab's fit uses from the cells above it, run on the CPU without AMP."""
+    """What the lab's fit and train_with_plateau use from the cells above them, run on the CPU
+    without AMP."""
     given = {"device": CPU, "use_amp": False, "loss_fn": nn.CrossEntropyLoss()}
     evaluate = lab_namespace(7, "evaluate", **given)["evaluate"]
     return {**given, "evaluate": evaluate, "EarlyStopping": solution(7, "EarlyStopping")}
@@ -49,7 +55,7 @@ def fit_namespace():
 
 def with_edits(exercise, *edits):
     """The published solution of ``exercise`` with each (old, new) text replaced."""
-    given = fit_namespace() if exercise == "fit" else {}
+    given = fit_namespace() if exercise in {"fit", "plateau"} else {}
     return solution(7, DEFINES[exercise], edits=edits, **given)
 
 
@@ -83,6 +89,18 @@ def one_cycle_zeroing_after_the_step(model, loader, optimizer, scheduler, loss_f
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
+
+
+# ---- train_with_plateau ---------------------------------------------------------------------
+
+PLATEAU_STEP = "        scheduler.step(val_loss)  # once per epoch, with the metric it watches\n"
+OPTIMIZER_STEP = "            optimizer.step()\n"
+
+
+# ---- average_gradients ----------------------------------------------------------------------
+
+ALL_REDUCE = "        dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)\n"
+DIVIDE = "        p.grad /= world_size\n"
 
 
 # ---- clipped_step ---------------------------------------------------------------------------
@@ -219,6 +237,42 @@ def cases():
                 ("scheduler.step()  #", "optimizer.step()  #"),
             ),
             "scheduler.step\\(\\) came before optimizer.step\\(\\)",
+        ),
+        # train_with_plateau
+        case(
+            "plateau",
+            "starter",
+            starter(7, "train_with_plateau", **fit_namespace()),
+            "called without the metric",
+        ),
+        case("plateau", "reference", with_edits("plateau"), None),
+        case(
+            "plateau",
+            "right-metrics-keyword",
+            with_edits("plateau", ("scheduler.step(val_loss)", "scheduler.step(metrics=val_loss)")),
+            None,
+        ),
+        case(
+            "plateau",
+            "wrong-training-loss",
+            with_edits("plateau", ("scheduler.step(val_loss)", "scheduler.step(loss)")),
+            r"a TRAINING loss.*give the scheduler the validation loss",
+        ),
+        case(
+            "plateau",
+            "wrong-per-batch",
+            with_edits(
+                "plateau",
+                (PLATEAU_STEP, ""),
+                (OPTIMIZER_STEP, OPTIMIZER_STEP + "            scheduler.step(loss.item())\n"),
+            ),
+            r"ran 16 times in 4 epochs: once per batch.*once per epoch",
+        ),
+        case(
+            "plateau",
+            "wrong-accuracy",
+            with_edits("plateau", ("scheduler.step(val_loss)", "scheduler.step(val_accuracy)")),
+            r"validation loss, measured at that moment, was",
         ),
         # clipped_step
         case("clipped_step", "starter", starter(7, "clipped_step"), "nothing clipped"),
@@ -368,6 +422,42 @@ def cases():
             "wrong-no-early-stopping",
             with_edits("fit", ("if stopper is not None and stopper.step(val_loss):", "if False:")),
             "EarlyStopping",
+        ),
+        # average_gradients
+        case(
+            "average_gradients",
+            "starter",
+            starter(7, "average_gradients"),
+            "still has only its own gradient",
+        ),
+        case("average_gradients", "reference", with_edits("average_gradients"), None),
+        case(
+            "average_gradients",
+            "right-divide-first",
+            with_edits("average_gradients", (ALL_REDUCE, ""), (DIVIDE, DIVIDE + ALL_REDUCE)),
+            None,
+        ),
+        case(
+            "average_gradients",
+            "wrong-sum-only",
+            with_edits("average_gradients", (DIVIDE, "")),
+            r"SUM of the 3 processes' gradients.*divide by dist\.get_world_size\(\)",
+        ),
+        case(
+            "average_gradients",
+            "wrong-fixed-two",
+            with_edits("average_gradients", ("p.grad /= world_size", "p.grad /= 2")),
+            "never by a fixed number",
+        ),
+        case(
+            "average_gradients",
+            "wrong-weights",
+            with_edits(
+                "average_gradients",
+                ("all_reduce(p.grad,", "all_reduce(p.data,"),
+                ("p.grad /= world_size", "p.data /= world_size"),
+            ),
+            r"changed the weights.*p\.grad",
         ),
     ]
 

@@ -7,17 +7,24 @@ import math
 
 import pytest
 import torch
+import torch.distributed as dist
 from torch import nn
 from torch.optim.lr_scheduler import (
     CosineAnnealingLR,
     LambdaLR,
     LinearLR,
     OneCycleLR,
+    ReduceLROnPlateau,
     SequentialLR,
     StepLR,
 )
 
-from tests.labs.solutions import assert_runs_past_with_a_stand_in, solution, starter
+from tests.labs.solutions import (
+    assert_runs_past_with_a_stand_in,
+    lab_namespace,
+    solution,
+    starter,
+)
 from workshop_labs import checks, lab07
 from workshop_labs.checks import ExerciseNotSolved
 
@@ -675,3 +682,123 @@ def test_plateau_picture_names_the_epochs_after_which_the_lr_fell():
 def test_accumulation_bars_title_names_only_the_matching_bars():
     fig = lab07.accumulation_bars({"one batch": 1.0, "right": 1.0000001, "wrong": 4.0})
     assert fig.axes[0].get_title() == "Gradient norm; same as one batch: right"
+
+
+# ----------------------------------------------------------------------------------------------
+# Exercise 3: ReduceLROnPlateau, stepped once per epoch with the validation loss
+# ----------------------------------------------------------------------------------------------
+
+
+def plateau_namespace():
+    """What the lab's train_with_plateau uses from the cells above it, on the CPU, no AMP."""
+    given = {"device": CPU, "use_amp": False, "loss_fn": nn.CrossEntropyLoss()}
+    return {**given, "evaluate": lab_namespace(7, "evaluate", **given)["evaluate"]}
+
+
+def plateau_with(*edits):
+    """The lab's solution, with one typical mistake."""
+    return solution(7, "train_with_plateau", edits=edits, **plateau_namespace())
+
+
+PLATEAU_STEP = "scheduler.step(val_loss)"
+
+
+@pytest.mark.parametrize(
+    ("wrong", "message"),
+    [
+        ("not a function", r"`train_with_plateau` is not a function"),
+        (plateau_with((PLATEAU_STEP, "scheduler.step(str(val_loss))")), r"got a str"),
+        (
+            plateau_with((PLATEAU_STEP, "scheduler.step(val_loss); scheduler.step(val_loss)")),
+            r"ran 8 times in 4 epochs: step it exactly once per epoch",
+        ),
+        (plateau_with((PLATEAU_STEP, "pass")), r"scheduler\.step\(\.\.\.\) was never called"),
+        (
+            plateau_with(("            optimizer.step()\n", "")),
+            r"optimizer\.step\(\) ran 0 times in 4 epochs",
+        ),
+    ],
+    ids=["not-callable", "string-metric", "twice-per-epoch", "never", "no-optimizer-step"],
+)
+def test_plateau_rejects_wrong_answers(wrong, message):
+    with pytest.raises(ExerciseNotSolved, match=message):
+        lab07.check_plateau(wrong, CPU, False)
+
+
+def test_plateau_says_when_the_lr_was_cut(capsys):
+    lab07.check_plateau(plateau_with(), CPU, False)
+    assert "the lr was cut after epoch 3 (0.5 → 0.25)" in capsys.readouterr().out
+
+
+def test_unsolved_plateau_goes_on_with_a_loop_that_keeps_the_lr(monkeypatch, capsys):
+    """The cell below trains on the digits with it and draws the lr per epoch: the stand-in
+    trains and validates, and never steps the scheduler (that is the hidden solution)."""
+    unsolved = starter(7, "train_with_plateau", **plateau_namespace())
+    stand_in = assert_runs_past_with_a_stand_in(
+        lab07.check_plateau, unsolved, (CPU, False), monkeypatch, capsys
+    )
+    model, loader = lab07._tiny_problem(4)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    plateau = ReduceLROnPlateau(optimizer, factor=0.5, patience=0)
+    history = stand_in(model, optimizer, plateau, loader, loader, 3)
+    assert history["lr"] == [0.5, 0.5, 0.5]
+    assert len(history["validation loss"]) == 3
+
+
+# ----------------------------------------------------------------------------------------------
+# Exercise 9: averaging the gradients of every process by hand
+# ----------------------------------------------------------------------------------------------
+
+
+def test_average_gradients_refuses_what_cannot_be_sent_to_another_process():
+    with pytest.raises(ExerciseNotSolved, match=r"`average_gradients` is not a function"):
+        lab07.check_average_gradients(print)
+    world_size = 2
+
+    def closure(model):
+        for p in model.parameters():
+            p.grad /= world_size
+
+    with pytest.raises(ExerciseNotSolved, match=r"enclosing function: define it at the top"):
+        lab07.check_average_gradients(closure)
+
+
+def average_with_a_typo(model):
+    for p in model.parameters():
+        dist.all_reduce(p.gradient)
+
+
+def test_average_gradients_names_what_the_answer_raised_and_where():
+    with pytest.raises(
+        ExerciseNotSolved, match=r"raised AttributeError: .*'gradient'.* \(rank \d\)"
+    ):
+        lab07.check_average_gradients(average_with_a_typo)
+
+
+def all_reduce_on_rank_0_only(model):
+    if dist.get_rank() == 0:
+        for p in model.parameters():
+            dist.all_reduce(p.grad)
+
+
+def test_processes_that_wait_for_each_other_are_stopped_with_a_reason():
+    with pytest.raises(ExerciseNotSolved, match=r"rank|waiting for each other"):
+        lab07._in_processes(all_reduce_on_rank_0_only, 2, timeout=20)
+
+
+def test_unsolved_average_gradients_goes_on_with_a_function_that_averages_nothing(
+    monkeypatch, capsys
+):
+    """The training script below copies it in: the stand-in's source is a function with the
+    exercise's name that leaves each process its own gradient."""
+    import inspect
+
+    stand_in = assert_runs_past_with_a_stand_in(
+        lab07.check_average_gradients,
+        starter(7, "average_gradients"),
+        (),
+        monkeypatch,
+        capsys,
+    )
+    assert stand_in.__name__ == "average_gradients"
+    assert inspect.getsource(stand_in).lstrip().startswith("def average_gradients(model):")
