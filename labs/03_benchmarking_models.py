@@ -21,7 +21,8 @@
 # 2. use **`torch.utils.benchmark.Timer`**, which does all of that for you;
 # 3. read a **`torch.profiler`** op table, draw its top ops and save a trace;
 # 4. **find the bottleneck** of a small pipeline by labelling its stages;
-# 5. make a pipeline faster and report the gain as a **measured ratio with its spread**.
+# 5. make a pipeline faster and report the gain as a **measured ratio with its spread**;
+# 6. time **`torch.compile`** honestly: its one-off compile apart from the warm calls.
 #
 # You need what labs 1 and 2 taught: tensors, `nn.Module`/`nn.Sequential` and the digits data.
 #
@@ -35,14 +36,14 @@ from workshop_labs import setup
 device = setup()
 
 # %%
-import shutil
+import itertools
 import statistics
 import time
 
 import torch
 from torch import nn
 
-from workshop_labs import data, lab03, runtime
+from workshop_labs import data, lab03, runtime, timing
 
 # %% [markdown]
 # ## 1 · Why timing is harder than it looks
@@ -105,7 +106,7 @@ lab03.timing_spread(single_runs_ms)
 #   creation and kernel selection, which can take seconds). So we **warm up**: run the code a
 #   few times and throw those timings away.
 # * **Single calls scatter.** Other programs, the operating system and frequency scaling all
-#   add noise. So we **repeat** and report a mean (or median) with its spread.
+#   add noise. So we **repeat** and report the median with its spread.
 #
 # And `time.time()` is the wrong clock: it follows the wall clock, which the system may adjust
 # while you measure, and on some systems it only ticks every few milliseconds.
@@ -245,7 +246,7 @@ timer = benchmark.Timer(
     label="digits MLP",
     description="256 samples",
 )
-measurement = timer.blocked_autorange(min_run_time=runtime.pick(full=1.0, quick=0.1))
+measurement = timer.blocked_autorange(min_run_time=runtime.pick(full=1.0, quick=0.3))
 print(measurement)
 
 # %% [markdown]
@@ -276,6 +277,63 @@ print(f"time_runs:       median {runs_median:.3f} ms, IQR {runs_q3 - runs_q1:.3f
 mean, std = statistics.mean(runs), statistics.stdev(runs)
 print(f"(time_runs' mean, for contrast: {mean:.3f} ± {std:.3f} ms)")
 print(lab03.agreement_sentence(timer_median, timer_iqr, runs_median, runs_q3 - runs_q1))
+
+# %% [markdown]
+# ### Exercise 2 · Time a single prediction with `Timer`
+#
+# A service that answers one request at a time predicts **one sample** per call. Build a
+# `benchmark.Timer` for the statement `predict(model, batch[:1], batch_size=1)` (its
+# `globals` must hold `predict`, `model` and `batch`), with **all** the threads the model
+# uses, and set `one_at_a_time` to the `Measurement` that its
+# `blocked_autorange(min_run_time=0.5)` returns. A Measurement remembers its statement and
+# its number of threads: the check reads them, and how many calls the median rests on.
+
+# %% tags=["exercise"]
+# TODO: a Timer for predict(model, batch[:1], batch_size=1) with all threads, blocked_autorange
+one_at_a_time = None
+
+# %% [markdown] tags=["solution"]
+# <details><summary>Solution</summary>
+#
+# ```python
+# one_at_a_time = benchmark.Timer(
+#     stmt="predict(model, batch[:1], batch_size=1)",
+#     globals={"predict": predict, "model": model, "batch": batch},
+#     num_threads=torch.get_num_threads(),
+# ).blocked_autorange(min_run_time=0.5)
+# ```
+#
+# </details>
+
+# %%
+one_at_a_time = lab03.check_timer(one_at_a_time, model, batch)
+
+# %% [markdown]
+# ### Lab 3's rule for a speed verdict
+#
+# Does a sample cost less in a batch of 256 than alone? Two medians alone cannot say: each
+# is only as sure as the runs behind it. The rule this course follows for every speed statement:
+#
+# 1. **repeat** each side (warmed up, synchronized), never one run;
+# 2. take the **median** of each, and its **middle half** (first to third quartile);
+# 3. report the **ratio of the medians**, and in brackets the smallest and largest ratio the
+#    two middle halves allow (the slower quarter of one against the faster of the other);
+# 4. when that range holds 1, the middle halves overlap: the verdict is **within the noise**.
+#    That does not mean "equal": it means this measurement cannot tell the two apart. More
+#    repeats or a quieter machine may; a claim of "faster" may not.
+#
+# The course's helper `timing.verdict(what, before_runs, after_runs)` applies the rule and
+# gives one line, which every lab prints. It needs every run, so we time single samples
+# with `time_runs` too and compare the cost per sample with the batched `runs` from above:
+
+# %%
+alone_ms = time_runs(lambda: predict(model, batch[:1], batch_size=1), repeats=20)
+in_a_batch_ms = [ms / len(batch) for ms in runs]
+print(
+    f"per sample: {statistics.median(alone_ms):.4f} ms alone, in a batch of {len(batch)}: "
+    f"{statistics.median(in_a_batch_ms):.4f} ms (medians)"
+)
+print(timing.verdict("time per sample, in a batch vs alone", alone_ms, in_a_batch_ms))
 
 # %% [markdown]
 # ## 3 · `torch.profiler`: where does the time go?
@@ -322,7 +380,7 @@ prof.export_chrome_trace(str(trace_path))
 print(f"trace saved: {trace_path} ({trace_path.stat().st_size / 1e6:.1f} MB)")
 
 # %% [markdown]
-# ### Exercise 2 · Read the op table in code
+# ### Exercise 3 · Read the op table in code
 #
 # `prof.key_averages()` is a list of events; each has a `key` (the op's name),
 # `self_cpu_time_total`, `cpu_time_total` (microseconds) and `count`. Set `top_op` to the
@@ -352,30 +410,44 @@ top_op = lab03.check_top_op(top_op, prof)
 # Look at the call counts again: predicting one sample runs three `addmm`, three `t`, two
 # `relu`, a slice, ... The matrix multiply `addmm` is where the arithmetic happens; is its
 # time the arithmetic, or the cost of *calling* it? Profile the same samples in one batch and
-# compare what `addmm` costs **per sample**:
+# compare what `addmm` costs **per sample**. One profile is one run, so by the rule of
+# section 2 we record each way several times, in turn, and compare the middle halves:
 
 # %%
 predict(model, few, batch_size=len(few))  # warm-up for the new shape
-with profile(activities=activities) as prof_batched:
-    predict(model, few, batch_size=len(few))
 
 
-def addmm_us_per_sample(recording) -> float:
+def addmm_us_per_sample(batch_size: int) -> float:
+    """Self CPU time of aten::addmm per sample, in one profiled prediction of `few`."""
+    with profile(activities=activities) as recording:
+        predict(model, few, batch_size=batch_size)
     addmm = next(e for e in recording.key_averages() if e.key == "aten::addmm")
     return addmm.self_cpu_time_total / len(few)
 
 
-one_at_a_time, batched = addmm_us_per_sample(prof), addmm_us_per_sample(prof_batched)
-print(f"aten::addmm per sample: {one_at_a_time:.2f} µs one at a time, {batched:.2f} µs batched")
-print(f"same arithmetic, {one_at_a_time / batched:.1f}× the time one at a time")
+addmm_us = {"one at a time": [], "batched": []}
+for _ in range(runtime.pick(full=7, quick=5)):
+    addmm_us["one at a time"].append(addmm_us_per_sample(1))
+    addmm_us["batched"].append(addmm_us_per_sample(len(few)))
+for way, runs in addmm_us.items():
+    print(f"aten::addmm per sample, {way}: median {statistics.median(runs):.2f} µs")
+print(
+    timing.verdict(
+        "aten::addmm per sample, batched vs one at a time",
+        addmm_us["one at a time"],
+        addmm_us["batched"],
+    )
+)
 
 # %% [markdown]
-# On an idle machine the first number is many times the second. For a single 64-pixel
+# Where the verdict says "faster", each sample's share of `addmm` costs that many times less
+# in a batch, on this machine, now ("within the noise" would mean that other programs were
+# so busy that this measurement cannot tell: run the cell again). For a single 64-pixel
 # sample the arithmetic is tiny, so the time goes into the **fixed cost of each call**
 # (Python, dispatching the op, preparing the math library, allocating the output), paid once
-# per sample. That is the bottleneck, and it points at the fix: give every call more work,
-# i.e. a **bigger batch**. (If your ratio is near or below 1, other programs were busy on
-# your CPU while the batched run was recorded: run the cell again.)
+# per sample; a batch pays it once for all its samples and reads each weight once for all
+# of them. That is the bottleneck, and it points at the fix:
+# give every call more work, i.e. a **bigger batch**.
 #
 # Real pipelines have stages (load data, run the model, post-process) and the slow one is not
 # always the model. Label each stage with `record_function` and the profiler adds up the time
@@ -403,7 +475,7 @@ def load_batch(indices: range) -> torch.Tensor:
 n_batches, stage_batch = runtime.pick(full=8, quick=2), runtime.pick(full=128, quick=64)
 
 # %% [markdown]
-# ### Exercise 3 · Label the stages, name the bottleneck
+# ### Exercise 4 · Label the stages, name the bottleneck
 #
 # The loading stage is already labelled with `record_function("load")`; label the forward
 # pass `"model"` the same way. The cell then profiles the pipeline into `prof_stages`. Set
@@ -468,38 +540,43 @@ bottleneck = lab03.check_stages(bottleneck, prof_stages)
 # Now we make prediction faster and **measure** by how much. We predict the same samples with
 # several batch sizes and report **throughput** (samples per second), the number that matters
 # for a job that must get through a dataset. We use the **median** run: noise from other
-# programs only ever *adds* time, and the median ignores a few disturbed runs.
+# programs only ever *adds* time, and the median ignores a few disturbed runs. Each step to
+# the next batch size gets its verdict, by the rule of section 2.
 
 # %%
-samples = X[: runtime.pick(full=1792, quick=128)]
+samples = X[: runtime.pick(full=1792, quick=256)]
 batch_sizes = [1, 8, 64, 256]
 runs_ms = {}
 for batch_size in runtime.progress(batch_sizes, desc="batch sizes"):
     runs_ms[batch_size] = time_runs(
         lambda bs=batch_size: predict(model, samples, bs),
         warmup=1,
-        repeats=runtime.pick(full=5, quick=3),
+        repeats=runtime.pick(full=7, quick=5),
     )
     median_ms = statistics.median(runs_ms[batch_size])
     print(f"batch size {batch_size:>3}: median {median_ms:.2f} ms for {len(samples)} samples")
+for smaller, larger in itertools.pairwise(batch_sizes):
+    print(timing.verdict(f"batch size {larger} vs {smaller}", runs_ms[smaller], runs_ms[larger]))
 
 lab03.throughput_chart(runs_ms, n_samples=len(samples))
 
 # %% [markdown]
 # The x axis is logarithmic: equal distances mean equal *factors* (1 → 8 → 64 multiplies by
 # 8 each time), which suits batch sizes that grow by multiplying. The y axis starts at 0, so
-# the heights compare honestly. The bar on each point runs from the slowest to the fastest run.
+# the heights compare honestly. The bar on each point runs from the slowest to the fastest
+# run. The title reads the printed verdicts: the curve rises as long as each step is faster,
+# and the first step that is not says whether it then levels off (within the noise) or falls.
 #
 # Now the before/after picture: batch size 1 against the larger batch size with the highest
 # median throughput. Each bar is the median; its whisker spans the **quartiles** of the runs (the
-# middle half). The title gives the speed-up, the ratio of the two median times, and in
-# brackets the smallest and largest ratio the two middle halves allow. When the middle halves
-# overlap, the difference is **within the noise**, and the title says so instead of claiming
-# a gain.
+# middle half). The title is the verdict printed above it: when the middle halves overlap,
+# the difference is **within the noise**, and the title says so instead of claiming a gain.
 
 # %%
 throughput = {bs: len(samples) / statistics.median(runs) for bs, runs in runs_ms.items()}
 best = max(batch_sizes[1:], key=throughput.get)
+print(f"the best batch size on this run: {best}")
+print(timing.verdict("the best batch size vs batch size 1", runs_ms[1], runs_ms[best]))
 lab03.before_after_chart(
     {"batch size 1": runs_ms[1], f"batch size {best}": runs_ms[best]}, n_samples=len(samples)
 )
@@ -520,7 +597,7 @@ lab03.before_after_chart(
 # its whole batch, so the **latency** of one prediction does not improve. For a service
 # answering one user at a time, batch size 1 may be right after all.
 #
-# ### Exercise 4 · Fix the loading bottleneck
+# ### Exercise 5 · Fix the loading bottleneck
 #
 # Write `load_batch_fast(indices)` that returns exactly what `load_batch(indices)` returns,
 # without a Python loop over the samples:
@@ -555,7 +632,7 @@ def load_batch_fast(indices: range) -> torch.Tensor:
 load_batch_fast = lab03.check_fast_load(load_batch_fast, load_batch, X)
 
 # %% [markdown]
-# ### Exercise 5 · Measure your speed-up, with its spread
+# ### Exercise 6 · Measure your speed-up, with its spread
 #
 # The check above timed the loading alone, roughly. Now measure what the fix is worth for the
 # **whole pipeline** of section 4, the model included, the way this lab taught. Here is that
@@ -623,11 +700,18 @@ speedup_runs = {"before": [before_ms], "after": [after_ms]}
 speedup_runs = lab03.check_speedup(speedup_runs, before, after, device)
 
 # %% [markdown]
-# As a picture, in samples per second through the whole pipeline. Re-running the exercise
-# cell measures again: the bars move a little every time, and the title tells you whether
-# the gain still stands clear of the noise.
+# The verdict, and as a picture, in samples per second through the whole pipeline.
+# Re-running the exercise cell measures again: the bars move a little every time, and the
+# verdict tells you whether the gain still stands clear of the noise.
 
 # %%
+print(
+    timing.verdict(
+        "whole pipeline, loading the batch at once vs one sample at a time",
+        speedup_runs["before"],
+        speedup_runs["after"],
+    )
+)
 lab03.before_after_chart(
     {"load one at a time": speedup_runs["before"], "load the batch at once": speedup_runs["after"]},
     n_samples=n_batches * stage_batch,
@@ -637,21 +721,119 @@ lab03.before_after_chart(
 # The gain counts the whole pipeline: the model's time did not change, so the pipeline can
 # never speed up by more than the loading's share of its time allows.
 #
-# Other knobs follow the same measure-change-measure loop: `DataLoader(num_workers=...)`
-# (lab 2) when loading is the bottleneck (it helps when each sample is costly to produce,
-# e.g. decoding images; on 2 cores with data already in memory it mostly adds overhead), and
-# `torch.compile(model)`, which fuses ops into new kernels. It needs a compiler (on the CPU a
-# C++ compiler, on a GPU a C compiler for Triton) and a long first call, which a warm-up of a
-# few calls absorbs. If you have time left, time it with `time_runs` as in Exercise 5, where
-# the next cell says it can run:
+# Other knobs follow the same measure-change-measure loop, for instance
+# `DataLoader(num_workers=...)` (lab 2) when loading is the bottleneck: it helps when each
+# sample is costly to produce (e.g. decoding images); on 2 cores with data already in memory
+# it mostly adds overhead. The next section times one more knob, which needs extra care.
+#
+# ## 6 · `torch.compile`: pay once, then time the warm calls
+#
+# `torch.compile(module)` returns a wrapper at once; the work happens in its **first call**:
+# PyTorch traces the forward pass into a graph, and its compiler (*Inductor*) turns the
+# graph into new code, C++ on the CPU (compiled by `g++`, which the course image holds) or
+# Triton kernels on a GPU. Later calls with inputs of the same shape run that code directly.
+# Its best trick is **fusion**: a chain of element-wise operations, which eager PyTorch runs
+# one by one, each reading and writing the whole tensor, becomes one loop that reads the
+# input once.
+#
+# Here is such a chain: the smooth activation below (a curve that bends like ReLU, but
+# smoothly) is eight element-wise operations on a batch of activations.
+
 
 # %%
-needed = ["cc", "gcc"] if device.type == "cuda" else ["c++", "g++", "clang++"]
-compiler = next((shutil.which(name) for name in needed if shutil.which(name)), None)
-if compiler:
-    print(f"compiler found ({compiler}): try compiled = torch.compile(model)")
+class SmoothActivation(nn.Module):
+    """0.5·x·(1 + tanh(0.798·(x + 0.045·x³))): eight element-wise operations."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return 0.5 * x * (1 + torch.tanh(0.7978845608 * (x + 0.044715 * x**3)))
+
+
+smooth = SmoothActivation()
+x = torch.randn(runtime.pick(full=4096, quick=1024), 256, device=device)
+
+# %% [markdown]
+# ### Exercise 7 · Time the compile apart from the warm calls
+#
+# The first call of `compiled` compiles (seconds: on a 2-core CPU often tens of them the first
+# time, less once Inductor's on-disk cache holds the code); every later call is a warm call
+# of a few milliseconds. Timed together, the compile would swamp the runs. Set
+# `compile_timing` to a dict with:
+#
+# 1. `"compile_s"`: the time of the **first** call `compiled(x)`, alone, in **seconds**;
+# 2. `"eager"` and `"compiled"`: the runs of `smooth(x)` and of `compiled(x)`, timed with
+#    `time_runs` (warm-up first, at least 5 repeats), in milliseconds.
+#
+# `torch.compiler.reset()` forgets earlier compilations, so running the cell again compiles
+# again. The check times both calls itself and compares your runs with its own.
+
+# %% tags=["exercise"]
+torch.compiler.reset()  # forget earlier compilations: this cell compiles afresh every time
+compiled = torch.compile(smooth)
+
+# TODO: time the first call of compiled(x) alone (seconds), then warm runs of both (ms)
+compile_timing = {
+    "compile_s": None,
+    "eager": time_runs(lambda: smooth(x), warmup=0, repeats=5),
+    "compiled": time_runs(lambda: compiled(x), warmup=0, repeats=5),
+}
+
+# %% [markdown] tags=["solution"]
+# <details><summary>Solution</summary>
+#
+# ```python
+# torch.compiler.reset()  # forget earlier compilations: this cell compiles afresh every time
+# compiled = torch.compile(smooth)
+#
+# start = time.perf_counter()
+# compiled(x)
+# if device.type == "cuda":
+#     torch.cuda.synchronize()
+# compile_s = time.perf_counter() - start
+#
+# compile_timing = {
+#     "compile_s": compile_s,
+#     "eager": time_runs(lambda: smooth(x), warmup=3, repeats=10),
+#     "compiled": time_runs(lambda: compiled(x), warmup=3, repeats=10),
+# }
+# ```
+#
+# </details>
+
+# %%
+compile_timing = lab03.check_compiled(compile_timing, smooth, compiled, x, device)
+
+# %% [markdown]
+# The verdict on the warm calls, and what the compile costs against what each call saves:
+
+# %%
+compiled_vs_eager = timing.speedup(compile_timing["eager"], compile_timing["compiled"])
+print(f"first call, compiling: {compile_timing['compile_s']:.1f} s")
+print(timing.verdict("compiled vs eager", compile_timing["eager"], compile_timing["compiled"]))
+saved_ms = statistics.median(compile_timing["eager"]) - statistics.median(
+    compile_timing["compiled"]
+)
+if compiled_vs_eager.direction == timing.FASTER:
+    calls = compile_timing["compile_s"] * 1000 / saved_ms
+    print(f"each warm call saves {saved_ms:.2f} ms: the compile pays back after {calls:,.0f} calls")
 else:
-    print(f"no {' or '.join(needed)} on this machine: torch.compile cannot run here, skip it")
+    print("no gain beyond the noise on this machine: here the compile never pays back")
+lab03.before_after_chart(
+    {"eager": compile_timing["eager"], "compiled": compile_timing["compiled"]}, n_samples=len(x)
+)
+
+# %% [markdown]
+# Whatever your verdict says, three lessons hold:
+#
+# * **The compile is a one-off cost, timed apart.** It is paid on the first call (and again
+#   for every new input shape, or after `torch.compiler.reset()`), so it belongs in its own
+#   number, never among the runs: one compiling run in ten would make any median lie.
+# * **It pays back only over many calls.** The line above divides the compile by what one
+#   warm call saves: a training run or a server answering for hours repays it easily; a
+#   notebook cell that calls the model a handful of times never does.
+# * **The gain depends on the model and the machine.** Fusion helps chains of element-wise
+#   operations most; a model made of large matrix multiplies already spends its time in the
+#   math library, and a tiny model may gain nothing at all. Measure, with the rule, before
+#   you keep `torch.compile` in your code.
 
 # %% [markdown]
 # ## Recap
@@ -667,3 +849,5 @@ else:
 # * Fix the bottleneck, measure again with the same work, and report the gain as a ratio of
 #   medians with its quartiles: when the middle halves overlap, the change is within the
 #   noise. Say what you traded.
+# * `torch.compile` compiles on its first call: time that call apart, warm up, then time the
+#   warm calls; the compile pays back only over many calls.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import itertools
 import logging
 import math
 import os
@@ -16,7 +15,7 @@ import torch
 from matplotlib.figure import Figure
 
 from workshop_labs import plots, timing
-from workshop_labs.checks import exercise, expect, passed
+from workshop_labs.checks import calling, exercise, expect, passed
 
 # The profiler's C++ logger prints internal status lines (and, on a CUDA build without a GPU,
 # a harmless "gpuGetDeviceCount failed") to stderr, which a notebook shows in red; and
@@ -24,6 +23,7 @@ from workshop_labs.checks import exercise, expect, passed
 # Neither says anything about the attendee's code.
 os.environ.setdefault("KINETO_LOG_LEVEL", "6")
 logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+import torch.utils.benchmark as benchmark  # noqa: E402 - after the logger above is quietened
 
 # ----------------------------------------------------------------------------------------------
 # Figures
@@ -110,9 +110,10 @@ def timing_spread(single_runs_ms: list[float]) -> Figure:
     )
     ax.set_ylim(bottom=0)
     spread = f"calls 2+ from {min(rest):.2f} to {max(rest):.2f} ms"
+    first_is = "slower than every later call" if first > max(rest) else "not the slowest"
     ax.set(
-        title=f"The same forward pass, call by call: call 1 took {first / median:.1f}× the "
-        f"median\nof the others; {spread}",
+        title=f"The same forward pass, call by call: call 1 took {first:.2f} ms, "
+        f"{first_is};\n{spread}",
         xlabel="call number",
         ylabel="time of that one call (ms)",
     )
@@ -280,6 +281,79 @@ def check_time_it(time_it: Callable) -> None:
 
 
 # ----------------------------------------------------------------------------------------------
+# Exercise 2: time a statement with torch.utils.benchmark.Timer
+# ----------------------------------------------------------------------------------------------
+
+TIMER_STATEMENT = "predict(model, batch[:1], batch_size=1)"
+
+
+def _statement_calls(statement: str, model: torch.nn.Module, batch: torch.Tensor) -> list[dict]:
+    """What the Timer's statement asks of ``predict``: the statement runs once with a stand-in
+    for ``predict`` that records its arguments (a Timer keeps its statement, not its globals;
+    load on a shared machine scatters timings too much to tell the statements apart)."""
+    calls: list[dict] = []
+
+    def recording_predict(model_given, inputs, batch_size):
+        calls.append({"model": model_given, "samples": len(inputs), "batch_size": batch_size})
+
+    with calling(f"the Timer's statement {statement!r}, run with predict, model and batch,"):
+        exec(statement, {"predict": recording_predict, "model": model, "batch": batch})
+    return calls
+
+
+@exercise()
+def check_timer(measurement: object, model: torch.nn.Module, batch: torch.Tensor) -> None:
+    """``measurement`` is what ``blocked_autorange`` returned for a Timer of predicting one
+    sample of ``batch``, one per call, that ran with all of this machine's threads."""
+    expect(measurement is not None, "`one_at_a_time` is None: replace the None with your answer")
+    expect(
+        not isinstance(measurement, benchmark.Timer),
+        "`one_at_a_time` is the Timer itself: call its .blocked_autorange(...) and keep the "
+        "Measurement it returns",
+    )
+    expect(
+        isinstance(measurement, benchmark.Measurement),
+        f"`one_at_a_time` is a {type(measurement).__name__}: keep the whole Measurement that "
+        "timer.blocked_autorange(...) returns (its median, IQR and runs), not one number",
+    )
+    assert isinstance(measurement, benchmark.Measurement)
+    threads, wanted = measurement.task_spec.num_threads, torch.get_num_threads()
+    expect(
+        threads == wanted,
+        f"your Timer ran with {threads} thread(s), but the model uses {wanted}: Timer uses "
+        "one thread unless told, so pass num_threads=torch.get_num_threads()",
+    )
+    calls = _statement_calls(measurement.task_spec.stmt, model, batch)
+    expect(
+        len(calls) == 1 and calls[0]["model"] is model,
+        f"your Timer's statement {measurement.task_spec.stmt!r} does not call "
+        f"predict(model, ...) once: time {TIMER_STATEMENT}",
+    )
+    (call,) = calls
+    expect(
+        call["samples"] == 1,
+        f"your Timer's statement predicts {call['samples']} samples per run: time one "
+        f"sample, {TIMER_STATEMENT}, not the whole batch of the cell above",
+    )
+    expect(
+        call["batch_size"] == 1,
+        f"your Timer's statement passes batch_size={call['batch_size']!r}: one sample per "
+        f"call, {TIMER_STATEMENT}",
+    )
+    expect(
+        measurement.number_per_run * len(measurement.times) > 1,
+        "the measurement rests on one single call: timeit(1) times one call, cold or warm, "
+        "noise and all; blocked_autorange(min_run_time=...) warms up and repeats calls in "
+        "blocks until the time is up",
+    )
+    passed(
+        f"one sample takes {measurement.median * 1e6:.0f} µs (median of "
+        f"{len(measurement.times)} block(s) of {measurement.number_per_run} calls, "
+        f"{threads} threads)"
+    )
+
+
+# ----------------------------------------------------------------------------------------------
 # Exercise 2: read the profiler's op table
 # ----------------------------------------------------------------------------------------------
 
@@ -430,23 +504,24 @@ def _throughputs(runs_ms: Mapping[int, Sequence[float]], n_samples: int, pick: C
     return {size: n_samples / (pick(runs) / 1000) for size, runs in sorted(runs_ms.items())}
 
 
-def throughput_title(runs_ms: Mapping[int, Sequence[float]], *, n_samples: int) -> str:
-    """What the measured curve shows: rising, peaking and falling, or levelling off. A fall
-    counts only when the slowest run at the peak beats the fastest run at the largest batch."""
-    median = _throughputs(runs_ms, n_samples, statistics.median)
-    slowest = _throughputs(runs_ms, n_samples, max)
-    fastest = _throughputs(runs_ms, n_samples, min)
-    sizes, values = list(median), list(median.values())
-    best, smallest, largest = max(median, key=median.get), sizes[0], sizes[-1]
-    gain = f"{median[best] / median[smallest]:.1f}× batch size {smallest}"
-    if all(later > earlier for earlier, later in itertools.pairwise(values)):
-        return f"Throughput rises with every batch size up to {largest}: {gain}"
-    if best == largest:
-        return f"Throughput is highest at batch size {best} ({gain}), but not rising at every step"
-    if slowest[best] > fastest[largest]:
-        drop = 1 - median[largest] / median[best]
-        return f"Throughput peaks at batch size {best} ({gain}), then falls {drop:.0%} by {largest}"
-    return f"Throughput levels off from batch size {best} ({gain}): larger batches gain nothing"
+def throughput_title(runs_ms: Mapping[int, Sequence[float]]) -> str:
+    """What the measured curve shows, by lab 3's rule: each step to the next batch size is
+    faster, slower or within the noise (``timing.speedup`` of the two sizes' runs, as the lab's
+    printed verdicts say), and the curve rises only as long as its steps are faster."""
+    sizes = sorted(runs_ms)
+    smallest, peak = sizes[0], sizes[0]
+    for size in sizes[1:]:
+        step = timing.speedup(runs_ms[peak], runs_ms[size])
+        if step.direction != timing.FASTER:
+            gain = timing.speedup(runs_ms[smallest], runs_ms[peak])
+            then = "then falls" if step.direction == timing.SLOWER else "then levels off"
+            return (
+                f"Throughput rises up to batch size {peak} ({gain.ratio:.1f}× batch size "
+                f"{smallest}), {then}:\nbatch size {size} vs {peak}: {step}"
+            )
+        peak = size
+    gain = timing.speedup(runs_ms[smallest], runs_ms[peak])
+    return f"Throughput rises with every batch size up to {peak}:\nvs batch size {smallest}: {gain}"
 
 
 def throughput_chart(runs_ms: Mapping[int, Sequence[float]], *, n_samples: int) -> Figure:
@@ -472,7 +547,7 @@ def throughput_chart(runs_ms: Mapping[int, Sequence[float]], *, n_samples: int) 
     ax.minorticks_off()
     ax.set_ylim(0, max(fastest.values()) * 1.15)
     ax.set(
-        title=throughput_title(runs_ms, n_samples=n_samples),
+        title=throughput_title(runs_ms),
         xlabel="batch size (log scale)",
         ylabel="samples per second",
     )
@@ -612,10 +687,9 @@ def _timed_runs(before: Callable, after: Callable, device: torch.device) -> dict
     }
 
 
-def _own_runs(before: Callable, after: Callable, device: torch.device) -> dict[str, list]:
+def _own_runs(functions: Mapping[str, Callable], device: torch.device) -> dict[str, list]:
     """The check's own measurement, lab 3's way (a warm-up, then single synchronized calls),
-    with the two functions timed in turn: a change in the machine's pace hits both alike."""
-    functions = {"before": before, "after": after}
+    with the functions timed in turn: a change in the machine's pace hits all alike."""
     for fn in functions.values():
         fn()
     runs: dict[str, list[float]] = {name: [] for name in functions}
@@ -641,95 +715,89 @@ def _in_seconds(runs: Sequence[float], own_runs: Sequence[float]) -> bool:
 RE_MEASURED_FACTOR = 5.0
 
 
-def _disagreement(claimed: Mapping[str, Sequence[float]], own: Mapping[str, list]) -> str:
-    """Why the attendee's runs cannot be timings of before() and after(), judged against the
-    check's own runs; an empty string when they can."""
+def _disagreement(
+    answer: str, claimed: Mapping[str, Sequence[float]], own: Mapping[str, list], calls: dict
+) -> str:
+    """Why the attendee's runs (``answer``, a dict of two lists) cannot be timings of the two
+    calls (``calls``: name → the call as the attendee writes it, the slower one first),
+    judged against the check's own runs; an empty string when they can."""
+    (slow, slow_call), (fast, fast_call) = calls.items()
     own_fastest = {name: min(runs) for name, runs in own.items()}
-    fastest = {name: min(runs) for name, runs in claimed.items()}
+    fastest = {name: min(claimed[name]) for name in calls}
     own_text = (
-        f"the check's fastest runs of before() and after() took {own_fastest['before']:.2f} "
-        f"and {own_fastest['after']:.2f} ms"
+        f"the check's fastest runs of {slow_call} and {fast_call} took "
+        f"{own_fastest[slow]:.2f} and {own_fastest[fast]:.2f} ms"
     )
-    own_ratio, ratio = (
-        own_fastest["before"] / own_fastest["after"],
-        fastest["before"] / fastest["after"],
-    )
+    own_ratio, ratio = own_fastest[slow] / own_fastest[fast], fastest[slow] / fastest[fast]
+    time_each = f"Time {slow_call} for {slow!r} and {fast_call} for {fast!r}"
     # Only a clear gain can be missed or reversed; the attendee's ratio is judged against the
     # middle, on a log scale, of 1 and the check's ratio
     if own_ratio >= 2:
         if ratio < 1 / math.sqrt(own_ratio):
             return (
-                f"your runs say after() is {1 / ratio:.1f}× slower, but {own_text}: 'before' "
-                "and 'after' are swapped. Time before() for 'before' and after() for 'after'"
+                f"your runs say {fast!r} is {1 / ratio:.1f}× slower, but {own_text}: "
+                f"{slow!r} and {fast!r} are swapped. {time_each}"
             )
         if ratio < math.sqrt(own_ratio):
-            level = math.sqrt(fastest["before"] * fastest["after"])
+            level = math.sqrt(fastest[slow] * fastest[fast])
             twice = min(own, key=lambda name: abs(math.log(level / own_fastest[name])))
             return (
-                f"your fastest runs of before and after differ only {ratio:.2f}×, but "
-                f"{own_text}: both look like {twice}(), timed twice. Time before() for "
-                "'before' and after() for 'after'"
+                f"your fastest runs of {slow} and {fast} differ only {ratio:.2f}×, but "
+                f"{own_text}: both look like {calls[twice]}, timed twice. {time_each}"
             )
-    for name in claimed:
+    for name, call in calls.items():
         if not 1 / RE_MEASURED_FACTOR <= fastest[name] / own_fastest[name] <= RE_MEASURED_FACTOR:
             return (
-                f"the fastest run in speedup_runs[{name!r}] took {fastest[name]:.2f} ms, but "
-                f"{own_text}: these are not timings of {name}(). Time the call itself, e.g. "
-                f"time_runs({name}, warmup=3, repeats=10), and keep what it returns"
+                f"the fastest run in {answer}[{name!r}] took {fastest[name]:.2f} ms, but "
+                f"{own_text}: these are not timings of {call}. Time the call itself with "
+                "time_runs (warm-up, then repeats) and keep what it returns"
             )
     return ""
 
 
-@exercise(stand_in=_timed_runs, stand_in_is="runs of before and after timed by the check itself")
-def check_speedup(
-    speedup_runs: object, before: Callable, after: Callable, device: torch.device
-) -> None:
-    """``speedup_runs`` holds several warm, synchronized runs of the same work, before and after."""
-    expect(speedup_runs is not None, "`speedup_runs` is None: build the dict of runs")
-    expect(
-        isinstance(speedup_runs, Mapping) and set(speedup_runs) == {"before", "after"},
-        "`speedup_runs` must be a dict {'before': runs, 'after': runs}, each a list of "
-        "milliseconds, one per timed call",
-    )
-    assert isinstance(speedup_runs, Mapping)
-    for name, runs in speedup_runs.items():
+def _expect_runs(answer: str, runs_by_name: Mapping[str, object], names: Sequence[str]) -> None:
+    """Each of ``names`` holds a list of at least MIN_RUNS milliseconds, not all the same."""
+    for name in names:
+        runs = runs_by_name[name]
         expect(
             isinstance(runs, Sequence) and all(isinstance(r, int | float) for r in runs),
-            f"speedup_runs[{name!r}] is a {type(runs).__name__}: it must be a list of "
+            f"{answer}[{name!r}] is a {type(runs).__name__}: it must be a list of "
             "milliseconds, one per timed call (what time_runs returns)",
         )
+        assert isinstance(runs, Sequence)
         expect(
             len(runs) >= MIN_RUNS,
-            f"speedup_runs[{name!r}] has {len(runs)} run(s): repeat at least {MIN_RUNS} times "
+            f"{answer}[{name!r}] has {len(runs)} run(s): repeat at least {MIN_RUNS} times "
             "so the spread shows, e.g. time_runs(fn, repeats=10)",
         )
-
-    outputs = {"before": before(), "after": after()}
-    expect(
-        all(isinstance(out, torch.Tensor) for out in outputs.values()),
-        "before() and after() must return the pipeline's class scores: keep their `return`",
-    )
-    expect(
-        outputs["before"].shape == outputs["after"].shape
-        and torch.allclose(outputs["before"], outputs["after"], atol=1e-4),
-        "before() and after() give different results: a speed-up only counts for the same "
-        "work, so change how the batches are loaded, not what is computed",
-    )
-
-    for name, runs in speedup_runs.items():
         expect(
             len(set(runs)) > 1,
-            f"every run in speedup_runs[{name!r}] is exactly {runs[0]} ms: real timings scatter "
+            f"every run in {answer}[{name!r}] is exactly {runs[0]} ms: real timings scatter "
             "from run to run. Time the calls, e.g. time_runs(fn, warmup=3, repeats=10), "
             "instead of writing numbers",
         )
-    own = _own_runs(before, after, device)
-    for name, runs in speedup_runs.items():
+
+
+def _judge_runs(
+    answer: str,
+    claimed: Mapping[str, Sequence[float]],
+    functions: Mapping[str, Callable],
+    calls: dict,
+    device: torch.device,
+    *,
+    cold: str,
+) -> dict[str, list]:
+    """Refuse runs that cannot be warm, synchronized timings in milliseconds of ``functions``
+    (each named in ``calls`` as the attendee writes the call), judged against the check's own
+    runs, which it returns. ``cold`` says what a first run far above the others paid for."""
+    own = _own_runs(functions, device)
+    for name in calls:
+        runs = claimed[name]
         if device.type == "cuda":
             fastest, own_fastest = min(runs), min(own[name])
             expect(
                 fastest > 0.1 * own_fastest,
-                f"the fastest run in speedup_runs[{name!r}] took {fastest:.4f} for a call that "
+                f"the fastest run in {answer}[{name!r}] took {fastest:.4f} for a call that "
                 f"takes at least {own_fastest:.1f} ms on the GPU: the clock stopped before the "
                 "GPU finished. Call torch.cuda.synchronize() before reading the clock (and keep "
                 "milliseconds: seconds × 1000)",
@@ -745,28 +813,155 @@ def check_speedup(
                 and first > 3 * max(own[name])
             ),
             f"the first run of {name!r} took {first:.1f} ms, the others at most "
-            f"{max(rest):.1f} ms: it paid one-off setup costs. Warm up: call the function a "
-            "few times before timing (time_runs(fn, warmup=3, ...))",
+            f"{max(rest):.1f} ms: it {cold}",
         )
-    # seconds only when both lists are: a tiny number alone is a call that was never made
+    # seconds only when every list is: a tiny number alone is a call that was never made
+    slow = next(iter(calls))
     expect(
-        not all(_in_seconds(speedup_runs[name], own[name]) for name in own),
-        f"the fastest run in speedup_runs['before'] took {min(speedup_runs['before']):.4f} for "
-        f"a call that takes at least {min(own['before']):.1f} ms: that is seconds; multiply by "
-        "1000 to keep milliseconds",
+        not all(_in_seconds(claimed[name], own[name]) for name in own),
+        f"the fastest run in {answer}[{slow!r}] took {min(claimed[slow]):.4f} for a call that "
+        f"takes at least {min(own[slow]):.1f} ms: that is seconds; multiply by 1000 to keep "
+        "milliseconds",
     )
     # A busy moment can slow every one of the check's runs: while the verdict is a refusal
     # it measures again and judges on all its runs together.
-    reason = _disagreement(speedup_runs, own)
+    reason = _disagreement(answer, claimed, own, calls)
     for _ in range(2):
         if not reason:
             break
-        more = _own_runs(before, after, device)
+        more = _own_runs(functions, device)
         own = {name: own[name] + more[name] for name in own}
-        reason = _disagreement(speedup_runs, own)
+        reason = _disagreement(answer, claimed, own, calls)
     expect(not reason, reason)
+    return own
+
+
+@exercise(stand_in=_timed_runs, stand_in_is="runs of before and after timed by the check itself")
+def check_speedup(
+    speedup_runs: object, before: Callable, after: Callable, device: torch.device
+) -> None:
+    """``speedup_runs`` holds several warm, synchronized runs of the same work, before and after."""
+    expect(speedup_runs is not None, "`speedup_runs` is None: build the dict of runs")
+    expect(
+        isinstance(speedup_runs, Mapping) and set(speedup_runs) == {"before", "after"},
+        "`speedup_runs` must be a dict {'before': runs, 'after': runs}, each a list of "
+        "milliseconds, one per timed call",
+    )
+    assert isinstance(speedup_runs, Mapping)
+    _expect_runs("speedup_runs", speedup_runs, ("before", "after"))
+
+    outputs = {"before": before(), "after": after()}
+    expect(
+        all(isinstance(out, torch.Tensor) for out in outputs.values()),
+        "before() and after() must return the pipeline's class scores: keep their `return`",
+    )
+    expect(
+        outputs["before"].shape == outputs["after"].shape
+        and torch.allclose(outputs["before"], outputs["after"], atol=1e-4),
+        "before() and after() give different results: a speed-up only counts for the same "
+        "work, so change how the batches are loaded, not what is computed",
+    )
+    own = _judge_runs(
+        "speedup_runs",
+        speedup_runs,
+        {"before": before, "after": after},
+        {"before": "before()", "after": "after()"},
+        device,
+        cold="paid one-off setup costs. Warm up: call the function a few times before timing "
+        "(time_runs(fn, warmup=3, ...))",
+    )
     passed(
         f"{len(speedup_runs['before'])} and {len(speedup_runs['after'])} warm runs of the same "
         f"work: after() is {timing.speedup(speedup_runs['before'], speedup_runs['after'])}; the "
         f"check's own runs agree: {timing.speedup(own['before'], own['after'])}"
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Exercise 7: torch.compile, its one-off compile timed apart from the warm runs
+# ----------------------------------------------------------------------------------------------
+
+COMPILE_KEYS = ("compile_s", "eager", "compiled")
+# A compile takes seconds (a C++ or Triton compiler runs); a warm call of this lab's small
+# model milliseconds. A "first call" no slower than this many warm calls compiled nothing.
+COMPILE_OVER_WARM = 20
+
+
+def _compiled_timing(
+    eager: torch.nn.Module, compiled: object, inputs: torch.Tensor, device: torch.device
+) -> dict[str, object]:
+    """What the cells below Exercise 7 use while it is unsolved: the check compiles ``eager``
+    afresh, times that first call, then warm runs of both, the lab's way."""
+    torch.compiler.reset()
+    fresh = torch.compile(eager)
+    start = time.perf_counter()
+    fresh(inputs)
+    timing.sync(device)
+    compile_s = time.perf_counter() - start
+    runs = _own_runs({"eager": lambda: eager(inputs), "compiled": lambda: fresh(inputs)}, device)
+    return {"compile_s": compile_s, **runs}
+
+
+@exercise(
+    stand_in=_compiled_timing,
+    stand_in_is="a compile and warm runs of both timed by the check itself",
+)
+def check_compiled(
+    compile_timing: object,
+    eager: torch.nn.Module,
+    compiled: object,
+    inputs: torch.Tensor,
+    device: torch.device,
+) -> None:
+    """``compile_timing`` holds the first call of ``compiled`` (it compiles), in seconds, and
+    warm runs of ``eager`` and ``compiled`` with that first call left out, in milliseconds."""
+    expect(compile_timing is not None, "`compile_timing` is None: build the dict")
+    expect(
+        isinstance(compile_timing, Mapping) and set(compile_timing) == set(COMPILE_KEYS),
+        "`compile_timing` must be a dict {'compile_s': seconds of the first call, 'eager': "
+        "runs, 'compiled': runs}, each list in milliseconds, one per timed call",
+    )
+    assert isinstance(compile_timing, Mapping)
+    expect(
+        getattr(compiled, "_orig_mod", None) is eager,
+        "`compiled` is not what torch.compile(smooth) returns: keep "
+        "`compiled = torch.compile(smooth)` at the top of the cell",
+    )
+    compile_s = compile_timing["compile_s"]
+    expect(
+        compile_s is not None,
+        "compile_timing['compile_s'] is None: time the first call, compiled(x), in seconds",
+    )
+    expect(
+        isinstance(compile_s, int | float) and not isinstance(compile_s, bool),
+        f"compile_timing['compile_s'] is a {type(compile_s).__name__}: it must be the seconds "
+        "the first call took, one number",
+    )
+    expect(
+        compile_s < 600,
+        f"compile_timing['compile_s'] is {compile_s:,.0f}: that is milliseconds; the first "
+        "call's time is asked in seconds (time.perf_counter() - start, no × 1000)",
+    )
+    _expect_runs("compile_timing", compile_timing, ("eager", "compiled"))
+    own = _judge_runs(
+        "compile_timing",
+        compile_timing,
+        {"eager": lambda: eager(inputs), "compiled": lambda: compiled(inputs)},
+        {"eager": "smooth(x)", "compiled": "compiled(x)"},
+        device,
+        cold="compiled, or paid other one-off costs: the compiling first call belongs in "
+        "compile_s alone. Warm up before timing (time_runs(fn, warmup=3, ...))",
+    )
+    warm_ms = max(statistics.median(runs) for runs in own.values())
+    expect(
+        compile_s * 1000 > COMPILE_OVER_WARM * warm_ms,
+        f"compile_timing['compile_s'] is {compile_s:.4f} s, hardly more than a warm call "
+        f"({warm_ms:.2f} ms): nothing was compiled in it. torch.compile(...) returns at once; "
+        "the compiling happens in the first call, compiled(x): time that call, right after "
+        "torch.compile and before any other call",
+    )
+    passed(
+        f"the first call took {compile_s:.1f} s (it compiled); warm, compiled(x) vs smooth(x): "
+        f"{timing.speedup(compile_timing['eager'], compile_timing['compiled'])}; the check's "
+        f"own runs: {timing.speedup(own['eager'], own['compiled'])}"
     )
