@@ -620,7 +620,7 @@ def alternating_runs(fns: dict, repeats: int, rounds: int = 5) -> dict[str, tupl
     return runs
 
 
-repeats = 10
+repeats = runtime.pick(full=10, quick=20)  # quick: small steps, more runs for the rule
 tasks = {"training step": training_step, "inference": inference}
 timings = {}  # task → mode → every timed call, in milliseconds
 for task, fn in runtime.progress(tasks.items(), desc="measuring", total=len(tasks)):
@@ -723,8 +723,8 @@ for what, by_mode in memory.items():  # every bar of the figure, every mode meas
 saved_ratio = {shape: totals[amp] / totals["float32"] for shape, totals in saved_total.items()}
 plots.grouped_bars(
     memory,
-    title=f"Saved for backward, {amp} against float32: "
-    + ", ".join(f"{ratio:.2f}× with {shape}" for shape, ratio in saved_ratio.items()),
+    title=f"What autograd saved for backward, {amp} against float32:\n"
+    + "; ".join(f"{ratio:.2f}× float32's with {shape}" for shape, ratio in saved_ratio.items()),
     ylabel="MiB (2**20 bytes), measured (lower is better)",
 )
 
@@ -748,7 +748,7 @@ plots.grouped_bars(
 #
 # A verdict needs every run of both sides. Write `time_both(before, after)`: time each
 # function (it takes no argument) with `timing.measure`, warm-up included, `repeats` times
-# (10, from the cell above) on `device`, and return `(before_runs, after_runs)`, every timed
+# (from the cell above) on `device`, and return `(before_runs, after_runs)`, every timed
 # run of each, in milliseconds (a `Measurement`'s `.runs`). The check hands your function two
 # functions of its own, one taking 6 ms and one 2 ms (and longer on their first call), and
 # believes only runs that those calls can have taken.
@@ -793,9 +793,10 @@ time_both = lab04.check_time_both(time_both)
 #   number loaded from memory, so its speed is set by memory bandwidth. autocast does not
 #   even change it: element-wise ops are not on its lists and run in float32.
 #
-# Each bar is the ratio of the median runs; its whisker spans the ratios the middle halves
-# allow (float32's first quartile over AMP's third, to float32's third over AMP's first);
-# its colour is the verdict: green faster, red slower, grey within the noise.
+# Each bar is the ratio of the median runs, drawn from 1× (up: faster, down: slower, on a
+# logarithmic scale where 2× faster and 2× slower are as long); its whisker spans the ratios
+# the middle halves allow (float32's first quartile over AMP's third, to float32's third over
+# AMP's first); its colour is the verdict: green faster, red slower, grey within the noise.
 
 # %%
 tiny_model = nn.Sequential(nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 10)).to(device)
@@ -819,7 +820,7 @@ def under_autocast(fn, enabled: bool):
 def float32_and_amp_runs(fn) -> tuple[tuple[float, ...], tuple[float, ...]]:
     runs = alternating_runs(
         {"float32": under_autocast(fn, False), "AMP": under_autocast(fn, True)},
-        repeats=runtime.pick(full=20, quick=10),
+        repeats=20,
     )
     return runs["float32"], runs["AMP"]
 

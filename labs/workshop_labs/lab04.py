@@ -535,11 +535,10 @@ def check_stored_as(stored_as: Callable) -> None:
                 "convert it with .to(dtype), then read it back with .item()",
             )
             expect(False, f"{call} returned {got:g}, but {_dtype_name(dtype)} stores {want:g}")
-    fp16 = [_stored(value, torch.float16) for value in STORED_VALUES[:2]]
+    fp16, bf16 = ([_stored(value, dtype) for value in STORED_VALUES] for dtype in SIXTEEN_BITS)
     passed(
-        f"float16 stores 70,000 as {fp16[0]:g} and 1e-8 as {fp16[1]:g}; bfloat16 keeps both "
-        f"(1e-8 as {_stored(1e-8, torch.bfloat16):.3g}) but stores 1.001 as "
-        f"{_stored(1.001, torch.bfloat16):g}"
+        f"float16 stores 70,000 as {fp16[0]:g} and 1e-8 as {fp16[1]:g}; bfloat16 keeps their "
+        f"range ({bf16[0]:,.0f} and {bf16[1]:.4g}) but stores 1.001 as {bf16[2]:g}"
     )
 
 
@@ -1047,25 +1046,31 @@ def directions_count(speedups: Mapping[str, timing.Speedup]) -> str:
 def speedup_bars(speedups: Mapping[str, timing.Speedup], *, title: str) -> Figure:
     """Bars of AMP's speed-up per case (the ratio of the median runs), each whisker spanning
     the range the quartiles allow, each bar coloured by its verdict (lab 3's rule); the title
-    ends with how many cases got each verdict, so it always agrees with the colours."""
+    ends with how many cases got each verdict, so it always agrees with the colours.
+
+    The scale is logarithmic and each bar starts at 1×: up for faster, down for slower, so 2×
+    faster and 2× slower are as long, and a case 100× slower still shows."""
     fig, ax = plots.figure(figsize=(max(6.0, 2.2 * len(speedups) + 1), 4.5))
     names = list(speedups)
     values = [speedups[name].ratio for name in names]
     colors = [DIRECTION_COLORS[speedups[name].direction] for name in names]
-    rects = ax.bar(names, values, color=colors, width=0.6)
+    ax.set_yscale("log")
+    rects = ax.bar(names, [v - 1 for v in values], bottom=1, color=colors, width=0.6)
     lows = [value - speedups[name].low for name, value in zip(names, values, strict=True)]
     highs = [speedups[name].high - value for name, value in zip(names, values, strict=True)]
     ax.errorbar(names, values, yerr=[lows, highs], fmt="none", ecolor="#333333", capsize=5)
-    ax.bar_label(rects, labels=[f"{v:.2f}×" for v in values], padding=3)
+    ax.bar_label(rects, labels=[f"{v:.3g}×" for v in values], padding=3)
     no_difference = ax.axhline(1.0, color="0.3", linestyle="--")
     handles = [FancyBboxPatch((0, 0), 1, 1, color=color) for color in DIRECTION_COLORS.values()]
     handles.append(no_difference)
     labels = [*DIRECTION_COLORS, "1× = no difference"]
-    ax.legend(handles, labels, loc="upper right")
-    ax.margins(y=0.2)
+    ax.legend(handles, labels, loc="best")
+    ends = [speedup.low for speedup in speedups.values()] + [s.high for s in speedups.values()]
+    ax.set_ylim(min(0.5, *ends) / 2, max(2.0, *ends) * 2)
+    ax.yaxis.set_major_formatter(lambda value, _: f"{value:g}×")
     ax.grid(axis="x", visible=False)
     ax.set(
         title=f"{title}\nAMP was {directions_count(speedups)}",
-        ylabel="AMP speed-up (× float32 speed)",
+        ylabel="AMP speed-up (× float32 speed, log scale)",
     )
     return plots.show(fig)
