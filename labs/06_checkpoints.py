@@ -251,7 +251,7 @@ small_cnn = lab06.check_small_cnn(small_cnn)
 
 # %%
 for name, tensor in model.state_dict().items():
-    print(f"{name:16} {str(tuple(tensor.shape)):16} {tensor.dtype}")
+    print(f"{name:27} {str(tuple(tensor.shape)):16} {tensor.dtype}")
 
 # %% [markdown]
 # `model.state_dict()` is an ordered dictionary from each parameter's **name** (the attribute
@@ -1161,9 +1161,10 @@ except Exception as error:
 # The graph is the lab's `DigitsCNN` written out as operations: `aten` is PyTorch's library of
 # tensor operations. Each line is one operation, its settings (for `conv2d` the stride and
 # the padding, for `max_pool2d` the window and the stride) and the shape of its output.
-# BatchNorm in `eval()` mode became an operation that uses the stored running averages, and
-# Dropout is gone or passes its input through. The `.pt2` file needs neither `DigitsCNN` nor
-# this notebook to run.
+# `batch_norm` and `dropout` were recorded for inference (`batch_norm`'s first `False` is
+# its `training` flag, `dropout`'s `False` its `train` flag): BatchNorm uses its running
+# averages and Dropout passes its input through, as in `eval()`. The `.pt2` file
+# needs neither `DigitsCNN` nor this notebook to run.
 #
 # Every size is fixed, the batch of 2 too: the program refuses a batch of 7. To let the batch
 # vary, name that dimension: `dynamic_shapes={"x": {0: torch.export.Dim("batch")}}` (`x` is
@@ -1210,7 +1211,8 @@ export_for_serving = lab06.check_export_for_serving(export_for_serving, deployed
 # %%
 cpu_model = copy.deepcopy(deployed).cpu()
 onnx_path = folder / "digits_5_to_9.onnx"
-with contextlib.redirect_stdout(io.StringIO()):  # the exporter's progress lines
+exporter_says = io.StringIO()  # its progress lines and warnings, kept out of the way
+with contextlib.redirect_stdout(exporter_says), contextlib.redirect_stderr(exporter_says):
     onnx_program = torch.onnx.export(
         cpu_model, (example.cpu(),), dynamo=True, dynamic_shapes={"x": {0: "batch"}}
     )

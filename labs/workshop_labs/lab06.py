@@ -348,10 +348,16 @@ def check_small_cnn(small_cnn: object) -> None:
 
     def reached(module, args) -> None:
         ran.append(module)
-        if isinstance(module, nn.Linear) and not linear:
-            linear["sizes"] = (module.in_features, args[0].shape[-1])
+
+    def first_linear_gets(module, args) -> None:
+        linear.setdefault("sizes", (module.in_features, args[0].shape[-1]))
 
     hooks = [layer.register_forward_pre_hook(reached) for layer in layers]
+    hooks += [
+        layer.register_forward_pre_hook(first_linear_gets)
+        for layer in layers
+        if isinstance(layer, nn.Linear)
+    ]
     try:
         output = small_cnn(data.digits()[0][:5])
         failure = None
@@ -408,16 +414,11 @@ def check_small_cnn(small_cnn: object) -> None:
 # ----------------------------------------------------------------------------------------------
 
 
-class _Scaled(nn.Module):
-    """A model with a buffer of its own (not BatchNorm's): an answer must find it too."""
-
-    def __init__(self):
-        super().__init__()
-        self.linear = nn.Linear(3, 2)
-        self.register_buffer("scale", torch.ones(2))
-
-    def forward(self, x):
-        return self.linear(x) * self.scale
+def _with_a_buffer_of_its_own() -> nn.Module:
+    """A model with a buffer that is not BatchNorm's: an answer must find it too."""
+    model = nn.Sequential(nn.Linear(3, 2))
+    model.register_buffer("scale", torch.ones(2))
+    return model
 
 
 @exercise()
@@ -426,7 +427,7 @@ def check_non_parameters(non_parameters_fn: Callable, model_class: type) -> None
     parameter, for the lab's model and for others."""
     name = "non_parameters"
     expect(callable(non_parameters_fn), f"`{name}` is not a function")
-    for model in (model_class(), _Scaled(), nn.Sequential(nn.Linear(2, 2), nn.ReLU())):
+    for model in (model_class(), _with_a_buffer_of_its_own(), nn.Sequential(nn.Linear(2, 2))):
         parameters, expected = dict(model.named_parameters()), _buffer_names(model)
         with calling(f"{name}(model)"):
             got = non_parameters_fn(model)
