@@ -770,9 +770,9 @@ lab01.digit_grid(
 confusion = torch.zeros(10, 10, dtype=torch.int64)
 for true_class, guess in zip(y_val.tolist(), predictions.tolist(), strict=True):
     confusion[true_class, guess] += 1
-mistakes = confusion.sum() - confusion.trace()
+n_right = confusion.trace().item()  # the sum of the diagonal
 lab01.confusion_picture(
-    confusion, title=f"Confusion matrix: {confusion.trace()} right, {mistakes} mistakes"
+    confusion, title=f"Confusion matrix: {n_right} right, {len(y_val) - n_right} mistakes"
 )
 
 # %% [markdown]

@@ -243,7 +243,7 @@ def weight_images(pictures: torch.Tensor) -> Figure:
 
 def confusion_picture(confusion: torch.Tensor, *, title: str) -> Figure:
     """A confusion matrix as a grid of counts: row = the true class, column = the guess. The
-    diagonal (right guesses) is green, the rest grows redder with its count."""
+    diagonal (right guesses) is green, a mistake red, the redder the more often it happened."""
     counts = confusion.detach().cpu()
     if counts.dim() != 2 or counts.shape[0] != counts.shape[1]:
         raise ValueError(
@@ -260,7 +260,7 @@ def confusion_picture(confusion: torch.Tensor, *, title: str) -> Figure:
             if row == col:
                 color, alpha = plots.PALETTE[2], 0.55
             else:
-                color, alpha = plots.PALETTE[3], 0.08 + 0.7 * count / worst
+                color, alpha = plots.PALETTE[3], (0.15 + 0.65 * count / worst) if count else 0
             ax.add_patch(
                 Rectangle(
                     (col, classes - 1 - row), 1, 1, facecolor=color, alpha=alpha, edgecolor="white"
