@@ -564,9 +564,9 @@ lab07.accumulation_bars({name: gradient.norm().item() for name, gradient in grad
 # (warm-up, repeated runs, the middle halves compared). They are timed in turns, a few runs
 # of each per round, so that a moment when the machine is busier slows both, not only one.
 
+
 # %%
-
-
+# The same gradient two ways: one pass over 256 digits, or four accumulated passes over 64.
 def one_big_batch():
     model.zero_grad()
     loss_fn(model(big_x), big_y).backward()
@@ -579,9 +579,11 @@ def accumulated_micro_batches():
 
 
 big_batch_runs, accumulated_runs = [], []
-for _ in range(runtime.pick(full=8, quick=4)):
-    big_batch_runs += timing.measure(one_big_batch, device=device, repeats=5).runs
-    accumulated_runs += timing.measure(accumulated_micro_batches, device=device, repeats=5).runs
+for _ in range(runtime.pick(full=8, quick=3)):  # rounds: both ways in turns
+    big_batch = timing.measure(one_big_batch, device=device, warmup=1, repeats=5)
+    accumulated = timing.measure(accumulated_micro_batches, device=device, warmup=1, repeats=5)
+    big_batch_runs += big_batch.runs
+    accumulated_runs += accumulated.runs
 for name, runs in [("one batch of 256", big_batch_runs), ("4 × 64 accumulated", accumulated_runs)]:
     low, median, high = timing.quartiles(runs)
     print(f"{name:19} median {median:.2f} ms (middle half {low:.2f}–{high:.2f} ms)")

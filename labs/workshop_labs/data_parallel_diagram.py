@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from matplotlib.axes import Axes
+from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
@@ -20,7 +21,7 @@ from workshop_labs import data
 from workshop_labs.plots import PALETTE, figure, show
 
 # One drawing unit is 0.1 inch in both directions.
-WIDTH, HEIGHT = 140, 66
+WIDTH, HEIGHT = 140, 56
 INK = "#333333"
 MEAN = PALETTE[2]
 RANK_COLOURS = (PALETTE[0], PALETTE[1], PALETTE[3], PALETTE[4])
@@ -49,8 +50,7 @@ def _box(ax: Axes, x: float, y: float, w: float, h: float, colour: str, text: st
             w,
             h,
             boxstyle="round,pad=0.4,rounding_size=1.5",
-            facecolor=colour,
-            alpha=0.13,
+            facecolor=to_rgba(colour, 0.13),
             edgecolor=colour,
             lw=1.8,
         )
@@ -70,12 +70,12 @@ def _arrow(ax: Axes, start: tuple[float, float], end: tuple[float, float], text:
 def _share(ax: Axes, report: Mapping, x: float, y: float, colour: str) -> None:
     """The process's share of the first batch: its first digits as pictures, with labels."""
     pixels, labels = data.digits()
-    samples = report["samples"]
+    samples, world_size = report["samples"], report["world_size"]
     _box(ax, x, y, 34, 17, colour, "")
     ax.text(
         x + 17,
         y + 14.6,
-        f"rank {report['rank']}: its {len(samples)} samples of the batch",
+        f"rank {report['rank']}: {len(samples)} of the batch's {world_size * len(samples)} samples",
         ha="center",
         fontsize=10.5,
         fontweight="bold",
@@ -83,7 +83,7 @@ def _share(ax: Axes, report: Mapping, x: float, y: float, colour: str) -> None:
     )
     for slot, index in enumerate(samples[:SHOWN_SAMPLES]):
         inset = ax.inset_axes((x + 1 + slot * 6.2, y + 3.2, 5.4, 8.5), transform=ax.transData)
-        inset.imshow(pixels[index].view(8, 8), cmap="gray_r", vmin=0, vmax=1)
+        inset.imshow(pixels[index].view(8, 8).numpy(), cmap="gray_r", vmin=0, vmax=1)
         inset.set_xticks([])
         inset.set_yticks([])
         inset.set_title(f"#{index}: {int(labels[index])}", fontsize=7.5, pad=2)
@@ -153,9 +153,9 @@ def data_parallel_picture(reports: Sequence[Mapping]) -> Figure:
         _arrow(ax, (36, y + 8.5), (41, y + 8.5))
         _arrow(ax, (73, y + 8.5), (79, centre_y + (1 if y > centre_y else -1) * 3))
         yours = (
-            "your average_gradients agreed ✓"
+            "yours: the same ✓"
             if all(abs(a - b) < 1e-5 for a, b in zip(report["yours"], averaged, strict=True))
-            else "your average_gradients did not ✗"
+            else "yours: NOT the same ✗"
         )
         _box(
             ax,
