@@ -838,6 +838,13 @@ lab04.speedup_bars(
 )
 
 # %% [markdown]
+# Only a big network can gain, and only on hardware with low-precision units (the verdicts
+# above say whether yours did). The tiny model loses; by how much depends on the machine: on
+# a busy CPU the threads that share even this tiny work wait for one another, and the gap
+# can grow to hundreds of times. The element-wise op runs in float32 either way, so AMP can
+# only add bookkeeping: expect "within the noise" or a small loss.
+
+# %% [markdown]
 # ### Exercise 7 · Where did AMP pay off?
 #
 # Write `amp_gains(cases)`: `cases` maps a case's name to `(float32_runs, amp_runs)`, like
