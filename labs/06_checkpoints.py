@@ -830,7 +830,8 @@ print(f"the last epoch, {len(pretrain_accuracies)}: {pretrain_accuracies[-1]:.1%
 #   lands between them. With 5 pictures of each digit, the model then sees the same 25
 #   pictures a little differently every epoch;
 # * `v2.Normalize(mean, std)`: subtracts the mean and divides by the standard deviation,
-#   channel by channel, with the numbers of the pretraining pixels (section 6).
+#   channel by channel, with the mean and standard deviation of the training pixels that
+#   section 6 computed (the pretraining was normalized with them too).
 #
 # The cell runs the first steps on one picture and draws a few random draws of
 # `RandomAffine`.
@@ -1077,7 +1078,7 @@ lab06.seed_curves(
     title=f"Digits 5–9 from {per_class} pictures per class, {len(seeds)} seeds",
     ylabel="validation accuracy on digits 5–9",
 )
-for epoch in sorted({0, min(2, finetune_epochs - 1), finetune_epochs - 1}):
+for epoch in sorted({0, min(3, finetune_epochs - 1), finetune_epochs - 1}):
     scratch = [curve[epoch] for curve in runs["from scratch"]]
     for name, curves_of_name in runs.items():
         accuracies = [curve[epoch] for curve in curves_of_name]
@@ -1099,16 +1100,18 @@ print(
 # %% [markdown]
 # Read the verdicts, not only the lines. What pretrained weights *can* buy is a **head
 # start**: if the features learned on 0–4 (strokes, loops) already separate 5–9, a
-# pretrained model has less to learn and is ahead after the first epochs, so less compute
-# for the same accuracy. Whether this run shows it is what the printout says: "ahead" only
-# where the middle halves of the seeds do not overlap. On this toy problem they often
-# overlap, above all after the last epoch: a small CNN learns 8×8 digits from 25 pictures
+# pretrained model has less to learn and runs ahead in the first epochs, so less compute
+# for the same accuracy. "Ahead" is printed only where the middle halves of the seeds do not
+# overlap; the shaded bands show how far the seeds spread. The early epochs are where a
+# head start shows, if there is one. By the last epoch the model from scratch has had time
+# to learn features for these very digits, while a frozen body keeps the features it learned
+# for 0–4, so there it may tie or even lead: a small CNN learns 8×8 digits from 25 pictures
 # almost as well from scratch, and the seed (which 25 digits, which head) moves the accuracy
-# by as much as the starting weights do. "Within the noise" is then the honest answer, and
-# one run alone could have told you either story. This toy problem cannot show why almost
-# every practical vision or language model starts from pretrained weights: a large network
-# pretrained on millions of images holds far more than a small task could teach it, and
-# there the advantage is large and lasts.
+# by as much as the starting weights do. Where the printout says "within the noise", that is
+# the honest answer, and a single run could have told either story. This toy problem cannot
+# show why almost every practical vision or language model starts from pretrained weights:
+# a large network pretrained on millions of images holds far more than a small task could
+# teach it, and there the advantage is large and lasts.
 #
 # ## 8 · Shipping a model: `torch.export` and ONNX
 #
