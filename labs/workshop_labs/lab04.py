@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 import statistics
 import time
 from collections import Counter
@@ -868,15 +869,16 @@ def _expect_runs(runs: object, side: str, sleeper: _Sleeper) -> list[float]:
         f"{side} is a Measurement: return its .runs, every timed run in milliseconds",
     )
     expect(
-        isinstance(runs, Sequence) and not isinstance(runs, str),
+        isinstance(runs, Sequence | np.ndarray) and not isinstance(runs, str),
         f"{side} is a {type(runs).__name__}, not the list of runs: return every timed run "
         "(timing.measure(...).runs); a mean or a median alone cannot say whether the middle "
         "halves overlap",
     )
     expect(
-        all(isinstance(run, float | int) and not isinstance(run, bool) for run in runs),
+        all(isinstance(run, numbers.Real) and not isinstance(run, bool) for run in runs),
         f"{side} must hold numbers (milliseconds), one per timed run",
     )
+    runs = [float(run) for run in runs]
     expect(
         len(runs) >= MIN_RUNS,
         f"{side} holds {len(runs)} run(s): a verdict needs repeated runs. Time each side at "
