@@ -1233,8 +1233,8 @@ names = {"torch": torch, "dist": dist, "nn": nn, "__builtins__": __builtins__}
 average_gradients = types.FunctionType(code, names, "average_gradients", defaults)
 torch.manual_seed(0)
 model = nn.Linear(3, 2)  # the same weights on every rank; the gradient differs
-for p in model.parameters():
-    p.grad = (rank + 1) * torch.arange(1.0, p.numel() + 1).view_as(p)
+for parameter in model.parameters():
+    parameter.grad = (rank + 1) * torch.arange(1.0, parameter.numel() + 1).view_as(parameter)
 def flat(tensors):
     return torch.cat([t.detach().flatten() for t in tensors]).tolist()
 
