@@ -53,7 +53,7 @@ from .access.names import INSTRUCTOR_ROLE
 from .access.sessions import HubApi
 from .firewall import CONSOLE_PORT, HUB_SERVICE
 from .notices import ANNOUNCEMENT, HAND, SOLUTION, Notices
-from .progress import BadReport, ProgressBook, ReportRate, attempt_from_report
+from .progress import BadReport, ExerciseState, ProgressBook, ReportRate, attempt_from_report
 from .room_sources import Containers, HubUsers
 from .room_view import room_view
 from .settings import USERNAME_PATTERN
@@ -241,7 +241,12 @@ class ProgressHandler(ConsoleHandler):
                 "attendees": {
                     name: [state.as_json() for state in states]
                     for name, states in standings.items()
-                }
+                },
+                # Every exercise of the course in order, so an attendee's grid shows the
+                # ones not tried yet too.
+                "course": {
+                    str(lab): list(exercises) for lab, exercises in self.solutions.catalog.items()
+                },
             }
         )
 
@@ -442,8 +447,11 @@ class WorkHandler(InstructorHandler):
             )
         else:
             listed = await loop.run_in_executor(None, self.room.containers.listed)
+            failing = await self.room.last_failing_check(attendee)
+            if failing is not None:
+                failing = work_view.FailingCheck(failing.exercise, failing.reason)
             page = await loop.run_in_executor(
-                None, work_view.work_page, docker_api, listed, attendee, path or None
+                None, work_view.work_page, docker_api, listed, attendee, path or None, failing
             )
         instructor_actions.audit(
             self.current_user["name"], "view work", attendee, path or "their notebooks"
@@ -462,7 +470,12 @@ class HandsHandler(InstructorHandler):
 
     @web.authenticated
     async def get(self) -> None:
-        self.finish(await in_the_book(self.room.hands, self.room.hands.queue))
+        queue = await in_the_book(self.room.hands, self.room.hands.queue)
+        # Each open hand with the check its attendee failed last: what they are stuck on.
+        for hand in queue["open"]:
+            last = await self.room.last_failing_check(hand["attendee"])
+            hand["failing_check"] = last.as_json() if last else None
+        self.finish(queue)
 
 
 class HandActionHandler(InstructorHandler):
@@ -583,6 +596,12 @@ class Room:
     ):
         self.book, self.users, self.containers = book, users, containers
         self.solutions, self.hands = solutions, hand_queue
+
+    async def last_failing_check(self, attendee: str) -> ExerciseState | None:
+        """The check ``attendee`` failed last and has not passed since, if any."""
+        standings = await in_the_book(self.book, self.book.standings, attendee)
+        failing = [state for state in standings.get(attendee, []) if not state.passed]
+        return max(failing, key=lambda state: state.last_tried, default=None)
 
     async def view(self) -> dict:
         loop = asyncio.get_running_loop()

@@ -26,16 +26,18 @@ tornado.web.addslash on the handler); a notebook's page links back with "../" pe
 Only Docker is read: on Kubernetes (kubernetes.AttendeePods) there is no archive API.
 
 Public API:
-- ``work_page(api, listed, attendee, path=None) -> WorkPage``: the page for the attendee's
-  listing (path None) or one notebook (PATH relative to their work folder). Never raises for
+- ``work_page(api, listed, attendee, path=None, failing=None) -> WorkPage``: the page for the
+  attendee's listing (path None) or one notebook (PATH relative to their work folder), with
+  the cell of ``failing`` (a FailingCheck: the check they failed last) marked. Never raises for
   anything the attendee controls: a stopped server, a refused path, a link, a notebook too
   large or malformed, Docker unreachable, each gives a message page with its status.
 - ``running_container_id(listed, attendee) -> str``, ``list_notebooks(api, container_id) ->
   Listing``, ``read_notebook(api, container_id, path) -> bytes``: its steps; each raises
   WorkUnavailable, whose message says what happened and what to do, and whose `status` is the
   HTTP status to answer with.
-- ``render_notebook(raw, title, listing_href=None) -> str``, ``render_listing(name, listing)
-  -> str``, ``render_message(title, message, listing_href=None) -> str``: full HTML pages;
+- ``render_notebook(raw, title, listing_href=None, failing=None) -> str``,
+  ``render_listing(name, listing) -> str``, ``render_message(title, message,
+  listing_href=None) -> str``: full HTML pages;
   render_notebook never raises, whatever the bytes.
 - ``notebooks_in_archive(chunks) -> Listing`` and ``notebook_from_archive(chunks, file_name)
   -> bytes``: the tar readers, on any iterable of byte chunks.
@@ -133,6 +135,7 @@ section { border-top: 1px solid #ccc; padding: .5rem 0; }
 .stderr, .error { background: #fdecec; }
 .note { color: #8a5a00; font-style: italic; margin: .25rem 0; }
 img { max-width: 100%; }
+section.failing { border-left: 4px solid #d64541; padding-left: .6rem; background: #fff7f6; }
 table { border-collapse: collapse; }
 td, th { padding: .2rem .8rem; text-align: left; border-bottom: 1px solid #eee; }
 """
@@ -352,9 +355,14 @@ def _encodes(text: str) -> bool:
 
 
 def work_page(
-    api: docker.APIClient, listed: list[dict], attendee: str, path: str | None = None
+    api: docker.APIClient,
+    listed: list[dict],
+    attendee: str,
+    path: str | None = None,
+    failing: FailingCheck | None = None,
 ) -> WorkPage:
-    """The attendee's listing (path None) or one notebook, or a page that says why not."""
+    """The attendee's listing (path None) or one notebook, or a page that says why not;
+    ``failing``, the check the attendee failed last, marks its cell."""
     title = f"{attendee}'s notebooks" if path is None else f"{attendee}: {path}"
     listing_href = None if path is None else _listing_href(path)
     try:
@@ -366,7 +374,7 @@ def work_page(
         raw = read_notebook(api, container_id, path)
     except WorkUnavailable as unavailable:
         return WorkPage(unavailable.status, render_message(title, str(unavailable), listing_href))
-    return WorkPage(HTTPStatus.OK, render_notebook(raw, title, listing_href))
+    return WorkPage(HTTPStatus.OK, render_notebook(raw, title, listing_href, failing))
 
 
 def _listing_href(path: str) -> str:
@@ -394,14 +402,23 @@ def render_listing(name: str, listing: Listing) -> str:
     return _page(f"{name}'s notebooks", body)
 
 
-def render_notebook(raw: bytes, title: str, listing_href: str | None = None) -> str:
+class FailingCheck(NamedTuple):
+    """The check an attendee failed last: its cell calls ``check_<exercise>(``."""
+
+    exercise: str
+    reason: str
+
+
+def render_notebook(
+    raw: bytes, title: str, listing_href: str | None = None, failing: FailingCheck | None = None
+) -> str:
     """The notebook as inert HTML; a page that says why when `raw` is not a notebook."""
     cells, problem = _cells_of(raw)
     if problem:
         return render_message(title, f"This file cannot be shown: {problem}.", listing_href)
     budget = _PageBudget()
     sections = [
-        _cell_html(number, cell, budget)
+        _cell_html(number, cell, budget, failing)
         for number, cell in enumerate(cells[:MAX_CELLS_SHOWN], start=1)
     ]
     if len(cells) > MAX_CELLS_SHOWN:
@@ -449,7 +466,9 @@ class _PageBudget:
         return f'<img alt="an output image" src="{data_url}">'
 
 
-def _cell_html(number: int, cell: object, budget: _PageBudget) -> str:
+def _cell_html(
+    number: int, cell: object, budget: _PageBudget, failing: FailingCheck | None = None
+) -> str:
     if not isinstance(cell, dict):
         return f"<section>{_note(f'Cell {number} is not a cell object: not shown.')}</section>"
     kind = cell.get("cell_type")
@@ -459,6 +478,14 @@ def _cell_html(number: int, cell: object, budget: _PageBudget) -> str:
         count = cell.get("execution_count")
         head += f" · In [{count if type(count) is int else ' '}]"
     source = _joined(cell.get("source"))
+    marked = (
+        failing is not None
+        and kind == "code"
+        and source is not None
+        and f"check_{failing.exercise}(" in source
+    )
+    if marked:
+        head += f" · the check that failed last: {failing.reason}"
     parts = [f'<p class="cell-head">{_escaped(head)}</p>']
     parts.append(
         budget.text(source, "source") if source is not None else _note("(source not readable)")
@@ -468,7 +495,9 @@ def _cell_html(number: int, cell: object, budget: _PageBudget) -> str:
         parts += [_output_html(output, budget) for output in outputs[:MAX_OUTPUTS_SHOWN]]
         if len(outputs) > MAX_OUTPUTS_SHOWN:
             parts.append(_note(f"({len(outputs) - MAX_OUTPUTS_SHOWN} more outputs not shown)"))
-    return f'<section class="{kind.split()[0]}">{"".join(parts)}</section>'
+    css_class = kind.split()[0] + (" failing" if marked else "")
+    anchor = ' id="failing"' if marked else ""
+    return f'<section class="{css_class}"{anchor}>{"".join(parts)}</section>'
 
 
 def _output_html(output: object, budget: _PageBudget) -> str:

@@ -53,7 +53,7 @@ ALLOWED_ATTRIBUTES = {
     "h1": set(),
     "p": {"class"},
     "pre": {"class"},
-    "section": {"class"},
+    "section": {"class", "id"},  # id="failing": the link from the help queue lands there
     "table": set(),
     "tr": set(),
     "th": set(),
@@ -802,3 +802,21 @@ def test_notebooks_are_read_from_a_real_container_through_the_archive_api(attend
         api, api.containers(all=True, filters={"id": container.id}), "ada"
     )
     assert "ada's server is not running" in assert_inert(stopped.html)
+
+
+def test_the_cell_of_the_check_that_failed_last_is_marked_and_its_reason_escaped():
+    failing = work_view.FailingCheck("batch", f"batch is None {SCRIPT}")
+    page = work_view.render_notebook(
+        notebook(code("batch = None"), code("batch = lab01.check_batch(batch, device)")),
+        "lab",
+        failing=failing,
+    )
+    assert_inert(page)
+    marked = re.findall(r'<section class="code failing" id="failing">(.*?)</section>', page, re.S)
+    assert len(marked) == 1
+    assert "check_batch(" in marked[0]
+    assert "the check that failed last: batch is None &lt;script&gt;" in marked[0]
+    # Without a failing check, or for another exercise, nothing is marked.
+    for other in (None, work_view.FailingCheck("zeros", "wrong")):
+        plain = work_view.render_notebook(notebook(code("lab01.check_batch(b)")), "x", None, other)
+        assert 'id="failing"' not in plain and "failed last" not in plain
