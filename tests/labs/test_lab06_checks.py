@@ -366,3 +366,35 @@ def test_an_unsolved_make_transform_goes_on_with_pictures_that_are_never_augment
         assert out.shape == (1, 8, 8) and out.dtype == torch.float32
         expected = (torch.as_tensor(picture, dtype=torch.float32) / 255 - 0.3) / 0.4
         assert torch.allclose(out[0], expected)
+
+
+# ---- the new exercises: whatever the answer does, one line naming it ----------------------
+
+
+def raises(*args):
+    raise ValueError("boom")
+
+
+NEW_CHECKS = {
+    "conv_side": (lab06.check_conv_side, ()),
+    "small_cnn": (lab06.check_small_cnn, ()),
+    "non_parameters": (lab06.check_non_parameters, (DigitsCNN,)),
+    "make_transform": (lab06.check_make_transform, (0.3, 0.4)),
+}
+
+
+@pytest.mark.parametrize("name", NEW_CHECKS)
+@pytest.mark.parametrize(
+    ("answer", "message"),
+    [
+        (None, "None|not a function"),
+        (raises, "raised ValueError: boom|not a model"),
+        (42, "not a function|not a model"),
+    ],
+    ids=["none", "raises", "a-number"],
+)
+def test_a_new_check_refuses_any_broken_answer_in_one_line(name, answer, message):
+    check, context = NEW_CHECKS[name]
+    with pytest.raises(ExerciseNotSolved, match=message) as refusal:
+        check(answer, *context)
+    assert "\n" not in str(refusal.value)
