@@ -749,7 +749,7 @@ class SmoothActivation(nn.Module):
 
 
 smooth = SmoothActivation()
-x = torch.randn(runtime.pick(full=4096, quick=1024), 256, device=device)
+x = torch.randn(runtime.pick(full=16384, quick=4096), 256, device=device)
 
 # %% [markdown]
 # ### Exercise 7 · Time the compile apart from the warm calls

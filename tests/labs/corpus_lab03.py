@@ -8,10 +8,12 @@ profiler exercises the profile is part of what the attendee made."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from types import SimpleNamespace
 
 import torch
+import torch.utils.benchmark as benchmark
 from torch import nn
 from torch.profiler import ProfilerActivity, profile, record_function
 from torch.utils.data import TensorDataset
@@ -21,7 +23,7 @@ from tests.labs.solutions import lab_namespace, solution, solution_namespace, st
 from workshop_labs import timing
 
 CPU = torch.device("cpu")
-EXERCISES = ("time_it", "top_op", "stages", "fast_load", "speedup")
+EXERCISES = ("time_it", "timer", "top_op", "stages", "fast_load", "speedup", "compiled")
 
 
 def run(check, case):
@@ -128,7 +130,42 @@ def time_it_nanoseconds(fn, device, warmup=3, repeats=10):
 
 
 # ----------------------------------------------------------------------------------------------
-# Exercise 2: top_op, on a recorded profile so the answer does not depend on this machine
+# Exercise 2: a Timer of predicting one sample
+# ----------------------------------------------------------------------------------------------
+
+
+@functools.cache
+def _timer_inputs():
+    """The lab's model, predict and a batch: what the exercise's Timer statement uses."""
+    torch.manual_seed(0)
+    made = lab_namespace(3, "make_model", "predict", device=CPU)
+    return {"predict": made["predict"], "model": made["make_model"](), "batch": torch.rand(256, 64)}
+
+
+def timer_of(statement, **options):
+    """A Timer of ``statement`` over the lab's names, with ``options`` (e.g. num_threads)."""
+    return benchmark.Timer(stmt=statement, globals=dict(_timer_inputs()), **options)
+
+
+ALL_THREADS = {"num_threads": torch.get_num_threads()}
+
+
+def timer_case(kind, name, measure, refused=None):
+    def arguments():
+        given = _timer_inputs()
+        return measure(), given["model"], given["batch"]
+
+    return Case("timer", kind, name, arguments, refused)
+
+
+def timer_reference():
+    given = _timer_inputs()
+    measured = solution(3, "one_at_a_time", **given)
+    return measured, given["model"], given["batch"]
+
+
+# ----------------------------------------------------------------------------------------------
+# Exercise 3: top_op, on a recorded profile so the answer does not depend on this machine
 # ----------------------------------------------------------------------------------------------
 
 
@@ -180,7 +217,7 @@ def top_op_solution():
 
 
 # ----------------------------------------------------------------------------------------------
-# Exercise 3: label the stages, name the bottleneck
+# Exercise 4: label the stages, name the bottleneck
 # ----------------------------------------------------------------------------------------------
 
 N_BATCHES, STAGE_BATCH = 2, 32
@@ -272,7 +309,7 @@ def stages_wrong_label(model_region_holds):
 
 
 # ----------------------------------------------------------------------------------------------
-# Exercise 4: load a whole batch at once
+# Exercise 5: load a whole batch at once
 # ----------------------------------------------------------------------------------------------
 
 IMAGES = torch.rand(300, 64) * 16
@@ -320,7 +357,7 @@ def fast_load_case(kind, name, answer, refused=None):
 
 
 # ----------------------------------------------------------------------------------------------
-# Exercise 5: the measured speed-up of two functions that take about 4 ms and 1 ms
+# Exercise 6: the measured speed-up of two functions that take about 4 ms and 1 ms
 # ----------------------------------------------------------------------------------------------
 
 
@@ -402,6 +439,93 @@ def runs_in_seconds():
     }
 
 
+# ----------------------------------------------------------------------------------------------
+# Exercise 7: torch.compile, the compile timed apart from the warm runs
+# ----------------------------------------------------------------------------------------------
+
+
+@functools.cache
+def _compiled():
+    """The lab's smooth activation, an input, and the activation compiled and called once."""
+    smooth = lab_namespace(3, "SmoothActivation")["SmoothActivation"]()
+    x = torch.randn(4096, 256)
+    compiled = torch.compile(smooth)
+    compiled(x)
+    return smooth, compiled, x
+
+
+def compiled_case(kind, name, timing_of, refused=None):
+    """A case whose answer ``timing_of(smooth, compiled, x)`` makes from the shared compile."""
+
+    def arguments():
+        smooth, compiled, x = _compiled()
+        return timing_of(smooth, compiled, x), smooth, compiled, x, CPU
+
+    return Case("compiled", kind, name, arguments, refused)
+
+
+def _given_for_compile():
+    smooth, _, x = _compiled()
+    return {"smooth": smooth, "x": x, "time_runs": time_runs, "device": CPU}
+
+
+def compiled_starter():
+    smooth, compiled, x = _compiled()
+    return starter(3, "compile_timing", **_given_for_compile()), smooth, compiled, x, CPU
+
+
+def compiled_reference():
+    solved = solution_namespace(3, "compile_timing", **_given_for_compile())
+    return solved["compile_timing"], solved["smooth"], solved["compiled"], solved["x"], CPU
+
+
+def warm_runs(smooth, compiled, x, **options):
+    return {
+        "eager": time_runs(lambda: smooth(x), **options),
+        "compiled": time_runs(lambda: compiled(x), **options),
+    }
+
+
+def compile_timed_with_the_runs(smooth, _, x):
+    """torch.compile, then time_runs without a warm-up (the first compiled run compiles), and
+    only then the "first call" timed for compile_s: by now a warm one."""
+    torch.compiler.reset()
+    fresh = torch.compile(smooth)
+    runs = warm_runs(smooth, fresh, x, warmup=0, repeats=6)
+    start = time.perf_counter()
+    fresh(x)
+    return {"compile_s": time.perf_counter() - start, **runs}
+
+
+def compile_s_of_a_warm_call(smooth, compiled, x):
+    """compiled(x) called once to try it, then the "first call" timed: a warm one (the
+    fastest of three, as on a quiet machine)."""
+    compiled(x)
+    calls = []
+    for _ in range(3):
+        start = time.perf_counter()
+        compiled(x)
+        calls.append(time.perf_counter() - start)
+    return {"compile_s": min(calls), **warm_runs(smooth, compiled, x)}
+
+
+def compiled_by_hand(smooth, compiled, x):
+    """The first call alone, then a warm-up and warm runs written out by hand, in turn."""
+    torch.compiler.reset()
+    fresh = torch.compile(smooth)
+    start = time.perf_counter()
+    fresh(x)
+    compile_s = time.perf_counter() - start
+    runs = {"eager": [], "compiled": []}
+    smooth(x), fresh(x)
+    for _ in range(8):
+        for name, fn in (("eager", smooth), ("compiled", fresh)):
+            start = time.perf_counter()
+            fn(x)
+            runs[name].append((time.perf_counter() - start) * 1000)
+    return {"compile_s": compile_s, **runs}
+
+
 CASES = [
     # Exercise 1
     Case("time_it", STARTER, "starter", lambda: (starter(3, "time_it"),), r"reads time.time\(\)"),
@@ -438,6 +562,59 @@ CASES = [
     Case("time_it", WRONG, "never-syncs", lambda: (time_it_never_syncs,), "CUDA is asynchronous"),
     Case("time_it", RIGHT, "sync-around-each-call", lambda: (time_it_per_call,)),
     Case("time_it", RIGHT, "nanosecond-counter", lambda: (time_it_nanoseconds,)),
+    # Exercise 2
+    timer_case(STARTER, "starter", lambda: starter(3, "one_at_a_time"), "`one_at_a_time` is None"),
+    Case("timer", REFERENCE, "solution", timer_reference),
+    timer_case(
+        WRONG,
+        "the-timer-not-its-measurement",
+        lambda: timer_of("predict(model, batch[:1], batch_size=1)", **ALL_THREADS),
+        "is the Timer itself: call its .blocked_autorange",
+    ),
+    timer_case(
+        WRONG,
+        "one-thread",
+        lambda: timer_of("predict(model, batch[:1], batch_size=1)").blocked_autorange(
+            min_run_time=0.2
+        ),
+        r"ran with 1 thread\(s\).*num_threads=torch.get_num_threads\(\)",
+    ),
+    timer_case(
+        WRONG,
+        "the-whole-batch-one-at-a-time",
+        lambda: timer_of("predict(model, batch, batch_size=1)", **ALL_THREADS).blocked_autorange(
+            min_run_time=0.2
+        ),
+        "predicts 256 samples per run: time one sample",
+    ),
+    timer_case(
+        WRONG,
+        "one-call",
+        lambda: timer_of("predict(model, batch[:1], batch_size=1)", **ALL_THREADS).timeit(1),
+        "rests on one single call",
+    ),
+    timer_case(
+        WRONG,
+        "just-the-median",
+        lambda: (
+            timer_of("predict(model, batch[:1], batch_size=1)", **ALL_THREADS)
+            .blocked_autorange(min_run_time=0.2)
+            .median
+        ),
+        "is a float: keep the whole Measurement",
+    ),
+    timer_case(
+        RIGHT,
+        "positional-and-timeit",
+        lambda: timer_of("predict(model, batch[:1], 1)", **ALL_THREADS).timeit(200),
+    ),
+    timer_case(
+        RIGHT,
+        "adaptive",
+        lambda: timer_of(
+            "predict(model, batch[0:1], batch_size=1)", **ALL_THREADS
+        ).adaptive_autorange(max_run_time=1.0),
+    ),
     # Exercise 2
     Case("top_op", STARTER, "starter", top_op_starter, "`top_op` is None"),
     Case("top_op", REFERENCE, "solution", top_op_solution),
@@ -547,4 +724,43 @@ CASES = [
     ),
     speedup_case(RIGHT, "by-hand", runs_by_hand),
     speedup_case(RIGHT, "interleaved", runs_interleaved),
+    # Exercise 7
+    Case("compiled", STARTER, "starter", compiled_starter, r"\['compile_s'\] is None"),
+    Case("compiled", REFERENCE, "solution", compiled_reference),
+    compiled_case(
+        WRONG,
+        "compile-timed-with-the-runs",
+        compile_timed_with_the_runs,
+        r"(first run of 'compiled' took .* it compiled.*belongs in compile_s alone)|"
+        r"(nothing was compiled in it.*the compiling happens in the first call)",
+    ),
+    compiled_case(
+        WRONG,
+        "first-call-already-made",
+        compile_s_of_a_warm_call,
+        r"torch.compile\(...\) returns at once; the compiling happens in the first call",
+    ),
+    compiled_case(
+        WRONG,
+        "milliseconds",
+        lambda smooth, compiled, x: {"compile_s": 8400.0, **warm_runs(smooth, compiled, x)},
+        "that is milliseconds",
+    ),
+    compiled_case(
+        WRONG,
+        "one-cold-run-each",
+        lambda smooth, compiled, x: {
+            "compile_s": 9.0,
+            "eager": time_runs(lambda: smooth(x), warmup=0, repeats=1),
+            "compiled": time_runs(lambda: compiled(x), warmup=0, repeats=1),
+        },
+        r"\['eager'\] has 1 run\(s\): repeat at least 5 times",
+    ),
+    compiled_case(
+        WRONG,
+        "made-up-constants",
+        lambda smooth, compiled, x: {"compile_s": 9.0, "eager": [10.0] * 6, "compiled": [2.0] * 6},
+        r"is exactly 10.0 ms: real timings scatter",
+    ),
+    compiled_case(RIGHT, "by-hand-interleaved", compiled_by_hand),
 ]

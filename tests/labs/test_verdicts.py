@@ -150,9 +150,11 @@ def test_verdicts_never_contradict_each_other_beside_a_cpu_hog(
     hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
         for run in range(RUNS):
+            folder = tmp_path / f"run{run + 1}"
+            folder.mkdir()
             start = time.perf_counter()
             try:
-                executed = execute(solved, quick=True, cwd=tmp_path / f"run{run}")
+                executed = execute(solved, quick=True, cwd=folder)
             except LabFailed as error:
                 pytest.fail(f"run {run + 1} beside a CPU hog:\n{error}", pytrace=False)
             seconds.append(time.perf_counter() - start)
