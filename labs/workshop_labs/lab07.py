@@ -1226,6 +1226,7 @@ import torch.distributed as dist
 from torch import nn
 
 dist.init_process_group("gloo")
+print("joined", flush=True)
 rank, world_size = dist.get_rank(), dist.get_world_size()
 with open(sys.argv[1], "rb") as answer:
     code, defaults = marshal.load(answer)
@@ -1288,7 +1289,13 @@ def _in_processes(function: Callable, world_size: int, timeout: float) -> list[d
         except subprocess.TimeoutExpired:
             for process in processes:
                 process.kill()
-                process.communicate()
+            joined = sum("joined" in process.communicate()[0] for process in processes)
+            expect(
+                joined == world_size,
+                f"only {joined} of the {world_size} processes connected to each other over "
+                f"loopback (127.0.0.1) within {timeout:g} s: this machine's network setup "
+                "blocks them, so ask your instructor (your answer never ran)",
+            )
             raise ExerciseNotSolved(
                 f"the {world_size} processes were still waiting for each other after "
                 f"{timeout:g} s: every rank must make the same dist calls, for the same tensors, "
@@ -1331,8 +1338,16 @@ def check_average_gradients(average_gradients: Callable) -> None:
     )
     world_size = 3  # not 2, so that dividing by a fixed 2 shows
     reports = _in_processes(average_gradients, world_size, timeout=120)
-    error = next((f"{r['error']} (rank {r['rank']})" for r in reports if r["error"]), None)
-    expect(error is None, f"your `average_gradients` raised {error}")
+    failed = [report for report in reports if report["error"]]
+    finished = [str(report["rank"]) for report in reports if not report["error"]]
+    expect(
+        not failed or not finished,
+        f"on rank {failed[0]['rank'] if failed else ''} your `average_gradients` failed while "
+        f"rank(s) {', '.join(finished)} finished: every rank must make the same dist calls, in "
+        "the same order (dist.all_reduce on every rank, not only on one). The error: "
+        f"{failed[0]['error'][:120] if failed else ''}",
+    )
+    expect(not failed, f"your `average_gradients` raised {failed[0]['error'] if failed else ''}")
     expect(
         all(report["weights"] == report["weights before"] for report in reports),
         "your function changed the weights: average each parameter's .grad (p.grad), not the "
