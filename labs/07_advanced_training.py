@@ -349,9 +349,9 @@ def train_with_plateau(model, optimizer, scheduler, train_loader, val_loader, ep
 train_with_plateau = lab07.check_plateau(train_with_plateau, device, use_amp)
 
 # %% [markdown]
-# Now on the digits, with a real validation loss. SGD with momentum at a constant lr soon
-# stops improving the validation loss; the scheduler then cuts the lr, `patience` epochs
-# after each stall.
+# Now on the digits, with a real validation loss and your function. SGD with momentum at a
+# constant lr soon stops improving the validation loss; each time more than `patience` epochs
+# in a row bring no new best, the scheduler halves the lr. The title lists when it did.
 
 # %%
 plateau_epochs = runtime.pick(full=30, quick=3)

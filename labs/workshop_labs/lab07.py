@@ -615,6 +615,12 @@ def plateau_picture(
     fig, (ax_loss, ax_lr) = plots.figure(2, 1, figsize=(8, 5.6), sharex=True)
     ax_loss.plot(epochs, val_losses, marker="o", lw=2, color=plots.PALETTE[1])
     ax_loss.set_ylabel("validation loss")
+    if max(val_losses) > 4 * min(val_losses):  # a real run: the stall is small beside the start
+        ax_loss.set_yscale("log")
+        ax_loss.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax_loss.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        ax_loss.yaxis.set_minor_formatter(NullFormatter())
+        ax_loss.set_ylabel("validation loss (log scale)")
     ax_lr.step(epochs, lrs, where="mid", lw=2.2, color=plots.PALETTE[0])
     ax_lr.set_yscale("log")
     ax_lr.set(xlabel="epoch", ylabel="learning rate (log scale)")
