@@ -754,9 +754,9 @@ x = torch.randn(runtime.pick(full=16384, quick=4096), 256, device=device)
 # %% [markdown]
 # ### Exercise 7 · Time the compile apart from the warm calls
 #
-# The first call of `compiled` compiles (seconds: on a 2-core CPU often tens of them the first
-# time, less once Inductor's on-disk cache holds the code); every later call is a warm call
-# of a few milliseconds. Timed together, the compile would swamp the runs. Set
+# The first call of `compiled` compiles: seconds, ten or more on a 2-core CPU the first time,
+# less once Inductor's caches hold the code; every later call is a warm call of
+# milliseconds. Timed together, the compile would swamp the runs. Set
 # `compile_timing` to a dict with:
 #
 # 1. `"compile_s"`: the time of the **first** call `compiled(x)`, alone, in **seconds**;
@@ -764,7 +764,7 @@ x = torch.randn(runtime.pick(full=16384, quick=4096), 256, device=device)
 #    `time_runs` (warm-up first, at least 5 repeats), in milliseconds.
 #
 # `torch.compiler.reset()` forgets earlier compilations, so running the cell again compiles
-# again. The check times both calls itself and compares your runs with its own.
+# again. The check times both calls itself, to tell a compile from a warm call.
 
 # %% tags=["exercise"]
 torch.compiler.reset()  # forget earlier compilations: this cell compiles afresh every time

@@ -446,3 +446,31 @@ def test_speedup_runs_past_the_starter_with_a_warm_reference(monkeypatch, capsys
     assert set(reference) == {"before", "after"} and len(reference["before"]) >= 5
     lab03.check_speedup.unchecked(reference, SLOW, FAST, CPU)
     assert "Not solved yet" in capsys.readouterr().out
+
+
+# ----------------------------------------------------------------------------------------------
+# Exercise 2: a Timer of one prediction; Exercise 7: torch.compile (their corpora hold the rest)
+# ----------------------------------------------------------------------------------------------
+
+
+def test_timer_statement_that_raises_is_one_line_naming_it(model):
+    def predict(model, inputs, batch_size):
+        return model(inputs)
+
+    own_names = {"predict": predict, "net": model, "batch": torch.rand(8, 64)}
+    measured = torch.utils.benchmark.Timer(
+        stmt="predict(net, batch[:1], 1)", globals=own_names, num_threads=torch.get_num_threads()
+    ).timeit(5)
+    with pytest.raises(
+        ExerciseNotSolved, match=r"statement 'predict\(net, batch\[:1\], 1\)'.*NameError"
+    ):
+        lab03.check_timer(measured, model, own_names["batch"])
+
+
+def test_compiled_refuses_a_wrong_shape_before_timing_anything():
+    smooth = nn.ReLU()
+    with pytest.raises(ExerciseNotSolved, match="must be a dict"):
+        lab03.check_compiled([1.0, 2.0], smooth, smooth, torch.rand(4), CPU)
+    with pytest.raises(ExerciseNotSolved, match="not what torch.compile"):
+        timing_ = {"compile_s": 9.0, "eager": [1.0] * 5, "compiled": [1.0] * 5}
+        lab03.check_compiled(timing_, smooth, smooth, torch.rand(4), CPU)
