@@ -209,10 +209,10 @@ for val_loss in made_up_val_losses:
 lab07.plateau_picture(made_up_val_losses, lr_per_epoch, factor=0.5, patience=2)
 
 # %% [markdown]
-# Each cut (dotted line) comes only after `patience` epochs in a row without a new lowest
-# loss, not at the first bad epoch: like early stopping (section 5), the scheduler tolerates
-# noise. Use it when you cannot tell in advance how long training will take: it needs no
-# `total_steps`.
+# `patience` is how many epochs without a new lowest loss the scheduler tolerates: each cut
+# (dotted line) comes at the end of the epoch after them, the third bad epoch in a row for
+# `patience=2`, not at the first: like early stopping (section 5), it tolerates noise. Use
+# it when you cannot tell in advance how long training will take: it needs no `total_steps`.
 #
 # ### Exercise 1 · warm-up, then cosine
 #
@@ -1288,12 +1288,13 @@ finished.check_returncode()
 data_parallel_diagram.data_parallel_picture([json.loads(r.read_text()) for r in reports])
 
 # %% [markdown]
-# Each rank saw different digits, so the two "own" gradients differ; after the all-reduce
-# (yours, then DDP's) both hold the same mean, every step applies the same update, and the
-# weights stay identical to the last bit. On GPUs the same script needs three changes: the
-# "nccl" backend, the model and each batch on `cuda:{local_rank}` (torchrun also sets
-# `LOCAL_RANK`), and `--nproc_per_node` set to the number of GPUs. Here both processes share
-# the same CPU cores, so this run shows what data parallelism computes, not how fast it is.
+# Each rank saw different digits, so the two "own" gradients differ. After the all-reduce
+# (DDP's, and yours once Exercise 9 passes) both hold the same mean, every step applies the
+# same update, and the weights stay equal to the last bit (`torch.equal`, printed above).
+# On GPUs the same script needs three changes: the "nccl" backend, the model and each batch
+# on `cuda:{local_rank}` (torchrun also sets `LOCAL_RANK`), and `--nproc_per_node` set to the
+# number of GPUs. Here both processes share the same CPU cores, so this run shows what data
+# parallelism computes, not how fast it is.
 
 # %% [markdown]
 # ## Recap
