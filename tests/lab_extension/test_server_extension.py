@@ -176,6 +176,7 @@ async def test_the_page_reads_adas_own_progress(adas_server):
     status, progress = await adas_server.answer("workshop-help/progress")
     assert status == 200
     assert list(progress["attendees"]) in ([], ["ada"])
+    assert progress["course"] == {"1": ["batch"]}  # every exercise, tried or not
 
 
 async def test_without_a_login_the_routes_are_closed(adas_server, hand_queue):
