@@ -974,7 +974,7 @@ def check_guess_classes(guess_classes: object) -> None:
         "Call model.eval() (with the parentheses) before the forward pass",
     )
     expect(
-        model.training and all(module.training for module in model.modules()),
+        all(part.training for part in model.modules()),
         "after guess_classes the model is still in eval mode: training would go on with Dropout "
         "switched off. Call model.train() before returning",
     )

@@ -14,7 +14,7 @@ then `#`, as ruff formats it). Trivial lines say nothing about the answer:
   end by opening one (`torch.save(`, `return [`): what counts is on the lines that follow;
 * a lone keyword (`else:`, `try:`, `pass`), a lone name, or one returned (`return history`);
 * a loop that only counts (`for _ in range(repeats):`), a dict entry of a name
-  (`"epoch": epoch,`).
+  (`"epoch": epoch,`), a constructor that takes nothing (`def __init__(self):`).
 
 Both the unit test (tests/labs/test_solution_secrecy.py) and the image's end-to-end test
 (tests/e2e/test_solution_secrecy.py) look for these lines, as whole words, in what the attendee
@@ -48,6 +48,7 @@ TRIVIAL = re.compile(
     | return
     | .*[(\[{]                                      # opens a bracket spread over lines
     | for\ _\ in\ range\(\w+\):                      # a loop that only counts
+    | def\ __init__\(self\):                        # a constructor that takes nothing
     | "\w+":\ \w+,?                                  # a dict entry of a name
     """,
     re.VERBOSE,
