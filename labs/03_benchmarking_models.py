@@ -543,17 +543,17 @@ bottleneck = lab03.check_stages(bottleneck, prof_stages)
 # programs only ever *adds* time, and the median ignores a few disturbed runs. Each batch size
 # gets its verdict against batch size 1, by the rule of section 2.
 #
-# We measure on **one thread**, as `Timer` does unless told otherwise. With two threads,
-# every large operation is split in two and waits for both halves; when another program
-# holds one of the cores, that wait can take longer than the arithmetic, and the batch
-# sizes that use both threads lose by an amount that depends on the other program, not on
-# batching. One thread measures the work itself.
+# From here to the end of the lab we measure on **one thread**, as `Timer` does unless told
+# otherwise. With two threads, every large operation is split in two and waits for both
+# halves; when another program holds one of the cores, that wait can take longer than the
+# arithmetic, and whatever uses both threads loses by an amount that depends on the other
+# program, not on your change. One thread measures the work itself. (To report what a
+# program gains on all its threads, measure that too, on a machine kept quiet.)
 
 # %%
 samples = X[: runtime.pick(full=1792, quick=256)]
 batch_sizes = [1, 8, 64, 256]
 runs_ms = {}
-threads = torch.get_num_threads()
 torch.set_num_threads(1)
 for batch_size in runtime.progress(batch_sizes, desc="batch sizes"):
     runs_ms[batch_size] = time_runs(
@@ -563,7 +563,6 @@ for batch_size in runtime.progress(batch_sizes, desc="batch sizes"):
     )
     median_ms = statistics.median(runs_ms[batch_size])
     print(f"batch size {batch_size:>3}: median {median_ms:.2f} ms for {len(samples)} samples")
-torch.set_num_threads(threads)  # back to all the threads for the rest of the lab
 for batch_size in batch_sizes[1:]:
     print(timing.verdict(f"batch size {batch_size} vs 1", runs_ms[1], runs_ms[batch_size]))
 

@@ -182,6 +182,7 @@ def test_verdicts_never_contradict_each_other_beside_a_cpu_hog(
         f"lab {lab}'s runs printed verdicts on different things (a verdict's 'what' must not "
         f"depend on the run):\n{printed}"
     )
+    print(printed)  # the verdicts of each run, shown by `pytest -rP`
     assert not contradictions(runs), (
         f"lab {lab}: opposite verdicts on the same comparison across runs beside a CPU hog; "
         "measure a size that shows the effect clearly, or one that says 'within the noise':\n"
