@@ -1189,7 +1189,7 @@ average_gradients = lab07.check_average_gradients(average_gradients)
 # others' (`dist.all_gather` collects every process's copy).
 
 # %%
-DATA_PARALLEL_SCRIPT = '''"""Data-parallel training: torchrun runs this file in every process."""
+DATA_PARALLEL_SCRIPT = r'''"""Data-parallel training: torchrun runs this file in every process."""
 import json
 import sys
 from pathlib import Path
@@ -1205,6 +1205,11 @@ from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 def first_numbers(tensor):
     return [round(value, 6) for value in tensor[:3].tolist()]
+
+
+def say(line):
+    sys.stdout.write(line + "\n")  # one write per line: the processes' lines do not mix
+    sys.stdout.flush()
 
 
 dist.init_process_group("gloo")  # torchrun told this process its rank and the world size
@@ -1231,8 +1236,7 @@ yours = first_numbers(bias.grad)
 optimizer.zero_grad()
 loss_fn(model(xb), yb).backward()  # DDP averages during backward
 averaged = first_numbers(bias.grad)
-print(f"rank {rank}: own gradient {own}, after average_gradients {yours}, DDP's {averaged}",
-      flush=True)
+say(f"rank {rank}: own gradient {own}, after average_gradients {yours}, DDP's {averaged}")
 
 steps = 0
 for epoch in range(epochs):
@@ -1247,8 +1251,8 @@ weights = torch.cat([p.detach().flatten() for p in model.parameters()])
 copies = [torch.empty_like(weights) for _ in range(world_size)]
 dist.all_gather(copies, weights)  # every rank's weights, on every rank
 identical = all(torch.equal(weights, copy) for copy in copies)
-print(f"rank {rank}: {steps} steps on {len(sampler)} of {len(dataset)} samples per epoch; "
-      f"weights identical on all {world_size} ranks: {identical}", flush=True)
+say(f"rank {rank}: {steps} steps on {len(sampler)} of {len(dataset)} samples per epoch; "
+    f"weights identical on all {world_size} ranks: {identical}")
 report = {"rank": rank, "world_size": world_size, "parameter": "the last layer's bias",
           "samples": first_batch, "own": own, "yours": yours, "averaged": averaged,
           "steps": steps, "identical": identical}
