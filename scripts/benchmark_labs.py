@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import nbformat
 
-from workshop_labs import course
+from workshop_labs import course, runtime
 from workshop_labs.notebooks import (
     LabFailed,
     apply_solutions,
@@ -112,6 +113,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.keep is not None:
         args.keep.mkdir(parents=True, exist_ok=True)
 
+    # One work folder for the whole benchmark (labs reuse each other's outputs), its own:
+    # never the attendee's ~/work/outputs, nor another run's beside it.
+    own_work_dir = None
+    if not os.environ.get(runtime.WORK_DIR_ENV):
+        own_work_dir = tempfile.TemporaryDirectory(prefix="benchmark-labs-work-")
+        os.environ[runtime.WORK_DIR_ENV] = own_work_dir.name
     times: dict[tuple[str, str], tuple[float, str]] = {}
     for mode in modes:
         for source in sources:
@@ -147,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"(goal < {goal:.0f} s: {course.RUN_SHARE_OF_THE_LAB:.0%} of its "
                 f"{course.MINUTES_IN_THE_DAY[lab]} minutes in the day)"
             )
+    if own_work_dir is not None:
+        own_work_dir.cleanup()
     return 0 if all(verdicts) else 1
 
 

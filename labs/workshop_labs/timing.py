@@ -112,12 +112,18 @@ class Speedup:
         return FASTER if self.ratio > 1 else SLOWER
 
     def __str__(self) -> str:
-        quartiles = f"quartiles {self.low:.2f}–{self.high:.2f}×"
+        quartiles = f"quartiles {_ratio(self.low)}–{_ratio(self.high)}×"
         if self.within_noise:
-            return f"{WITHIN_THE_NOISE} ({self.ratio:.2f}×, {quartiles})"
+            return f"{WITHIN_THE_NOISE} ({_ratio(self.ratio)}×, {quartiles})"
         if self.ratio > 1:
             return f"{self.ratio:.1f}× {FASTER} ({quartiles})"
-        return f"{1 / self.ratio:.1f}× {SLOWER} ({self.ratio:.2f}×, {quartiles})"
+        return f"{1 / self.ratio:.1f}× {SLOWER} ({_ratio(self.ratio)}×, {quartiles})"
+
+
+def _ratio(value: float) -> str:
+    """Two decimals, or two significant digits below 0.01 (a 500× slow-down is 0.002×, not
+    0.00×)."""
+    return f"{value:.2f}" if value >= 0.01 else f"{value:.2g}"
 
 
 def speedup(before_ms: Sequence[float], after_ms: Sequence[float]) -> Speedup:

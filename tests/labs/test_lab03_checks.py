@@ -469,3 +469,8 @@ def test_compiled_refuses_a_wrong_shape_before_timing_anything():
     with pytest.raises(ExerciseNotSolved, match="not what torch.compile"):
         timing_ = {"compile_s": 9.0, "eager": [1.0] * 5, "compiled": [1.0] * 5}
         lab03.check_compiled(timing_, smooth, smooth, torch.rand(4), CPU)
+
+
+def test_a_huge_slow_down_keeps_its_digits():
+    said = str(timing.speedup([1.0, 1.1, 1.05], [500.0, 510.0, 505.0]))
+    assert said.startswith("481.0× slower (0.0021×, quartiles 0.002–0.0021×)"), said
