@@ -196,6 +196,23 @@ def test_every_section_gives_the_attendee_something_to_do(source: Path):
     assert not idle, f"{source.name}: sections without an exercise: {idle}"
 
 
+@labs
+def test_exercises_for_fast_finishers_say_so(source: Path):
+    """An exercise tagged `stretch` is for whoever has time left: its cell is an exercise, the
+    text just above it says "if you have time", and the lab's minutes in the day do not count
+    on it (its guide's plan leaves it out)."""
+    cells = built(source).cells
+    for index, cell in enumerate(cells):
+        if "stretch" not in tags(cell):
+            continue
+        where = f"{source.name}, cell {index}:\n{cell.source[:200]}"
+        assert "exercise" in tags(cell), f"{where}\na stretch cell must be an exercise"
+        above = next(c for c in reversed(cells[:index]) if c.cell_type == "markdown")
+        assert "if you have time" in above.source.lower(), (
+            f"{where}\nthe markdown above a stretch exercise says 'if you have time'"
+        )
+
+
 def test_sections_are_split_at_their_headings():
     nb = nbformat.v4.new_notebook()
     nb.cells = [
