@@ -48,7 +48,7 @@ from jupyterhub.utils import url_path_join
 from tornado import web
 from tornado.httpserver import HTTPServer
 
-from . import announcement, hands, instructor_actions, work_view
+from . import announcement, guide, hands, instructor_actions, work_view
 from .access.names import INSTRUCTOR_ROLE
 from .access.sessions import HubApi
 from .firewall import CONSOLE_PORT, HUB_SERVICE
@@ -471,10 +471,15 @@ class HandsHandler(InstructorHandler):
     @web.authenticated
     async def get(self) -> None:
         queue = await in_the_book(self.room.hands, self.room.hands.queue)
-        # Each open hand with the check its attendee failed last: what they are stuck on.
+        # Each open hand with the check its attendee failed last (what they are stuck on) and
+        # what the instructor's guide says of that mistake.
         for hand in queue["open"]:
             last = await self.room.last_failing_check(hand["attendee"])
             hand["failing_check"] = last.as_json() if last else None
+            lab_guide = self.room.guides.get(last.lab) if last else None
+            hand["guide_note"] = (
+                lab_guide.note_for(last.exercise, last.reason) if lab_guide else None
+            )
         self.finish(queue)
 
 
@@ -502,6 +507,19 @@ class HandActionHandler(InstructorHandler):
             f"{hand.kind} hand, waited {hand.waited(queue.clock()):.0f} s",
         )
         self.finish({"hand": hand.as_json(queue.clock())})
+
+
+class GuideHandler(InstructorHandler):
+    """GET .../guide/N: lab N's instructor's guide, a page to read or print (no script)."""
+
+    @web.authenticated
+    def get(self, lab: str) -> None:
+        lab_guide = self.room.guides.get(int(lab))
+        if lab_guide is None:
+            raise web.HTTPError(HTTPStatus.NOT_FOUND, f"this hub image has no guide for lab {lab}")
+        for header, value in work_view.PAGE_HEADERS.items():
+            self.set_header(header, value)
+        self.finish(guide.render_page(lab_guide))
 
 
 class AnnouncementHandler(InstructorHandler):
@@ -593,9 +611,11 @@ class Room:
         containers: Containers,
         solutions: Solutions,
         hand_queue: hands.HandQueue,
+        guides: dict[int, guide.LabGuide] | None = None,
     ):
         self.book, self.users, self.containers = book, users, containers
         self.solutions, self.hands = solutions, hand_queue
+        self.guides = guides or {}
 
     async def last_failing_check(self, attendee: str) -> ExerciseState | None:
         """The check ``attendee`` failed last and has not passed since, if any."""
@@ -659,6 +679,7 @@ def make_app(
             (url_path_join(prefix, "api/announcement"), AnnouncementHandler, instructor),
             (url_path_join(prefix, "api/solutions"), RevealHandler, instructor),
             (url_path_join(prefix, "api/hands"), HandsHandler, instructor),
+            (url_path_join(prefix, r"guide/(\d)"), GuideHandler, instructor),
             (url_path_join(prefix, "api/hands/([^/]+)/([a-z-]+)"), HandActionHandler, instructor),
             (url_path_join(prefix, "oauth_callback"), HubOAuthCallbackHandler),
         ]
@@ -698,6 +719,18 @@ async def serve(
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
+def load_guides() -> dict[int, guide.LabGuide]:
+    """The instructor's guides the hub image ships; none (logged) when missing or broken, so
+    the rest of the console still works."""
+    try:
+        guides = guide.load_guide(guide.GUIDE_DIR)
+    except (OSError, guide.GuideError) as error:
+        log.error("no instructor's guide in the console: %s", error)
+        return {}
+    log.info("instructor's guide for labs %s", ", ".join(map(str, sorted(guides))) or "none")
+    return guides
+
+
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="[console %(levelname)s] %(message)s")
     prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", f"/services/{SERVICE_NAME}/")
@@ -712,7 +745,7 @@ def main() -> None:
     else:
         containers = Containers(instance)
     hand_queue = hands.HandQueue()
-    room = Room(book, HubUsers(), containers, solutions, hand_queue)
+    room = Room(book, HubUsers(), containers, solutions, hand_queue, load_guides())
     app = make_app(HubAuth(), book, solutions, hand_queue, prefix, room)
     asyncio.run(serve(app, background=containers.sample_memory_forever))
 

@@ -367,3 +367,18 @@ async def test_notices_without_a_token_or_with_nonsense_are_refused(console):
     assert (await fetch(console + "api/notices")).code == 401
     nonsense = await fetch(console + "api/notices?after=x", **as_attendee("ada-token"))
     assert nonsense.code == 400
+
+
+async def test_the_guide_is_for_instructors_only(console):
+    response = await fetch(console + "guide/1")
+    assert response.code == 302 and "/hub/api/oauth2/authorize" in response.headers["Location"]
+
+
+def test_a_broken_guide_leaves_the_console_running_without_one(tmp_path, monkeypatch, caplog):
+    from workshop_hub import console as console_module
+    from workshop_hub import guide
+
+    (tmp_path / "lab01.toml").write_text("lab = [")
+    monkeypatch.setattr(guide, "GUIDE_DIR", tmp_path)
+    assert console_module.load_guides() == {}
+    assert "lab01.toml is not valid TOML" in caplog.text
