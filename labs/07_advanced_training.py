@@ -214,7 +214,7 @@ lab07.plateau_picture(made_up_val_losses, lr_per_epoch, factor=0.5, patience=2)
 # `patience=2`, not at the first: like early stopping (section 5), it tolerates noise. Use
 # it when you cannot tell in advance how long training will take: it needs no `total_steps`.
 #
-# ### Exercise 1 · warm-up, then cosine
+# ### Exercise 1 · warm-up, then cosine (if you have time)
 #
 # Large-model recipes (transformers especially) combine a **linear warm-up** with a
 # **cosine decay**. Write `warmup_cosine(optimizer, warmup_steps, total_steps)` returning a
@@ -225,7 +225,7 @@ lab07.plateau_picture(made_up_val_losses, lr_per_epoch, factor=0.5, patience=2)
 # `LinearLR` and `CosineAnnealingLR` with `SequentialLR`.
 
 
-# %% tags=["exercise"]
+# %% tags=["exercise", "stretch"]
 def warmup_cosine(optimizer, warmup_steps, total_steps):
     # TODO: return a scheduler: linear warm-up over warmup_steps, then cosine to 0 at total_steps
     return None
@@ -295,7 +295,7 @@ def train_one_epoch(model, loader, optimizer, scheduler, loss_fn, device):
 train_one_epoch = lab07.check_one_cycle_epoch(train_one_epoch, device)
 
 # %% [markdown]
-# ### Exercise 3 · ReduceLROnPlateau in a training loop
+# ### Exercise 3 · ReduceLROnPlateau in a training loop (if you have time)
 #
 # `train_with_plateau` trains for `epochs` epochs with a `ReduceLROnPlateau` and records,
 # every epoch, the lr it trained with and the validation loss. Its scheduler call is written
@@ -304,7 +304,7 @@ train_one_epoch = lab07.check_one_cycle_epoch(train_one_epoch, device)
 # validation loss gets worse every epoch, and re-measures the number each call got.
 
 
-# %% tags=["exercise"]
+# %% tags=["exercise", "stretch"]
 def train_with_plateau(model, optimizer, scheduler, train_loader, val_loader, epochs):
     history = {"lr": [], "validation loss": []}
     for _ in range(epochs):
