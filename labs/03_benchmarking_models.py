@@ -606,7 +606,7 @@ lab03.before_after_chart(
 # its whole batch, so the **latency** of one prediction does not improve. For a service
 # answering one user at a time, batch size 1 may be right after all.
 #
-# ### Exercise 5 · Fix the loading bottleneck
+# ### Exercise 5 · Fix the loading bottleneck (if you have time)
 #
 # Write `load_batch_fast(indices)` that returns exactly what `load_batch(indices)` returns,
 # without a Python loop over the samples:
@@ -618,7 +618,7 @@ lab03.before_after_chart(
 # 3. add `1e-6` to the std, as `standardize` does.
 
 
-# %% tags=["exercise"]
+# %% tags=["exercise", "stretch"]
 def load_batch_fast(indices: range) -> torch.Tensor:
     # TODO: take the rows X[indices] at once and standardize each row over dim=1, no loop
     return None

@@ -458,7 +458,7 @@ print(f"accuracy {accuracy(fp16_model):.1%}")
 # raises an error.
 
 # %% [markdown]
-# ### Exercise 5 · Clip the gradients of a float16 step
+# ### Exercise 5 · Clip the gradients of a float16 step (if you have time)
 #
 # Write `train_step_fp16_clipped(model, optimizer, scaler, loss_fn, inputs, targets,
 # max_norm)`: your float16 step from Exercise 4, with the gradients clipped to `max_norm`
@@ -468,7 +468,7 @@ print(f"accuracy {accuracy(fp16_model):.1%}")
 # norm of the gradients the optimizer step used: it must be `max_norm`.
 
 
-# %% tags=["exercise"]
+# %% tags=["exercise", "stretch"]
 def train_step_fp16_clipped(model, optimizer, scaler, loss_fn, inputs, targets, max_norm):
     optimizer.zero_grad()
     with torch.autocast(inputs.device.type, dtype=torch.float16):
