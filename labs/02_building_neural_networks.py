@@ -846,13 +846,13 @@ for workers, runs in epoch_ms.items():
 print(timing.verdict("an epoch with num_workers=2 vs 0", epoch_ms[0], epoch_ms[2]))
 
 # %% [markdown]
-# ### Exercise 10 · one epoch over a DataLoader
+# ### Exercise 10 · one epoch over a DataLoader (if you have time)
 #
 # Write `train_epoch`: for every batch of `loader` do one training step (the five lines from
 # lab 1), and return the **mean** of the batch losses as a Python float.
 
 
-# %% tags=["exercise"]
+# %% tags=["exercise", "stretch"]
 def train_epoch(model, loader, optimizer, loss_fn):
     total = 0.0
     for xb, yb in loader:
