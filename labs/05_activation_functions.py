@@ -614,14 +614,14 @@ print(
 )
 
 # %% [markdown]
-# ### Exercise 6 · ELU with a hand-written backward
+# ### Exercise 6 · ELU with a hand-written backward (if you have time)
 #
 # ELU is `x` for `x > 0` and `exp(x) - 1` otherwise. Its forward is written for you; write
 # `backward`. Its derivative is `1` for `x > 0` and `exp(x)` otherwise; remember the chain
 # rule (`grad_output`) and the shape. The check runs `gradcheck` in float64.
 
 
-# %% tags=["exercise"]
+# %% tags=["exercise", "stretch"]
 class ELUFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x):

@@ -207,7 +207,7 @@ diagrams.cnn_diagram(model, example)
 # * **Names** such as `body.1` are the attribute paths PyTorch gives the layers; section 2
 #   meets them again.
 #
-# ### Exercise 2 · a `BatchNorm2d` and the shapes of a small CNN
+# ### Exercise 2 · a `BatchNorm2d` and the shapes of a small CNN (if you have time)
 #
 # `small_cnn` is a smaller cousin of `DigitsCNN`. Complete it:
 #
@@ -216,7 +216,7 @@ diagrams.cnn_diagram(model, example)
 #   `conv_side` (the convolution has stride 2, then `MaxPool2d(2)` halves them), then
 #   channels × height × width.
 
-# %% tags=["exercise"]
+# %% tags=["exercise", "stretch"]
 small_cnn = nn.Sequential(
     nn.Unflatten(1, (1, 8, 8)),
     nn.Conv2d(1, 8, kernel_size=3, stride=2, padding=1),  # TODO: a BatchNorm2d after this
@@ -1235,7 +1235,7 @@ print(f"same predicted digit: {agree:.1%}")
 # The scores differ in the last digits only (the two libraries add in different orders), and
 # the predictions agree. That comparison is what to run after every export.
 #
-# ### Exercise 11 · run an ONNX file
+# ### Exercise 11 · run an ONNX file (if you have time)
 #
 # Write `onnx_scores(path, digits)` that runs the ONNX file at `path` on `digits` (a float32
 # tensor N × 64, maybe on the GPU) with ONNX Runtime and returns the scores as a **tensor**.
@@ -1243,7 +1243,7 @@ print(f"same predicted digit: {agree:.1%}")
 # (`session.get_inputs()` says which), and its input name comes from there as well.
 
 
-# %% tags=["exercise"]
+# %% tags=["exercise", "stretch"]
 def onnx_scores(path, digits):
     session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
     # TODO: run the session on `digits`; return the scores as a tensor
