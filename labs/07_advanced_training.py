@@ -1275,9 +1275,12 @@ ddp_epochs = runtime.pick(full=2, quick=1)
 reports = [script.with_name(f"lab07_data_parallel_rank{rank}.json") for rank in range(2)]
 for report in reports:
     report.unlink(missing_ok=True)  # no stale report from an earlier run
-command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-# One thread per process: the two share this machine's cores.
-environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+command = [
+    *(sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"),
+    "--local-addr=127.0.0.1",  # meet on loopback: a container may not resolve its own name
+]
+# One thread per process: the two share this machine's cores; gloo talks over loopback too.
+environment = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"}
 finished = subprocess.run(
     [*command, str(script), str(ddp_epochs)],
     capture_output=True,

@@ -1276,6 +1276,7 @@ def _in_processes(function: Callable, world_size: int, timeout: float) -> list[d
         shared = {
             **os.environ,
             "MASTER_ADDR": "127.0.0.1",
+            "GLOO_SOCKET_IFNAME": "lo",  # loopback, even where the host's name resolves to nothing
             "MASTER_PORT": str(_free_port()),
             "WORLD_SIZE": str(world_size),
             "OMP_NUM_THREADS": "1",
