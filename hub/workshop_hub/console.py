@@ -197,6 +197,18 @@ class ConsoleHandler(ConsoleBase):
             raise web.HTTPError(HTTPStatus.FORBIDDEN, "this token belongs to no attendee")
         return model
 
+    async def paced_caller(self) -> dict:
+        """The caller, once within their rate of reports and hands (ReportRate)."""
+        model = await self.caller()
+        wait_seconds = self.rate.wait_before_next(model["name"])
+        if wait_seconds:
+            # Answered only once the attendee may send again: a kernel posting in a loop gets
+            # an answer a second per connection instead of a thousand, so refusing it takes
+            # next to nothing of the console's one event loop, and the room stays fast.
+            await asyncio.sleep(wait_seconds)
+            raise TooManyReports(wait_seconds)
+        return model
+
     @staticmethod
     def is_admin(model: dict) -> bool:
         return bool(model.get("admin")) or ADMIN_SCOPE in model.get("scopes", ())
@@ -210,14 +222,7 @@ def in_the_book(book: ProgressBook | hands.HandQueue, work: Callable, *args) -> 
 
 class ProgressHandler(ConsoleHandler):
     async def post(self) -> None:
-        model = await self.caller()
-        wait_seconds = self.rate.wait_before_next(model["name"])
-        if wait_seconds:
-            # Answered only once the attendee may send again: a kernel posting in a loop gets
-            # an answer a second per connection instead of a thousand, so refusing it takes
-            # next to nothing of the console's one event loop, and the room stays fast.
-            await asyncio.sleep(wait_seconds)
-            raise TooManyReports(wait_seconds)
+        model = await self.paced_caller()
         if len(self.request.body) > MAX_REPORT_BYTES:
             raise web.HTTPError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "one report is a few lines")
         try:
@@ -255,11 +260,7 @@ class HandHandler(ConsoleHandler):
     """The caller's own hand: raise it (POST), see it (GET), lower it (DELETE)."""
 
     async def post(self) -> None:
-        model = await self.caller()
-        wait_seconds = self.rate.wait_before_next(model["name"])
-        if wait_seconds:
-            await asyncio.sleep(wait_seconds)
-            raise TooManyReports(wait_seconds)
+        model = await self.paced_caller()
         try:
             request = hands.request_from_body(json.loads(self.request.body or b"null"))
         except (json.JSONDecodeError, UnicodeDecodeError):
