@@ -6,22 +6,19 @@ closes it ("Done"). One row per hand, kept for the whole day on the hub-data vol
 queue survives a restart of the console or the hub and the day's waits can be told: the wait
 of a hand is from raising it until an instructor took it (or until now, while nobody has).
 
-SQLite in WAL mode, written only from the queue's own worker thread, as the progress book is.
+SQLite in WAL mode, written only from the queue's own worker thread (sqlite_file.py).
 """
 
 from __future__ import annotations
 
 import sqlite3
 import statistics
-import threading
 import time
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import PurePosixPath
 
 from .credentials import HUB_DATA_DIR
+from .sqlite_file import SqliteFile
 
 HANDS_FILE = HUB_DATA_DIR / "hands.sqlite"
 STUCK, DONE = "stuck", "done"
@@ -117,28 +114,13 @@ def request_from_body(body: object) -> Request:
     return Request(kind, note, notebook)
 
 
-class HandQueue:
+class HandQueue(SqliteFile):
     """The day's hands, oldest open first. Blocking calls: the console runs them on
     ``worker``, never on its event loop."""
 
     def __init__(self, path=HANDS_FILE, clock=time.time):
-        self.path, self.clock = path, clock
-        self.worker = ThreadPoolExecutor(1, thread_name_prefix="hands")
-        self._per_thread = threading.local()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connection() as db:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.executescript(_SCHEMA)
-
-    @contextmanager
-    def _connection(self) -> Iterator[sqlite3.Connection]:
-        db = getattr(self._per_thread, "db", None)
-        if db is None:
-            db = self._per_thread.db = sqlite3.connect(self.path, timeout=10)
-            db.row_factory = sqlite3.Row
-            db.execute("PRAGMA synchronous=NORMAL")
-        with db:
-            yield db
+        super().__init__(path, _SCHEMA, "hands", rows_by_name=True)
+        self.clock = clock
 
     def raise_hand(self, attendee: str, request: Request) -> Hand:
         """Raise ``attendee``'s hand, or change what their open hand says (keeping its place

@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import math
 import sqlite3
-import threading
 import time
-from collections.abc import Collection, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from collections.abc import Collection, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .credentials import HUB_DATA_DIR
+from .sqlite_file import SqliteFile
 
 PROGRESS_FILE = HUB_DATA_DIR / "progress.sqlite"
 # What one report may hold: an exercise name is a check's name, a reason one line of text.
@@ -137,36 +135,16 @@ def attempt_from_report(
     )
 
 
-class ProgressBook:
+class ProgressBook(SqliteFile):
     """Fold attempts into one row per attendee and exercise, read back where each stands.
     Blocking calls: the console runs them on its worker thread, never on its event loop."""
 
     def __init__(self, path: Path = PROGRESS_FILE):
-        self.path = path
-        # The console hands the book's work to this one thread, off its event loop: writes
-        # queue up there rather than contend for SQLite's lock.
-        self.worker = ThreadPoolExecutor(1, thread_name_prefix="progress-book")
-        self._per_thread = threading.local()
-        path.parent.mkdir(parents=True, exist_ok=True)
+        super().__init__(path, _SCHEMA, "progress-book")
         with self._connection() as db:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.executescript(_SCHEMA)
             migrated = self._fold_in_old_attempts(db)
         if migrated:
             self._compact()
-
-    @contextmanager
-    def _connection(self) -> Iterator[sqlite3.Connection]:
-        """This thread's connection (opened once: opening costs more than a write), in a
-        transaction that commits, or rolls back on an error."""
-        db = getattr(self._per_thread, "db", None)
-        if db is None:
-            db = self._per_thread.db = sqlite3.connect(self.path, timeout=10)
-            # In WAL mode a commit that survives a crash of the process needs no fsync of its
-            # own; a power cut may lose the last reports, which the next check sends again.
-            db.execute("PRAGMA synchronous=NORMAL")
-        with db:
-            yield db
 
     @staticmethod
     def _fold_in_old_attempts(db: sqlite3.Connection) -> int:
