@@ -118,7 +118,9 @@ def container_limits(settings: WorkshopSettings, profile: Profile) -> dict:
         # cannot fill the host's disk. tmpfs pages count against mem_limit.
         "read_only": True,
         "tmpfs": {
-            "/tmp": f"size={settings.tmp_size},mode=1777",
+            # exec: Docker mounts a tmpfs noexec unless told, and torch.compile (lab 3) builds
+            # C++ there and loads it. No boundary is lost: attendees run their own code anyway.
+            "/tmp": f"size={settings.tmp_size},mode=1777,exec",
             # Jupyter, IPython and matplotlib keep their runtime files and caches in $HOME;
             # the work volume is mounted below it.
             HOME_DIR: f"size={HOME_TMPFS_SIZE},uid=1000,gid=100,mode=0755",

@@ -28,7 +28,7 @@ def test_only_sized_memory_folders_are_writable_and_logs_are_capped():
     settings = load_settings({"WORKSHOP_TMP_SIZE": "100M"})
     limits = container_limits(settings, cpu_profile(settings))
     assert limits["read_only"] is True
-    assert limits["tmpfs"]["/tmp"] == f"size={100 * 1024**2},mode=1777"
+    assert limits["tmpfs"]["/tmp"] == f"size={100 * 1024**2},mode=1777,exec"
     # $HOME is the attendee's (uid 1000), sized, with the work volume below it.
     assert limits["tmpfs"][HOME_DIR].startswith(f"size={HOME_TMPFS_SIZE},uid=1000,gid=100")
     assert WORK_DIR.startswith(f"{HOME_DIR}/")
@@ -48,7 +48,7 @@ def test_limits_are_accepted_by_docker_host_config():
     )
     assert config["Memory"] == 6 * 1024**3
     assert config["ReadonlyRootfs"] is True
-    assert config["Tmpfs"]["/tmp"] == f"size={256 * 1024**2},mode=1777"
+    assert config["Tmpfs"]["/tmp"] == f"size={256 * 1024**2},mode=1777,exec"
     assert config["LogConfig"] == {
         "Type": "json-file",
         "Config": {"max-size": "10m", "max-file": "2"},

@@ -32,6 +32,12 @@ def check_compile(options: Options, figures: dict) -> str:
             (line for line in lines if "error" in line.lower() or "not found" in line.lower()),
             lines[0] if lines else type(error).__name__,
         )
+        if "failed to map segment" in str(error) or "operation not permitted" in str(error).lower():
+            raise Failed(
+                f"torch.compile built its code but could not load it: {cause[:300]}. Fix: "
+                "/tmp (where inductor keeps it) is mounted noexec; mount it with exec, as the "
+                "hub does for attendees (workshop_hub/profiles.py)"
+            ) from None
         raise Failed(
             f"torch.compile could not build for the CPU: {cause[:300]}. Fix: {FIX}"
         ) from None
