@@ -111,6 +111,8 @@ def test_disks_written_full_never_fail_a_neighbours_save(bounded_room, tmp_path)
     stack, host_folder = bounded_room
     ada = Attendee(stack.url, "ada")
     assert ada.login().status_code == 200
+    ada.wait_until_ready()
+    assert ada.open_lab().status_code == 200  # the server's own login, for its kernels
     bots = [Attendee(stack.url, f"bot{number}") for number in range(1, MAX_NAMES)]
     started, refusals = [], []
     for bot in bots:
@@ -121,6 +123,7 @@ def test_disks_written_full_never_fail_a_neighbours_save(bounded_room, tmp_path)
         assert response.status_code == 200, response.status_code
         try:
             bot.wait_until_ready()
+            assert bot.open_lab().status_code == 200
             started.append(bot)
         except SpawnFailed as failure:
             refusals.append(str(failure))
