@@ -2,7 +2,8 @@
 attendee in JupyterLab and the instructor on the console.
 
 The attendee fails a check, opens the Help panel and raises a hand with a note; the hand is on
-the console's queue within 2 s with the failing check; the instructor answers "On my way" and
+the console's queue within 2 s with the failing check and the instructor's guide's note on
+that mistake; the instructor answers "On my way" and
 the attendee's open JupyterLab says so within 5 s; the instructor opens the notebook from the
 queue (the console's script-free view); an announcement and a revealed solution each reach the
 open JupyterLab within 5 s; the panel's grid shows what the console's row shows. Each step
@@ -19,10 +20,16 @@ import pytest
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import expect, sync_playwright
 
+from workshop_hub.guide import load_guide
+from workshop_labs.notebooks import lab_sources
+
 from .browser import SCREENSHOTS, launch, screenshot
 from .hub_client import Attendee
+from .stack import ROOT
 
 ATTENDEE = "handup"
+LAB_1 = lab_sources(ROOT / "labs")[0].with_suffix(".ipynb").name
+GUIDES = load_guide(ROOT / "labs" / "guide")
 CONSOLE = "services/console/"
 NOTE = "exercise 1 says my batch is None"
 FAILED_SHOT = "help-failed"
@@ -102,8 +109,12 @@ def test_a_raised_hand_reaches_the_instructor_and_the_answer_comes_back(
             expect(front.locator("#hands-summary")).to_contain_text("raised today", timeout=60_000)
             screenshot(front, "help-01-console-no-hands")
 
-            step = "open the Help panel: the grid shows the failing check"
+            step = "open lab 1"
             page = lab
+            lab.goto(f"{hub.url}/user/{attendee.name}/lab/tree/labs/{LAB_1}")
+            expect(lab.locator(".jp-NotebookPanel:visible")).to_be_visible(timeout=60_000)
+
+            step = "open the Help panel: the grid shows the failing check"
             help_tab.click()
             failing = lab.locator('.wh-cell[data-exercise="batch"][data-state="failing"]')
             expect(failing).to_be_visible(timeout=30_000)
@@ -117,8 +128,22 @@ def test_a_raised_hand_reaches_the_instructor_and_the_answer_comes_back(
             timings["hand on the console"] = seconds_until(queued, CONSOLE_WITHIN_S)
             expect(queued).to_contain_text(NOTE)
             expect(queued).to_contain_text("lab 1 · batch")
+            # What the instructor's guide (labs/guide/lab01.toml) says of that mistake.
+            note = GUIDES[1].note_for("batch", "`batch` is None: replace the None")
+            expect(queued.locator(".guide-note")).to_have_text(f"Guide: {note}")
             expect(lab.locator(".wh-hand-status")).to_contain_text("Your hand is up")
             screenshot(front, "help-03-hand-on-the-console")
+
+            step = "look at the notebook from the queue: the failing check's cell is marked"
+            with front.context.expect_page() as opened:
+                queued.get_by_role("link", name=f"labs/{LAB_1}").click()
+            shoulder = opened.value
+            page = shoulder
+            marked = shoulder.locator("section#failing")
+            expect(marked).to_contain_text("check_batch(", timeout=30_000)
+            expect(marked).to_contain_text("the check that failed last: `batch` is None")
+            screenshot(shoulder, "help-04-shoulder-view")
+            shoulder.close()
 
             step = "answer: on my way"
             queued.get_by_role("button", name="On my way").click()
@@ -127,7 +152,7 @@ def test_a_raised_hand_reaches_the_instructor_and_the_answer_comes_back(
                 toast(lab, "On my way: instructor"), JUPYTERLAB_WITHIN_S
             )
             expect(lab.locator(".wh-hand-status")).to_contain_text("instructor is on the way")
-            screenshot(lab, "help-04-on-my-way")
+            screenshot(lab, "help-05-on-my-way")
 
             step = "announce"
             page = front
@@ -146,7 +171,7 @@ def test_a_raised_hand_reaches_the_instructor_and_the_answer_comes_back(
             timings["revealed solution in JupyterLab"] = seconds_until(
                 toast(lab, "lab 1 · batch is out"), JUPYTERLAB_WITHIN_S
             )
-            screenshot(lab, "help-05-notices")
+            screenshot(lab, "help-06-notices")
 
             step = "close the hand"
             page = front
@@ -155,7 +180,7 @@ def test_a_raised_hand_reaches_the_instructor_and_the_answer_comes_back(
             expect(front.locator("#hands-summary")).to_contain_text("0 up")
             page = lab
             expect(toast(lab, "instructor closed your raised hand")).to_be_visible(timeout=10_000)
-            screenshot(front, "help-06-hand-closed")
+            screenshot(front, "help-07-hand-closed")
         except (AssertionError, PlaywrightError) as error:
             shot = screenshot(page, FAILED_SHOT)
             raise AssertionError(
