@@ -96,6 +96,8 @@ INSTRUCTOR_SCOPES = [
     "read:metrics",
 ]
 MAX_REPORT_BYTES = 4096
+# Requests for notices one attendee may have waiting at once: a JupyterLab per browser tab.
+MAX_NOTICE_WAITS_PER_ATTENDEE = 4
 # The largest body any caller has a reason to send: a report (MAX_REPORT_BYTES), an
 # announcement (300 characters, 6 bytes each as JSON escapes at worst), a reveal or an action
 # (a few dozen bytes). The server refuses a longer one from its Content-Length, before reading
@@ -297,9 +299,25 @@ class NoticesHandler(ConsoleHandler):
                 HTTPStatus.BAD_REQUEST, "'after' is a notice's number, 'wait' seconds"
             ) from None
         boot = self.get_query_argument("boot", None)
-        news = await self.notices.wait(after, boot, model["name"], max(0.0, wait))
+        waiting = self.notices_waiting.get(model["name"], 0)
+        if waiting >= MAX_NOTICE_WAITS_PER_ATTENDEE:
+            # One JupyterLab waits once; a script opening thousands would hold as many
+            # connections of the console's for 25 s each.
+            raise web.HTTPError(
+                HTTPStatus.TOO_MANY_REQUESTS, "close a waiting request for notices first"
+            )
+        self.notices_waiting[model["name"]] = waiting + 1
+        try:
+            news = await self.notices.wait(after, boot, model["name"], max(0.0, wait))
+        finally:
+            left = self.notices_waiting.pop(model["name"]) - 1
+            if left:
+                self.notices_waiting[model["name"]] = left
         if not self.gone:
             self.finish(news)
+
+    # Requests for notices waiting now, per attendee (the event loop's only: no lock needed).
+    notices_waiting: dict[str, int] = {}
 
     gone = False
 

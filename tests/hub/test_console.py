@@ -382,3 +382,19 @@ def test_a_broken_guide_leaves_the_console_running_without_one(tmp_path, monkeyp
     monkeypatch.setattr(guide, "GUIDE_DIR", tmp_path)
     assert console_module.load_guides() == {}
     assert "lab01.toml is not valid TOML" in caplog.text
+
+
+async def test_a_script_cannot_hold_more_than_a_few_waits_for_notices(console):
+    from workshop_hub.console import MAX_NOTICE_WAITS_PER_ATTENDEE
+
+    start = json.loads((await fetch(console + "api/notices", **as_attendee("ada-token"))).body)
+    query = f"api/notices?after={start['seq']}&boot={start['boot']}&wait=3"
+    waits = [
+        asyncio.ensure_future(fetch(console + query, **as_attendee("ada-token")))
+        for _ in range(MAX_NOTICE_WAITS_PER_ATTENDEE + 3)
+    ]
+    codes = sorted([(await wait).code for wait in waits])
+    assert codes == [200] * MAX_NOTICE_WAITS_PER_ATTENDEE + [429] * 3
+    # Bob is not Ada's script's neighbour in line: his wait is his own.
+    bobs = await fetch(console + "api/notices?wait=0", **as_attendee("bob-token"))
+    assert bobs.code == 200
