@@ -54,10 +54,6 @@ class Notices:
         self._news = asyncio.Event()
         self._last_look: dict[tuple[str, str, str], float] = {}
 
-    @property
-    def seq(self) -> int:
-        return self._seq
-
     def publish(self, kind: str, text: str, to: str | None = None) -> Notice:
         self._seq += 1
         notice = Notice(self._seq, kind, text, self.clock(), to)
