@@ -1266,9 +1266,10 @@ script.write_text(DATA_PARALLEL_SCRIPT.replace("# average_gradients\n", your_fun
 print(f"wrote {script}")
 
 # %% [markdown]
-# Run it with `torchrun`: two processes on this machine, connected over loopback
-# (`--standalone`: no other machine takes part). The command is what you would type in a
-# terminal; `sys.executable` makes sure it is this notebook's Python.
+# Run it with `torchrun`: two processes on this machine (`--nnodes=1`: no other machine takes
+# part) that meet at `127.0.0.1`, the loopback address every machine has, on a free port. The
+# command is what you would type in a terminal; `sys.executable` makes sure it is this
+# notebook's Python.
 
 # %%
 ddp_epochs = runtime.pick(full=2, quick=1)
@@ -1276,8 +1277,8 @@ reports = [script.with_name(f"lab07_data_parallel_rank{rank}.json") for rank in 
 for report in reports:
     report.unlink(missing_ok=True)  # no stale report from an earlier run
 command = [
-    *(sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"),
-    "--local-addr=127.0.0.1",  # meet on loopback: a container may not resolve its own name
+    *(sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc-per-node=2"),
+    *("--master-addr=127.0.0.1", f"--master-port={lab07.free_port()}"),
 ]
 # One thread per process: the two share this machine's cores; gloo talks over loopback too.
 environment = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"}

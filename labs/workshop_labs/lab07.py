@@ -1259,7 +1259,8 @@ dist.destroy_process_group()
 """
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A loopback port no program listens on now: where data-parallel processes meet."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
@@ -1277,7 +1278,7 @@ def _in_processes(function: Callable, world_size: int, timeout: float) -> list[d
             **os.environ,
             "MASTER_ADDR": "127.0.0.1",
             "GLOO_SOCKET_IFNAME": "lo",  # loopback, even where the host's name resolves to nothing
-            "MASTER_PORT": str(_free_port()),
+            "MASTER_PORT": str(free_port()),
             "WORLD_SIZE": str(world_size),
             "OMP_NUM_THREADS": "1",
         }

@@ -204,6 +204,19 @@ def _error_text(cell: nbformat.NotebookNode) -> str:
     return ""
 
 
+PRINTED_TAIL_CHARS = 3000  # what a failing cell printed last: enough for a subprocess's error
+
+
+def _printed_text(cell: nbformat.NotebookNode) -> str:
+    """The end of what the failing cell printed (its own subprocesses' messages among it)."""
+    printed = "".join(
+        output.get("text", "")
+        for output in cell.get("outputs", [])
+        if output.get("output_type") == "stream"
+    )
+    return ANSI_ESCAPE.sub("", printed.strip())[-PRINTED_TAIL_CHARS:]
+
+
 def execute(
     nb: nbformat.NotebookNode,
     *,
@@ -244,9 +257,11 @@ def execute(
         where = f"cell {index}" if index is not None else "kernel start"
         details = _error_text(cell) if cell is not None else ""
         source = cell.source if cell is not None else ""
+        printed = _printed_text(cell) if cell is not None else ""
         raise LabFailed(
             f"{lab_name(nb)} failed at {where} (quick mode {'on' if quick else 'off'}).\n"
             f"--- cell source ---\n{source}\n"
-            f"--- error ---\n{details or ANSI_ESCAPE.sub('', str(error))[-4000:]}"
+            + (f"--- printed ---\n{printed}\n" if printed else "")
+            + f"--- error ---\n{details or ANSI_ESCAPE.sub('', str(error))[-4000:]}"
         ) from None
     return executed

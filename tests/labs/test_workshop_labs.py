@@ -168,6 +168,26 @@ def test_unsolved_exercise_is_one_red_line_and_still_fails_the_notebook(tiny_lab
     assert error.traceback == [f"{checks.RED}✗ `answer` is not 42 yet{checks.RESET}"]
 
 
+@pytest.mark.timeout(120)
+def test_a_failing_cell_reports_what_it_printed_before_the_error(tmp_path):
+    # A cell that runs a program prints the program's own error message, then raises: the
+    # report must carry that message, or a failure on a CI machine says only "exit status 1".
+    source = tmp_path / "09_printing.py"
+    source.write_text(
+        "# %%\nimport sys\nprint('early line')\n"
+        "print('x' * 5000)\nprint('the reason: port 29500 refused', file=sys.stderr)\n"
+        "raise RuntimeError('exit status 1')\n"
+    )
+    with pytest.raises(notebooks.LabFailed) as failure:
+        notebooks.execute(notebooks.build_notebook(source), quick=True, cwd=tmp_path)
+    message = str(failure.value)
+    printed = message.split("--- printed ---\n")[1].split("--- error ---")[0]
+    assert "the reason: port 29500 refused" in printed
+    assert "early line" not in printed, "only the tail is kept: a long output stays readable"
+    assert len(printed) <= notebooks.PRINTED_TAIL_CHARS + 1
+    assert "RuntimeError: exit status 1" in message.split("--- error ---")[1]
+
+
 def test_layer_table_follows_forward_order():
     model = torch.nn.Sequential(torch.nn.Linear(64, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
     rows = diagrams.layer_table(model, torch.zeros(5, 64))

@@ -4,21 +4,24 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import sys
 import tempfile
 import time
 import traceback
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
-from workshop_labs.smoke import report
+from workshop_labs.smoke import core, report
 from workshop_labs.smoke.amp import check_amp_cpu, check_amp_cuda
 from workshop_labs.smoke.compiler import check_compile
 from workshop_labs.smoke.core import FAIL, PASS, Check, Options, Result, Verdict, progress
 from workshop_labs.smoke.dataloader import check_dataloader
 from workshop_labs.smoke.gpu import check_gpu
 from workshop_labs.smoke.kernel import check_kernel
-from workshop_labs.smoke.labs import DEFAULT_LAB_BUDGET_S, LAB_PREFIX, lab_checks
+from workshop_labs.smoke.labs import DEFAULT_LAB_BUDGET_S, LAB_GROUP, LAB_PREFIX, lab_checks
 from workshop_labs.smoke.system import check_system
 from workshop_labs.smoke.versions import check_pins, check_versions
 
@@ -82,14 +85,48 @@ def run_check(check: Check, options: Options) -> Result:
     return Result(check.name, check.group, verdict, note, seconds, figures, error)
 
 
+def run_checks(checks: list[Check], options: Options) -> list[Result]:
+    return [run_check(check, options) for check in checks]
+
+
+def run_in_a_child_process(checks: list[Check], options: Options) -> list[Result]:
+    """Run `checks` in a process of their own that ends before the labs start.
+
+    The system checks import torch, compile a model and touch the GPU; in this process they
+    would keep that memory (about 0.5 GB) for the whole run, and under an attendee's 2 GB
+    limit lab 7's three torch processes then got the kernel killed for memory. A crash in one
+    of them (a segfault, the memory limit) also ends only that process: it is reported as a
+    failure of the checks it took down, and the labs still run.
+    """
+    if not checks:
+        return []
+    spawn = multiprocessing.get_context("spawn")  # a fresh interpreter: nothing inherited
+    try:
+        with ProcessPoolExecutor(
+            max_workers=1, mp_context=spawn, initializer=core.keep_clock, initargs=(core.STARTED,)
+        ) as pool:
+            return pool.submit(run_checks, checks, options).result()
+    except BrokenProcessPool:
+        note = (
+            "the process running the system checks died (killed by the memory limit or a "
+            "crash in torch): run `python -m workshop_labs.smoke --only NAME` for each check "
+            "to find the one that takes it down"
+        )
+        progress(note)
+        return [Result(check.name, check.group, FAIL, note, 0.0) for check in checks]
+
+
 def run_with_scratch_work_dir(checks: list[Check], options: Options) -> list[Result]:
     """Labs save artifacts for later labs in WORKSHOP_WORK_DIR; give them a scratch folder so
-    a smoke test never writes into an attendee's work, and run them in course order."""
+    a smoke test never writes into an attendee's work, and run them in course order, after
+    the system checks (run in a child process: see run_in_a_child_process)."""
     with tempfile.TemporaryDirectory(prefix="smoke-work-") as scratch:
         previous = os.environ.get("WORKSHOP_WORK_DIR")
         os.environ["WORKSHOP_WORK_DIR"] = scratch
+        labs = [check for check in checks if check.group == LAB_GROUP]
+        system = [check for check in checks if check.group != LAB_GROUP]
         try:
-            return [run_check(check, options) for check in checks]
+            return run_in_a_child_process(system, options) + run_checks(labs, options)
         finally:
             if previous is None:
                 os.environ.pop("WORKSHOP_WORK_DIR")

@@ -15,6 +15,13 @@ GiB = 1024**3
 STARTED = time.monotonic()
 
 
+def keep_clock(started: float) -> None:
+    """In a child process: count progress times from the parent's start, as one timeline
+    (the monotonic clock is the same for every process of the machine)."""
+    global STARTED
+    STARTED = started
+
+
 def progress(message: str) -> None:
     """One line on stderr, so that the table on stdout stays clean for a reader or a pipe."""
     print(f"[smoke {time.monotonic() - STARTED:6.1f}s] {message}", file=sys.stderr, flush=True)

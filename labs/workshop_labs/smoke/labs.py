@@ -18,6 +18,7 @@ from workshop_labs.smoke.core import Check, Failed, Options, progress
 
 DEFAULT_LAB_BUDGET_S = 120
 LAB_PREFIX = "lab:"
+LAB_GROUP = "labs"
 # Set by the lab image: where its attendee notebooks are.
 NOTEBOOKS_DIR_ENV = "WORKSHOP_NOTEBOOKS_DIR"
 
@@ -85,7 +86,7 @@ def lab_checks(labs_dir: Path | None) -> list[Check]:
         def fail(options: Options, figures: dict) -> str:
             raise Failed(reason)
 
-        return [Check("labs", "labs", fail)]
+        return [Check(LAB_GROUP, LAB_GROUP, fail)]
 
     try:
         folder = labs_dir or default_labs_dir()
@@ -101,4 +102,6 @@ def lab_checks(labs_dir: Path | None) -> list[Check]:
             f"no lab sources (0*_*.py) or notebooks (0*_*.ipynb) in {where}: pass --labs-dir "
             "with the repository's labs/ or the image's notebooks (/opt/workshop/labs)"
         )
-    return [Check(f"{LAB_PREFIX}{path.stem}", "labs", partial(check_lab, path)) for path in files]
+    return [
+        Check(f"{LAB_PREFIX}{path.stem}", LAB_GROUP, partial(check_lab, path)) for path in files
+    ]
