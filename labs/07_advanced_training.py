@@ -1282,6 +1282,8 @@ command = [
 ]
 # One thread per process: the two share this machine's cores; gloo talks over loopback too.
 environment = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"}
+# Three more Python processes with torch: first make sure they fit in this JupyterLab's memory.
+runtime.make_room_for("torchrun with two processes", lab07.DATA_PARALLEL_MEMORY)
 finished = subprocess.run(
     [*command, str(script), str(ddp_epochs)],
     capture_output=True,

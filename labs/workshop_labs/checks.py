@@ -49,6 +49,10 @@ class ExerciseNotSolved(AssertionError):
     """An exercise check failed; the message says what is wrong and how to fix it."""
 
 
+class NotEnoughMemory(RuntimeError):
+    """A cell would not fit in this JupyterLab's memory; the message says what to close."""
+
+
 def expect(condition: bool, message: str) -> None:
     """Raise ``ExerciseNotSolved(message)`` unless ``condition`` holds."""
     if not condition:
@@ -228,7 +232,8 @@ def _show_unsolved(shell, etype, value, tb, tb_offset=None) -> list[str]:
 
 
 def install_notebook_handler() -> bool:
-    """Show ``ExerciseNotSolved`` as one red line in IPython; False outside IPython."""
+    """Show ``ExerciseNotSolved`` and ``NotEnoughMemory`` as one red line in IPython; False
+    outside IPython."""
     try:
         from IPython import get_ipython
     except ImportError:
@@ -236,5 +241,5 @@ def install_notebook_handler() -> bool:
     shell = get_ipython()
     if shell is None:
         return False
-    shell.set_custom_exc((ExerciseNotSolved,), _show_unsolved)
+    shell.set_custom_exc((ExerciseNotSolved, NotEnoughMemory), _show_unsolved)
     return True

@@ -41,6 +41,52 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+CGROUP = Path("/sys/fs/cgroup")
+GB = 1e9
+
+
+def _number(path: Path) -> int | None:
+    try:
+        text = path.read_text().split()[0]
+    except (OSError, IndexError):
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def memory_headroom(cgroup: Path = CGROUP) -> int | None:
+    """Bytes this container may still use before its memory limit (cgroup v2, else v1), not
+    counting file cache the kernel gives back first; None without a limit or a cgroup."""
+    if (cgroup / "memory.max").exists():  # cgroup v2
+        limit, used = _number(cgroup / "memory.max"), _number(cgroup / "memory.current")
+        stat = cgroup / "memory.stat"
+    else:
+        v1 = cgroup / "memory"
+        limit, used = _number(v1 / "memory.limit_in_bytes"), _number(v1 / "memory.usage_in_bytes")
+        stat = v1 / "memory.stat"
+    if limit is None or used is None or limit >= 1 << 60:  # v1 writes "no limit" as ~2**63
+        return None
+    try:
+        fields = dict(line.split() for line in stat.read_text().splitlines())
+    except (OSError, ValueError):
+        fields = {}
+    cache = int(fields.get("inactive_file", fields.get("total_inactive_file", 0)))
+    return limit - used + cache
+
+
+def make_room_for(what: str, needed_bytes: float, cgroup: Path = CGROUP) -> None:
+    """Stop with what to close, before starting ``what``, when it would not fit in memory:
+    the kernel would otherwise be killed (and this notebook's variables lost with it)."""
+    from workshop_labs.checks import NotEnoughMemory
+
+    headroom = memory_headroom(cgroup)
+    if headroom is not None and headroom < needed_bytes:
+        raise NotEnoughMemory(
+            f"{what} needs about {needed_bytes / GB:.1f} GB of memory and {headroom / GB:.1f} GB "
+            "is free: other labs' kernels hold the rest. In the Running tab (the ⏹ icon on the "
+            "left) shut down every kernel but this notebook's, then run this cell again"
+        )
+
+
 def gpu_memory_fraction() -> float | None:
     """The share of each GPU's memory this attendee may use, from WORKSHOP_GPU_MEMORY_FRACTION.
 

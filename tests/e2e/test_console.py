@@ -438,7 +438,7 @@ def test_the_console_benchmark_runs_against_the_real_stack(hub, admin_token):
             sys.executable,
             str(ROOT / "scripts" / "benchmark_console.py"),
             *("--url", hub.url, "--admin-token", admin_token),
-            *("--attendees", "3", "--checks", "2", "--reads", "2"),
+            *("--attendees", "3", "--checks", "2", "--reads", "2", "--hands", "2"),
         ],
         capture_output=True,
         text=True,
@@ -446,6 +446,8 @@ def test_the_console_benchmark_runs_against_the_real_stack(hub, admin_token):
     )
     assert completed.returncode == 0, completed.stderr[-2000:]
     assert "api/room answered in p50" in completed.stdout
+    assert "2 hands up: api/hands p50" in completed.stdout
+    assert "an announcement reached all 3 waiting attendees" in completed.stdout
     users = requests.get(
         f"{hub.url}/hub/api/users", headers={"Authorization": f"token {admin_token}"}, timeout=30
     ).json()

@@ -43,6 +43,15 @@ def test_the_seven_labs_are_in_the_work_folder(ada):
     assert notebooks[0].startswith("01_") and notebooks[-1].startswith("07_")
 
 
+def test_closing_a_lab_shuts_its_kernel_down(ada):
+    # Seven labs' kernels, each holding torch (0.5 GB), do not fit in an attendee's 2 GB: a
+    # lab's kernel goes with its tab (docker/lab/jupyterlab_overrides.json).
+    tracker = "lab/api/settings/@jupyterlab/notebook-extension:tracker"
+    settings = ada.http.get(ada.user_url(tracker), timeout=60)
+    assert settings.status_code == 200, settings.text
+    assert settings.json()["settings"]["kernelShutdown"] is True, settings.json()["settings"]
+
+
 def test_attendee_container_is_unprivileged_and_limited(ada, hub):
     result = ada.run_code(
         "import os, pathlib\n"
