@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import secrets
 import socket
 import subprocess
@@ -33,6 +34,7 @@ from pathlib import Path
 
 import nbformat
 import requests
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import sync_playwright
 
 CHROMIUM = "/usr/bin/chromium"
@@ -128,6 +130,7 @@ class Server:
                 f"--ServerApp.port={self.port}",
                 f"--IdentityProvider.token={self.token}",
                 "--ServerApp.port_retries=0",
+                *(["--allow-root"] if os.geteuid() == 0 else []),  # a CI machine's root
             ],
             stdout=self.log,
             stderr=subprocess.STDOUT,
@@ -152,19 +155,41 @@ class Server:
             self.process.wait(timeout=60)
 
     def has_collaboration(self) -> bool:
-        extensions = requests.get(
-            f"http://127.0.0.1:{self.port}/lab/api/extensions",
-            params={"token": self.token},
-            timeout=10,
-        ).json()
-        return any(e["name"].startswith("@jupyter/collaboration") for e in extensions)
+        listed = subprocess.run(
+            [self.jupyter, "labextension", "list"], capture_output=True, text=True, check=False
+        )
+        return "@jupyter/collaboration-extension" in listed.stdout + listed.stderr
 
 
-def type_line(page, cell: int, text: str) -> None:
+def dismiss_dialogs(page, wait_ms: int = 0) -> None:
+    """Close JupyterLab's dialogs as a person would (the venv may have no kernel, and a
+    restarted server brings "Server Connection Error"); the trial edits text only."""
+    dialog = page.locator(".jp-Dialog")
+    try:
+        dialog.first.wait_for(timeout=max(wait_ms, 1))
+    except PlaywrightTimeout:
+        return
+    while dialog.count():
+        page.keyboard.press("Escape")
+        time.sleep(0.5)
+
+
+def type_line(page, cell: int, text: str) -> str | None:
+    """Type ``text`` on a new last line of ``cell``; what stopped it, or None."""
     editor = page.locator(".jp-Notebook .jp-Cell").nth(cell).locator(".cm-content")
-    editor.click()
-    page.keyboard.press("Control+End")
-    page.keyboard.type(f"\n{text}", delay=5)
+    for _ in range(6):
+        dismiss_dialogs(page)
+        try:
+            editor.click(timeout=5_000)
+        except PlaywrightTimeout:
+            continue
+        page.keyboard.press("Control+End")
+        page.keyboard.type(f"\n{text}", delay=5)
+        return None
+    dialog = page.locator(".jp-Dialog")
+    return f"could not type {text!r}: " + (
+        dialog.first.inner_text().splitlines()[0] if dialog.count() else "the cell never answered"
+    )
 
 
 def cells_on_page(page) -> list[str]:
@@ -213,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
                 page = browser.new_context(viewport={"width": 1200, "height": 900}).new_page()
                 page.goto(f"http://127.0.0.1:{port}/lab/tree/{NOTEBOOK}?token={server.token}")
                 page.locator(".jp-Notebook .jp-Cell").nth(2).wait_for(timeout=60_000)
+                dismiss_dialogs(page, wait_ms=5_000)
                 pages[who] = page
             attendee, instructor = pages["attendee"], pages["instructor"]
 
