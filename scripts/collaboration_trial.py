@@ -134,6 +134,7 @@ class Server:
             ],
             stdout=self.log,
             stderr=subprocess.STDOUT,
+            cwd=self.root.parent,  # where the collaboration keeps its store (.jupyter_ystore.db)
         )
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:

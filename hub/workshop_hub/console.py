@@ -472,12 +472,16 @@ class WorkHandler(InstructorHandler):
             page = await loop.run_in_executor(
                 None, work_view.work_page, docker_api, listed, attendee, path or None, failing
             )
-        instructor_actions.audit(
-            self.current_user["name"], "view work", attendee, path or "their notebooks"
+        # One look is written down (and told to the attendee) once, not at each of the
+        # page's own refreshes: looking() says whether this is a new look.
+        what = f"your notebook {path}" if path else "your notebooks"
+        new_look = page.status != HTTPStatus.OK or self.notices.looking(
+            self.current_user["name"], attendee, what
         )
-        if page.status == HTTPStatus.OK:
-            what = f"your notebook {path}" if path else "your notebooks"
-            self.notices.looking(self.current_user["name"], attendee, what)
+        if new_look:
+            instructor_actions.audit(
+                self.current_user["name"], "view work", attendee, path or "their notebooks"
+            )
         self.set_status(page.status)
         for header, value in work_view.PAGE_HEADERS.items():
             self.set_header(header, value)

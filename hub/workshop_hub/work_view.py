@@ -81,6 +81,8 @@ PAGE_POLICY = (
     "default-src 'none'; img-src data:; style-src 'unsafe-inline'; frame-ancestors 'self'; "
     "base-uri 'none'; form-action 'none'; sandbox"
 )
+# How often a notebook's page reads the notebook again while the instructor has it open.
+NOTEBOOK_REFRESH_SECONDS = 10
 PAGE_HEADERS = {
     "Content-Security-Policy": PAGE_POLICY,
     # A page is never taken for another type, and the attendee's file names in its address
@@ -423,7 +425,7 @@ def render_notebook(
     ]
     if len(cells) > MAX_CELLS_SHOWN:
         sections.append(_note(f"{len(cells) - MAX_CELLS_SHOWN} more cells not shown."))
-    return _page(title, "".join(sections), listing_href)
+    return _page(title, "".join(sections), listing_href, NOTEBOOK_REFRESH_SECONDS)
 
 
 def _cells_of(raw: bytes) -> tuple[list, str]:
@@ -596,10 +598,20 @@ def _time_text(seconds: float) -> str:
         return "?"
 
 
-def _page(title: str, body: str, listing_href: str | None = None) -> str:
+def _page(
+    title: str, body: str, listing_href: str | None = None, refresh_seconds: int | None = None
+) -> str:
     back = f'<p><a href="{_escaped(listing_href)}">All notebooks</a></p>' if listing_href else ""
+    # No script on this page: the browser itself reads it again (a meta refresh keeps the
+    # scroll position), so the instructor sees the attendee's latest save.
+    refresh, read_at = "", ""
+    if refresh_seconds:
+        refresh = f'<meta http-equiv="refresh" content="{int(refresh_seconds)}">'
+        read_at = _note(
+            f"As saved at {time.strftime('%H:%M:%S')}; read again every {refresh_seconds} s."
+        )
     return (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">{refresh}'
         f"<title>{_escaped(title)}</title><style>{STYLE}</style></head>"
-        f"<body>{back}<h1>{_escaped(title)}</h1>{body}</body></html>\n"
+        f"<body>{back}<h1>{_escaped(title)}</h1>{read_at}{body}</body></html>\n"
     )

@@ -143,6 +143,11 @@ def test_a_raised_hand_reaches_the_instructor_and_the_answer_comes_back(
             expect(marked).to_contain_text("check_batch(", timeout=30_000)
             expect(marked).to_contain_text("the check that failed last: `batch` is None")
             screenshot(shoulder, "help-04-shoulder-view")
+            # The page has no script, yet reads the notebook again by itself (under its
+            # sandboxing policy): the attendee's next save shows without a click.
+            with shoulder.expect_response(shoulder.url.split("#")[0], timeout=20_000):
+                pass
+            expect(shoulder.locator("section#failing")).to_contain_text("check_batch(")
             shoulder.close()
 
             step = "answer: on my way"
