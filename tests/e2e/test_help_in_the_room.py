@@ -120,6 +120,17 @@ def test_a_raised_hand_reaches_the_instructor_and_the_answer_comes_back(
             expect(failing).to_be_visible(timeout=30_000)
             screenshot(lab, "help-02-panel")
 
+            step = "the panel's grid shows what the console's row shows"
+            page = front
+            console_row = front.locator(f'#rows tr[data-attendee="{attendee.name}"]')
+            expect(console_row.locator('.cell.failing[data-exercise="1/batch"]')).to_be_visible(
+                timeout=30_000
+            )
+            panel = grid_states(lab, ".wh-cell", panel_state)
+            assert len(panel) >= 50 and panel == grid_states(
+                front, f'#rows tr[data-attendee="{attendee.name}"] .cell', console_state
+            ), panel
+
             step = "raise a hand"
             lab.fill(".wh-note", NOTE)
             lab.get_by_role("button", name="✋ I'm stuck").click()
@@ -201,6 +212,24 @@ def test_a_raised_hand_reaches_the_instructor_and_the_answer_comes_back(
     answers = [e for e in audited_actions(hub) if e["attendee"] == attendee.name]
     # Opening the attendee's notebook from the queue is audited too, before the two answers.
     assert [e["action"] for e in answers] == ["view work", "hand: on-my-way", "hand: done"]
+
+
+def panel_state(element) -> tuple[str, str]:
+    lab = element.evaluate("e => e.closest('.wh-row').querySelector('.wh-lab').textContent")
+    return f"{lab.split()[-1]}/{element.get_attribute('data-exercise')}", element.get_attribute(
+        "data-state"
+    )
+
+
+def console_state(element) -> tuple[str, str]:
+    classes = element.get_attribute("class").split()
+    look = "passed" if "passed" in classes else "failing" if "failing" in classes else "untried"
+    return element.get_attribute("data-exercise"), look
+
+
+def grid_states(page, selector: str, state_of) -> dict[str, str]:
+    """Every exercise's state in one grid, "LAB/EXERCISE" -> untried, failing or passed."""
+    return dict(state_of(cell) for cell in page.locator(selector).all())
 
 
 def audited_actions(hub) -> list[dict]:
