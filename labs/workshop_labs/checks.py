@@ -59,6 +59,20 @@ def expect(condition: bool, message: str) -> None:
         raise ExerciseNotSolved(message)
 
 
+def expect_names(answer: object, what: str) -> set[str]:
+    """A set, list or tuple of names as a set (a lone string is one name, not its letters)."""
+    expect(answer is not None, f"`{what}` is None: write a set of names")
+    if isinstance(answer, str):
+        answer = {answer}
+    expect(
+        isinstance(answer, set | list | tuple | frozenset)
+        and all(isinstance(name, str) for name in answer),
+        f"`{what}` is a {type(answer).__name__}: write a set of names (strings)",
+    )
+    assert isinstance(answer, set | list | tuple | frozenset)
+    return set(answer)
+
+
 def error_text(error: BaseException) -> str:
     """``TypeError: the first line of its message``: one line, however long the message."""
     lines = str(error).strip().splitlines()

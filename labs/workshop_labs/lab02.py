@@ -21,6 +21,7 @@ from workshop_labs.checks import (
     error_text,
     exercise,
     expect,
+    expect_names,
     expect_tensor,
     passed,
 )
@@ -869,20 +870,6 @@ def check_optimizer_by_hand(optimizer: object, *parameters: torch.Tensor) -> Non
 # ----------------------------------------------------------------------------------------------
 # §5 · which parameters backward() reaches
 # ----------------------------------------------------------------------------------------------
-
-
-def expect_names(answer: object, what: str) -> set[str]:
-    """A set, list or tuple of names as a set (a lone string is one name, not its letters)."""
-    expect(answer is not None, f"`{what}` is None: write a set of names")
-    if isinstance(answer, str):
-        answer = {answer}
-    expect(
-        isinstance(answer, set | list | tuple | frozenset)
-        and all(isinstance(name, str) for name in answer),
-        f"`{what}` is a {type(answer).__name__}: write a set of names (strings)",
-    )
-    assert isinstance(answer, set | list | tuple | frozenset)
-    return set(answer)
 
 
 @exercise()

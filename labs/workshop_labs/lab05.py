@@ -13,8 +13,14 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from workshop_labs import plots
-from workshop_labs.checks import ExerciseNotSolved, exercise, expect, expect_tensor, passed
-from workshop_labs.lab02 import expect_names
+from workshop_labs.checks import (
+    ExerciseNotSolved,
+    exercise,
+    expect,
+    expect_names,
+    expect_tensor,
+    passed,
+)
 
 # ----------------------------------------------------------------------------------------------
 # Figures

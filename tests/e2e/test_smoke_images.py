@@ -23,21 +23,13 @@ from workshop_hub.preflight.images import run_image_check
 from workshop_hub.profiles import cpu_profile, gpu_profile
 from workshop_hub.settings import load_settings
 from workshop_labs.notebooks import lab_sources
+from workshop_labs.smoke import cli as smoke_cli
 
 from .stack import BROKEN_HOOK_FLAG, TEST_PREFIX, owner_tag, progress
 
 REPO = Path(__file__).resolve().parents[2]
-STATIC_CHECKS = [
-    "system",
-    "versions",
-    "pins",
-    "gpu",
-    "amp_cpu",
-    "amp_cuda",
-    "dataloader",
-    "kernel",
-    "compile",
-]
+# The report lists the system checks in the order the smoke test plans them.
+STATIC_CHECKS = [check.name for check in smoke_cli.STATIC_CHECKS]
 LAB_UID = 1000
 # The repository's lab sources, which hold the solutions the images leave out.
 LAB_SOURCES = "/opt/workshop/lab-sources"
