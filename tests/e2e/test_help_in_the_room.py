@@ -5,7 +5,8 @@ The attendee fails a check, opens the Help panel and raises a hand with a note; 
 the console's queue within 2 s with the failing check and the instructor's guide's note on
 that mistake; the instructor answers "On my way" and
 the attendee's open JupyterLab says so within 5 s; the instructor opens the notebook from the
-queue (the console's script-free view); an announcement and a revealed solution each reach the
+queue (the console's script-free view: the failing cell marked, its output under it, read
+again by itself); an announcement and a revealed solution each reach the
 open JupyterLab within 5 s; the panel's grid shows what the console's row shows. Each step
 leaves reports/screenshots/help-NN-STEP.png, a failure help-failed.png.
 """
@@ -83,7 +84,9 @@ def test_a_raised_hand_reaches_the_instructor_and_the_answer_comes_back(
     hub, attendee, instructor_password
 ):
     failed = attendee.run_code(FAIL_A_CHECK)
-    assert "`batch` is None" in failed.stdout, failed
+    assert "`batch` is None" in failed.stdout and "Not solved yet" in failed.stdout, failed
+    # The attendee's lab 1 as saved after running that check: its output under the cell.
+    keep_output_under(attendee, f"labs/{LAB_1}", "check_batch(", failed.stdout)
     (SCREENSHOTS / f"{FAILED_SHOT}.png").unlink(missing_ok=True)
     timings: dict[str, float] = {}
     with sync_playwright() as playwright:
@@ -153,6 +156,7 @@ def test_a_raised_hand_reaches_the_instructor_and_the_answer_comes_back(
             marked = shoulder.locator("section#failing")
             expect(marked).to_contain_text("check_batch(", timeout=30_000)
             expect(marked).to_contain_text("the check that failed last: `batch` is None")
+            expect(marked).to_contain_text("Not solved yet")  # the cell's own output
             screenshot(shoulder, "help-04-shoulder-view")
             # The page has no script, yet reads the notebook again by itself (under its
             # sandboxing policy): the attendee's next save shows without a click.
@@ -212,6 +216,18 @@ def test_a_raised_hand_reaches_the_instructor_and_the_answer_comes_back(
     answers = [e for e in audited_actions(hub) if e["attendee"] == attendee.name]
     # Opening the attendee's notebook from the queue is audited too, before the two answers.
     assert [e["action"] for e in answers] == ["view work", "hand: on-my-way", "hand: done"]
+
+
+def keep_output_under(attendee: Attendee, path: str, marker: str, printed: str) -> None:
+    """Save the notebook at ``path`` with ``printed`` as the output of the cell holding
+    ``marker``, through the attendee's own server, before JupyterLab opens it."""
+    notebook = attendee.api("GET", f"contents/{path}").json()["content"]
+    (cell,) = [c for c in notebook["cells"] if c["cell_type"] == "code" and marker in c["source"]]
+    cell["outputs"] = [{"output_type": "stream", "name": "stdout", "text": printed}]
+    saved = attendee.api(
+        "PUT", f"contents/{path}", json={"type": "notebook", "format": "json", "content": notebook}
+    )
+    assert saved.status_code == 200, saved.text
 
 
 def panel_state(element) -> tuple[str, str]:
