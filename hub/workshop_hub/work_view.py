@@ -81,8 +81,6 @@ PAGE_POLICY = (
     "default-src 'none'; img-src data:; style-src 'unsafe-inline'; frame-ancestors 'self'; "
     "base-uri 'none'; form-action 'none'; sandbox"
 )
-# How often a notebook's page reads the notebook again while the instructor has it open.
-NOTEBOOK_REFRESH_SECONDS = 10
 PAGE_HEADERS = {
     "Content-Security-Policy": PAGE_POLICY,
     # A page is never taken for another type, and the attendee's file names in its address
@@ -376,7 +374,8 @@ def work_page(
         raw = read_notebook(api, container_id, path)
     except WorkUnavailable as unavailable:
         return WorkPage(unavailable.status, render_message(title, str(unavailable), listing_href))
-    return WorkPage(HTTPStatus.OK, render_notebook(raw, title, listing_href, failing))
+    own_address = quote(PurePosixPath(path).name)
+    return WorkPage(HTTPStatus.OK, render_notebook(raw, title, listing_href, failing, own_address))
 
 
 def _listing_href(path: str) -> str:
@@ -412,9 +411,14 @@ class FailingCheck(NamedTuple):
 
 
 def render_notebook(
-    raw: bytes, title: str, listing_href: str | None = None, failing: FailingCheck | None = None
+    raw: bytes,
+    title: str,
+    listing_href: str | None = None,
+    failing: FailingCheck | None = None,
+    self_href: str | None = None,
 ) -> str:
-    """The notebook as inert HTML; a page that says why when `raw` is not a notebook."""
+    """The notebook as inert HTML; a page that says why when `raw` is not a notebook.
+    ``self_href``, the page's own address relative to itself, gives a link to read it again."""
     cells, problem = _cells_of(raw)
     if problem:
         return render_message(title, f"This file cannot be shown: {problem}.", listing_href)
@@ -425,7 +429,7 @@ def render_notebook(
     ]
     if len(cells) > MAX_CELLS_SHOWN:
         sections.append(_note(f"{len(cells) - MAX_CELLS_SHOWN} more cells not shown."))
-    return _page(title, "".join(sections), listing_href, NOTEBOOK_REFRESH_SECONDS)
+    return _page(title, "".join(sections), listing_href, self_href)
 
 
 def _cells_of(raw: bytes) -> tuple[list, str]:
@@ -599,19 +603,19 @@ def _time_text(seconds: float) -> str:
 
 
 def _page(
-    title: str, body: str, listing_href: str | None = None, refresh_seconds: int | None = None
+    title: str, body: str, listing_href: str | None = None, self_href: str | None = None
 ) -> str:
     back = f'<p><a href="{_escaped(listing_href)}">All notebooks</a></p>' if listing_href else ""
-    # No script on this page: the browser itself reads it again (a meta refresh keeps the
-    # scroll position), so the instructor sees the attendee's latest save.
-    refresh, read_at = "", ""
-    if refresh_seconds:
-        refresh = f'<meta http-equiv="refresh" content="{int(refresh_seconds)}">'
-        read_at = _note(
-            f"As saved at {time.strftime('%H:%M:%S')}; read again every {refresh_seconds} s."
+    # The page cannot read itself again on a timer: its sandbox (no scripts) also stops a
+    # meta refresh. A plain link to itself does it, with the time the notebook was read.
+    read_at = ""
+    if self_href:
+        read_at = (
+            f'<p class="note">As saved at {time.strftime("%H:%M:%S")}. '
+            f'<a href="{_escaped(self_href)}">Read it again</a></p>'
         )
     return (
-        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">{refresh}'
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>{_escaped(title)}</title><style>{STYLE}</style></head>"
         f"<body>{back}<h1>{_escaped(title)}</h1>{read_at}{body}</body></html>\n"
     )

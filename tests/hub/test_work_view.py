@@ -46,7 +46,7 @@ JPEG = b"\xff\xd8\xff\xe0" + bytes(range(256))
 ALLOWED_ATTRIBUTES = {
     "html": {"lang"},
     "head": set(),
-    "meta": {"charset", "http-equiv", "content"},  # the page's own refresh only: see below
+    "meta": {"charset"},
     "title": set(),
     "style": set(),
     "body": set(),
@@ -61,7 +61,6 @@ ALLOWED_ATTRIBUTES = {
     "a": {"href"},
     "img": {"alt", "src"},
 }
-OWN_REFRESH = re.compile(r"[1-9][0-9]*")
 SAFE_IMAGE_SOURCE = re.compile(r"data:image/(png|jpeg);base64,[A-Za-z0-9+/]+={0,2}")
 # A path relative to the page: no scheme (no ":"), no host ("//"), not from the root ("/").
 RELATIVE_LINK = re.compile(r"[A-Za-z0-9%._~-][A-Za-z0-9%._~/-]*")
@@ -115,10 +114,6 @@ def assert_inert(page: str) -> str:
             assert SAFE_IMAGE_SOURCE.fullmatch(attributes["src"] or ""), attributes
         if tag == "a":
             assert RELATIVE_LINK.fullmatch(attributes["href"] or ""), attributes
-        if tag == "meta" and "charset" not in attributes:
-            # Reading this same page again, after a number of seconds: never another address.
-            assert attributes.get("http-equiv") == "refresh", attributes
-            assert OWN_REFRESH.fullmatch(attributes.get("content") or ""), attributes
     assert [tag for tag, _ in parts.tags].count("style") == 1
     assert parts.styles == [work_view.STYLE], "the page's style holds something of the notebook"
     return "".join(parts.text)
@@ -181,20 +176,17 @@ def test_the_checker_refuses_markup_that_can_act(page):
         assert_inert(wrapped)
 
 
-def test_a_notebook_page_reads_itself_again_and_says_when_it_was_read():
-    page = work_view.render_notebook(notebook(code("x = 1")), "ada: lab1.ipynb")
+def test_a_notebook_page_links_to_itself_to_be_read_again():
+    page = work_view.render_notebook(
+        notebook(code("x = 1")), "ada: labs/lab 1.ipynb", "../", None, "lab%201.ipynb"
+    )
     assert_inert(page)
-    refresh = [a for tag, a in PageParts(page).tags if tag == "meta" and "http-equiv" in a]
-    assert refresh == [
-        {"http-equiv": "refresh", "content": str(work_view.NOTEBOOK_REFRESH_SECONDS)}
-    ]
-    assert f"read again every {work_view.NOTEBOOK_REFRESH_SECONDS} s" in page
-    # A listing or a message page stays still: nothing on it changes by itself.
-    for still in (
-        work_view.render_listing("ada", Listing(())),
-        work_view.render_message("ada: lab1.ipynb", "The server is stopped."),
-    ):
-        assert "refresh" not in still
+    links = [a["href"] for tag, a in PageParts(page).tags if tag == "a"]
+    assert links == ["../", "lab%201.ipynb"]
+    assert "Read it again" in page and "As saved at" in page
+    # No refresh of its own: the sandbox would refuse it, and a listing stays still.
+    assert "refresh" not in page.lower()
+    assert "Read it again" not in work_view.render_listing("ada", Listing(()))
 
 
 def test_the_checker_refuses_a_notebooks_text_in_the_style():
@@ -676,9 +668,8 @@ def test_a_notebook_page_comes_from_the_attendees_own_running_container():
     assert docker_api.asked == [("c-ada", f"{WORK_DIR}/labs/01.ipynb")]
     text = assert_inert(page.html)
     assert "ada: labs/01.ipynb" in text and SCRIPT in text and "✓ done" in text
-    assert [attributes["href"] for tag, attributes in PageParts(page.html).tags if tag == "a"] == [
-        "../"
-    ]
+    links = [attributes["href"] for tag, attributes in PageParts(page.html).tags if tag == "a"]
+    assert links == ["../", "01.ipynb"]  # the listing, and this page to read it again
 
 
 def test_the_listing_page_comes_from_one_archive_of_the_work_folder():
