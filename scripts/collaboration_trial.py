@@ -186,7 +186,14 @@ def type_line(page, cell: int, text: str) -> str | None:
             continue
         page.keyboard.press("Control+End")
         page.keyboard.type(f"\n{text}", delay=5)
-        return None
+        # Only a line the person saw on their own page counts as typed: a loss found later
+        # is then the collaboration's, not keys that went to a dialog.
+        if text in editor.inner_text():
+            return None
+        time.sleep(1)
+        if text in editor.inner_text():
+            return None
+        return f"typed {text!r}, but the page never showed it"
     dialog = page.locator(".jp-Dialog")
     return f"could not type {text!r}: " + (
         dialog.first.inner_text().splitlines()[0] if dialog.count() else "the cell never answered"
