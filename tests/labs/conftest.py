@@ -12,6 +12,17 @@ from tests.labs.loopback_console import Console
 from workshop_labs import progress
 from workshop_labs.checks import STRICT_ENV
 
+# Pictures the tests draw, kept for a person to look at (git-ignored).
+FIGURES = Path(__file__).resolve().parents[2] / "reports" / "figures"
+
+
+def keep_figure(figure, name: str) -> Path:
+    """Save ``figure`` as reports/figures/NAME.png; its path."""
+    FIGURES.mkdir(parents=True, exist_ok=True)
+    path = FIGURES / f"{name}.png"
+    figure.savefig(path)
+    return path
+
 
 def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("MPLBACKEND", "Agg")

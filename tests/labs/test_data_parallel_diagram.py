@@ -3,14 +3,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from matplotlib.image import AxesImage
 
+from tests.labs.conftest import keep_figure
 from workshop_labs import data, data_parallel_diagram
-
-FIGURES = Path(__file__).resolve().parents[2] / "reports" / "figures"  # git-ignored
 
 
 def reports(*, identical: bool = True, yours_agree: bool = True) -> list[dict]:
@@ -39,8 +36,7 @@ def texts(fig) -> str:
 
 def test_the_picture_shows_each_rank_its_own_gradient_and_their_mean():
     fig = data_parallel_diagram.data_parallel_picture(reports())
-    FIGURES.mkdir(parents=True, exist_ok=True)
-    fig.savefig(FIGURES / "lab07_data_parallel.png")
+    keep_figure(fig, "lab07_data_parallel")
     shown = texts(fig)
     assert "rank 0: 32 of the batch's 64 samples" in shown
     assert "rank 1: 32 of the batch's 64 samples" in shown

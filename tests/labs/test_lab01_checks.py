@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from tests.labs import corpus_lab01
+from tests.labs.conftest import keep_figure
 from tests.labs.corpus_lab01 import CONFUSION, COUNTS, PICTURES, Y_TRUE, X
 from tests.labs.solutions import starter
 from workshop_labs import autograd_diagram, checks, lab01
@@ -122,6 +123,7 @@ def test_weight_images_wants_pictures_the_lab_reshaped():
 
 def test_confusion_picture_shows_every_count_with_true_rows_and_guessed_columns():
     fig = lab01.confusion_picture(CONFUSION, title="a confusion matrix")
+    keep_figure(fig, "lab01_confusion_matrix")
     (ax,) = fig.axes
     assert [text.get_text() for text in ax.texts] == [str(int(n)) for n in CONFUSION.flatten()]
     assert ax.get_ylabel() == "the true class (row)"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tests.labs.conftest import keep_figure
 from tests.labs.solutions import (
     assert_runs_past_with_a_stand_in,
     lab_namespace,
@@ -254,13 +255,13 @@ def test_checkpoint_tree_draws_every_top_level_key():
         assert expected in texts
 
 
-def test_seed_curves_draws_each_median_inside_its_shaded_middle_half(tmp_path):
+def test_seed_curves_draws_each_median_inside_its_shaded_middle_half():
     runs = {
         "pretrained": [[0.5, 0.7, 0.9], [0.6, 0.8, 0.9], [0.4, 0.75, 0.85]],
         "from scratch": [[0.3, 0.6, 0.9], [0.5, 0.7, 0.95], [0.35, 0.65, 0.8]],
     }
     figure = lab06.seed_curves(runs, title="Digits 5–9", ylabel="accuracy")
-    figure.savefig(tmp_path / "seed_curves.png")
+    keep_figure(figure, "lab06_seed_curves")
     ax = figure.axes[0]
     lines = ax.get_lines()
     assert [line.get_label() for line in lines] == [

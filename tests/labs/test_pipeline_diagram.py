@@ -3,17 +3,14 @@ DataLoader, it shows the batches the next loop really gets, and drawing it consu
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 from matplotlib.text import Text
 from torch.utils.data import DataLoader, Dataset, IterableDataset, TensorDataset
 
+from tests.labs.conftest import keep_figure
 from workshop_labs import data, pipeline_diagram
-
-FIGURES = Path(__file__).resolve().parents[2] / "reports" / "figures"  # git-ignored
 
 
 class DigitPictures(Dataset):
@@ -99,10 +96,7 @@ def test_the_picture_names_the_real_numbers(case):
     shown = texts(figure)
     for text in expected:
         assert any(text in t for t in shown), f"{text!r} is not in the picture"
-    FIGURES.mkdir(parents=True, exist_ok=True)
-    path = FIGURES / f"data_pipeline_{case}.png"
-    figure.savefig(path)
-    print(f"saved {path}")
+    print(f"saved {keep_figure(figure, f'data_pipeline_{case}')}")
 
 
 def test_the_pictures_are_the_samples_of_the_batch():
