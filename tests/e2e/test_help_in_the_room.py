@@ -154,6 +154,11 @@ def test_a_raised_hand_reaches_the_instructor_and_the_answer_comes_back(
             with front.context.expect_page() as opened:
                 queued.get_by_role("link", name=f"labs/{LAB_1}").click()
             shoulder = opened.value
+            shoulder.on("console", lambda message: said.append(f"watch: {message.text}"))
+            shoulder.on(
+                "requestfailed",
+                lambda request: said.append(f"watch: {request.url} failed: {request.failure}"),
+            )
             page = shoulder
             # The console's watching page frames the inert view of the notebook.
             marked = shoulder.frame_locator("iframe#work").locator("section#failing")
