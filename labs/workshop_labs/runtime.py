@@ -16,6 +16,9 @@ from typing import TypeVar
 import numpy as np
 import torch
 
+from workshop_labs.smoke.core import read_first_line
+from workshop_labs.smoke.system import CGROUP_ROOT, cgroup_limits, cgroup_number
+
 T = TypeVar("T")
 
 QUICK: bool = os.environ.get("WORKSHOP_QUICK", "0").strip().lower() in {"1", "true", "yes", "on"}
@@ -41,39 +44,30 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-CGROUP = Path("/sys/fs/cgroup")
 GB = 1e9
 
 
-def _number(path: Path) -> int | None:
-    try:
-        text = path.read_text().split()[0]
-    except (OSError, IndexError):
-        return None
-    return int(text) if text.isdigit() else None
-
-
-def memory_headroom(cgroup: Path = CGROUP) -> int | None:
-    """Bytes this container may still use before its memory limit (cgroup v2, else v1), not
-    counting file cache the kernel gives back first; None without a limit or a cgroup."""
-    if (cgroup / "memory.max").exists():  # cgroup v2
-        limit, used = _number(cgroup / "memory.max"), _number(cgroup / "memory.current")
-        stat = cgroup / "memory.stat"
+def memory_headroom(cgroup: Path = CGROUP_ROOT) -> int | None:
+    """Bytes this container may still use before its memory limit (the limit as the smoke
+    test reads it, cgroup v2 or v1), not counting file cache the kernel gives back first;
+    None without a limit or a cgroup."""
+    limits = cgroup_limits(cgroup)
+    if limits["cgroup_version"] == 2:
+        memory, usage = cgroup, "memory.current"
     else:
-        v1 = cgroup / "memory"
-        limit, used = _number(v1 / "memory.limit_in_bytes"), _number(v1 / "memory.usage_in_bytes")
-        stat = v1 / "memory.stat"
-    if limit is None or used is None or limit >= 1 << 60:  # v1 writes "no limit" as ~2**63
+        memory, usage = cgroup / "memory", "memory.usage_in_bytes"
+    limit, used = limits["memory_limit_bytes"], cgroup_number(read_first_line(memory / usage))
+    if limit is None or used is None:
         return None
     try:
-        fields = dict(line.split() for line in stat.read_text().splitlines())
+        fields = dict(line.split() for line in (memory / "memory.stat").read_text().splitlines())
     except (OSError, ValueError):
         fields = {}
     cache = int(fields.get("inactive_file", fields.get("total_inactive_file", 0)))
     return limit - used + cache
 
 
-def make_room_for(what: str, needed_bytes: float, cgroup: Path = CGROUP) -> None:
+def make_room_for(what: str, needed_bytes: float, cgroup: Path = CGROUP_ROOT) -> None:
     """Stop with what to close, before starting ``what``, when it would not fit in memory:
     the kernel would otherwise be killed (and this notebook's variables lost with it)."""
     from workshop_labs.checks import NotEnoughMemory

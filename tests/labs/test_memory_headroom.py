@@ -15,6 +15,7 @@ GB = 10**9
 
 def cgroup_v2(root: Path, limit: str, current: int, inactive_file: int) -> Path:
     root.mkdir(parents=True, exist_ok=True)
+    (root / "cgroup.controllers").write_text("cpu memory pids\n")  # how v2 is told apart
     (root / "memory.max").write_text(f"{limit}\n")
     (root / "memory.current").write_text(f"{current}\n")
     (root / "memory.stat").write_text(f"anon 1\ninactive_file {inactive_file}\nactive_file 5\n")

@@ -15,7 +15,7 @@ SHM_DIR = Path("/dev/shm")
 UNLIMITED_THRESHOLD = 2**60
 
 
-def _limit(text: str | None) -> int | None:
+def cgroup_number(text: str | None) -> int | None:
     """A cgroup limit as an int, None for 'max', unlimited or unreadable."""
     if text is None or not text.lstrip("-").isdigit():
         return None
@@ -33,19 +33,21 @@ def cgroup_limits(root: Path = CGROUP_ROOT) -> dict[str, Any]:
         cpu_max = (read_first_line(root / "cpu.max") or "max").split()
         return {
             "cgroup_version": 2,
-            "memory_limit_bytes": _limit(read_first_line(root / "memory.max")),
-            "pids_max": _limit(read_first_line(root / "pids.max")),
+            "memory_limit_bytes": cgroup_number(read_first_line(root / "memory.max")),
+            "pids_max": cgroup_number(read_first_line(root / "pids.max")),
             "cpu_quota_cores": _cores(
-                _limit(cpu_max[0]), _limit(cpu_max[1]) if len(cpu_max) > 1 else None
+                cgroup_number(cpu_max[0]), cgroup_number(cpu_max[1]) if len(cpu_max) > 1 else None
             ),
         }
     return {
         "cgroup_version": 1,
-        "memory_limit_bytes": _limit(read_first_line(root / "memory" / "memory.limit_in_bytes")),
-        "pids_max": _limit(read_first_line(root / "pids" / "pids.max")),
+        "memory_limit_bytes": cgroup_number(
+            read_first_line(root / "memory" / "memory.limit_in_bytes")
+        ),
+        "pids_max": cgroup_number(read_first_line(root / "pids" / "pids.max")),
         "cpu_quota_cores": _cores(
-            _limit(read_first_line(root / "cpu" / "cpu.cfs_quota_us")),
-            _limit(read_first_line(root / "cpu" / "cpu.cfs_period_us")),
+            cgroup_number(read_first_line(root / "cpu" / "cpu.cfs_quota_us")),
+            cgroup_number(read_first_line(root / "cpu" / "cpu.cfs_period_us")),
         ),
     }
 
