@@ -12,8 +12,8 @@ Then the help loop, as a room with JupyterLab open keeps it busy: every attendee
 request for notices open (`api/notices`, what the help panel waits on), HANDS of them raise a
 hand, and the instructor's page reads the queue (`api/hands`, every second) and the room
 READS times; then one announcement wakes every waiting attendee, and the time until each has
-it is printed. With `--container` (the hub's container, where the console runs) it also prints
-the CPU the console's process used during that phase, from Docker's own counters.
+it is printed. With `--container` (the hub's container: hub, proxy and console) it also prints
+the CPU that container used during that phase, from Docker's own counters.
 
 The attendees it made are deleted at the end; their progress and hands stay in the book.
 """
@@ -179,8 +179,8 @@ def help_loop(hub: str, admin: dict, attendees: dict[str, dict], args) -> None:
     )
     if args.container:
         print(
-            f"the console's container used {cpu_seconds:.1f} CPU seconds in {wall:.0f} s "
-            f"({cpu_seconds / wall:.0%} of one core) while they waited"
+            f"the hub's container (hub, proxy, console) used {cpu_seconds:.1f} CPU seconds "
+            f"in {wall:.0f} s ({cpu_seconds / wall:.0%} of one core) while they waited"
         )
 
 
