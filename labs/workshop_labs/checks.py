@@ -38,11 +38,11 @@ from typing import Any
 import torch
 
 from workshop_labs import progress
+from workshop_labs.modes import STRICT_ENV
 
 RED = "\x1b[1;31m"
 YELLOW = "\x1b[33m"
 RESET = "\x1b[0m"
-STRICT_ENV = "WORKSHOP_STRICT_CHECKS"
 
 
 class ExerciseNotSolved(AssertionError):

@@ -236,7 +236,7 @@ def execute(
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
-    from workshop_labs.checks import STRICT_ENV
+    from workshop_labs.modes import QUICK_ENV, STRICT_ENV
 
     executed = copy.deepcopy(nb)
     started: list[int] = []
@@ -247,8 +247,7 @@ def execute(
         resources={"metadata": {"path": str(cwd or Path.cwd())}},
         on_cell_execute=lambda cell, cell_index: started.append(cell_index),
     )
-    env = dict(os.environ, WORKSHOP_QUICK="1" if quick else "0")
-    env[STRICT_ENV] = "1" if strict else "0"
+    env = {**os.environ, QUICK_ENV: "1" if quick else "0", STRICT_ENV: "1" if strict else "0"}
     try:
         client.execute(env=env)
     except (CellExecutionError, CellTimeoutError, DeadKernelError) as error:

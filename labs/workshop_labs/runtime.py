@@ -16,12 +16,13 @@ from typing import TypeVar
 import numpy as np
 import torch
 
+from workshop_labs.modes import QUICK_ENV
 from workshop_labs.smoke.core import read_first_line
 from workshop_labs.smoke.system import CGROUP_ROOT, cgroup_limits, cgroup_number
 
 T = TypeVar("T")
 
-QUICK: bool = os.environ.get("WORKSHOP_QUICK", "0").strip().lower() in {"1", "true", "yes", "on"}
+QUICK: bool = os.environ.get(QUICK_ENV, "0").strip().lower() in {"1", "true", "yes", "on"}
 GPU_MEMORY_FRACTION_ENV = "WORKSHOP_GPU_MEMORY_FRACTION"
 WORK_DIR_ENV = "WORKSHOP_WORK_DIR"
 

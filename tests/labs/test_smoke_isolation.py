@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 
 from workshop_labs.smoke import cli
 from workshop_labs.smoke.core import FAIL, PASS, Check, Options
@@ -59,3 +61,28 @@ def test_a_check_that_kills_its_process_fails_and_the_labs_still_run():
     assert results["compile"].verdict == FAIL
     assert "died" in results["compile"].note and "--only" in results["compile"].note
     assert results["lab:07_advanced"].verdict == PASS
+
+
+# Imports the smoke test's driver, builds a lab's checks and runs a one-cell notebook the way
+# the labs' check does, then says whether torch came into this process along the way.
+LAB_RUN_IN_THE_PARENT = """
+import sys
+import nbformat
+from workshop_labs import notebooks
+from workshop_labs.smoke import cli
+from workshop_labs.smoke.labs import lab_checks
+
+lab_checks(None)
+notebooks.execute(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")]))
+print("torch" in sys.modules)
+"""
+
+
+def test_running_a_lab_never_imports_torch_into_the_smoke_tests_own_process():
+    # torch in the parent is 0.3 GB the lab's kernel and lab 7's torchrun lack under the
+    # attendee's 2 GB (the limit they met in CI: lab 7 killed for memory).
+    finished = subprocess.run(
+        [sys.executable, "-c", LAB_RUN_IN_THE_PARENT], capture_output=True, text=True, timeout=120
+    )
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    assert finished.stdout.strip().splitlines()[-1] == "False"
