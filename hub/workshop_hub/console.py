@@ -23,6 +23,9 @@ authenticates every caller: the service asks the hub whose token a request carri
 - ``GET /services/console/api/notices?after=N&boot=B&wait=S``: an attendee's news since
   notice N (announcements, revealed solutions, answers to their hand, an instructor looking at
   their notebook), waiting up to S seconds for some (notices.py).
+- ``GET /services/console/work/NAME/PATH``: an attendee's notebook as inert HTML (work_view.py),
+  audited; ``GET .../watch/NAME/PATH``, the page that frames it and reloads it whenever
+  ``GET .../api/work-stamp/NAME/PATH`` (a fingerprint of the saved notebook) changes.
 - ``GET /services/console/``: the console page, and ``GET /services/console/api/room``, the
   data it shows (room_view.py). Both need the `access:services!service=console` scope,
   which JupyterHub's admin role holds and attendees' roles do not: the browser logs in with
@@ -488,6 +491,35 @@ class WorkHandler(InstructorHandler):
         self.finish(page.html)
 
 
+class WatchHandler(InstructorHandler):
+    """GET .../watch/NAME/PATH: the console's page that frames the notebook's inert view
+    (WorkHandler's, audited there) and reads it again whenever the attendee saves."""
+
+    @web.authenticated
+    def get(self, name: str, path: str) -> None:
+        prefix = self.request.path[: self.request.path.index("/watch/") + 1]
+        self.set_header("Content-Security-Policy", CONSOLE_PAGE_POLICY)
+        self.finish(work_view.render_watch_page(prefix, self.attendee_name(name), path))
+
+
+class WorkStampHandler(InstructorHandler):
+    """GET .../api/work-stamp/NAME/PATH: {"stamp": a fingerprint of the notebook as saved, or
+    null when it cannot be read}; what the watching page polls (the notebook is not sent)."""
+
+    @web.authenticated
+    async def get(self, name: str, path: str) -> None:
+        attendee, loop = self.attendee_name(name), asyncio.get_running_loop()
+        docker_api = getattr(self.room.containers, "api", None)
+        stamp = None
+        if docker_api is not None:
+            listed = await loop.run_in_executor(None, self.room.containers.listed)
+            stamp = await loop.run_in_executor(
+                None, work_view.notebook_stamp, docker_api, listed, attendee, path
+            )
+        self.set_header("Cache-Control", "no-store")
+        self.finish({"stamp": stamp})
+
+
 class HandsHandler(InstructorHandler):
     """GET .../api/hands: the help queue, oldest first, and the day's waits."""
 
@@ -699,6 +731,8 @@ def make_app(
             (url_path_join(prefix, "api/room"), RoomHandler, instructor),
             (url_path_join(prefix, "api/attendees/([^/]+)/([a-z-]+)"), ActionHandler, instructor),
             (url_path_join(prefix, "work/([^/]+)/(.*)"), WorkHandler, instructor),
+            (url_path_join(prefix, "watch/([^/]+)/(.+)"), WatchHandler, instructor),
+            (url_path_join(prefix, "api/work-stamp/([^/]+)/(.+)"), WorkStampHandler, instructor),
             (url_path_join(prefix, "api/announcement"), AnnouncementHandler, instructor),
             (url_path_join(prefix, "api/solutions"), RevealHandler, instructor),
             (url_path_join(prefix, "api/hands"), HandsHandler, instructor),

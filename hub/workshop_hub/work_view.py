@@ -60,14 +60,17 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import html
 import json
 import re
+import string
 import tarfile
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from http import HTTPStatus
+from importlib import resources
 from pathlib import PurePosixPath
 from typing import NamedTuple
 from urllib.parse import quote
@@ -376,6 +379,34 @@ def work_page(
         return WorkPage(unavailable.status, render_message(title, str(unavailable), listing_href))
     own_address = quote(PurePosixPath(path).name)
     return WorkPage(HTTPStatus.OK, render_notebook(raw, title, listing_href, failing, own_address))
+
+
+def notebook_stamp(
+    api: docker.APIClient, listed: list[dict], attendee: str, path: str
+) -> str | None:
+    """A fingerprint of the notebook as last saved, None when it cannot be read: how a
+    watching page knows when to read it again without reading it each time itself."""
+    try:
+        raw = read_notebook(api, running_container_id(listed, attendee), path)
+    except WorkUnavailable:
+        return None
+    return hashlib.sha256(raw).hexdigest()[:16]
+
+
+WATCH_PAGE = string.Template(
+    resources.files(__package__).joinpath("watch.html").read_text(encoding="utf-8")
+)
+
+
+def render_watch_page(prefix: str, attendee: str, path: str) -> str:
+    """The console's page that frames one notebook's inert view and reloads it on each save;
+    names and paths go into it escaped, and into its addresses quoted."""
+    where = f"{quote(attendee, safe='')}/{quote(path)}"
+    return WATCH_PAGE.substitute(
+        title=_escaped(f"{attendee}: {path}"),
+        frame=_escaped(f"{prefix}work/{where}"),
+        stamp=_escaped(f"{prefix}api/work-stamp/{where}"),
+    )
 
 
 def _listing_href(path: str) -> str:

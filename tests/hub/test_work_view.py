@@ -672,6 +672,46 @@ def test_a_notebook_page_comes_from_the_attendees_own_running_container():
     assert links == ["../", "01.ipynb"]  # the listing, and this page to read it again
 
 
+def test_a_notebooks_stamp_changes_with_each_save_and_is_none_when_unreadable():
+    path = f"{WORK_DIR}/labs/01.ipynb"
+    first = work_view.notebook_stamp(
+        FakeDocker({path: tar_bytes(member("01.ipynb", notebook(code("x = 1"))))}),
+        ROOM,
+        "ada",
+        "labs/01.ipynb",
+    )
+    again = work_view.notebook_stamp(
+        FakeDocker({path: tar_bytes(member("01.ipynb", notebook(code("x = 1"))))}),
+        ROOM,
+        "ada",
+        "labs/01.ipynb",
+    )
+    saved = work_view.notebook_stamp(
+        FakeDocker({path: tar_bytes(member("01.ipynb", notebook(code("x = 2"))))}),
+        ROOM,
+        "ada",
+        "labs/01.ipynb",
+    )
+    assert first == again != saved and len(first) == 16
+    assert work_view.notebook_stamp(FakeDocker({}), ROOM, "zoe", "labs/01.ipynb") is None
+
+
+def test_the_watch_page_escapes_the_names_and_frames_only_the_consoles_inert_view():
+    page = work_view.render_watch_page(
+        "/services/console/", "ada", 'labs/"><script>alert(1)</script>.ipynb'
+    )
+    parts = PageParts(page)
+    assert "<script>alert(1)" not in page
+    frames = [attributes for tag, attributes in parts.tags if tag == "iframe"]
+    assert [frame["sandbox"] for frame in frames] == [""]  # the inert view, framed sandboxed
+    body = next(a for tag, a in parts.tags if tag == "body")
+    assert body["data-frame"] == (
+        "/services/console/work/ada/labs/%22%3E%3Cscript%3Ealert%281%29%3C/script%3E.ipynb"
+    )
+    assert body["data-stamp"].startswith("/services/console/api/work-stamp/ada/labs/%22%3E")
+    assert [tag for tag, _ in parts.tags].count("script") == 1  # the page's own, nothing more
+
+
 def test_the_listing_page_comes_from_one_archive_of_the_work_folder():
     archive = tar_bytes(member(f"{ROOT}/labs/01.ipynb", b"{}"), member(f"{ROOT}/mine.ipynb", b"{}"))
     docker_api = FakeDocker({WORK_DIR: archive})
