@@ -14,7 +14,12 @@ from workshop_hub import announcement, console, credentials, firewall
 from workshop_hub.access import names, sessions
 from workshop_hub.auth import max_names
 from workshop_hub.disks import DiskError
-from workshop_hub.exposure import attendee_origin_host, limit_request_bodies, log_exposure
+from workshop_hub.exposure import (
+    attendee_origin_host,
+    limit_request_bodies,
+    log_exposure,
+    public_address,
+)
 from workshop_hub.passwords import MIN_PASSWORD_LENGTH, PasswordStore
 from workshop_hub.profiles import START_PAGE_URL, WORK_DIR
 from workshop_hub.room import idle_culler_command
@@ -197,7 +202,12 @@ c.JupyterHub.services.append(
         "name": console.SERVICE_NAME,
         "url": f"http://127.0.0.1:{firewall.CONSOLE_PORT}",
         "command": console.service_command(),
-        "environment": {console.INSTANCE_ENV: settings.instance},
+        "environment": {
+            console.INSTANCE_ENV: settings.instance,
+            console.PUBLIC_ADDRESS_ENV: public_address(settings, os.environ),
+            console.WARM_AT_ENV: settings.warm_at,
+            console.WARM_HOLD_ENV: str(settings.warm_hold),
+        },
         # Admins open it from the hub's menu; JupyterHub's admin role may access services.
         "display": True,
         "oauth_no_confirm": True,
@@ -227,6 +237,7 @@ c.JupyterHub.load_roles.append(
 
 # Nobody claims the name of the one in charge, of a service, or of any instructor past or
 # present (access/names.py).
-c.WorkshopAuthenticator.reserved_names = set(
-    names.reserved_names(instructors_ever, (service["name"] for service in c.JupyterHub.services))
-)
+service_names = {service["name"] for service in c.JupyterHub.services}
+if service_names - names.HUB_SERVICES:
+    sys.exit(f"workshop hub cannot start: list {service_names - names.HUB_SERVICES} in names.py")
+c.WorkshopAuthenticator.reserved_names = set(names.reserved_names(instructors_ever, service_names))

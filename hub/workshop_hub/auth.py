@@ -1,12 +1,13 @@
 """Login for a room of strangers: the room code lets you in once, your own password after that.
 
 The first login with a name needs the room code and sets that attendee's own password (a
-bcrypt hash, kept by FirstUseAuthenticator's store on the hub's data volume). After that the
-name is theirs: only their password opens it, and someone else who types the room code is told
-the name is taken. Instructors log in with the admin password. No name that the hub already
-knows (a user in its database) or keeps for itself (access/names.py) can be claimed, and the
-authenticator never makes anyone a JupyterHub admin: instructors hold the `instructor` role,
-declared with exact membership in jupyterhub_config.py.
+bcrypt hash, kept by FirstUseAuthenticator's store on the hub's data volume). A name on the
+roster (access/roster.py) needs the one-time password of its login card instead, once. After
+that the name is theirs: only their password opens it, and someone else who types the room
+code is told the name is taken. Instructors log in with the admin password. No name that the
+hub already knows (a user in its database) or keeps for itself (access/names.py) can be
+claimed, and the authenticator never makes anyone a JupyterHub admin: instructors hold the
+`instructor` role, declared with exact membership in jupyterhub_config.py.
 
 Refusals return None, so JupyterHub logs "Failed login for ..." as usual; the message for the
 login page goes through FirstUseAuthenticator's login handler (`custom_login_error`). A try
@@ -32,6 +33,8 @@ from .access.addresses import ProxyAddress, request_client_address
 from .passwords import (
     PasswordStore,
     hash_password,
+    is_one_time,
+    one_time_matches,
     password_matches,
     password_problem,
 )
@@ -169,6 +172,8 @@ class WorkshopAuthenticator(FirstUseAuthenticator):
                 return None
             return f"Wrong password for the admin account {username!r}."
         stored = await asyncio.to_thread(self.store.get, username)
+        if is_one_time(stored):
+            return await self._use_login_card(username, password, room_code, stored)
         if stored is not None:
             if await asyncio.to_thread(password_matches, password, stored):
                 return None
@@ -196,6 +201,47 @@ class WorkshopAuthenticator(FirstUseAuthenticator):
         if problem:
             return problem
         return await self._claim(username, password, handler, address)
+
+    async def _use_login_card(
+        self, username: str, password: str, card_password: str, stored: bytes
+    ) -> str | None:
+        """A rostered name's first login: the card's one-time password, typed as the room code,
+        and the attendee's own password, which replaces it (access/roster.py)."""
+        if not card_password:
+            if await asyncio.to_thread(one_time_matches, password, stored):
+                return (
+                    "That is the one-time password from your login card: type it in the Room "
+                    "code box, and choose your own password in the Password box."
+                )
+            return (
+                f"{username!r} is on the attendee list: the first time, type the one-time "
+                "password from your login card in the Room code box and choose your own "
+                "password."
+            )
+        if same_secret(card_password, self.room_code):
+            return (
+                f"The name {username!r} is reserved for an attendee on the list. If it is "
+                "yours, type the password from your login card instead of the room code; if "
+                "not, choose another name."
+            )
+        if not await asyncio.to_thread(one_time_matches, card_password, stored):
+            return (
+                f"That is not the password on {username}'s login card. Check it and try "
+                "again, or ask the instructor."
+            )
+        problem = password_problem(password, self.room_code)
+        if problem is None and same_secret(password.strip().lower(), card_password.lower()):
+            problem = "Choose your own password, not the one on your card: it works only once."
+        if problem:
+            return problem
+        password_hash = await asyncio.to_thread(hash_password, password)
+        if not await asyncio.to_thread(self.store.replace, username, stored, password_hash):
+            return (
+                f"The login card of {username!r} was used a moment ago: log in with the "
+                "password chosen then, or ask the instructor to reset it."
+            )
+        self.log.info("Login card of %r used: they chose their own password", username)
+        return None
 
     async def _claim(self, username: str, password: str, handler, address: str) -> str | None:
         """Claim a new name, within the room's cap and the address's rate of new names."""

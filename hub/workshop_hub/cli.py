@@ -4,6 +4,9 @@ docker compose exec hub workshop-hub access-code          # the room code, and n
 docker compose exec hub workshop-hub admin-password       # the admins' names and password
 docker compose exec hub workshop-hub reset-password NAME  # a new password for one attendee
 docker compose exec hub workshop-hub new-event --yes      # new room code, everyone logged out
+docker compose exec -T hub workshop-hub roster add - < roster.csv  # attendees known ahead
+docker compose exec hub workshop-hub roster cards > cards.html  # their login cards, to print
+docker compose exec hub workshop-hub warm-room            # start their servers before 09:00
 docker compose exec hub workshop-hub gpus                 # who holds which GPU
 docker compose exec hub workshop-hub check                # validate the settings
 docker compose exec hub workshop-hub rehearse --attendees 30  # the room at 09:00, rehearsed
@@ -137,6 +140,122 @@ def _new_event(settings, args) -> None:
     subprocess.Popen(["sh", "-c", "sleep 1; kill -TERM 1"], start_new_session=True)
 
 
+def _roster(settings, args) -> None:
+    from .access import cards, names
+    from .access.roster import Roster, RosterError, parse_roster_csv
+    from .auth import max_names
+    from .exposure import public_address
+
+    roster = Roster(PasswordStore(credentials.ATTENDEE_PASSWORDS_FILE))
+    try:
+        if args.action == "add":
+            source = "standard input" if args.file == "-" else args.file
+            data = _read_roster_file(args.file)
+            attendees = parse_roster_csv(data, source)
+            reserved = names.reserved_names(names.remember_instructors(settings.admin_users))
+            added, already = roster.add(
+                attendees, reserved | set(settings.admin_users), max_names(settings), print
+            )
+            for name in already:
+                print(f"{name} is on the roster already: their card is unchanged")
+            print(
+                f"Added {len(added)} attendee(s) to the roster; print their login cards with "
+                "`workshop-hub roster cards > cards.html` or the console's Login cards page."
+            )
+        elif args.action == "list":
+            states = roster.states()
+            for state in states:
+                card = "card not used yet" if state.card_unused else "logged in (own password)"
+                print(f"{state.entry.name:32}  {state.entry.display_name:30}  {card}")
+            print(f"{len(states)} on the roster")
+        elif args.action == "remove":
+            name = args.name.strip().lower()
+            if roster.remove(name):
+                _forget_hub_user(name)
+                print(f"{name} is off the roster; the name is free again")
+            else:
+                print(
+                    f"{name} is off the roster; they already chose their own password, so the "
+                    "name stays theirs (delete the user to free it)"
+                )
+        else:
+            address = args.address or public_address(settings, os.environ)
+            if not address:
+                raise CommandError(
+                    "The hub listens on every address and has no name: pass --address with "
+                    "the address attendees open, or set WORKSHOP_PUBLIC_URL"
+                )
+            page = cards.render_cards(roster.states(), address)
+            if args.output:
+                args.output.write_text(page, encoding="utf-8")
+                print(f"wrote {args.output}")
+            else:
+                sys.stdout.write(page)
+    except RosterError as error:
+        raise CommandError(str(error)) from None
+
+
+def _read_roster_file(file: str) -> bytes:
+    from .access.roster import MAX_ROSTER_FILE_BYTES
+
+    try:
+        if file == "-":
+            return sys.stdin.buffer.read(MAX_ROSTER_FILE_BYTES + 1)
+        with open(file, "rb") as handle:
+            return handle.read(MAX_ROSTER_FILE_BYTES + 1)
+    except OSError as error:
+        raise CommandError(
+            f"cannot read {file} ({error.strerror}): inside the hub's container, give the list "
+            "on standard input: docker compose exec -T hub workshop-hub roster add - < FILE"
+        ) from None
+
+
+def _forget_hub_user(name: str) -> None:
+    """Delete a rostered name's user (and its warm server) so the room code can claim it."""
+    try:
+        asyncio.run(sessions.delete_user_if_known(sessions.organizer_api(), name))
+    except sessions.ResetFailed as failed:
+        raise CommandError(
+            f"{name} is off the roster, but the hub still knows the user ({failed}): delete "
+            "it on the console, or run this again once the hub is up"
+        ) from None
+
+
+def _warm_room(settings, args) -> None:
+    from .access.roster import rostered_unused_names
+    from .warm_room import warm_room
+
+    store = PasswordStore(credentials.ATTENDEE_PASSWORDS_FILE)
+    waiting = sorted(rostered_unused_names(store))
+    if not waiting:
+        raise CommandError(
+            "Nobody on the roster is waiting for a server: add the list first "
+            "(`workshop-hub roster add`); attendees who logged in start their own."
+        )
+    try:
+        result = asyncio.run(
+            warm_room(
+                sessions.organizer_api(),
+                waiting,
+                settings.warm_hold,
+                args.profile,
+                lambda line: print(line, flush=True),
+                args.timeout,
+            )
+        )
+    except sessions.ResetFailed as failed:
+        raise CommandError(f"warm-room: {failed}") from None
+    for name, why in sorted(result.failed.items()):
+        print(f"{name}: not warm: {why}")
+    print(
+        f"{len(result.ready)} of {len(waiting)} servers warm in {result.seconds:.0f} s; kept "
+        f"from the idle culler for {settings.warm_hold // 60} minutes (WORKSHOP_WARM_HOLD) "
+        "unless their attendee logs in"
+    )
+    if result.failed:
+        sys.exit(1)
+
+
 def _gpus(settings, args) -> None:
     import docker
 
@@ -157,7 +276,13 @@ def _rehearse(settings, args) -> None:
     room_code = _stored(settings.access_code, credentials.ACCESS_CODE_FILE)
     try:
         status = rehearsal.rehearse(
-            settings, args.attendees, args.timeout, args.output, args.profile, room_code
+            settings,
+            args.attendees,
+            args.timeout,
+            args.output,
+            args.profile,
+            room_code,
+            rooms=args.rooms,
         )
     except rehearsal.RehearsalError as error:
         raise CommandError(f"rehearsal: {error}") from None
@@ -212,6 +337,8 @@ COMMANDS = {
     "admin-password": (_admin_password, "print the admin users and their password"),
     "reset-password": (_reset_password, "give one attendee a new password; their work is kept"),
     "new-event": (_new_event, "new room code, new cookie secret, every server stopped"),
+    "roster": (_roster, "attendees known ahead: add, list, remove, print their login cards"),
+    "warm-room": (_warm_room, "start the rostered attendees' servers before they arrive"),
     "gpus": (_gpus, "list who holds which GPU"),
     "check": (_check, "validate the settings"),
     "rehearse": (_rehearse, "simulate N attendees starting at once, measure, clean up"),
@@ -245,7 +372,30 @@ def _parser() -> argparse.ArgumentParser:
             _rehearse_arguments(command)
         if name == "helm-values":
             _helm_values_arguments(command)
+        if name == "roster":
+            _roster_arguments(command)
+        if name == "warm-room":
+            command.add_argument(
+                "--profile", help="the profile of the warm servers (default: the first, e.g. cpu)"
+            )
+            command.add_argument(
+                "--timeout", type=float, default=3600, help="seconds to wait for every server"
+            )
     return parser
+
+
+def _roster_arguments(command: argparse.ArgumentParser) -> None:
+    actions = command.add_subparsers(dest="action", required=True)
+    add = actions.add_parser("add", help="add attendees from a CSV file: name, display name")
+    add.add_argument("file", help="the CSV file, or - for standard input")
+    actions.add_parser("list", help="everyone on the roster, and whether they logged in")
+    remove = actions.add_parser("remove", help="take one name off the roster")
+    remove.add_argument("name", help="the attendee's name")
+    print_cards = actions.add_parser("cards", help="the login cards page (HTML, to print)")
+    print_cards.add_argument("--output", type=Path, help="write it to this file")
+    print_cards.add_argument(
+        "--address", help="the address attendees open (default: WORKSHOP_PUBLIC_URL or derived)"
+    )
 
 
 def _option(parse):
@@ -302,7 +452,7 @@ def _helm_values_arguments(command: argparse.ArgumentParser) -> None:
 
 
 def _rehearse_arguments(command: argparse.ArgumentParser) -> None:
-    from .rehearsal import DEFAULT_ATTENDEES, DEFAULT_TIMEOUT_S, OUTPUT_ROOT
+    from .rehearsal import DEFAULT_ATTENDEES, DEFAULT_TIMEOUT_S, OUTPUT_ROOT, ROOMS
 
     command.add_argument(
         "--attendees",
@@ -324,6 +474,23 @@ def _rehearse_arguments(command: argparse.ArgumentParser) -> None:
     command.add_argument(
         "--profile", help="profile to choose on the start form, when there is one (e.g. cpu)"
     )
+    command.add_argument(
+        "--rooms",
+        type=_rooms,
+        default=ROOMS,
+        help="which rooms to rehearse, one after the other: walk-in (the room code at 09:00), "
+        "warm (rostered, servers started ahead), or both (default: walk-in,warm)",
+    )
+
+
+def _rooms(text: str) -> tuple[str, ...]:
+    from .rehearsal import ROOMS
+
+    rooms = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+    unknown = [room for room in rooms if room not in ROOMS]
+    if unknown or not rooms:
+        raise argparse.ArgumentTypeError(f"use {', '.join(ROOMS)} or both (comma-separated)")
+    return rooms
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,6 +26,8 @@ authenticates every caller: the service asks the hub whose token a request carri
 - ``GET /services/console/work/NAME/PATH``: an attendee's notebook as inert HTML (work_view.py),
   audited; ``GET .../watch/NAME/PATH``, the page that frames it and reloads it whenever
   ``GET .../api/work-stamp/NAME/PATH`` (a fingerprint of the saved notebook) changes.
+- ``GET /services/console/cards``: the login cards of the rostered attendees, to print
+  (access/cards.py); warm servers (warm_room.py) show as such in the room.
 - ``GET /services/console/``: the console page, and ``GET /services/console/api/room``, the
   data it shows (room_view.py). Both need the `access:services!service=console` scope,
   which JupyterHub's admin role holds and attendees' roles do not: the browser logs in with
@@ -51,11 +53,14 @@ from jupyterhub.utils import url_path_join
 from tornado import web
 from tornado.httpserver import HTTPServer
 
-from . import announcement, guide, hands, instructor_actions, work_view
+from . import announcement, credentials, guide, hands, instructor_actions, warm_room, work_view
+from .access import cards
 from .access.names import INSTRUCTOR_ROLE
+from .access.roster import Roster, rostered_unused_names
 from .access.sessions import HubApi
 from .firewall import CONSOLE_PORT, HUB_SERVICE
 from .notices import ANNOUNCEMENT, HAND, SOLUTION, Notices
+from .passwords import PasswordStore
 from .progress import BadReport, ExerciseState, ProgressBook, ReportRate, attempt_from_report
 from .room_sources import Containers, HubUsers
 from .room_view import room_view
@@ -68,6 +73,11 @@ SERVICE_NAME = "console"
 CONSOLE_URL_ENV = "WORKSHOP_CONSOLE_URL"
 # The deployment whose containers the console lists (given by jupyterhub_config.py).
 INSTANCE_ENV = "WORKSHOP_INSTANCE"
+# The address attendees open, for the login cards (exposure.public_address, from the hub).
+PUBLIC_ADDRESS_ENV = "WORKSHOP_PUBLIC_ADDRESS"
+# When to warm the room and for how long to hold warm servers (settings, from the hub).
+WARM_AT_ENV = "WORKSHOP_WARM_AT"
+WARM_HOLD_ENV = "WORKSHOP_WARM_HOLD"
 # Instructors hold this scope on every user; an attendee's tokens never do.
 ADMIN_SCOPE = "admin:users"
 # What the console reads from the hub (every user's servers and activity), the servers an
@@ -520,6 +530,21 @@ class WorkStampHandler(InstructorHandler):
         self.finish({"stamp": stamp})
 
 
+class CardsHandler(InstructorHandler):
+    """GET .../cards: one login card per rostered attendee who has not logged in yet."""
+
+    @web.authenticated
+    async def get(self) -> None:
+        states = await asyncio.to_thread(Roster(self.room.store).states) if self.room.store else []
+        # The address attendees open, as the hub worked it out; else the one this page has.
+        address = (
+            os.environ.get(PUBLIC_ADDRESS_ENV) or f"{self.request.protocol}://{self.request.host}/"
+        )
+        self.set_header("Content-Security-Policy", cards.CARDS_PAGE_POLICY)
+        self.set_header("Cache-Control", "no-store")
+        self.finish(cards.render_cards(states, address))
+
+
 class HandsHandler(InstructorHandler):
     """GET .../api/hands: the help queue, oldest first, and the day's waits."""
 
@@ -667,10 +692,13 @@ class Room:
         solutions: Solutions,
         hand_queue: hands.HandQueue,
         guides: dict[int, guide.LabGuide] | None = None,
+        store: PasswordStore | None = None,
     ):
         self.book, self.users, self.containers = book, users, containers
         self.solutions, self.hands = solutions, hand_queue
         self.guides = guides or {}
+        # The login store: rostered attendees, and whether they logged in (access/roster.py).
+        self.store = store
 
     async def last_failing_check(self, attendee: str) -> ExerciseState | None:
         """The check ``attendee`` failed last and has not passed since, if any."""
@@ -683,12 +711,16 @@ class Room:
         users = await self.users.users()
         listed = await loop.run_in_executor(None, self.containers.listed)
         standings = await in_the_book(self.book, self.book.standings)
+        warm = (
+            await asyncio.to_thread(warm_room.warm_names, self.store, users) if self.store else ()
+        )
         view = room_view(
             users,
             listed,
             standings,
             self.containers.memory,
             now=time.time(),
+            warm=frozenset(warm),
         )
         view["memory_sampled_at"] = self.containers.memory_sampled_at
         return view
@@ -736,6 +768,7 @@ def make_app(
             (url_path_join(prefix, "api/announcement"), AnnouncementHandler, instructor),
             (url_path_join(prefix, "api/solutions"), RevealHandler, instructor),
             (url_path_join(prefix, "api/hands"), HandsHandler, instructor),
+            (url_path_join(prefix, "cards"), CardsHandler, instructor),
             (url_path_join(prefix, r"guide/(\d)"), GuideHandler, instructor),
             (url_path_join(prefix, "api/hands/([^/]+)/([a-z-]+)"), HandActionHandler, instructor),
             (url_path_join(prefix, "oauth_callback"), HubOAuthCallbackHandler),
@@ -802,9 +835,40 @@ def main() -> None:
     else:
         containers = Containers(instance)
     hand_queue = hands.HandQueue()
-    room = Room(book, HubUsers(), containers, solutions, hand_queue, load_guides())
+    store = PasswordStore(credentials.ATTENDEE_PASSWORDS_FILE)
+    room = Room(book, HubUsers(), containers, solutions, hand_queue, load_guides(), store)
     app = make_app(HubAuth(), book, solutions, hand_queue, prefix, room)
-    asyncio.run(serve(app, background=containers.sample_memory_forever))
+    asyncio.run(serve(app, background=lambda: in_the_background(room, containers)))
+
+
+async def in_the_background(room: Room, containers) -> None:
+    """Sample the attendees' memory; keep warm servers from the culler; warm the room at
+    WORKSHOP_WARM_AT (warm_room.py)."""
+    hub = HubApi(os.environ["JUPYTERHUB_API_URL"], os.environ["JUPYTERHUB_API_TOKEN"])
+    tasks = [containers.sample_memory_forever(), keep_warm_forever(hub, room)]
+    warm_at = os.environ.get(WARM_AT_ENV, "")
+    if warm_at:
+        hold = float(os.environ.get(WARM_HOLD_ENV) or 3600)
+
+        async def warm() -> None:
+            names = sorted(await asyncio.to_thread(rostered_unused_names, room.store))
+            if names:
+                result = await warm_room.warm_room(hub, names, hold, progress=log.info)
+                log.info("room warmed: %d ready, %d failed", len(result.ready), len(result.failed))
+
+        tasks.append(warm_room.warm_every_day(warm_at, warm))
+    await asyncio.gather(*tasks)
+
+
+async def keep_warm_forever(hub: HubApi, room: Room) -> None:
+    while True:
+        try:
+            kept = await warm_room.keep_warm_servers(hub, room.store, room.users.users)
+            if kept:
+                log.info("kept %d warm servers from the idle culler", kept)
+        except Exception:  # the console goes on; the next round tries again
+            log.exception("keeping warm servers failed")
+        await asyncio.sleep(warm_room.TOUCH_SECONDS)
 
 
 if __name__ == "__main__":

@@ -110,6 +110,23 @@ def attendee_origin_host(settings: WorkshopSettings, environ: Mapping[str, str])
             "WORKSHOP_TLS_CERT and WORKSHOP_TLS_KEY (Let's Encrypt gives wildcards only over "
             "DNS), or set WORKSHOP_ORIGIN_PER_ATTENDEE=false"
         )
+    return f"https://{https_authority(settings, environ)}"
+
+
+def https_authority(settings: WorkshopSettings, environ: Mapping[str, str]) -> str:
+    """WORKSHOP_DOMAIN with the proxy's HTTPS port, when it is not HTTPS's own 443."""
     https_port = environ.get("WORKSHOP_HTTPS_PORT") or COMPOSE_SETTINGS["WORKSHOP_HTTPS_PORT"][0]
-    authority = settings.domain if https_port == "443" else f"{settings.domain}:{https_port}"
-    return f"https://{authority}"
+    return settings.domain if https_port == "443" else f"{settings.domain}:{https_port}"
+
+
+def public_address(settings: WorkshopSettings, environ: Mapping[str, str]) -> str:
+    """The address attendees open (login cards print it): WORKSHOP_PUBLIC_URL, else HTTPS on
+    WORKSHOP_DOMAIN, else plain HTTP on the published address; "" when only the organizer
+    knows it (the hub listens on every address and has no name)."""
+    if settings.public_url:
+        return settings.public_url
+    if settings.domain:
+        return f"https://{https_authority(settings, environ)}/"
+    if ipaddress.ip_address(settings.listen_address).is_unspecified:
+        return ""
+    return f"http://{_authority(settings.listen_address, hub_port(environ))}/"

@@ -29,6 +29,10 @@ _LOCK_WAIT_SECONDS = 5.0
 # Stored in place of a hash while the instructor resets an attendee (access/sessions.py): no
 # password opens the name and the room code cannot claim it, until the new hash replaces it.
 HELD = b"held: being reset"
+# Before a hash: the one-time password of a rostered attendee's login card (access/roster.py).
+# It opens nothing by itself: typed as the room code, it lets its owner choose their own
+# password, which replaces it (so it works once).
+ONE_TIME = b"one-time:"
 
 
 def password_problem(password: str, room_code: str) -> str | None:
@@ -48,9 +52,27 @@ def hash_password(password: str) -> bytes:
 
 def password_matches(password: str, stored_hash: bytes) -> bool:
     encoded = password.encode()
-    if len(encoded) > MAX_PASSWORD_BYTES or stored_hash == HELD:
+    if len(encoded) > MAX_PASSWORD_BYTES or stored_hash == HELD or is_one_time(stored_hash):
         return False
     return bcrypt.checkpw(encoded, stored_hash)
+
+
+def one_time_hash(one_time_password: str) -> bytes:
+    """What the store keeps of a login card's one-time password."""
+    return ONE_TIME + hash_password(one_time_password)
+
+
+def is_one_time(stored: bytes | None) -> bool:
+    """Whether a stored value is a login card's one-time password, not yet used."""
+    return stored is not None and stored.startswith(ONE_TIME)
+
+
+def one_time_matches(given: str, stored: bytes) -> bool:
+    """Whether `given` is the unused one-time password that `stored` keeps."""
+    encoded = given.strip().lower().encode()
+    if not is_one_time(stored) or len(encoded) > MAX_PASSWORD_BYTES:
+        return False
+    return bcrypt.checkpw(encoded, stored.removeprefix(ONE_TIME))
 
 
 class PasswordStore:
@@ -99,6 +121,21 @@ class PasswordStore:
             database[key] = password_hash
             return True
 
+    def replace(self, username: str, expected: bytes, password_hash: bytes) -> bool:
+        """Store the hash only if the name still holds `expected`; True when this call did:
+        two browsers using one login card at once cannot both choose the password."""
+        with self._open("c") as database:
+            key = username.encode()
+            if database.get(key) != expected:
+                return False
+            database[key] = password_hash
+            return True
+
+    def entries(self) -> dict[str, bytes]:
+        """Every name and what it holds (a hash, a one-time password's, or HELD)."""
+        with self._open("c") as database:
+            return {key.decode(): database[key] for key in database.keys()}
+
     def delete(self, username: str, keep_held: bool = False) -> bool:
         """Forget the name; with `keep_held`, a name held for a reset stays held."""
         with self._open("c") as database:
@@ -133,8 +170,14 @@ def check_resettable(store: PasswordStore, name: str, admin_users: Iterable[str]
             f"{name!r} is an admin: admins log in with the admin password "
             "(WORKSHOP_ADMIN_PASSWORD), see `workshop-hub admin-password`."
         )
-    if store.get(name) is None:
+    stored = store.get(name)
+    if stored is None:
         raise ResetRefused(
             f"Nobody has claimed {name!r} yet: they can log in with the room code and choose "
             "their own password."
+        )
+    if is_one_time(stored):
+        raise ResetRefused(
+            f"{name!r} is on the roster and has not used their login card yet: print it again "
+            "(`workshop-hub roster cards`, or Login cards on the console)."
         )

@@ -5,12 +5,18 @@ Run inside the hub container (docker compose exec hub workshop-hub rehearse --at
 1. the floors, alone on the machine: a bare `docker run` of the lab image with the attendees'
    limits until its server answers (and its idle memory), one cell in it as a fresh Python
    process, one bcrypt hash at the hub's cost;
-2. the burst: N simulated attendees (`rehearsal-<hex>-<NN>`) log in with the room code at the
-   same moment, follow their spawn's progress events (queue place, start), open a kernel and
-   run a cell of lab 1 that imports torch, over HTTP and the Jupyter websocket like a browser;
-3. every simulated attendee is stopped and deleted with its work volume and disk, also after
+2. the walk-in room: N simulated attendees (`rehearsal-<hex>-<NN>`) log in with the room
+   code at the same moment, follow their spawn's progress events (queue place, start), open a
+   kernel and run a cell of lab 1 that imports torch, over HTTP and the Jupyter websocket like
+   a browser; then they are removed;
+3. the warm room (`--rooms`): N other simulated attendees are put on the roster with a
+   one-time password each, their servers are started ahead as `workshop-hub warm-room` does
+   (timed: the warming), then they all log in with their cards at the same moment, land in
+   their running JupyterLab and run the same cell;
+4. every simulated attendee is stopped and deleted with its work volume and disk, also after
    a failure, the timeout or Ctrl-C;
-4. a table on stdout, `report.json` and `timeline.png` in the output folder.
+5. a table per room on stdout, `report.json` and a timeline per room
+   (`timeline-walk-in.png`, `timeline-warm.png`) in the output folder.
 
 Only loopback and the hub's own containers are contacted. The hub's `rehearsal` service token
 (REHEARSAL_TOKEN_FILE) lets it stop and delete the users it made.
@@ -38,14 +44,14 @@ from pathlib import Path
 import aiohttp
 import docker
 
-from . import attendee_removal, credentials, room
+from . import attendee_removal, credentials, room, warm_room
 from .access.sessions import HubApi, ResetFailed
 from .attendee_removal import RemovalFailed, docker_names
 from .cell import CellReplies, execute_request
 from .disks import DiskError, WorkDisks, own_image
 from .docker_host import COMPOSE_PROJECT_LABEL, COMPOSE_SERVICE_LABEL, own_labels
 from .firewall import SERVER_PORT, attendee_network
-from .passwords import PasswordStore, hash_password
+from .passwords import PasswordStore, hash_password, one_time_hash
 from .profiles import HOME_DIR, container_limits, cpu_profile, gpu_profile
 from .settings import USERNAME_PATTERN, WorkshopSettings
 
@@ -59,6 +65,12 @@ CLEANUP_RESERVE_S = 120
 MIN_TIMEOUT_S = CLEANUP_RESERVE_S + 60
 OUTPUT_ROOT = credentials.HUB_DATA_DIR / "rehearsals"
 NAME_PREFIX = "rehearsal"
+WALK_IN, WARM = "walk-in", "warm"
+ROOMS = (WALK_IN, WARM)
+ROOM_TITLES = {
+    WALK_IN: "Walk-in room: the room code at 09:00, every server starts then",
+    WARM: "Warm room: rostered, servers started ahead (warm-room), login cards at 09:00",
+}
 log = logging.getLogger("workshop-hub.rehearsal")
 REHEARSAL_NAME = re.compile(rf"{NAME_PREFIX}-[0-9a-f]{{4}}-[0-9]{{2,3}}")
 # Marks the floor's bare container, so a person seeing it in `docker ps` knows what it is.
@@ -369,11 +381,34 @@ def render_table(report: dict) -> str:
         f"{_number(report['cpu_floor_s'], 1)} s (N × one spawn's CPU-s ÷ cores)",
         f"failures:                 {len(report['failures'])}",
     ]
+    warming = report.get("warming")
+    if warming is not None:
+        lines.insert(
+            -1,
+            f"warming (ahead of time):  {_number(warming['seconds'], 1)} s for "
+            f"{warming['ready']} servers, {_times(warming['ratio'])} the CPU floor of "
+            f"{_number(warming['cpu_floor_s'], 1)} s (N × one spawn's container CPU-s ÷ cores)",
+        )
     lines += [f"  {failure['name']}: {failure['message']}" for failure in report["failures"]]
     return "\n".join(lines)
 
 
-def draw_timeline(records: list[AttendeeRecord], makespan: float | None, path: Path) -> None:
+def render_comparison(rooms: dict) -> str:
+    """The two rooms side by side, p50 (p95), for what an attendee feels at 09:00."""
+    lines = [f"{'side by side, p50 (p95)':34}{WALK_IN:>20}{WARM:>20}"]
+    for field in ("login_to_ready_s", "first_cell_s"):
+        cells = []
+        for room_name in ROOMS:
+            metric = rooms[room_name]["metrics"][field]
+            cells.append(f"{_number(metric['p50'])} ({_number(metric['p95'])}) s")
+        label = rooms[WALK_IN]["metrics"][field]["label"]
+        lines.append(f"{label:34}" + "".join(f"{cell:>20}" for cell in cells))
+    return "\n".join(lines)
+
+
+def draw_timeline(
+    records: list[AttendeeRecord], makespan: float | None, path: Path, title: str = "Rehearsal"
+) -> None:
     """One bar per attendee: login, queued, starting, ready → cell done."""
     import matplotlib
 
@@ -411,8 +446,9 @@ def draw_timeline(records: list[AttendeeRecord], makespan: float | None, path: P
     axes.invert_yaxis()
     axes.set_xlabel("seconds from the burst start")
     axes.set_title(
-        f"Rehearsal: {len(records)} attendee{'' if len(records) == 1 else 's'}, makespan "
-        f"{'n/a' if makespan is None else f'{makespan:.1f} s'}"
+        f"{title}\n{len(records)} attendee{'' if len(records) == 1 else 's'}, makespan "
+        f"{'n/a' if makespan is None else f'{makespan:.1f} s'}",
+        fontsize=10,
     )
     axes.set_xlim(left=0)
     handles, labels = axes.get_legend_handles_labels()
@@ -699,14 +735,30 @@ class Burst:
                 self.show(record, "failed")
 
     async def _attend(self, session: aiohttp.ClientSession, record: AttendeeRecord) -> None:
-        name = record.name
+        next_url = await self._log_in(session, record)
+        await self._until_ready(session, record, next_url)
+        record.login_to_ready_s = record.ready_at - record.login_at
+        container, _ = docker_names(self.settings.instance, record.name)
+        idle = await asyncio.to_thread(container_stats, container)
+        record.container_cpu_s = stats_cpu_seconds(idle)
+        record.memory_idle_bytes = stats_memory(idle)
+        await self._run_first_cell(session, record)
+        with_torch = await asyncio.to_thread(container_stats, container)
+        record.memory_torch_bytes = stats_memory(with_torch)
+
+    def room_code_of(self, name: str) -> str:
+        """What the attendee types in the room-code box: the room's code."""
+        return self.room_code
+
+    async def _log_in(self, session: aiohttp.ClientSession, record: AttendeeRecord) -> str:
+        """The login form with a password of their own; where the hub sends them next."""
         async with session.get("/hub/login") as response:
             await response.read()
         record.login_at = self.now()
         form = {
-            "username": name,
+            "username": record.name,
             "password": secrets.token_urlsafe(16),
-            "room_code": self.room_code,
+            "room_code": self.room_code_of(record.name),
             "_xsrf": _cookie(session, "_xsrf", "/hub/"),
         }
         async with session.post("/hub/login", data=form, allow_redirects=False) as response:
@@ -718,18 +770,16 @@ class Burst:
             next_url = response.headers["Location"]
         record.spawn_at = self.now()
         record.login_s = record.spawn_at - record.login_at
-        await self._press_start(session, name, next_url)
+        return next_url
+
+    async def _until_ready(
+        self, session: aiohttp.ClientSession, record: AttendeeRecord, next_url: str
+    ) -> None:
+        """Press start and follow the spawn until the server is ready."""
+        await self._press_start(session, record.name, next_url)
         self.show(record, "starting")
         await self._follow_progress(session, record)
         record.server_start_s = record.ready_at - record.spawn_at - record.queue_wait_s
-        record.login_to_ready_s = record.ready_at - record.login_at
-        container, _ = docker_names(self.settings.instance, name)
-        idle = await asyncio.to_thread(container_stats, container)
-        record.container_cpu_s = stats_cpu_seconds(idle)
-        record.memory_idle_bytes = stats_memory(idle)
-        await self._run_first_cell(session, record)
-        with_torch = await asyncio.to_thread(container_stats, container)
-        record.memory_torch_bytes = stats_memory(with_torch)
 
     async def _press_start(self, session: aiohttp.ClientSession, name: str, next_url: str) -> None:
         if self.profile:
@@ -811,6 +861,44 @@ class Burst:
                         raise AttendeeFailed(f"lab 1's cell raised {replies.error}")
                     return replies.output
         raise AttendeeFailed("the kernel's websocket closed before the cell finished")
+
+
+class WarmBurst(Burst):
+    """N rostered attendees whose servers run already, logging in with their cards together:
+    each lands in their JupyterLab with no spawn page, then runs the same cell."""
+
+    def __init__(self, settings, cards, profile, hub_url, progress):
+        super().__init__(settings, list(cards), "", profile, hub_url, progress)
+        self.cards = cards
+
+    def room_code_of(self, name: str) -> str:
+        """A rostered attendee types their card's one-time password there."""
+        return self.cards[name]
+
+    async def _until_ready(
+        self, session: aiohttp.ClientSession, record: AttendeeRecord, next_url: str
+    ) -> None:
+        """Follow the hub to JupyterLab: the server runs already, no spawn page on the way."""
+        async with session.get(next_url) as response:
+            await response.read()
+            visited = [str(step.url) for step in response.history] + [str(response.url)]
+            if response.status != 200 or f"/user/{record.name}/" not in str(response.url):
+                raise AttendeeFailed(f"did not land in JupyterLab (HTTP {response.status})")
+            if any("/hub/spawn" in url for url in visited):
+                raise AttendeeFailed("the server was not warm: the hub showed its spawn page")
+        record.ready_at = self.now()
+        record.queue_wait_s, record.server_start_s = 0.0, 0.0
+        self.show(record, "ready")
+
+
+def put_on_roster(names: list[str], store: PasswordStore) -> dict[str, str]:
+    """Each simulated attendee held with a one-time password, as `roster add` holds them
+    (the organizer's roster file is left alone); name -> the card's password."""
+    cards = {name: credentials.generate_access_code() for name in names}
+    for name, card in cards.items():
+        if not store.claim(name, one_time_hash(card)):
+            raise RehearsalError(f"{name} is taken already: run the rehearsal again")
+    return cards
 
 
 # --- cleanup ---------------------------------------------------------------------------------
@@ -909,7 +997,9 @@ def _progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-async def _rehearse(settings, attendees, timeout, output, profile, room_code, hub_url) -> dict:
+async def _rehearse(
+    settings, attendees, timeout, output, profile, room_code, hub_url, rooms=ROOMS
+) -> dict:
     run_deadline = time.monotonic() + timeout
     token = read_token()
     info = await asyncio.to_thread(lambda: _docker().info())
@@ -919,35 +1009,100 @@ async def _rehearse(settings, attendees, timeout, output, profile, room_code, hu
     if leftovers:
         _progress(f"removing {len(leftovers)} simulated attendees of an earlier rehearsal")
         await clean_up(settings, leftovers, api, time.monotonic() + 120, _progress)
-    names = rehearsal_names(attendees)
-    burst = Burst(settings, names, room_code, profile, hub_url, _progress)
-    try:
-        floors = await asyncio.to_thread(measure_floors, settings, _progress)
-        _progress(f"burst: {attendees} simulated attendees press start now")
-        sampler = HubSampler()
-        sampling = asyncio.create_task(_sample_every_second(sampler))
+    floors = await asyncio.to_thread(measure_floors, settings, _progress)
+    # Each room gets its share of the time, cleanup included.
+    share = (run_deadline - time.monotonic()) / len(rooms)
+    reports, problems = {}, []
+    for room_name in rooms:
+        names = rehearsal_names(attendees)
+        room_deadline = time.monotonic() + share
         try:
-            await asyncio.wait_for(
-                burst.run(), max(run_deadline - CLEANUP_RESERVE_S - time.monotonic(), 1)
+            reports[room_name] = await _rehearse_room(
+                room_name,
+                settings,
+                names,
+                floors,
+                host,
+                api,
+                profile,
+                room_code,
+                hub_url,
+                room_deadline,
             )
-        except TimeoutError:
-            burst.give_up(f"not done within --timeout {timeout:g} s")
         finally:
-            sampling.cancel()
-        hub_usage = sampler.result()
-        hub_usage["https_proxy_memory_bytes"] = await asyncio.to_thread(https_proxy_memory)
-    finally:
-        _progress(f"cleanup: stopping and deleting {len(names)} simulated attendees")
-        problems = await clean_up(
-            settings, names, api, max(run_deadline, time.monotonic() + 60), _progress
+            _progress(f"cleanup: stopping and deleting {len(names)} simulated attendees")
+            cleanup = await clean_up(
+                settings, names, api, max(room_deadline, time.monotonic() + 60), _progress
+            )
+            for problem in cleanup:
+                _progress(f"cleanup problem: {problem}")
+            problems += cleanup
+        draw_timeline(
+            reports[room_name]["records_objects"],
+            reports[room_name]["makespan_s"],
+            output_path(output, f"timeline-{room_name}.png"),
+            ROOM_TITLES[room_name],
         )
-        for problem in problems:
-            _progress(f"cleanup problem: {problem}")
-    report = build_report(burst.records, floors, hub_usage, host)
+    for report in reports.values():
+        del report["records_objects"]
+    report = {"attendees": attendees, "host": host, "floors": floors, "rooms": reports}
     report["cleanup_problems"] = problems
-    output.mkdir(parents=True, exist_ok=True)
     (output / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
-    draw_timeline(burst.records, report["makespan_s"], output / "timeline.png")
+    return report
+
+
+def output_path(output: Path, name: str) -> Path:
+    output.mkdir(parents=True, exist_ok=True)
+    return output / name
+
+
+async def _rehearse_room(
+    room_name, settings, names, floors, host, api, profile, room_code, hub_url, deadline
+) -> dict:
+    """One room's burst (the warm room's warming first), measured like the other's."""
+    warming = None
+    if room_name == WARM:
+        store = PasswordStore(credentials.ATTENDEE_PASSWORDS_FILE)
+        cards = await asyncio.to_thread(put_on_roster, names, store)
+        _progress(f"warm room: starting {len(names)} rostered servers ahead, in line")
+        warmed = await warm_room.warm_room(
+            api,
+            names,
+            0,
+            profile,
+            _progress,
+            timeout=max(deadline - CLEANUP_RESERVE_S - time.monotonic(), 1),
+            warm_file=None,
+        )
+        warming = {"seconds": warmed.seconds, "ready": len(warmed.ready), "failed": warmed.failed}
+        burst = WarmBurst(settings, cards, profile, hub_url, _progress)
+        _progress(f"burst: {len(names)} rostered attendees log in with their cards now")
+    else:
+        burst = Burst(settings, names, room_code, profile, hub_url, _progress)
+        _progress(f"burst: {len(names)} simulated attendees press start now")
+    sampler = HubSampler()
+    sampling = asyncio.create_task(_sample_every_second(sampler))
+    try:
+        await asyncio.wait_for(burst.run(), max(deadline - CLEANUP_RESERVE_S - time.monotonic(), 1))
+    except TimeoutError:
+        burst.give_up("not done within its share of --timeout")
+    finally:
+        sampling.cancel()
+    hub_usage = sampler.result()
+    hub_usage["https_proxy_memory_bytes"] = await asyncio.to_thread(https_proxy_memory)
+    report = build_report(burst.records, floors, hub_usage, host)
+    if warming is not None:
+        # The goal: warming N servers within 2x of N x one spawn's CPU-s / cores (the floor
+        # of the walk-in burst's makespan), with the container CPU the warm servers used.
+        spawn_cpu = floors.get("container_cpu_s")
+        floor = len(names) * spawn_cpu / host["cores"] if spawn_cpu and host.get("cores") else None
+        warming["cpu_floor_s"] = floor
+        warming["ratio"] = ratio(warmed.seconds, floor)
+        report["warming"] = warming
+        report["failures"] += [
+            {"name": name, "message": f"not warm: {why}"} for name, why in warmed.failed.items()
+        ]
+    report["records_objects"] = burst.records
     return report
 
 
@@ -965,6 +1120,7 @@ def rehearse(
     profile: str | None,
     room_code: str,
     hub_url: str = HUB_URL,
+    rooms: tuple[str, ...] = ROOMS,
 ) -> int:
     """Run the rehearsal; 0 when every simulated attendee ran the cell, 2 when some failed."""
     try:
@@ -983,13 +1139,19 @@ def rehearse(
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         report = asyncio.run(
-            _rehearse(settings, attendees, timeout, output, profile, room_code, hub_url)
+            _rehearse(settings, attendees, timeout, output, profile, room_code, hub_url, rooms)
         )
     except KeyboardInterrupt:
         _progress("rehearsal interrupted; its simulated attendees were stopped and deleted")
         return 130
-    print(render_table(report))
-    print()
-    print(f"report.json and timeline.png are in {output} (the hub-data volume). Copy them out:")
+    for room_name, room_report in report["rooms"].items():
+        print(f"== {ROOM_TITLES[room_name]}")
+        print(render_table(room_report))
+        print()
+    if len(report["rooms"]) == len(ROOMS):
+        print(render_comparison(report["rooms"]))
+        print()
+    print(f"report.json and the timelines are in {output} (the hub-data volume). Copy them out:")
     print(f'  docker cp "$(docker compose ps -q hub)":{output} .')
-    return 2 if report["failures"] or report["cleanup_problems"] else 0
+    failed = any(room_report["failures"] for room_report in report["rooms"].values())
+    return 2 if failed or report["cleanup_problems"] else 0

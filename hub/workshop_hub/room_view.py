@@ -79,8 +79,11 @@ def attendee_row(
     states: list[ExerciseState],
     memory_bytes: int | None,
     now: float,
+    warm: bool = False,
 ) -> AttendeeRow:
     server, model = server_state(user, has_container=bool(labels))
+    if warm and server == "running":
+        server = "warm"  # started by warm-room; its rostered attendee has not logged in yet
     failing = [state for state in states if not state.passed]
     oldest = min(failing, key=lambda state: state.failing_since or now, default=None)
     last = max(states, key=lambda state: state.last_tried, default=None)
@@ -88,10 +91,10 @@ def attendee_row(
         name=user["name"],
         server=server,
         profile=labels.get(LABEL_PROFILE, ""),
-        gpu=labels.get(LABEL_GPU, "") if server in ("running", "starting") else "",
+        gpu=labels.get(LABEL_GPU, "") if server in ("running", "warm", "starting") else "",
         started=_epoch(model.get("started")),
         last_activity=_epoch(user.get("last_activity")),
-        memory_bytes=memory_bytes if server == "running" else None,
+        memory_bytes=memory_bytes if server in ("running", "warm") else None,
         lab=last.lab if last else None,
         stuck_since=oldest.failing_since if oldest else None,
         stuck_on=f"lab {oldest.lab} · {oldest.exercise}" if oldest else "",
@@ -112,6 +115,7 @@ def room_view(
     standings: Mapping[str, list[ExerciseState]],
     memory: Mapping[str, int],
     now: float,
+    warm: frozenset[str] = frozenset(),
 ) -> dict:
     """The console's whole page as JSON: the summary on top, then the rows. Admins (the hub's
     user models say who) are instructors, not attendees: they get no row."""
@@ -123,6 +127,7 @@ def room_view(
             standings.get(user["name"], []),
             memory.get(user["name"]),
             now,
+            warm=user["name"] in warm,
         )
         for user in users
         if user.get("kind", "user") == "user"

@@ -22,6 +22,7 @@ import difflib
 import ipaddress
 import math
 import re
+import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, make_dataclass
 from pathlib import Path
@@ -138,6 +139,40 @@ def parse_domain(text: str) -> str:
     if name and (len(name) > 253 or not re.fullmatch(rf"{label}(?:\.{label})+", name)):
         raise ValueError("use a DNS name such as workshop.example.org, or leave it empty")
     return name
+
+
+def parse_public_url(text: str) -> str:
+    """'' -> derived from the domain or the listen address; else an http(s) address, with /."""
+    url = text.strip()
+    if not url:
+        return ""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in {"http", "https"} or not parts.hostname or parts.query:
+        raise ValueError("use the address attendees open, such as https://workshop.example.org/")
+    return url if url.endswith("/") else url + "/"
+
+
+_CLOCK = re.compile(
+    r"(?P<hour>[01][0-9]|2[0-3]):(?P<minute>[0-5][0-9])(?P<offset>[+-](?:[01][0-9]|2[0-3]):[0-5][0-9]|Z)?"
+)
+
+
+def parse_clock_time(text: str) -> str:
+    """'' -> never; '8:45' -> '08:45+00:00'; '08:45+01:00' kept: a time of day with its
+    offset from UTC (UTC when none is given)."""
+    value = text.strip().upper()
+    if not value:
+        return ""
+    if re.fullmatch(r"[0-9]:[0-5][0-9].*", value):
+        value = "0" + value
+    match = _CLOCK.fullmatch(value)
+    if match is None:
+        raise ValueError(
+            "use a time of day HH:MM, in UTC or with its offset such as 08:45+01:00, or leave "
+            "it empty"
+        )
+    offset = match["offset"] or "+00:00"
+    return f"{match['hour']}:{match['minute']}{'+00:00' if offset == 'Z' else offset}"
 
 
 def parse_ip_address(text: str) -> str:
@@ -507,6 +542,27 @@ TABLE: list[Setting] = [
         "the host's CPU cores.",
     ),
     Setting(
+        "WORKSHOP_PUBLIC_URL",
+        Kind(str, "http(s) address, or empty", parse_public_url),
+        "",
+        "The address attendees open, printed on login cards. Empty: https://WORKSHOP_DOMAIN/, "
+        "else the plain-HTTP address on WORKSHOP_LISTEN_ADDRESS.",
+    ),
+    Setting(
+        "WORKSHOP_WARM_AT",
+        Kind(str, "time of day HH:MM (UTC, or with an offset), or empty", parse_clock_time),
+        "",
+        "When to start the rostered attendees' servers each day, e.g. 08:45+01:00 (UTC when "
+        "no offset is given); empty: only `workshop-hub warm-room` does.",
+    ),
+    Setting(
+        "WORKSHOP_WARM_HOLD",
+        DURATION,
+        "1h",
+        "How long a warmed server is kept from the idle culler while its attendee has not "
+        "logged in yet.",
+    ),
+    Setting(
         "WORKSHOP_MAX_SERVER_AGE",
         DURATION,
         "10h",
@@ -642,13 +698,15 @@ OTHER_NAMES: dict[str, str] = {
     "WORKSHOP_KEEP_TEST_STACKS": "keeps the end-to-end tests' stacks for debugging",
     "WORKSHOP_FAKE_GPU_BROKEN": "makes CI's stand-in NVIDIA hook fail",
 }
-# Set inside each attendee container by the hub or the lab image: a mistake anywhere else.
+# Set by the hub for its own parts (attendee containers, the console) or by the lab image: a
+# mistake anywhere else.
 ATTENDEE_NAMES: dict[str, str] = {
     "WORKSHOP_PROFILE": "set WORKSHOP_OFFER_CPU or WORKSHOP_GPUS instead",
     "WORKSHOP_GPU_MEMORY_FRACTION": "set WORKSHOP_ATTENDEES_PER_GPU instead",
     "WORKSHOP_IMAGE_FLAVOR": "set WORKSHOP_CPU_IMAGE or WORKSHOP_CUDA_IMAGE instead",
     "WORKSHOP_NOTEBOOKS_DIR": "the lab image sets it",
     "WORKSHOP_CONSOLE_URL": "the hub tells each attendee's kernels where the console is",
+    "WORKSHOP_PUBLIC_ADDRESS": "the hub tells the console the address on login cards",
 }
 
 WorkshopSettings = make_dataclass(

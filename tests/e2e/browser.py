@@ -29,3 +29,12 @@ def screenshot(page, name: str):
     path = SCREENSHOTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+def log_in(page, hub_url: str, name: str, password: str) -> None:
+    """The hub's login form, filled in and sent as a person does."""
+    page.goto(f"{hub_url}/hub/login")
+    page.fill("#username_input", name)
+    page.fill("#password_input", password)
+    page.click("#login_submit")
+    page.wait_for_load_state()

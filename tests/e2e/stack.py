@@ -183,6 +183,7 @@ class HubStack:
         env: dict[str, str] | None = None,
         folder: Path | None = None,
         timeout: float = COMPOSE_TIMEOUT_SECONDS,
+        stdin: str | None = None,
     ) -> subprocess.CompletedProcess:
         """Run compose on this project; `env` overrides some settings for this command only,
         `folder` is the project folder (the one `./` in the compose file means, with its
@@ -205,6 +206,7 @@ class HubStack:
             capture_output=True,
             text=True,
             timeout=timeout,
+            input=stdin,
         )
         if check and result.returncode != 0:
             raise RuntimeError(f"compose {' '.join(args)} failed:\n{result.stdout}{result.stderr}")
@@ -240,8 +242,12 @@ class HubStack:
         result = self.compose("logs", "--no-color", service, check=False)
         return result.stdout + result.stderr
 
-    def hub_exec(self, *command: str) -> subprocess.CompletedProcess:
-        return self.compose("exec", "-T", "hub", *command, check=False)
+    def hub_exec(
+        self, *command: str, stdin: str | None = None, timeout: float = COMPOSE_TIMEOUT_SECONDS
+    ) -> subprocess.CompletedProcess:
+        return self.compose(
+            "exec", "-T", "hub", *command, check=False, stdin=stdin, timeout=timeout
+        )
 
     def attendee_container(self, username: str):
         return self.docker.containers.get(f"{self.project}-{username}")

@@ -19,7 +19,7 @@ from workshop_hub.attendee_removal import docker_names
 from workshop_hub.disks import disk_paths
 from workshop_labs.notebooks import lab_sources, solutions_catalog
 
-from .browser import launch, screenshot
+from .browser import launch, log_in, screenshot
 from .hub_client import Attendee
 from .stack import ROOT, progress
 
@@ -465,11 +465,7 @@ def test_the_console_in_a_real_browser(hub, ada, kim, instructor):
         said = []  # the page's console, shown when the test fails
         page.on("console", lambda message: said.append(message.text))
         try:
-            page.goto(f"{hub.url}/hub/login")
-            page.fill("#username_input", "instructor")
-            page.fill("#password_input", password)
-            page.click("#login_submit")
-            page.wait_for_load_state()
+            log_in(page, hub.url, "instructor", password)
             page.goto(f"{hub.url}/{CONSOLE}")
             try:
                 page.wait_for_selector('tr[data-attendee="ada"]', timeout=30_000)

@@ -24,7 +24,7 @@ from playwright.sync_api import expect, sync_playwright
 from workshop_hub.guide import load_guide
 from workshop_labs.notebooks import lab_sources
 
-from .browser import SCREENSHOTS, launch, screenshot
+from .browser import SCREENSHOTS, launch, log_in, screenshot
 from .hub_client import Attendee
 from .stack import ROOT
 
@@ -69,13 +69,6 @@ def seconds_until(locator, timeout_s: float) -> float:
     started = time.monotonic()
     expect(locator).to_be_visible(timeout=int(timeout_s * 1000) + 15_000)
     return time.monotonic() - started
-
-
-def log_in(page, hub_url: str, name: str, password: str) -> None:
-    page.goto(f"{hub_url}/hub/login")
-    page.fill("#username_input", name)
-    page.fill("#password_input", password)
-    page.click("#login_submit")
 
 
 def toast(page, text: str):

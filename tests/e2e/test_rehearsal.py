@@ -32,40 +32,61 @@ def test_bad_input_gets_one_line(hub):
     assert "--attendees must be between 1 and" in result.stderr
 
 
-def test_rehearsal_of_two_attendees_reports_and_cleans_up(hub):
+def test_rehearsal_of_two_rooms_of_two_attendees_reports_and_cleans_up(hub):
     result = hub.hub_exec("workshop-hub", "rehearse", "--attendees", "2", "--output", OUTPUT)
     assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
-    progress(f"rehearsal of 2 attendees:\n{result.stdout}")
-    for expected in ("p50/floor", "login → ready", "first cell", "burst makespan", "docker cp"):
+    progress(f"rehearsal of 2 attendees in each room:\n{result.stdout}")
+    for expected in (
+        "Walk-in room",
+        "Warm room",
+        "p50/floor",
+        "login → ready",
+        "first cell",
+        "burst makespan",
+        "warming (ahead of time)",
+        "side by side",
+        "docker cp",
+    ):
         assert expected in result.stdout, result.stdout
-    # The live counter went to stderr.
-    assert "2/2 ready" in result.stderr, result.stderr
+    # The live counter went to stderr, once per room; the warming said how far it got.
+    assert result.stderr.count("2/2 ready") == 2, result.stderr
+    assert "2 of 2 ready, 0 starting or in line" in result.stderr, result.stderr
 
     report = json.loads(_hub_file(hub, f"{OUTPUT}/report.json"))
-    assert report["attendees"] == 2
-    assert report["failures"] == [] and report["cleanup_problems"] == []
-    names = [record["name"] for record in report["records"]]
-    assert len(names) == 2 and all(name.startswith("rehearsal-") for name in names)
-    for record in report["records"]:
-        assert record["failure"] is None
-        assert record["cell_output"] == "21.0"
-    for key, metric in report["metrics"].items():
-        assert metric["count"] == 2, key
-        assert None not in (metric["p50"], metric["p95"], metric["max"]), key
-        if metric["floor"] is not None:
-            assert metric["p50_ratio"] is not None and metric["max_ratio"] is not None, key
+    assert report["attendees"] == 2 and report["cleanup_problems"] == []
     for key, floor in report["floors"].items():
         assert floor > 0, key
-    assert report["metrics"]["server_start_s"]["floor"] > 0
-    assert report["metrics"]["memory_idle_bytes"]["floor"] > 0
-    assert report["makespan_s"] > 0 and report["cpu_floor_s"] > 0
-    assert report["makespan_ratio"] is not None
-    assert report["first_ready_s"] > 0
-    assert report["hub"]["cpu_s_per_spawn"] > 0
-    assert report["hub"]["hub_rss_bytes"] > 0 and report["hub"]["proxy_rss_bytes"] > 0
     assert report["host"]["cores"] > 0 and report["host"]["memory_bytes"] > 0
-
-    assert _hub_file(hub, f"{OUTPUT}/timeline.png").startswith(PNG_SIGNATURE)
+    assert sorted(report["rooms"]) == ["walk-in", "warm"]
+    names = []
+    for room_name, room in report["rooms"].items():
+        assert room["failures"] == [], room_name
+        room_names = [record["name"] for record in room["records"]]
+        assert len(room_names) == 2 and all(n.startswith("rehearsal-") for n in room_names)
+        names += room_names
+        for record in room["records"]:
+            assert record["failure"] is None
+            assert record["cell_output"] == "21.0"
+        for key, metric in room["metrics"].items():
+            assert metric["count"] == 2, (room_name, key)
+            assert None not in (metric["p50"], metric["p95"], metric["max"]), (room_name, key)
+            if metric["floor"] is not None:
+                assert metric["p50_ratio"] is not None and metric["max_ratio"] is not None, key
+        assert room["metrics"]["server_start_s"]["floor"] > 0
+        assert room["metrics"]["memory_idle_bytes"]["floor"] > 0
+        assert room["makespan_s"] > 0 and room["cpu_floor_s"] > 0
+        assert room["first_ready_s"] > 0
+        assert room["hub"]["cpu_s_per_spawn"] > 0
+        assert room["hub"]["hub_rss_bytes"] > 0 and room["hub"]["proxy_rss_bytes"] > 0
+        timeline = _hub_file(hub, f"{OUTPUT}/timeline-{room_name}.png")
+        assert timeline.startswith(PNG_SIGNATURE)
+    assert len(set(names)) == 4  # two rooms, four simulated attendees
+    # The warm room's servers were up before its burst: no queue, no start during it.
+    warm = report["rooms"]["warm"]
+    assert warm["warming"]["ready"] == 2 and warm["warming"]["seconds"] > 0
+    assert warm["warming"]["ratio"] is not None
+    assert warm["metrics"]["queue_wait_s"]["max"] == 0
+    assert warm["metrics"]["server_start_s"]["max"] == 0
 
     # Nothing left behind: users, containers (the floor's too), volumes, disks.
     token = hub.hub_exec("cat", str(credentials.REHEARSAL_TOKEN_FILE)).stdout.strip()

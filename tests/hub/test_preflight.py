@@ -82,6 +82,19 @@ def test_an_auto_room_always_fits_its_memory():
     assert verdict.status == PASS and "room of 3" in verdict.detail
 
 
+def test_the_warm_rooms_servers_are_counted_in_the_rooms_memory():
+    assert "warm room" not in by_check(preflight.verdicts(settings(), host()))
+    fits = by_check(
+        preflight.verdicts(settings(WORKSHOP_MAX_ATTENDEES="20"), host(rostered_waiting=12))
+    )["warm room"]
+    assert fits.status == PASS
+    assert "12 × 2.0 GB = 24.0 GB" in fits.detail and "8 for walk-ins" in fits.detail
+    # An auto room of 8 GB holds 3: a roster of 5 warm servers would not fit.
+    crowded = by_check(preflight.verdicts(settings(), host(mem_total=8 * GiB, rostered_waiting=5)))
+    assert crowded["warm room"].status == FAIL
+    assert "workshop-hub roster remove" in crowded["warm room"].advice
+
+
 def test_many_cores_promised_on_few_is_a_warning_not_a_blocker():
     found = preflight.verdicts(settings(WORKSHOP_MAX_ATTENDEES="30"), host(cores=8))
     assert by_check(found)["cores"].status == WARN  # 60 cores promised on 8

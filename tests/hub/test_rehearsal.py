@@ -1,3 +1,4 @@
+import argparse
 import contextlib
 import io
 import json
@@ -9,6 +10,7 @@ from pathlib import Path
 import numpy
 import pytest
 
+from workshop_hub.cli import _rooms
 from workshop_hub.rehearsal import (
     FIRST_CELL,
     FIRST_CELL_OUTPUT,
@@ -30,6 +32,7 @@ from workshop_hub.rehearsal import (
     process_role,
     process_usage,
     rehearsal_names,
+    render_comparison,
     render_table,
     stats_cpu_seconds,
     stats_memory,
@@ -272,3 +275,36 @@ def test_at_the_timeout_whoever_has_not_finished_failed():
     assert done.failure is None
     assert starting.failure == "not done within --timeout 900 s" and starting.phase == "failed"
     assert refused.failure == "login refused"
+
+
+def test_the_two_rooms_are_compared_side_by_side_and_the_warming_is_shown():
+    walk_in = build_report(
+        [_record("rehearsal-abcd-01", ready_at=9.0, queue_wait=4.0)],
+        FLOORS,
+        {"hub_cpu_s": 1.0},
+        HOST,
+    )
+    warm = build_report(
+        [_record("rehearsal-ef01-01", ready_at=1.1)], FLOORS, {"hub_cpu_s": 0.1}, HOST
+    )
+    warm["warming"] = {"seconds": 12.0, "ready": 1, "failed": {}, "cpu_floor_s": 6.0, "ratio": 2.0}
+    comparison = render_comparison({"walk-in": walk_in, "warm": warm})
+    assert "walk-in" in comparison.splitlines()[0] and "warm" in comparison.splitlines()[0]
+    login_to_ready = next(line for line in comparison.splitlines() if "login → ready" in line)
+    assert "8.90 (8.90) s" in login_to_ready and "1.00 (1.00) s" in login_to_ready
+    assert "warming (ahead of time):  12.0 s for 1 servers, 2.00x" in render_table(warm)
+    assert "warming" not in render_table(walk_in)
+
+
+@pytest.mark.parametrize(
+    ("given", "rooms"),
+    [("walk-in,warm", ("walk-in", "warm")), ("warm", ("warm",)), (" warm , warm ", ("warm",))],
+)
+def test_the_rooms_option_takes_known_rooms_only(given, rooms):
+    assert _rooms(given) == rooms
+
+
+@pytest.mark.parametrize("given", ["", "cold", "warm,cold"])
+def test_an_unknown_room_is_refused_with_the_choices(given):
+    with pytest.raises(argparse.ArgumentTypeError, match="walk-in, warm"):
+        _rooms(given)

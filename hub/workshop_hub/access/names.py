@@ -22,6 +22,10 @@ ALWAYS_RESERVED = frozenset(
 )
 # The compose services (docker-compose.yml): their names resolve on the hub's networks.
 COMPOSE_SERVICES = frozenset({"hub", "proxy", "firewall", "lab-cpu", "lab-cuda"})
+# The hub's services (jupyterhub_config.py, which refuses to start with one not listed here):
+# their names appear in URLs and tokens beside attendees'. Listed here so that the organizer's
+# commands (the roster) refuse them without the hub.
+HUB_SERVICES = frozenset({"idle-culler", "rehearsal", "console", "organizer"})
 # On the hub's data volume (credentials.HUB_DATA_DIR).
 INSTRUCTORS_EVER_FILE_NAME = "instructors-ever.json"
 
@@ -50,8 +54,14 @@ def remember_instructors(current: Iterable[str], path: Path | None = None) -> se
     return everyone
 
 
-def reserved_names(instructors_ever: Iterable[str], service_names: Iterable[str]) -> frozenset:
-    return ALWAYS_RESERVED | COMPOSE_SERVICES | frozenset(instructors_ever) | set(service_names)
+def reserved_names(instructors_ever: Iterable[str], service_names: Iterable[str] = ()) -> frozenset:
+    return (
+        ALWAYS_RESERVED
+        | COMPOSE_SERVICES
+        | HUB_SERVICES
+        | frozenset(instructors_ever)
+        | frozenset(service_names)
+    )
 
 
 def check_no_attendee_holds(instructors: Iterable[str], claimed: Iterable[str]) -> None:

@@ -44,6 +44,7 @@ from .rules import (
     check_images,
     check_memory,
     check_port,
+    check_warm_room,
 )
 from .tls import check_acme_ports, check_certificate, check_domain
 
@@ -60,6 +61,7 @@ def verdicts(
         ),
         *check_images(settings, facts),
         check_memory(settings, facts),
+        check_warm_room(settings, facts),
         check_cores(settings, facts),
         *check_disk(settings, facts),
         check_gpus(settings, facts),

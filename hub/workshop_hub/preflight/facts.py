@@ -75,6 +75,8 @@ class HostFacts:
     host_addresses: set[str] = field(default_factory=set)
     # The organizer's own certificate and key, as read on the host.
     tls: TlsFiles | None = None
+    # Rostered attendees who have not logged in yet: the servers warm-room will start.
+    rostered_waiting: int = 0
     # ACME: who holds each port the proxy publishes (OURS, FREE, or who else).
     acme_port_holders: dict[str, str] = field(default_factory=dict)
     # Each needed lab image's own check, once run (None: not run, --no-image-checks).

@@ -11,6 +11,7 @@ from docker.errors import APIError, ImageNotFound
 from docker.types import Mount
 
 from .. import credentials
+from ..access.roster import rostered_unused_names
 from ..disks import DISKS_ROOT, own_image
 from ..docker_host import (
     COMPOSE_PROJECT_LABEL,
@@ -20,6 +21,7 @@ from ..docker_host import (
 )
 from ..exposure import has_own_certificate, hub_port
 from ..firewall import HUB_SERVICE
+from ..passwords import PasswordStore
 from ..settings import COMPOSE_SETTINGS, PROJECT_ENV_FILE, WorkshopSettings
 from .facts import FREE, OURS, HostFacts, TlsFiles
 
@@ -98,6 +100,7 @@ def collect(
         env_file_mode=file_mode(PROJECT_ENV_FILE),
         port=hub_port(environ),
         own_certificate=has_own_certificate(environ),
+        rostered_waiting=rostered_waiting(),
     )
     helper = own_image(client)
     facts.port_holder = port_holder(client, helper, settings.listen_address, facts.port)
@@ -182,3 +185,11 @@ def read_tls_files(client: docker.DockerClient, image: str, environ: Mapping[str
     tls.cert, tls.cert_error = _read_on_host(client, image, tls.cert_path)
     tls.key, tls.key_error = _read_on_host(client, image, tls.key_path)
     return tls
+
+
+def rostered_waiting() -> int:
+    """How many rostered attendees have not used their login card (0 before the hub's first
+    start, when there is no login store yet)."""
+    if not credentials.ATTENDEE_PASSWORDS_FILE.parent.exists():
+        return 0
+    return len(rostered_unused_names(PasswordStore(credentials.ATTENDEE_PASSWORDS_FILE)))

@@ -82,6 +82,32 @@ def check_memory(settings: WorkshopSettings, facts: HostFacts) -> Verdict:
     )
 
 
+def check_warm_room(settings: WorkshopSettings, facts: HostFacts) -> Verdict | None:
+    """The servers warm-room starts for the roster take their memory before anyone arrives."""
+    if not facts.rostered_waiting:
+        return None
+    profiles = profiles_of(settings)
+    room = max_attendees(settings, profiles, facts.mem_total)
+    # warm-room starts the first profile unless told otherwise (workshop-hub warm-room).
+    held = facts.rostered_waiting * profiles[0].mem_limit
+    detail = (
+        f"{facts.rostered_waiting} rostered attendees not here yet: warm-room holds "
+        f"{facts.rostered_waiting} × {size_text(profiles[0].mem_limit)} = {size_text(held)} "
+        f"from the start, in a room of {room}"
+    )
+    if facts.rostered_waiting <= room and held + HOST_RESERVE <= facts.mem_total:
+        return Verdict(
+            "warm room", PASS, detail + f"; {room - facts.rostered_waiting} for walk-ins"
+        )
+    return Verdict(
+        "warm room",
+        FAIL,
+        detail,
+        "warm-room would fill the room before walk-ins arrive: take names off the roster "
+        "(`workshop-hub roster remove`), raise WORKSHOP_MAX_ATTENDEES, or use a bigger host",
+    )
+
+
 def check_cores(settings: WorkshopSettings, facts: HostFacts) -> Verdict:
     profiles = profiles_of(settings)
     room = max_attendees(settings, profiles, facts.mem_total)
