@@ -49,7 +49,7 @@ def test_rehearsal_of_two_rooms_of_two_attendees_reports_and_cleans_up(hub):
     ):
         assert expected in result.stdout, result.stdout
     # The live counter went to stderr, once per room; the warming said how far it got.
-    assert result.stderr.count("2/2 ready") == 2, result.stderr
+    assert result.stderr.count("2/2 ready (2 ran the cell)") == 2, result.stderr
     assert "2 of 2 ready, 0 starting or in line" in result.stderr, result.stderr
 
     report = json.loads(_hub_file(hub, f"{OUTPUT}/report.json"))

@@ -22,6 +22,7 @@ from workshop_hub.rehearsal import (
     build_report,
     check_hub,
     check_request,
+    compare_warming_with_spawns,
     counter_line,
     cpu_model,
     docker_names,
@@ -308,3 +309,17 @@ def test_the_rooms_option_takes_known_rooms_only(given, rooms):
 def test_an_unknown_room_is_refused_with_the_choices(given):
     with pytest.raises(argparse.ArgumentTypeError, match="walk-in, warm"):
         _rooms(given)
+
+
+def test_the_warming_is_held_against_the_walk_in_rooms_cost_of_a_spawn():
+    walk_in = build_report(
+        [_record("rehearsal-abcd-01", ready_at=9.0)], FLOORS, {"hub_cpu_s": 1.0}, HOST
+    )
+    warm = build_report([_record("rehearsal-ef01-01", ready_at=1.1)], FLOORS, {}, HOST)
+    warm["warming"] = {"seconds": 9.0, "ready": 1, "failed": {}}
+    compare_warming_with_spawns({"walk-in": walk_in, "warm": warm}, 3, HOST)
+    # 3 attendees × the walk-in room's 3.5 CPU-s per spawn (2.5 its container's, 1.0 the
+    # hub's) ÷ 2 cores = 5.25 s.
+    assert walk_in["metrics"]["total_cpu_s"]["p50"] == pytest.approx(3.5)
+    assert warm["warming"]["cpu_floor_s"] == pytest.approx(5.25)
+    assert warm["warming"]["ratio"] == pytest.approx(9.0 / 5.25)

@@ -18,7 +18,8 @@ from .roster import CardState
 
 # Medium error correction survives a crease or a smudge on a printed card.
 QR_ERROR_CORRECTION = "m"
-QR_SCALE = 3
+# 4 px a module: about 26 mm across on paper, read by any phone at arm's length.
+QR_SCALE = 4
 WHAT_TO_DO = (
     "Open the address, type your name, type this one-time password in the Room code box, and "
     "choose your own password (8 characters or more). The one-time password then stops working."
@@ -34,13 +35,19 @@ PAGE = string.Template("""<!DOCTYPE html>
   body { font: 13px system-ui, sans-serif; margin: 12px; }
   .intro { margin-bottom: 12px; }
   .cards { display: flex; flex-wrap: wrap; gap: 8px; }
-  .card { border: 1px dashed #888; padding: 10px 12px; width: 88mm; box-sizing: border-box;
-          break-inside: avoid; page-break-inside: avoid; display: flex; gap: 10px; }
+  /* Two cards across an A4 or Letter page; nothing may spill onto the next card (its QR code
+     would not read), so long addresses and names wrap inside their own card. */
+  .card { border: 1px dashed #888; padding: 10px 12px; width: 100mm; box-sizing: border-box;
+          break-inside: avoid; page-break-inside: avoid; display: flex; gap: 10px;
+          overflow: hidden; }
+  .card > div:last-child { flex: 1; min-width: 0; overflow-wrap: anywhere; }
   .card h2 { font-size: 16px; margin: 0 0 4px; }
-  .card dl { margin: 0; display: grid; grid-template-columns: auto 1fr; gap: 2px 8px; }
-  .card dt { color: #555; }
-  .card dd { margin: 0; font-family: ui-monospace, monospace; font-size: 14px; }
+  .card dl { margin: 0; }
+  .card dt { color: #555; font-size: 11px; }
+  .card dd { margin: 0 0 4px; font-family: ui-monospace, monospace; font-size: 14px; }
+  .card dd.one-time-password { font-size: 16px; white-space: nowrap; }
   .card p { margin: 6px 0 0; font-size: 11px; }
+  .qr { flex: none; }
   .qr svg { display: block; }
   @media print { .intro { display: none; } body { margin: 0; } }
 </style></head>
