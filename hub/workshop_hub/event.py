@@ -36,7 +36,17 @@ from docker.errors import APIError, ContainerError, DockerException, NotFound
 from docker.types import Mount
 from escapism import unescape
 
-from . import announcement, credentials, hands, instructor_actions, progress, rehearsal, solutions
+from . import (
+    announcement,
+    credentials,
+    hands,
+    instructor_actions,
+    progress,
+    rehearsal,
+    solutions,
+    warm_room,
+)
+from .access import roster
 from .disks import DiskError, WorkDisks, disk_paths, instance_folder, is_capped, own_image
 from .docker_host import (
     COMPOSE_ONE_OFF_LABEL,
@@ -110,6 +120,8 @@ HUB_STATE_MEANINGS = {
     instructor_actions.ACTIONS_LOG.name: "the console's log of instructor actions",
     solutions.REVEALED_FILE.name: "which solutions were revealed",
     rehearsal.OUTPUT_ROOT.name: "rehearsal reports",
+    roster.ROSTER_FILE.name: "the roster: names and one-time passwords of the login cards",
+    warm_room.WARM_FILE.name: "until when warm servers are kept from the idle culler",
 }
 # A volume in use by a container that is going away: how often, how long apart to try again.
 VOLUME_REMOVE_TRIES = 20
