@@ -82,6 +82,8 @@ def test_rostered_names_are_held_with_a_one_time_password_each(roster):
     passwords = {e.one_time_password for e in added}
     assert len(passwords) == 3 and all(len(p) == 14 for p in passwords)
     assert rostered_unused_names(roster.store) == {"ada", "grace", "alan"}
+    stored = roster.store.entries()
+    assert not any(entry.one_time_password.encode() in stored[entry.name] for entry in added)
     # Added again: nobody's card changes.
     added_again, already = add(roster)
     assert added_again == [] and already == ["ada", "grace", "alan"]
