@@ -84,6 +84,11 @@ FIRST_CELL = (
 )
 FIRST_CELL_OUTPUT = "21.0"
 FLOOR_START_TIMEOUT_S = 180
+# Warmed servers are left to settle before their attendees arrive (at 09:00 they have had
+# minutes): the burst starts once the host is quiet, or after SETTLE_LIMIT_S.
+SETTLE_WINDOW_S = 3.0
+SETTLE_BUSY_CORES = 0.25
+SETTLE_LIMIT_S = 120.0
 # Loopback and the attendee network only: never through a proxy from the environment.
 _direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -387,7 +392,8 @@ def render_table(report: dict) -> str:
             -1,
             f"warming (ahead of time):  {_number(warming['seconds'], 1)} s for "
             f"{warming['ready']} servers, {_times(warming['ratio'])} the CPU floor of "
-            f"{_number(warming['cpu_floor_s'], 1)} s (N × one spawn's CPU-s ÷ cores)",
+            f"{_number(warming['cpu_floor_s'], 1)} s (N × one spawn's CPU-s ÷ cores); then "
+            f"{_number(warming.get('settled_s'), 0)} s until the host was quiet",
         )
     lines += [f"  {failure['name']}: {failure['message']}" for failure in report["failures"]]
     return "\n".join(lines)
@@ -501,6 +507,29 @@ def hub_processes() -> dict[str, int]:
         if role is not None and role not in found:
             found[role] = int(entry.name)
     return found
+
+
+def host_busy_cores(stat: str) -> tuple[float, float]:
+    """(busy, total) CPU time in ticks from /proc/stat's first line (the whole host)."""
+    ticks = [int(value) for value in stat.splitlines()[0].split()[1:]]
+    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)  # idle and iowait
+    return sum(ticks) - idle, sum(ticks)
+
+
+async def settle(limit_s: float = SETTLE_LIMIT_S, progress=lambda line: None) -> float:
+    """Wait until the host is quiet (under SETTLE_BUSY_CORES busy for SETTLE_WINDOW_S), as a
+    warm room is by the time people arrive; the seconds it took (at most `limit_s`)."""
+    started = time.monotonic()
+    before = host_busy_cores(Path("/proc/stat").read_text())
+    while time.monotonic() - started < limit_s:
+        await asyncio.sleep(SETTLE_WINDOW_S)
+        after = host_busy_cores(Path("/proc/stat").read_text())
+        busy = (after[0] - before[0]) / max(after[1] - before[1], 1) * (os.cpu_count() or 1)
+        before = after
+        if busy < SETTLE_BUSY_CORES:
+            break
+        progress(f"warm room: settling, {busy:.1f} cores busy")
+    return time.monotonic() - started
 
 
 def process_usage(pid: int) -> tuple[float, int] | None:
@@ -1088,7 +1117,13 @@ async def _rehearse_room(
             timeout=max(deadline - CLEANUP_RESERVE_S - time.monotonic(), 1),
             warm_file=None,
         )
-        warming = {"seconds": warmed.seconds, "ready": len(warmed.ready), "failed": warmed.failed}
+        settled = await settle(progress=_progress)
+        warming = {
+            "seconds": warmed.seconds,
+            "ready": len(warmed.ready),
+            "failed": warmed.failed,
+            "settled_s": settled,
+        }
         burst = WarmBurst(settings, cards, profile, hub_url, _progress)
         _progress(f"burst: {len(names)} rostered attendees log in with their cards now")
     else:

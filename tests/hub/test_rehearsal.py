@@ -28,6 +28,7 @@ from workshop_hub.rehearsal import (
     docker_names,
     draw_timeline,
     event_phase,
+    host_busy_cores,
     parse_event,
     percentile,
     process_role,
@@ -323,3 +324,9 @@ def test_the_warming_is_held_against_the_walk_in_rooms_cost_of_a_spawn():
     assert walk_in["metrics"]["total_cpu_s"]["p50"] == pytest.approx(3.5)
     assert warm["warming"]["cpu_floor_s"] == pytest.approx(5.25)
     assert warm["warming"]["ratio"] == pytest.approx(9.0 / 5.25)
+
+
+def test_the_host_is_busy_by_its_non_idle_ticks():
+    # user nice system idle iowait irq softirq steal
+    busy, total = host_busy_cores("cpu  100 0 50 800 50 0 0 0 0 0\ncpu0 1 2 3 4\n")
+    assert (busy, total) == (150, 1000)
