@@ -85,9 +85,11 @@ FIRST_CELL = (
 FIRST_CELL_OUTPUT = "21.0"
 FLOOR_START_TIMEOUT_S = 180
 # Warmed servers are left to settle before their attendees arrive (at 09:00 they have had
-# minutes): the burst starts once the host is quiet, or after SETTLE_LIMIT_S.
+# minutes): the burst starts once the host is quiet, or after SETTLE_S_PER_SERVER for each
+# warmed server, SETTLE_LIMIT_S at most (a host with other servers running is never quiet).
 SETTLE_WINDOW_S = 3.0
 SETTLE_BUSY_CORES = 0.25
+SETTLE_S_PER_SERVER = 4.0
 SETTLE_LIMIT_S = 120.0
 # Loopback and the attendee network only: never through a proxy from the environment.
 _direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -516,7 +518,7 @@ def host_busy_cores(stat: str) -> tuple[float, float]:
     return sum(ticks) - idle, sum(ticks)
 
 
-async def settle(limit_s: float = SETTLE_LIMIT_S, progress=lambda line: None) -> float:
+async def settle(limit_s: float, progress=lambda line: None) -> float:
     """Wait until the host is quiet (under SETTLE_BUSY_CORES busy for SETTLE_WINDOW_S), as a
     warm room is by the time people arrive; the seconds it took (at most `limit_s`)."""
     started = time.monotonic()
@@ -1117,7 +1119,9 @@ async def _rehearse_room(
             timeout=max(deadline - CLEANUP_RESERVE_S - time.monotonic(), 1),
             warm_file=None,
         )
-        settled = await settle(progress=_progress)
+        settled = await settle(
+            min(SETTLE_S_PER_SERVER * len(names), SETTLE_LIMIT_S), progress=_progress
+        )
         warming = {
             "seconds": warmed.seconds,
             "ready": len(warmed.ready),
