@@ -23,6 +23,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -212,9 +213,12 @@ def _read_roster_file(file: str) -> bytes:
 
 def _forget_hub_user(name: str) -> None:
     """Delete a rostered name's user (and its warm server) so the room code can claim it."""
+    from .attendee_removal import RemovalFailed, delete_hub_user
+
+    deadline = time.monotonic() + sessions.STOP_WAIT_SECONDS
     try:
-        asyncio.run(sessions.delete_user_if_known(sessions.organizer_api(), name))
-    except sessions.ResetFailed as failed:
+        asyncio.run(delete_hub_user(sessions.organizer_api(), name, deadline))
+    except (sessions.ResetFailed, RemovalFailed) as failed:
         raise CommandError(
             f"{name} is off the roster, but the hub still knows the user ({failed}): delete "
             "it on the console, or run this again once the hub is up"

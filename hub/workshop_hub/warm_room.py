@@ -26,6 +26,7 @@ from . import credentials
 from .access.roster import rostered_unused_names
 from .access.sessions import HubApi, ResetFailed
 from .passwords import PasswordStore
+from .room_view import server_state
 
 WARM_FILE = credentials.HUB_DATA_DIR / "warm-room.json"
 # Start requests in flight at once: the hub answers each within its slow_spawn_timeout
@@ -51,14 +52,10 @@ class WarmResult:
     hold_until: float
 
 
-def _server_state(user: dict) -> str:
-    """'ready', 'pending' or 'stopped', from a user model of the REST API."""
-    server = (user.get("servers") or {}).get("")
-    if server and server.get("ready"):
-        return "ready"
-    if user.get("pending") or (server and server.get("pending")):
-        return "pending"
-    return "stopped"
+def _state(user: dict) -> str:
+    """The default server's state as the console names it (running, queued, stopping,
+    stopped...), from a user model of the REST API."""
+    return server_state(user, has_container=False)[0]
 
 
 async def _start(api: HubApi, name: str, options: dict, gate: asyncio.Semaphore) -> str | None:
@@ -71,7 +68,7 @@ async def _start(api: HubApi, name: str, options: dict, gate: asyncio.Semaphore)
                 if failed.status != 409:  # 409: the user exists already
                     raise
             user = await api.call("GET", f"/users/{quote(name)}")
-            if _server_state(user) != "stopped":
+            if _state(user) != "stopped":
                 return None
             await api.call("POST", f"/users/{quote(name)}/server", options)
         except ResetFailed as failed:
@@ -107,8 +104,8 @@ async def warm_room(
             *(api.call("GET", f"/users/{quote(name)}") for name in waiting)
         )
         for name, user in zip(list(waiting), states, strict=True):
-            state = _server_state(user)
-            if state == "ready":
+            state = _state(user)
+            if state == "running":
                 ready.append(name)
                 waiting.remove(name)
             elif state == "stopped":
@@ -147,11 +144,7 @@ def hold_until(warm_file: Path = WARM_FILE) -> float:
 def warm_names(store: PasswordStore, users: list[dict]) -> set[str]:
     """Rostered attendees whose server is up (or starting) and who have not logged in yet."""
     waiting = rostered_unused_names(store)
-    return {
-        user["name"]
-        for user in users
-        if user["name"] in waiting and _server_state(user) != "stopped"
-    }
+    return {user["name"] for user in users if user["name"] in waiting and _state(user) != "stopped"}
 
 
 async def keep_warm_servers(api: HubApi, store: PasswordStore, users: Callable) -> int:

@@ -154,18 +154,3 @@ async def revoke_attendee_tokens(api: HubApi, instructors: Iterable[str]) -> int
             if user.get("kind", "user") == "user" and user["name"] not in keep:
                 revoked += await revoke_tokens(api, user["name"])
     return revoked
-
-
-async def delete_user_if_known(api: HubApi, name: str) -> bool:
-    """Delete `name` (stopping its server first); False when the hub does not know it."""
-    try:
-        user = await api.call("GET", f"/users/{quote(name)}")
-    except ResetFailed as failed:
-        if failed.status == HTTPStatus.NOT_FOUND:
-            return False
-        raise
-    if user.get("servers") or user.get("pending"):
-        await api.call("DELETE", f"/users/{quote(name)}/server")
-        await _wait_until_stopped(api, name)
-    await api.call("DELETE", f"/users/{quote(name)}")
-    return True
