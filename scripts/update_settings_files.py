@@ -1,14 +1,14 @@
 #!/usr/bin/env python3
 """Rewrite what is generated from the settings table (hub/workshop_hub/settings.py):
 `.env.example`, the hub's `environment:` block in docker-compose.yml (every setting the hub
-reads but the secret ones, which it reads from .env itself) and the README's settings
-table. Run it after changing a setting; the tests fail while a file is stale.
+reads but the secret ones, which it reads from .env itself) and the settings table in
+docs/settings.md. Run it after changing a setting; the tests fail while a file is stale.
 
     python3 scripts/update_settings_files.py           # rewrite the stale files
     python3 scripts/update_settings_files.py --check   # only say which are stale (exit 1)
 
 Only the text between the BEGIN/END marker lines is rewritten in docker-compose.yml and
-README.md; .env.example is generated whole.
+docs/settings.md; .env.example is generated whole.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def replace_region(text: str, lines: list[str]) -> str:
 GENERATED: dict[str, Callable[[str], str]] = {
     ".env.example": lambda _current: render_env_example(),
     "docker-compose.yml": lambda current: replace_region(current, render_compose_environment()),
-    "README.md": lambda current: replace_region(current, render_readme_table()),
+    "docs/settings.md": lambda current: replace_region(current, render_readme_table()),
 }
 
 
