@@ -10,19 +10,24 @@ import sys
 
 import docker
 
-from workshop_hub import announcement, console, credentials, firewall
-from workshop_hub.access import names, sessions
-from workshop_hub.auth import max_names
-from workshop_hub.disks import DiskError
-from workshop_hub.exposure import (
+from workshop_hub import services
+from workshop_hub.access import credentials, names, sessions
+from workshop_hub.access.auth import max_names
+from workshop_hub.access.exposure import (
     attendee_origin_host,
     limit_request_bodies,
     log_exposure,
     public_address,
 )
-from workshop_hub.passwords import MIN_PASSWORD_LENGTH, PasswordStore
-from workshop_hub.profiles import START_PAGE_URL, WORK_DIR
-from workshop_hub.room import idle_culler_command
+from workshop_hub.access.passwords import MIN_PASSWORD_LENGTH, PasswordStore
+from workshop_hub.console import announcement
+from workshop_hub.console import service as console
+from workshop_hub.room import firewall
+from workshop_hub.room.disks import DiskError
+from workshop_hub.room.limits import idle_culler_command
+from workshop_hub.room.profiles import START_PAGE_URL, WORK_DIR
+from workshop_hub.room.spawner import WorkshopSpawner
+from workshop_hub.room.workshop import prepare_workshop
 from workshop_hub.settings import (
     PROJECT_ENV_FILE,
     USERNAME_PATTERN,
@@ -31,8 +36,6 @@ from workshop_hub.settings import (
     check_env_file,
     load_settings,
 )
-from workshop_hub.spawner import WorkshopSpawner
-from workshop_hub.workshop import prepare_workshop
 
 c = get_config()  # noqa: F821 (provided by JupyterHub when it loads this file)
 log = logging.getLogger("JupyterHub")
@@ -85,9 +88,9 @@ c.ConfigurableHTTPProxy.pid_file = "/tmp/jupyterhub-proxy.pid"
 # Attendee servers keep running when the hub restarts; the hub reconnects to them.
 c.JupyterHub.cleanup_servers = False
 c.JupyterHub.hub_ip = "0.0.0.0"
-c.JupyterHub.hub_port = firewall.HUB_API_PORT
+c.JupyterHub.hub_port = services.HUB_API_PORT
 # The compose service name: on the attendee network, the one network attendees share with it.
-c.JupyterHub.hub_connect_ip = firewall.HUB_SERVICE
+c.JupyterHub.hub_connect_ip = services.HUB_SERVICE
 c.JupyterHub.template_paths = ["/srv/jupyterhub/templates"]
 c.JupyterHub.template_vars = {
     # The instructor's announcement from the console, read at each page (announcement.py).
@@ -98,7 +101,7 @@ c.JupyterHub.template_vars = {
 }
 
 # A room of strangers: the room code claims a name once, the attendee's own password after.
-c.JupyterHub.authenticator_class = "workshop_hub.auth.WorkshopAuthenticator"
+c.JupyterHub.authenticator_class = "workshop_hub.access.auth.WorkshopAuthenticator"
 c.Authenticator.allow_all = True
 c.Authenticator.username_pattern = f"^{USERNAME_PATTERN}$"
 c.WorkshopAuthenticator.instructors = set(settings.admin_users)
@@ -112,7 +115,7 @@ c.WorkshopAuthenticator.max_names = max_names(settings)
 # Instructors are not JupyterHub admins: the admin role (which JupyterHub lets nobody change)
 # opens every attendee's server, and an attendee's server on the hub's own origin could then
 # act in the instructor's browser. They hold the instructor role instead: the console and
-# the REST API, not the attendees' servers or the hub's admin page (README: Security). Both
+# the REST API, not the attendees' servers or the hub's admin page (docs/security.md). Both
 # memberships are exact at every start: a name taken out of WORKSHOP_ADMIN_USERS loses them.
 c.JupyterHub.load_roles = [
     {"name": "admin", "users": []},
@@ -124,15 +127,16 @@ c.JupyterHub.load_roles = [
 ]
 
 # One container per attendee, on the attendee network, with the profiles and limits.
-c.JupyterHub.spawner_class = "workshop_hub.spawner.WorkshopSpawner"
+c.JupyterHub.spawner_class = "workshop_hub.room.spawner.WorkshopSpawner"
 WorkshopSpawner.workshop = workshop
-# The attendee network has no route out; the firewall service fences the rest (README).
+# The attendee network has no route out; the firewall service fences the rest
+# (docs/organizers.md, The network).
 c.DockerSpawner.network_name = firewall.attendee_network(settings.instance)
 c.DockerSpawner.use_internal_ip = True
-c.DockerSpawner.port = firewall.SERVER_PORT
+c.DockerSpawner.port = services.SERVER_PORT
 c.DockerSpawner.prefix = settings.instance
 c.DockerSpawner.name_template = "{prefix}-{username}"
-# The work volume is a capped disk of WORKSHOP_DISK_LIMIT (workshop_hub/disks.py).
+# The work volume is a capped disk of WORKSHOP_DISK_LIMIT (workshop_hub/room/disks.py).
 c.DockerSpawner.volumes = {f"{settings.instance}-user-{{username}}": WORK_DIR}
 c.DockerSpawner.notebook_dir = WORK_DIR
 # With WORKSHOP_ORIGIN_PER_ATTENDEE each attendee's server is NAME.<this host>, an origin
@@ -151,7 +155,7 @@ c.DockerSpawner.remove = True
 # Images are built locally; pulling happens at hub start (ensure_image), never per spawn.
 c.DockerSpawner.pull_policy = "never"
 # At 09:00 servers start WORKSHOP_SPAWN_CONCURRENCY at a time and the others wait in line,
-# seeing their place (workshop_hub/spawn_queue.py); JupyterHub's own limit would refuse them
+# seeing their place (workshop_hub/room/spawn_queue.py); JupyterHub's own limit would refuse them
 # with 429 instead. The start timeout covers the wait in line (an hour: 200 attendees on a
 # small host); once its turn comes a server has WorkshopSpawner's START_TIMEOUT_SECONDS.
 c.JupyterHub.concurrent_spawn_limit = 0
@@ -195,12 +199,12 @@ c.JupyterHub.services.append(
     }
 )
 
-# The instructor's console (workshop_hub/console.py): attendee kernels report every exercise
+# The instructor's console (workshop_hub/console/service.py): attendee kernels report every exercise
 # check to it, admins read the room's progress; the hub vouches for every caller's token.
 c.JupyterHub.services.append(
     {
-        "name": console.SERVICE_NAME,
-        "url": f"http://127.0.0.1:{firewall.CONSOLE_PORT}",
+        "name": services.CONSOLE_SERVICE,
+        "url": f"http://127.0.0.1:{services.CONSOLE_PORT}",
         "command": console.service_command(),
         "environment": {
             console.INSTANCE_ENV: settings.instance,
@@ -214,7 +218,7 @@ c.JupyterHub.services.append(
     }
 )
 c.JupyterHub.load_roles.append(
-    {"name": "console", "scopes": console.SCOPES, "services": [console.SERVICE_NAME]}
+    {"name": "console", "scopes": console.SCOPES, "services": [services.CONSOLE_SERVICE]}
 )
 
 # The organizer's commands in the hub's container (`workshop-hub reset-password`, `new-event`)

@@ -20,7 +20,7 @@ import uuid
 
 import docker
 
-from workshop_hub.disks import (
+from workshop_hub.room.disks import (
     PREPARE_SCRIPT,
     disk_paths,
     remove_instance_disks,

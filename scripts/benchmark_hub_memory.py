@@ -23,8 +23,8 @@ from concurrent.futures import ThreadPoolExecutor
 import docker
 import requests
 
-from workshop_hub.attendee_removal import docker_names
-from workshop_hub.disks import WorkDisks
+from workshop_hub.room.attendee_removal import docker_names
+from workshop_hub.room.disks import WorkDisks
 from workshop_hub.settings import load_settings
 
 PREFIX = "bench-mem-"

@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT / "hub"))
 from workshop_hub.settings import (  # noqa: E402
     render_compose_environment,
     render_env_example,
-    render_readme_table,
+    render_settings_table,
 )
 
 THIS = "scripts/update_settings_files.py"
@@ -51,7 +51,7 @@ def replace_region(text: str, lines: list[str]) -> str:
 GENERATED: dict[str, Callable[[str], str]] = {
     ".env.example": lambda _current: render_env_example(),
     "docker-compose.yml": lambda current: replace_region(current, render_compose_environment()),
-    "docs/settings.md": lambda current: replace_region(current, render_readme_table()),
+    "docs/settings.md": lambda current: replace_region(current, render_settings_table()),
 }
 
 

@@ -1,6 +1,7 @@
 """The real console service's app for tests, served on loopback in the test's event loop, with
 a hub that knows a few attendees' tokens (TOKENS) and no hub behind it: used by the console's
-own tests (tests/hub/test_console.py) and the attendee's help add-on's (tests/lab_extension)."""
+own tests (tests/hub/console/test_service.py) and the attendee's help add-on's
+(tests/lab_extension)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,11 @@ from jupyterhub.services.auth import HubAuth
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
-from workshop_hub.console import ConsoleApplication, Room, make_app
-from workshop_hub.hands import HandQueue
-from workshop_hub.progress import ProgressBook
-from workshop_hub.room_sources import Containers, HubUsers
-from workshop_hub.solutions import Solutions
+from workshop_hub.console.hands import HandQueue
+from workshop_hub.console.progress import ProgressBook
+from workshop_hub.console.room_sources import Containers, HubUsers
+from workshop_hub.console.service import ConsoleApplication, Room, make_app
+from workshop_hub.console.solutions import Solutions
 
 PREFIX = "/services/console/"
 # The tokens this test's hub knows, and whose they are.

@@ -3,7 +3,7 @@ and whether the hub reads it or only docker compose does.
 
 Everything else is derived from `TABLE`: the settings object of the hub (`WorkshopSettings`,
 one field per hub setting), `.env.example`, the hub's `environment:` block in
-docker-compose.yml and the README's settings table. The last three are rewritten by
+docker-compose.yml and the settings table of docs/settings.md. The last three are rewritten by
 `scripts/update_settings_files.py`; a test fails when one is stale.
 
 Settings come from environment variables (docker compose passes them from `.env`), except the
@@ -222,16 +222,28 @@ def parse_gpus(text: str) -> str | tuple[str, ...]:
 @dataclass(frozen=True)
 class Kind:
     type: Any
-    allowed: str  # for the README table
+    allowed: str  # for the settings table (docs/settings.md)
     parse: Callable[[str], Any]
     secret: bool = False  # never echoed in messages
 
 
 def format_size(size: int) -> str:
+    """A size in the settings' own notation ("2G", "512M"), which .env, Docker and the chart
+    read back: for a setting's default and the range a message offers to type."""
     for unit, factor in (("T", TiB), ("G", GiB), ("M", MiB), ("K", KiB)):
         if size >= factor and size % factor == 0:
             return f"{size // factor}{unit}"
     return str(size)
+
+
+def human_size(size: float) -> str:
+    """A size as people read it in messages and pages: binary units, named as such
+    ("1.9 GiB", "512.0 MiB", "900 B"). The labs' image has the same rule
+    (workshop_labs/units.py; a test keeps the two equal)."""
+    for unit, scale in (("TiB", TiB), ("GiB", GiB), ("MiB", MiB), ("KiB", KiB)):
+        if size >= scale:
+            return f"{size / scale:.1f} {unit}"
+    return f"{size:.0f} B"
 
 
 def _in_range(value, minimum, maximum, show: Callable[[Any], str], what: str):
@@ -333,7 +345,7 @@ FILE = Kind(str, "path of a file on this host, or empty", str.strip)
 
 # Who reads a setting. The hub parses its own settings into WorkshopSettings; compose reads
 # the others (images, ports, the proxy). COMPOSE_AND_HUB: compose's, also passed to the hub as
-# text for its start-up message (hub/workshop_hub/exposure.py) and the preflight's checks.
+# text for its start-up message (hub/workshop_hub/access/exposure.py) and the preflight's checks.
 HUB, COMPOSE, COMPOSE_AND_HUB = "hub", "compose", "compose, hub"
 
 
@@ -487,7 +499,7 @@ TABLE: list[Setting] = [
         "Serve each attendee's server on an origin of its own (NAME.localhost on this host; "
         "NAME.WORKSHOP_DOMAIN over HTTPS, which needs a wildcard DNS name and your own "
         "wildcard certificate in WORKSHOP_TLS_CERT): their pages can then never act in "
-        "another browser's session on the hub (README: Security).",
+        "another browser's session on the hub (docs/security.md).",
     ),
     Setting(
         "WORKSHOP_LISTEN_ADDRESS",
@@ -777,7 +789,7 @@ def with_secrets_from(env_file: Path | None, environ: Mapping[str, str]) -> dict
     """`environ`, with each secret setting that it leaves empty taken from `env_file`.
 
     A value in the environment wins, as in compose: `compose run -e`, or a Kubernetes Secret
-    that the chart puts in the hub pod's environment (workshop_hub/kubernetes.py).
+    that the chart puts in the hub pod's environment (workshop_hub/organizer/kubernetes.py).
     """
     merged = dict(environ)
     if env_file is None:
@@ -860,8 +872,8 @@ def render_compose_environment() -> list[str]:
     return [f"{s.env}: ${{{s.env}:-}}" for s in TABLE if s.passed_to_hub and not s.secret]
 
 
-def render_readme_table() -> list[str]:
-    """The README's settings table."""
+def render_settings_table() -> list[str]:
+    """The settings table of docs/settings.md."""
 
     def cell(text: str) -> str:
         return text.replace("|", "\\|")

@@ -19,6 +19,7 @@ from torch import nn
 from workshop_labs import data, plots
 from workshop_labs.checks import ExerciseNotSolved, calling, error_text, exercise, expect, passed
 from workshop_labs.timing import quartiles
+from workshop_labs.units import human_size
 
 # ----------------------------------------------------------------------------------------------
 # Figures and small helpers
@@ -29,14 +30,6 @@ _COLOURS = {"key": "#222222", "tensor": plots.PALETTE[0], "value": plots.PALETTE
 _MONO_CHAR_PT = 0.602  # advance width of one DejaVu Sans Mono character, in font sizes
 
 
-def _size_text(n_bytes: float) -> str:
-    for unit in ("B", "KiB", "MiB"):
-        if n_bytes < 1024:
-            return f"{n_bytes:.0f} {unit}" if unit == "B" else f"{n_bytes:.1f} {unit}"
-        n_bytes /= 1024
-    return f"{n_bytes:.1f} GiB"
-
-
 def _is_container(value: object) -> bool:
     return isinstance(value, Mapping | list | tuple)
 
@@ -45,7 +38,7 @@ def _leaf_text(value: object) -> tuple[str, str]:
     if isinstance(value, torch.Tensor):
         shape = "scalar" if value.dim() == 0 else "×".join(str(d) for d in value.shape)
         dtype = str(value.dtype).removeprefix("torch.")
-        size = _size_text(value.numel() * value.element_size())
+        size = human_size(value.numel() * value.element_size())
         return f"tensor {shape} · {dtype} · {value.device.type} · {size}", "tensor"
     text = repr(value)
     return (text if len(text) <= 40 else text[:37] + "..."), "value"

@@ -19,6 +19,7 @@ import torch
 from workshop_labs.modes import QUICK_ENV
 from workshop_labs.smoke.core import read_first_line
 from workshop_labs.smoke.system import CGROUP_ROOT, cgroup_limits, cgroup_number
+from workshop_labs.units import human_size
 
 T = TypeVar("T")
 
@@ -43,9 +44,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-GB = 1e9
 
 
 def memory_headroom(cgroup: Path = CGROUP_ROOT) -> int | None:
@@ -76,7 +74,7 @@ def make_room_for(what: str, needed_bytes: float, cgroup: Path = CGROUP_ROOT) ->
     headroom = memory_headroom(cgroup)
     if headroom is not None and headroom < needed_bytes:
         raise NotEnoughMemory(
-            f"{what} needs about {needed_bytes / GB:.1f} GB of memory and {headroom / GB:.1f} GB "
+            f"{what} needs about {human_size(needed_bytes)} of memory and {human_size(headroom)} "
             "is free: other labs' kernels hold the rest. In the Running tab (the ⏹ icon on the "
             "left) shut down every kernel but this notebook's, then run this cell again"
         )

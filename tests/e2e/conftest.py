@@ -69,7 +69,7 @@ def hub(lab_images):
 
 @pytest.fixture(scope="session")
 def access_code(hub) -> str:
-    """Read the way the README tells organizers to."""
+    """Read the way docs/organizers.md tells organizers to."""
     result = hub.hub_exec("workshop-hub", "access-code")
     assert result.returncode == 0, result.stderr
     return result.stdout.strip()

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import html
 import json
-import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -13,23 +11,8 @@ from dataclasses import dataclass
 import requests
 import websocket
 
-from workshop_hub.cell import CellReplies, execute_request
-
-
-def page_message(page: str) -> str:
-    """The error a person reads on a hub page: the spawn form's alert, the login form's
-    error, or the error box."""
-    patterns = (
-        r'class="spawn-error-msg[^"]*">(.*?)</p>',
-        r'<p class="login_error">(.*?)</p>',
-        r'<div class="error">(.*?)</div>',
-    )
-    for pattern in patterns:
-        found = re.search(pattern, page, re.DOTALL)
-        if found:
-            text = re.sub(r"<[^>]+>", " ", found.group(1))
-            return " ".join(html.unescape(text).split())
-    return page[-500:]
+from workshop_hub.organizer.cell import CellReplies, execute_request
+from workshop_hub.organizer.rehearsal import page_message
 
 
 class SpawnFailed(Exception):

@@ -23,8 +23,8 @@ from pathlib import Path
 import docker
 import requests
 
-from workshop_hub import firewall
-from workshop_hub.disks import DISKS_ROOT, remove_instance_disks
+from workshop_hub.room import firewall
+from workshop_hub.room.disks import DISKS_ROOT, remove_instance_disks
 from workshop_hub.settings import SECRETS
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from workshop_hub.disks import (
+from workshop_hub.room.disks import (
     DISKS_ROOT,
     DiskError,
     WorkDisks,
@@ -25,7 +25,7 @@ from workshop_hub.disks import (
     is_capped,
     remove_instance_disks,
 )
-from workshop_hub.profiles import LOG_FILE_SIZE, LOG_FILES, WORK_DIR
+from workshop_hub.room.profiles import LOG_FILE_SIZE, LOG_FILES, WORK_DIR
 from workshop_hub.settings import parse_size
 
 from .hub_client import Attendee, SpawnFailed, page_message

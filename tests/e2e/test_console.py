@@ -15,8 +15,8 @@ import requests
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import sync_playwright
 
-from workshop_hub.attendee_removal import docker_names
-from workshop_hub.disks import disk_paths
+from workshop_hub.room.attendee_removal import docker_names
+from workshop_hub.room.disks import disk_paths
 from workshop_labs.notebooks import lab_sources, solutions_catalog
 
 from .browser import launch, log_in, screenshot
@@ -59,7 +59,7 @@ def kim(hub, access_code) -> Attendee:
 
 @pytest.fixture(scope="module")
 def instructor(hub) -> Attendee:
-    """The admin, logged in with the admin password as the README tells organizers."""
+    """The admin, logged in with the admin password as docs/organizers.md tells organizers."""
     password = hub.hub_exec("workshop-hub", "admin-password").stdout.split()[-1]
     admin = Attendee(hub.url, "instructor", password=password)
     assert admin.login_as_admin(password).status_code == 200

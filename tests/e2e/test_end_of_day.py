@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from workshop_hub.disks import DISKS_ROOT, disk_paths
+from workshop_hub.room.disks import DISKS_ROOT, disk_paths
 
 from .conftest import MAIN_STACK_LIMITS
 from .hub_client import Attendee, page_message
@@ -149,7 +149,7 @@ def test_a_sparse_file_of_15_tib_costs_the_export_seconds(event_hub, eve, tmp_pa
 
 
 def wipe_event(stack: HubStack, shell_command: str):
-    """`docker compose run --rm hub ...` as the README tells organizers, with stdin as the
+    """`docker compose run --rm hub ...` as docs/organizers.md tells organizers, with stdin as the
     shell command gives it."""
     return stack.compose("run", "--rm", "-T", "hub", "sh", "-c", shell_command, check=False)
 

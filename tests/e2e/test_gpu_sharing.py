@@ -14,7 +14,7 @@ import pytest
 import requests
 import websocket
 
-from workshop_hub.profiles import LABEL_GPU
+from workshop_hub.room.profiles import LABEL_GPU
 
 from .hub_client import Attendee, SpawnFailed
 from .stack import ACCESS_CODE_OF_TESTS, BROKEN_HOOK_FLAG, HubStack, progress

@@ -21,7 +21,7 @@ import pytest
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import expect, sync_playwright
 
-from workshop_hub.guide import load_guide
+from workshop_hub.console.guide import load_guide
 from workshop_labs.notebooks import lab_sources
 
 from .browser import SCREENSHOTS, launch, log_in, screenshot

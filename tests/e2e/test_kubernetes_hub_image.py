@@ -16,7 +16,7 @@ import subprocess
 import kubernetes_validate
 import pytest
 
-from tests.hub.test_kubernetes import (
+from tests.hub.organizer.test_kubernetes import (
     CHART_MOUNT,
     CHART_POD_ENVIRONMENT,
     GPU_ROOM_SHARED_FOUR_WAYS,
@@ -25,8 +25,8 @@ from tests.hub.test_kubernetes import (
     unreachable_kube_config,
     values_for,
 )
-from workshop_hub import kubernetes
-from workshop_hub.console import SERVICE_NAME
+from workshop_hub.organizer import kubernetes
+from workshop_hub.services import CONSOLE_SERVICE
 
 from .stack import BUILD_LOCK, ROOT, TEST_PREFIX, owner_tag, progress
 
@@ -42,7 +42,7 @@ from jupyterhub.app import JupyterHub
 from kubernetes_asyncio.client import ApiClient
 from kubespawner import KubeSpawner
 from kubespawner.spawner import MockObject
-from workshop_hub.solutions import SOLUTIONS_CATALOG, load_catalog
+from workshop_hub.console.solutions import SOLUTIONS_CATALOG, load_catalog
 
 async def main():
     app = JupyterHub()
@@ -113,7 +113,7 @@ def test_the_hub_image_runs_the_charts_configuration(docker_client, kubernetes_h
     )
     report = json.loads(output.decode().strip().splitlines()[-1])
     assert report["authenticator"] == "WorkshopAuthenticator"
-    assert {SERVICE_NAME, "jupyterhub-idle-culler"} <= set(report["services"])
+    assert {CONSOLE_SERVICE, "jupyterhub-idle-culler"} <= set(report["services"])
     assert report["login_page"] and report["room_code_kept"]
     assert report["solutions"] > 0
     assert set(report["pods"]) == {"gpu", "cpu"}

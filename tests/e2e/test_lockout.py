@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
-from workshop_hub.auth import DEVICE_COOKIE
+from workshop_hub.access.auth import DEVICE_COOKIE
 
 from .hub_client import page_message
 

@@ -11,7 +11,7 @@ import time
 import pytest
 import requests
 
-from workshop_hub.throttle import ADDRESS_RULE
+from workshop_hub.access.throttle import ADDRESS_RULE
 
 from .hub_client import Attendee, page_message
 from .stack import ACCESS_CODE_OF_TESTS, ADMIN_PASSWORD_OF_TESTS, HubStack

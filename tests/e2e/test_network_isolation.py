@@ -24,7 +24,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from workshop_hub import firewall
+from workshop_hub import services
+from workshop_hub.room import firewall
 
 from .hub_client import Attendee
 from .stack import ACCESS_CODE_OF_TESTS, ADMIN_PASSWORD_OF_TESTS, HubStack, progress
@@ -239,7 +240,7 @@ def test_an_attendee_reaches_only_the_hub(hub, eve_and_victim):
             {
                 "outside": (outside.address, outside.port),
                 "host service": (gateway, on_host.port),
-                "other attendee": (victim_ip, firewall.SERVER_PORT),
+                "other attendee": (victim_ip, services.SERVER_PORT),
             },
         )
         assert "connected" not in results.values(), results

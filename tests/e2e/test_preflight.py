@@ -1,4 +1,4 @@
-"""`workshop-hub preflight` as the README tells organizers to run it
+"""`workshop-hub preflight` as docs/organizers.md tells organizers to run it
 (`docker compose run --rm hub workshop-hub preflight`), against the real stack: ready, the
 lab image's own check included; then not ready, with the right advice (and
 --no-image-checks, the quick re-check), when a lab image is missing, when the room is larger

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import requests
 
-from workshop_hub import credentials
-from workshop_hub.disks import DISKS_ROOT
-from workshop_hub.rehearsal import docker_names
+from workshop_hub.access import credentials
+from workshop_hub.organizer.rehearsal import docker_names
+from workshop_hub.room.disks import DISKS_ROOT
 
 from .stack import progress
 

@@ -21,8 +21,8 @@ import docker
 import pytest
 import requests
 
-from workshop_hub.disks import DISKS_ROOT
-from workshop_hub.throttle import MAX_KEYS
+from workshop_hub.access.throttle import MAX_KEYS
+from workshop_hub.room.disks import DISKS_ROOT
 
 from .hub_client import Attendee, SpawnFailed, page_message
 from .stack import ACCESS_CODE_OF_TESTS, HubStack, progress
@@ -177,7 +177,7 @@ def test_disks_written_full_never_fail_a_neighbours_save(bounded_room, tmp_path)
 
 # What strangers send in the flood below: eight 90 MB bodies each to the console and to the
 # hub's login, and this many distinct names, each a failed login: more than the login
-# throttle's table holds (workshop_hub/throttle.py), so it is full and forgets the oldest.
+# throttle's table holds (workshop_hub/access/throttle.py), so it is full and forgets the oldest.
 LARGE_BODY = 90 * 10**6
 LARGE_BODIES = 8
 FLOOD_NAMES = MAX_KEYS + 10_000

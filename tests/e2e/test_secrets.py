@@ -7,7 +7,7 @@ import json
 import secrets
 import subprocess
 
-from workshop_hub.docker_host import COMPOSE_PROJECT_LABEL, COMPOSE_SERVICE_LABEL
+from workshop_hub.room.docker_host import COMPOSE_PROJECT_LABEL, COMPOSE_SERVICE_LABEL
 
 from .hub_client import Attendee
 from .stack import HubStack, running

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 from docker.types import Mount
 
-from workshop_hub.preflight.facts import ImageCheck
-from workshop_hub.preflight.images import run_image_check
-from workshop_hub.profiles import cpu_profile, gpu_profile
+from workshop_hub.organizer.preflight.facts import ImageCheck
+from workshop_hub.organizer.preflight.images import run_image_check
+from workshop_hub.room.profiles import cpu_profile, gpu_profile
 from workshop_hub.settings import load_settings
 from workshop_labs.notebooks import lab_sources
 from workshop_labs.smoke import cli as smoke_cli

@@ -17,7 +17,7 @@ import pytest
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import sync_playwright
 
-from workshop_hub.spawner import RUNNING_CPU_SHARES
+from workshop_hub.room.spawner import RUNNING_CPU_SHARES
 
 from .browser import launch
 from .hub_client import Attendee

@@ -1,8 +1,8 @@
 """The room is warm at 09:00: a roster of three gets login cards, their servers start before
 they arrive, and each first login lands in a running JupyterLab.
 
-Against the real compose stack: the organizer's commands run in the hub's container as the
-README gives them, the instructor reads the cards page in a real browser (Chromium via
+Against the real compose stack: the organizer's commands run in the hub's container as
+docs/organizers.md gives them, the instructor reads the cards page in a real browser (Chromium via
 Playwright) and the QR codes are read back from its screenshot by an independent decoder
 (zxing-cpp); attendees log in over HTTP as a browser does.
 """

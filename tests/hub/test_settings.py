@@ -7,7 +7,12 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from workshop_hub.profiles import container_limits, cpu_profile, gpu_memory_fraction, gpu_profile
+from workshop_hub.room.profiles import (
+    container_limits,
+    cpu_profile,
+    gpu_memory_fraction,
+    gpu_profile,
+)
 from workshop_hub.settings import (
     COMPOSE_SETTINGS,
     SECRETS,
@@ -16,6 +21,7 @@ from workshop_hub.settings import (
     SettingsError,
     WorkshopSettings,
     check_env_file,
+    human_size,
     load_settings,
     parse_duration,
     parse_gpus,
@@ -24,6 +30,7 @@ from workshop_hub.settings import (
     render_compose_environment,
     render_env_example,
 )
+from workshop_labs import units as lab_units
 
 MiB, GiB = 1024**2, 1024**3
 INT64_MAX = 2**63 - 1
@@ -529,3 +536,19 @@ def test_a_correct_or_missing_dot_env_passes(tmp_path):
     )
     check_env_file(tmp_path / ".env")
     check_env_file(tmp_path / "absent" / ".env")
+
+
+@pytest.mark.parametrize(
+    "size, text",
+    [(0, "0 B"), (1023, "1023 B"), (1024, "1.0 KiB"), (1536, "1.5 KiB"), (2 * GiB, "2.0 GiB"),
+     (int(1.9 * GiB), "1.9 GiB"), (5 * 1024**4, "5.0 TiB")],
+)  # fmt: skip
+def test_sizes_read_the_same_in_the_hub_and_in_the_labs(size, text):
+    # Two images, two packages, one rule: what the preflight says about memory and what the
+    # image's own check says read alike.
+    assert human_size(size) == lab_units.human_size(size) == text
+
+
+@given(st.integers(min_value=0, max_value=2**63 - 1))
+def test_the_hub_and_the_labs_never_write_a_size_differently(size):
+    assert human_size(size) == lab_units.human_size(size)

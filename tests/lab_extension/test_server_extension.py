@@ -19,9 +19,9 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
 from tests.console_app import console_app, serve_on_loopback
 from workshop_help.handlers import NO_CONSOLE
-from workshop_hub.console import console_server
-from workshop_hub.hands import HandQueue
-from workshop_hub.progress import ProgressBook
+from workshop_hub.console.hands import HandQueue
+from workshop_hub.console.progress import ProgressBook
+from workshop_hub.console.service import console_server
 
 SERVER_START_TIMEOUT_S = 60
 

@@ -1,7 +1,7 @@
-"""The instructor's guide of every lab (labs/guide/labNN.toml, workshop_hub.guide) is true to
-its lab: a plan that fills the lab's minutes in the day, a word for each of its pictures, and
-notes for every exercise the lab has. That every wrong answer of the corpus meets one of the
-notes is checked where the corpus runs (test_check_corpus.py)."""
+"""The instructor's guide of every lab (labs/guide/labNN.toml, workshop_hub.console.guide) is
+true to its lab: a plan that fills the lab's minutes in the day, a word for each of its
+pictures, and notes for every exercise the lab has. That every wrong answer of the corpus
+meets one of the notes is checked where the corpus runs (test_check_corpus.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.labs.test_notebooks import FIGURE_CALL
-from workshop_hub.guide import load_guide
+from workshop_hub.console.guide import load_guide
 from workshop_labs import course
 from workshop_labs.notebooks import build_notebook, lab_sources, solutions_catalog
 

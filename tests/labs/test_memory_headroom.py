@@ -51,6 +51,7 @@ def test_a_full_container_is_told_which_kernels_to_shut_down(tmp_path):
     with pytest.raises(NotEnoughMemory) as refused:
         runtime.make_room_for("torchrun with two processes", 0.9e9, full)
     message = str(refused.value)
-    assert "needs about 0.9 GB" in message and "0.4 GB is free" in message
+    # 0.9 GB and 0.4 GB, said in binary units as everywhere.
+    assert "needs about 858.3 MiB" in message and "381.5 MiB is free" in message
     assert "shut down every kernel but this notebook's" in message
     runtime.make_room_for("torchrun with two processes", 0.3e9, full)  # fits: goes on

@@ -1,2 +1,3 @@
-"""Who gets in, and as whom: the client's real address, the names nobody can claim, and
-ending an attendee's sessions when the instructor resets them."""
+"""Who gets in, and as whom: the login and its room code, passwords and login cards, the
+throttle on guessing, the hub's secrets, the names nobody can claim, and the addresses the hub
+is reached at."""

@@ -13,7 +13,7 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
-from .. import credentials
+from . import credentials
 
 # The role that makes an instructor (jupyterhub_config.py); its members are not attendees.
 INSTRUCTOR_ROLE = "instructor"

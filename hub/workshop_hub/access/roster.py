@@ -25,9 +25,9 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .. import credentials
-from ..passwords import HELD, PasswordStore, is_one_time, one_time_hash
 from ..settings import USERNAME_PATTERN, USERNAME_RULE
+from . import credentials
+from .passwords import HELD, PasswordStore, is_one_time, one_time_hash
 
 ROSTER_FILE = credentials.HUB_DATA_DIR / "roster.json"
 # A registration list of a large room is a few kilobytes; this refuses anything else unread.

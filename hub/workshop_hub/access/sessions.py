@@ -22,9 +22,9 @@ from urllib.parse import quote
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
-from ..credentials import HUB_DATA_DIR, load_or_create
-from ..firewall import HUB_API_PORT
-from ..passwords import HELD, PasswordStore, check_resettable, hash_password
+from ..services import HUB_API_PORT
+from .credentials import HUB_DATA_DIR, load_or_create
+from .passwords import HELD, PasswordStore, check_resettable, hash_password
 
 # The `organizer` service's token, for the organizer's commands run in the hub's container.
 ORGANIZER_TOKEN_FILE = HUB_DATA_DIR / "organizer-token"

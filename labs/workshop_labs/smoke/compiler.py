@@ -36,7 +36,7 @@ def check_compile(options: Options, figures: dict) -> str:
             raise Failed(
                 f"torch.compile built its code but could not load it: {cause[:300]}. Fix: "
                 "/tmp (where inductor keeps it) is mounted noexec; mount it with exec, as the "
-                "hub does for attendees (workshop_hub/profiles.py)"
+                "hub does for attendees (workshop_hub/room/profiles.py)"
             ) from None
         raise Failed(
             f"torch.compile could not build for the CPU: {cause[:300]}. Fix: {FIX}"

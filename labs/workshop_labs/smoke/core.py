@@ -9,8 +9,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 PASS, WARN, SKIP, FAIL = "pass", "warn", "skip", "fail"
-MiB = 1024**2
-GiB = 1024**3
 
 STARTED = time.monotonic()
 
@@ -78,12 +76,3 @@ def read_first_line(path: Path) -> str | None:
         return path.read_text().strip().splitlines()[0]
     except (OSError, IndexError):
         return None
-
-
-def human_bytes(size: int | None) -> str:
-    if size is None:
-        return "unlimited"
-    for unit, scale in (("GiB", GiB), ("MiB", MiB), ("KiB", 1024)):
-        if size >= scale:
-            return f"{size / scale:.1f} {unit}"
-    return f"{size} B"

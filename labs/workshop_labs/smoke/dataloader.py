@@ -5,8 +5,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from workshop_labs.smoke.core import Failed, MiB, Options, Verdict, human_bytes, progress
+from workshop_labs.smoke.core import Failed, Options, Verdict, progress
 from workshop_labs.smoke.system import shm_size_bytes
+from workshop_labs.units import MiB, human_size
 
 
 class ShmHungryDataset:
@@ -61,10 +62,10 @@ def check_dataloader(options: Options, figures: dict) -> str:
     except Exception as error:
         raise Failed(
             f"DataLoader with {workers} workers failed: {root_cause(error)}. "
-            f"/dev/shm is {human_bytes(shm)}: give the "
+            f"/dev/shm is {human_size(shm)}: give the "
             "container more shared memory (WORKSHOP_SHM_SIZE, docker run --shm-size 512m)"
         ) from None
     seconds = time.perf_counter() - start
     figures["seconds"] = round(seconds, 3)
     figures["mib_per_second"] = round(len(dataset) / seconds, 1)
-    return f"{workers} workers moved {len(dataset)} MiB · /dev/shm {human_bytes(shm)}"
+    return f"{workers} workers moved {len(dataset)} MiB · /dev/shm {human_size(shm)}"

@@ -9,7 +9,6 @@ from typing import Any
 
 from workshop_labs.smoke.core import (
     Failed,
-    GiB,
     Options,
     Skipped,
     Verdict,
@@ -17,6 +16,7 @@ from workshop_labs.smoke.core import (
     read_first_line,
 )
 from workshop_labs.smoke.versions import NMS_EXPECTED, run_nms
+from workshop_labs.units import GiB
 
 
 def expected_gpu_count(nvidia_visible_devices: str | None) -> int | None:

@@ -7,7 +7,8 @@ import platform
 from pathlib import Path
 from typing import Any
 
-from workshop_labs.smoke.core import Options, human_bytes, read_first_line
+from workshop_labs.smoke.core import Options, read_first_line
+from workshop_labs.units import human_size
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 SHM_DIR = Path("/dev/shm")
@@ -74,7 +75,7 @@ def check_system(options: Options, figures: dict) -> str:
     cpus = limits["cpu_quota_cores"] or figures["cpus_usable"]
     return (
         f"uid {figures['uid']} · {cpus:g} CPUs"
-        f" · memory {human_bytes(limits['memory_limit_bytes'])}"
+        f" · memory {human_size(limits['memory_limit_bytes'])}"
         f" · pids {limits['pids_max'] or 'unlimited'}"
-        f" · /dev/shm {human_bytes(figures['shm_bytes'])}"
+        f" · /dev/shm {human_size(figures['shm_bytes'])}"
     )
