@@ -1,9 +1,9 @@
-"""The hub image for Kubernetes (docker/hub/Dockerfile, stage kubernetes-hub) runs the chart's
-configuration: built from this checkout, started as the chart starts it (uid 1000, the chart's
-ConfigMap and Secret mounted where the chart mounts them, its volume at /srv/jupyterhub), it
-initializes JupyterHub with the generated values (this project's login, the console, the
-culler) and KubeSpawner there builds each profile's pod. No cluster: the pods are checked
-against Kubernetes' schemas here instead of being created.
+"""The hub image for Kubernetes (docker/hub-kubernetes/Dockerfile) runs the chart's
+configuration: built from this checkout on the hub image compose builds, started as the chart
+starts it (uid 1000, the chart's ConfigMap and Secret mounted where the chart mounts them, its
+volume at /srv/jupyterhub), it initializes JupyterHub with the generated values (this
+project's login, the console, the culler) and KubeSpawner there builds each profile's pod. No
+cluster: the pods are checked against Kubernetes' schemas here instead of being created.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from tests.hub.organizer.test_kubernetes import (
 from workshop_hub.organizer import kubernetes
 from workshop_hub.services import CONSOLE_SERVICE
 
-from .stack import BUILD_LOCK, ROOT, TEST_PREFIX, owner_tag, progress
+from .stack import BUILD_LOCK, ROOT, TEST_IMAGES, TEST_PREFIX, owner_tag, progress
 
 IMAGE = f"{TEST_PREFIX}/hub:kubernetes"
 BUILD_TIMEOUT_S = 1200
@@ -72,17 +72,16 @@ asyncio.run(main())
 
 
 @pytest.fixture(scope="module")
-def kubernetes_hub_image(docker_client) -> str:
-    """The stage built from this checkout; cached layers make reruns fast."""
-    progress(f"building {IMAGE} (docker build --target kubernetes-hub)")
+def kubernetes_hub_image(docker_client, lab_images) -> str:
+    """Built on the test hub image (lab_images builds every image compose builds), as the
+    organizer builds it on theirs; cached layers make reruns fast."""
+    progress(f"building {IMAGE} (docker/hub-kubernetes/Dockerfile)")
     with open(BUILD_LOCK, "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         result = subprocess.run(
             [
-                "docker", "build", "-q", "-f", "docker/hub/Dockerfile",
-                "--target", "kubernetes-hub", "-t", IMAGE,
-                "--build-arg", f"BASE_IMAGE={os.environ.get('BASE_IMAGE', 'local/bookworm-py')}",
-                ".",
+                "docker", "build", "-q", "-f", "docker/hub-kubernetes/Dockerfile", "-t", IMAGE,
+                "--build-arg", f"HUB_IMAGE={TEST_IMAGES['WORKSHOP_HUB_IMAGE']}", ".",
             ],
             cwd=ROOT, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S,
         )  # fmt: skip

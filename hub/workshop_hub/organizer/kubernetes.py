@@ -4,7 +4,7 @@
 Zero to JupyterHub chart (z2jh), version CHART_VERSION: KubeSpawner gets the profiles, limits
 and hardening that WorkshopSpawner gives Docker containers, the chart gets the idle culler,
 the network policy, the pre-puller and user placeholders, and the hub (this package, in the
-image that docker/hub/Dockerfile's `kubernetes-hub` stage builds) keeps this project's login
+image that docker/hub-kubernetes/Dockerfile builds) keeps this project's login
 and the instructor's console, which finds the attendees' servers among the pods
 (AttendeePods) instead of Docker's containers.
 
@@ -139,7 +139,7 @@ CHART_KEYS = (
     "scheduling.userPlaceholder.resources",
 )
 
-# The hub image for the chart (docker/hub/Dockerfile, stage kubernetes-hub), as the organizer
+# The hub image for the chart (docker/hub-kubernetes/Dockerfile), as the organizer
 # tags it before pushing it to their registry.
 KUBERNETES_HUB_IMAGE = "pytorch-workshop-hub:kubernetes"
 # Where that image keeps the hub's page templates: the chart mounts the hub's own volume at
