@@ -22,6 +22,18 @@ TESTS = ROOT / "tests" / "hub"
 # Lower first: a module may import from its own part and from the parts below it.
 PARTS = ("access", "room", "console", "organizer")
 BENEATH_ALL = ("settings", "services")
+# Modules without a test file of their own, and where they are tested: what needs the real hub
+# or Docker end to end, and the preflight's parts as the one command they make up.
+TESTED_ELSEWHERE = {
+    "access.sessions": "tests/hub/console/test_instructor_actions.py",
+    "room.attendee_removal": "tests/e2e/test_console.py",
+    "room.workshop": "tests/e2e/test_hub.py",  # the hub's start, with every e2e stack
+    "organizer.preflight.facts": "tests/hub/organizer/test_preflight.py",
+    "organizer.preflight.host": "tests/hub/organizer/test_preflight.py",
+    "organizer.preflight.images": "tests/hub/organizer/test_preflight.py",
+    "organizer.preflight.rules": "tests/hub/organizer/test_preflight.py",
+    "organizer.preflight.tls": "tests/hub/organizer/test_preflight.py",
+}
 
 
 def module_name(path: Path, package: Path = PACKAGE) -> str:
@@ -145,14 +157,24 @@ def test_the_checks_catch_a_wrong_way_import_and_a_circle(tmp_path):
     assert circles(graph) == [["console.service", "console.view", "console.service"]]
 
 
+def module_under_test(path: Path) -> str:
+    """tests/hub/room/test_disks.py -> "room.disks"."""
+    return ".".join([*path.relative_to(TESTS).parent.parts, path.stem.removeprefix("test_")])
+
+
 def test_the_tests_mirror_the_package():
     """tests/hub/<part>/test_<module>.py for workshop_hub/<part>/<module>.py."""
     modules = set(import_graph())
-    orphans = [
-        str(path.relative_to(TESTS))
-        for path in TESTS.rglob("test_*.py")
-        if path.parent != TESTS
-        and ".".join([*path.relative_to(TESTS).parent.parts, path.stem.removeprefix("test_")])
-        not in modules
-    ]
+    test_files = [path for path in TESTS.rglob("test_*.py") if path.name != Path(__file__).name]
+    orphans = [str(path) for path in test_files if module_under_test(path) not in modules]
     assert not orphans, f"{orphans}: name each test file after the module it tests"
+    tested = {module_under_test(path) for path in test_files}
+    untested = sorted(
+        name
+        for name in modules
+        if name not in tested and name not in TESTED_ELSEWHERE and name not in ("", *PARTS)
+    )
+    assert not untested, f"{untested}: give each its tests/hub/<part>/test_<module>.py"
+    for name, where in TESTED_ELSEWHERE.items():
+        assert name not in tested, f"{name} has its own test file now: drop it from the list"
+        assert (ROOT / where).is_file(), f"{name}: {where} is gone; where is it tested now?"
