@@ -708,7 +708,7 @@ def _cookie(session: aiohttp.ClientSession, name: str, path: str) -> str:
 
 def page_message(page: str) -> str:
     """The error a person reads on a hub page (the login form's error, the spawn form's alert,
-    or the error box), as one line of text; else the page's last words."""
+    or the error box), whole, as one line of text; else the page's last words."""
     for pattern in (
         r'<p class="login_error">(.*?)</p>',
         r'class="spawn-error-msg[^"]*">(.*?)</p>',
@@ -716,7 +716,7 @@ def page_message(page: str) -> str:
     ):
         found = re.search(pattern, page, re.DOTALL)
         if found:
-            return _text_of(found.group(1))[:300]
+            return _text_of(found.group(1))
     return _text_of(page)[-300:]
 
 

@@ -338,4 +338,7 @@ def test_a_pages_message_is_the_text_a_person_reads():
     assert page_message(login) == "That name isn't yours ."
     spawn = '<div class="spawn-error-msg alert">Too many\n  servers &amp; a line</p>'
     assert page_message(spawn) == "Too many servers & a line"
+    # A long message is read to its end: its last words say what to do.
+    advice = "x " * 200 + "Start on CPU instead."
+    assert page_message(f'<p class="login_error">{advice}</p>').endswith("Start on CPU instead.")
     assert page_message("<html><body>" + "x " * 400 + "end</body></html>").endswith("x x end")
