@@ -1257,6 +1257,12 @@ report = {"rank": rank, "world_size": world_size, "parameter": "the last layer's
           "samples": first_batch, "own": own, "yours": yours, "averaged": averaged,
           "steps": steps, "identical": identical}
 Path(__file__).with_name(f"lab07_data_parallel_rank{rank}.json").write_text(json.dumps(report))
+# A clean goodbye: wait until every rank is done talking, then let go of the DDP model, which
+# holds the process group, so that destroy_process_group really closes it while Python still
+# runs. Otherwise gloo's threads may free the last tensors as Python shuts down, and the
+# process aborts ("terminate called without an active exception") after all its work is done.
+dist.barrier()
+del model
 dist.destroy_process_group()
 '''
 script = runtime.work_dir() / "lab07_data_parallel.py"
