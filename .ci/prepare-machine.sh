@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Prepares a bare CI machine for the tests: Docker engine and compose, a local base image
-# (no registry is reachable here), the host CA bundle for HTTPS inside builds, a local ACME
+# (no registry is reachable here) that trusts the host's CA bundle, a local ACME
 # server (pebble), a browser (chromium), and a fake NVIDIA hook so containers with a GPU device request can start
 # without a GPU.
 set -euo pipefail
@@ -51,6 +51,11 @@ if ! docker info >/dev/null 2>&1; then
 fi
 
 base_image=local/bookworm-py
+# Builds reach PyPI and npm through this machine's TLS-inspecting proxy, so the base image
+# trusts what this machine trusts, as a company's base image trusts its proxy
+# (docs/organizers.md: "Behind a proxy that inspects TLS"). The label records which bundle.
+host_ca=/etc/ssl/certs/ca-certificates.crt
+host_ca_sum=$(sha256sum "$host_ca" | cut -c1-16)
 if ! docker image inspect "$base_image" >/dev/null 2>&1; then
   step "Building the local base image $base_image with debootstrap (~1 min)"
   rootfs=$(mktemp -d)
@@ -58,5 +63,17 @@ if ! docker image inspect "$base_image" >/dev/null 2>&1; then
     || { tail -20 /tmp/debootstrap.log >&2; exit 1; }
   tar -C "$rootfs" -c . | docker import - "$base_image" >/dev/null
   rm -rf "$rootfs"
+fi
+if [ "$(docker image inspect -f '{{index .Config.Labels "host-ca"}}' "$base_image")" != "$host_ca_sum" ]; then
+  step "Making $base_image trust this machine's CA bundle"
+  context=$(mktemp -d)
+  cp "$host_ca" "$context/host-ca.crt"
+  printf '%s\n' "FROM $base_image" \
+    "COPY host-ca.crt /usr/local/share/ca-certificates/host-ca.crt" \
+    "RUN update-ca-certificates >/dev/null" \
+    "LABEL host-ca=$host_ca_sum" > "$context/Dockerfile"
+  DOCKER_BUILDKIT=0 docker build -q -t "$base_image" "$context" >/dev/null 2>"$context/log" \
+    || { cat "$context/log" >&2; exit 1; }
+  rm -rf "$context"
 fi
 echo "machine ready: $(docker --version), $(docker-compose --version), base image $base_image"

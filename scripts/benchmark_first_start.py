@@ -9,8 +9,8 @@ a machine that never built them; the base image stays, as after the README's set
 builds under image and project names of its own, so a running deployment and the tests'
 cache are never touched; its images and stack are removed afterwards.
 
-Goal: 300 s or less on a 2-core machine. BASE_IMAGE, CPU_TORCH_INDEX_URL and the build CA
-(docker/build-ca/*.crt, which a clone lacks) are passed on from this machine's set-up.
+Goal: 300 s or less on a 2-core machine. BASE_IMAGE and CPU_TORCH_INDEX_URL are passed on
+from this machine's set-up.
 Needs Docker and about 15 GB free per checkout while it runs.
 """
 
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -53,8 +52,6 @@ def say(line: str) -> None:
 def clone(ref: str, folder: Path) -> str:
     subprocess.run(["git", "clone", "--quiet", str(REPO_ROOT), str(folder)], check=True)
     subprocess.run(["git", "-C", str(folder), "checkout", "--quiet", ref], check=True)
-    for ca in (REPO_ROOT / "docker" / "build-ca").glob("*.crt"):
-        shutil.copy(ca, folder / "docker" / "build-ca" / ca.name)
     return subprocess.run(
         ["git", "-C", str(folder), "log", "-1", "--format=%h %s"],
         capture_output=True, text=True, check=True,

@@ -607,7 +607,8 @@ TABLE: list[Setting] = [
         "BASE_IMAGE",
         IMAGE,
         "python:3.11-slim-bookworm",
-        "Base of every image (a mirror's copy, say).",
+        "Base of every image: a mirror's copy, or one that trusts a TLS-inspecting proxy "
+        "(docs/organizers.md).",
         read_by=COMPOSE,
     ),
     Setting(
