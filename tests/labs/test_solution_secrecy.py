@@ -24,6 +24,9 @@ SHIPPED = [
     REPO / "labs" / "workshop_labs",
     REPO / "labs" / "START_HERE.md",
     REPO / "docker" / "lab",
+    REPO / "docker" / "pip-install.sh",
+    REPO / "lab-extension" / "workshop_help",
+    REPO / "lab-extension" / "labextension",
 ]
 LEFT_OUT_OF_CONTEXT = {"__pycache__", "workshop_labs.egg-info", ".ipynb_checkpoints"}
 
