@@ -15,5 +15,8 @@ fi
 if [ ! -x /opt/venv/bin/uv ]; then
   /opt/venv/bin/pip install --quiet --no-cache-dir --disable-pip-version-check -c "$constraints" uv
 fi
-exec /opt/venv/bin/uv pip install --python /opt/venv/bin/python --no-cache \
+# --compile-bytecode, as pip does: attendees cannot write to /opt/venv, so without .pyc files
+# every process would compile torch's modules again at each import (seconds, and memory that
+# lab 7's three torch processes do not have under an attendee's 2 GB).
+exec /opt/venv/bin/uv pip install --python /opt/venv/bin/python --no-cache --compile-bytecode \
   --index-strategy unsafe-best-match -c "$constraints" "$@"
