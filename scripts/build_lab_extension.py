@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import filecmp
+import json
 import os
 import shutil
 import subprocess
@@ -26,11 +27,14 @@ sys.path.insert(0, str(REPO_ROOT / "hub"))
 
 from workshop_hub.settings import COMPOSE_SETTINGS  # noqa: E402
 
-KEPT = REPO_ROOT / "lab-extension" / "labextension"
+SOURCE = REPO_ROOT / "lab-extension"
+# Where the build writes the page, below the source folder: package.json says.
+OUTPUT_DIR = json.loads((SOURCE / "package.json").read_text())["jupyterlab"]["outputDir"]
+KEPT = SOURCE / OUTPUT_DIR
 DOCKERFILE = REPO_ROOT / "docker" / "lab-extension" / "Dockerfile"
 IMAGE = "workshop-lab-extension-build:latest"
-# Where the Dockerfile's build writes the extension (package.json's jupyterlab.outputDir).
-BUILT_IN_IMAGE = "/opt/workshop/lab-extension/labextension"
+# The Dockerfile's copy of the source folder.
+BUILT_IN_IMAGE = f"/opt/workshop/lab-extension/{OUTPUT_DIR}"
 
 
 class BuildFailed(RuntimeError):

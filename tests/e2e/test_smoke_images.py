@@ -194,8 +194,7 @@ def test_the_image_ships_its_packages_compiled(docker_client, lab_images, slug):
         image, ["python", "-c", script], user=str(LAB_UID), network_disabled=True, remove=True
     ).decode()
     counts = {
-        name: (int(total), int(bare))
-        for name, total, bare in map(str.split, output.split("\n")[:-1])
+        name: (int(total), int(bare)) for name, total, bare in map(str.split, output.splitlines())
     }
     progress(f"[{slug}] modules without bytecode: {counts}")
     for name, (total, bare) in counts.items():
