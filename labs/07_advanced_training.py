@@ -1196,6 +1196,7 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
+import torch.distributed.nn  # before init_process_group: the end of this file says why
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
@@ -1257,10 +1258,12 @@ report = {"rank": rank, "world_size": world_size, "parameter": "the last layer's
           "samples": first_batch, "own": own, "yours": yours, "averaged": averaged,
           "steps": steps, "identical": identical}
 Path(__file__).with_name(f"lab07_data_parallel_rank{rank}.json").write_text(json.dumps(report))
-# A clean goodbye: wait until every rank is done talking, then let go of the DDP model, which
-# holds the process group, so that destroy_process_group really closes it while Python still
-# runs. Otherwise gloo's threads may free the last tensors as Python shuts down, and the
-# process aborts ("terminate called without an active exception") after all its work is done.
+# A clean goodbye: wait until every rank is done talking, let go of the DDP model (it holds
+# the process group), then close the group, which ends gloo's threads while Python still runs.
+# A gloo thread left running as Python shuts down can abort the process after all its work is
+# done: "terminate called without an active exception". DDP imports torch.distributed.nn,
+# which keeps the process group there is at its import for good; imported at the top, before
+# init_process_group, it keeps none.
 dist.barrier()
 del model
 dist.destroy_process_group()

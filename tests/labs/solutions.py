@@ -97,6 +97,16 @@ def solution_namespace(
     ``edits`` replaces text that occurs exactly once in the solution before it runs: the
     solution with one typical mistake.
     """
+    code = solution_source(number, name, edits=edits)
+    namespace = lab_namespace(number, *needs, **given)
+    filename = f"{lab_source(number).name} (solution defining {name})"
+    _run(ast.parse(code).body, namespace, filename)
+    return namespace
+
+
+def solution_source(number: int, name: str, *, edits: Iterable[tuple[str, str]] = ()) -> str:
+    """The code of lab ``number``'s published solution that defines ``name``, with ``edits``
+    applied as ``solution_namespace`` says."""
     source = lab_source(number)
     blocks = [
         solution_code(cell)
@@ -114,9 +124,20 @@ def solution_namespace(
                 f"{code.count(old)} times; an edit needs exactly one\n{code}"
             )
         code = code.replace(old, new)
-    namespace = lab_namespace(number, *needs, **given)
-    _run(ast.parse(code).body, namespace, f"{source.name} (solution defining {name})")
-    return namespace
+    return code
+
+
+def lab_constant(number: int, name: str) -> Any:
+    """The literal that lab ``number`` assigns to ``name`` at the top level of a cell."""
+    source = lab_source(number)
+    found = [
+        s.value
+        for s in _lab_statements(source)
+        if isinstance(s, ast.Assign) and _defines(s, name) and len(s.targets) == 1
+    ]
+    if len(found) != 1:
+        raise ValueError(f"{source.name}: {len(found)} cells assign {name!r}, expected one")
+    return ast.literal_eval(found[0])
 
 
 def solution(number: int, name: str, **options: Any) -> Any:

@@ -3,7 +3,11 @@ the solution."""
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -21,11 +25,13 @@ from torch.optim.lr_scheduler import (
 
 from tests.labs.solutions import (
     assert_runs_past_with_a_stand_in,
+    lab_constant,
     lab_namespace,
     solution,
+    solution_source,
     starter,
 )
-from workshop_labs import checks, lab07
+from workshop_labs import checks, data, lab07
 from workshop_labs.checks import ExerciseNotSolved
 
 CPU = torch.device("cpu")
@@ -804,3 +810,42 @@ def test_unsolved_average_gradients_goes_on_with_a_function_that_averages_nothin
     )
     assert stand_in.__name__ == "average_gradients"
     assert inspect.getsource(stand_in).lstrip().startswith("def average_gradients(model):")
+
+
+# The script the lab runs under torchrun, with the published average_gradients copied in, and
+# a last report: the threads each process still has after the script's own goodbye.
+THREADS_LEFT_REPORT = """
+import os
+tasks = Path("/proc/self/task")
+threads = [(tasks / task / "comm").read_text().strip() for task in os.listdir(tasks)]
+Path(__file__).with_name(f"threads_left_rank{rank}.json").write_text(json.dumps(threads))
+"""
+
+
+def test_the_data_parallel_script_ends_gloos_threads_before_python_shuts_down(tmp_path):
+    """A gloo thread still running as Python shuts down can abort a process after all its
+    work is done ("terminate called without an active exception": torchrun then fails the
+    lab's cell). It happened to lab 7 beside a CPU hog in two of three CI runs: torch 2.13's
+    torch.distributed.nn kept the process group, and so gloo's threads, past
+    destroy_process_group."""
+    script = tmp_path / "lab07_data_parallel.py"
+    torch.save(data.digits(), tmp_path / "lab07_digits.pt")
+    code = lab_constant(7, "DATA_PARALLEL_SCRIPT").replace(
+        "# average_gradients\n", solution_source(7, "average_gradients")
+    )
+    script.write_text(code + THREADS_LEFT_REPORT)
+    finished = subprocess.run(
+        [
+            *(sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc-per-node=2"),
+            *("--master-addr=127.0.0.1", f"--master-port={lab07.free_port()}", str(script), "1"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"},
+    )
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    assert "weights identical on all 2 ranks: True" in finished.stdout, finished.stdout
+    for rank in range(2):
+        threads = json.loads((tmp_path / f"threads_left_rank{rank}.json").read_text())
+        assert not [name for name in threads if "gloo" in name], f"rank {rank}: {threads}"
