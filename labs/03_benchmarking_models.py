@@ -323,10 +323,17 @@ one_at_a_time = lab03.check_timer(one_at_a_time, model, batch)
 #
 # The course's helper `timing.verdict(what, before_runs, after_runs)` applies the rule and
 # gives one line, which every lab prints. It needs every run, so we time with `time_runs`
-# one sample alone, and a batch of 8 divided by 8 (a batch this small keeps each operation
-# on one thread, so other programs busy on the machine cannot stall it halfway):
+# one sample alone, and a batch of 8 divided by 8.
+#
+# From here to the end of the lab we measure on **one thread**, as `Timer` does unless told
+# otherwise. With two threads, every large operation is split in two and waits for both
+# halves; when another program holds one of the cores, that wait can take longer than the
+# arithmetic, and whatever uses both threads loses by an amount that depends on the other
+# program, not on your change. One thread measures the work itself. (To report what a
+# program gains on all its threads, measure that too, on a machine kept quiet.)
 
 # %%
+torch.set_num_threads(1)
 alone_ms = time_runs(lambda: predict(model, batch[:1], batch_size=1), repeats=20)
 in_a_batch_ms = [ms / 8 for ms in time_runs(lambda: predict(model, batch[:8], 8), repeats=20)]
 print(
@@ -541,20 +548,12 @@ bottleneck = lab03.check_stages(bottleneck, prof_stages)
 # several batch sizes and report **throughput** (samples per second), the number that matters
 # for a job that must get through a dataset. We use the **median** run: noise from other
 # programs only ever *adds* time, and the median ignores a few disturbed runs. Each batch size
-# gets its verdict against batch size 1, by the rule of section 2.
-#
-# From here to the end of the lab we measure on **one thread**, as `Timer` does unless told
-# otherwise. With two threads, every large operation is split in two and waits for both
-# halves; when another program holds one of the cores, that wait can take longer than the
-# arithmetic, and whatever uses both threads loses by an amount that depends on the other
-# program, not on your change. One thread measures the work itself. (To report what a
-# program gains on all its threads, measure that too, on a machine kept quiet.)
+# gets its verdict against batch size 1, by the rule of section 2, still on one thread.
 
 # %%
 samples = X[: runtime.pick(full=1792, quick=256)]
 batch_sizes = [1, 8, 64, 256]
 runs_ms = {}
-torch.set_num_threads(1)
 for batch_size in runtime.progress(batch_sizes, desc="batch sizes"):
     runs_ms[batch_size] = time_runs(
         lambda bs=batch_size: predict(model, samples, bs),
