@@ -266,7 +266,7 @@ def verdict(device: torch.device, training: timing.Speedup, inference: timing.Sp
     if device.type == "cuda":
         return text + "The model is too small to keep the tensor cores busy: overhead dominates."
     if cpu_bf16_units() is False:
-        return text + "This CPU has no bfloat16 units: every cast costs and nothing gets faster."
+        return text + "This CPU has no bfloat16 units: every cast costs, and the math saves none."
     return text + "Casting costs more than the lower precision saves at these sizes."
 
 

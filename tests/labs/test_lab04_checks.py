@@ -458,8 +458,11 @@ def test_directions_count_leaves_out_verdicts_no_case_got():
     ],
     ids=["faster", "slower", "noise"],
 )
-def test_verdict_describes_the_measurement(runs, words):
-    """The sentence takes Speedups and says no more than their direction allows."""
+@pytest.mark.parametrize("bf16_units", [True, False, None], ids=["bf16", "no-bf16", "unknown"])
+def test_verdict_describes_the_measurement(runs, words, bf16_units, monkeypatch):
+    """The sentence takes Speedups and says no more than their direction allows, whatever
+    the CPU's bfloat16 units (each answer has its own sentence)."""
+    monkeypatch.setattr(lab04, "cpu_bf16_units", lambda: bf16_units)
     training = timing.speedup(*runs)
     sentence = lab04.verdict(DEVICE, training, timing.speedup(*NOISY_RUNS))
     assert str(training) in sentence and words in sentence
