@@ -173,11 +173,14 @@ def logged_in_browser(playwright, hub, password: str, hub_url: str | None = None
     browser = launch(playwright)
     context = browser.new_context(viewport={"width": 1400, "height": 900})
     page = context.new_page()
-    page.goto(f"{hub_url or hub.url}/hub/login")
+    # On to the hub's home page, never the instructor's own JupyterLab: whether she has a
+    # server depends on the tests before, and its requests under /user/ would blur the check
+    # that no page under /user/ reaches her browser.
+    page.goto(f"{hub_url or hub.url}/hub/login?next=/hub/home")
     page.fill("#username_input", "instructor")
     page.fill("#password_input", password)
     page.click("#login_submit")
-    page.wait_for_load_state()
+    page.wait_for_url(re.compile(r"/hub/home"), timeout=30_000)
     return browser, context, page
 
 
